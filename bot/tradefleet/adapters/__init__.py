@@ -1,0 +1,1 @@
+"""Edges that talk to an exchange: market-data feed, REST, execution, user data stream."""

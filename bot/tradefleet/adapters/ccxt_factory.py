@@ -1,0 +1,69 @@
+"""Build ccxt Binance clients, optionally pointed at another base URL (the simulator, testnet).
+
+ccxt stays unmodified: only its `urls` change. Only spot markets are loaded, so a simulator (or a
+restricted network) that serves no futures endpoints still works.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+TESTNET_REST = "https://testnet.binance.vision"
+TESTNET_WS = "wss://stream.testnet.binance.vision"
+TESTNET_WS_API = "wss://ws-api.testnet.binance.vision/ws-api/v3"
+
+
+def _spot_options() -> dict[str, Any]:
+    return {
+        "defaultType": "spot",
+        "fetchMarkets": {"types": ["spot"]},
+        "fetchCurrencies": False,
+        "adjustForTimeDifference": False,
+    }
+
+
+def point_at(exchange: Any, rest_url: str | None, ws_url: str | None = None) -> Any:
+    """Rewrite a ccxt binance (async or pro) client's spot endpoints to `rest_url`/`ws_url`."""
+    if rest_url:
+        base = rest_url.rstrip("/")
+        api = exchange.urls["api"]
+        api["public"] = f"{base}/api/v3"
+        api["private"] = f"{base}/api/v3"
+        api["v1"] = f"{base}/api/v1"
+        api["sapi"] = f"{base}/sapi/v1"
+    if ws_url:
+        ws = exchange.urls["api"].get("ws")
+        if isinstance(ws, dict):
+            ws["spot"] = f"{ws_url.rstrip('/')}/ws"
+    return exchange
+
+
+def make_binance(
+    *,
+    rest_url: str | None = None,
+    ws_url: str | None = None,
+    api_key: str | None = None,
+    secret: str | None = None,
+    testnet: bool = False,
+    pro: bool = False,
+    timeout_ms: int = 10_000,
+) -> Any:
+    """A ccxt async Binance spot client. `pro=True` gives the ccxt.pro (websocket) flavour."""
+    if pro:
+        import ccxt.pro as ccxt_mod
+    else:
+        import ccxt.async_support as ccxt_mod
+
+    params: dict[str, Any] = {
+        "enableRateLimit": True,
+        "timeout": timeout_ms,
+        "options": _spot_options(),
+    }
+    if api_key:
+        params["apiKey"] = api_key
+    if secret:
+        params["secret"] = secret
+    exchange = ccxt_mod.binance(params)
+    if testnet and not rest_url:
+        rest_url, ws_url = TESTNET_REST, ws_url or TESTNET_WS
+    return point_at(exchange, rest_url, ws_url)

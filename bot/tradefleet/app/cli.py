@@ -1,0 +1,40 @@
+"""`tradefleet` console entry: one subcommand per process kind. Imports are lazy so `tradefleet sim`
+does not load kopf and `tradefleet operator` does not load ccxt."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "bot": ("tradefleet.app.bot_main", "run one trading bot (config from --config and TRADEFLEET_*)"),
+    "demo": ("tradefleet.app.demo", "simulator + bot on embedded defaults, live view in the terminal"),
+    "sim": ("tradefleet_sim.cli", "the Binance-compatible exchange simulator"),
+    "operator": ("tradingbot_operator.cli", "the kopf operator that runs one bot per TradingBot"),
+    "report": ("tradefleet.app.report", "render price, SMAs, signals and orders from a store to HTML"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: tradefleet COMMAND [options]", "", "commands:"]
+    lines += [f"  {name:<9} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines.append("\n`tradefleet COMMAND --help` for a command's options.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"tradefleet: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    result: int = module.main(rest)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""tradefleet.engine"""

@@ -1,0 +1,161 @@
+"""The small Protocols at the edges of a bot. Each real edge (websocket feed, ccxt REST, SQLite,
+MongoDB, Redis) implements one; tests swap in the exchange simulator or the embedded store, never
+a mock of our own code.
+
+Only signatures live here. Adding a method is fine; renaming one means updating every implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from tradefleet.domain.market import DepthSnapshot, MarketEvent
+from tradefleet.domain.models import Candle, Order, OrderUpdate, Position, PriceSample, Signal
+
+
+class VenueAdapter(Protocol):
+    """One exchange's market-data dialect: builds the stream URL and parses frames. It owns no socket;
+    the shared feed loop does (one connect/reconnect loop for every venue)."""
+
+    name: str
+
+    def stream_url(self, base_ws_url: str, market_id: str, kline_interval: str) -> str: ...
+
+    def parse(self, frame: str | bytes) -> MarketEvent | None:
+        """Return the event, None for frames to ignore (subscription acks), raise MalformedFrame."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolRules:
+    """What exchangeInfo says about sizes: LOT_SIZE, MARKET_LOT_SIZE, MIN_NOTIONAL/NOTIONAL, PRICE_FILTER."""
+
+    market_id: str
+    base_asset: str
+    quote_asset: str
+    step_size: Decimal
+    min_qty: Decimal
+    max_qty: Decimal
+    tick_size: Decimal
+    min_notional: Decimal
+
+
+class MarketRest(Protocol):
+    """Public REST: the depth snapshot for book sync, candle history for warm-up, symbol rules."""
+
+    async def fetch_depth_snapshot(self, market_id: str, limit: int) -> DepthSnapshot: ...
+
+    async def fetch_candles(self, symbol: str, interval: str, since_ms: int, until_ms: int) -> list[Candle]:
+        """Closed candles with open_time in [since_ms, until_ms), paging as needed."""
+        ...
+
+    async def fetch_symbol_rules(self, symbol: str) -> SymbolRules: ...
+
+    async def close(self) -> None: ...
+
+
+class Execution(Protocol):
+    """Places and follows orders: paper (fills against the local book) or a real exchange (ccxt)."""
+
+    async def submit(self, order: Order) -> OrderUpdate:
+        """Send the order. Raises ExecutionUnknown when the outcome is unknown (query, never re-send),
+        OrderRejected when refused, RateLimited/ExchangeUnavailable when it certainly did not leave."""
+        ...
+
+    async def query(self, order: Order) -> OrderUpdate | None:
+        """The exchange's view of an order by client order id; None when the exchange never saw it."""
+        ...
+
+    async def open_orders(self, symbol: str) -> list[OrderUpdate]: ...
+
+    def updates(self) -> AsyncIterator[OrderUpdate]:
+        """Order reports as they arrive (user data stream, or the paper engine's own)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Store(Protocol):
+    """Where a bot's history lives. Every write is idempotent (unique keys), so a retry after an
+    outage, a restart or a second replica never duplicates a record."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable if the store cannot be written."""
+        ...
+
+    async def write_prices(self, samples: Sequence[PriceSample]) -> None: ...
+
+    async def write_candles(self, candles: Sequence[Candle]) -> None: ...
+
+    async def insert_signal(self, signal: Signal) -> bool:
+        """Store a signal; False if a signal with that id already exists (nothing changes then)."""
+        ...
+
+    async def update_signal_action(self, signal_id: str, action: str) -> None: ...
+
+    async def insert_order(self, order: Order) -> bool:
+        """Store a new order; False if that client order id already exists."""
+        ...
+
+    async def apply_order_update(self, update: OrderUpdate) -> Order | None:
+        """Append the update to the order's history (idempotent) and move the order document to the
+        newest state (never backwards). Returns the order as now stored, None for an unknown id."""
+        ...
+
+    async def get_order(self, client_order_id: str) -> Order | None: ...
+
+    async def open_orders(self, bot: str) -> list[Order]:
+        """Orders of this bot that are not final (PENDING, NEW, PARTIALLY_FILLED)."""
+        ...
+
+    async def order_updates(self, client_order_id: str) -> list[OrderUpdate]: ...
+
+    async def orders(self, bot: str) -> list[Order]: ...
+
+    async def signals(self, bot: str) -> list[Signal]: ...
+
+    async def candles(self, symbol: str, interval: str) -> list[Candle]: ...
+
+    async def prices(self, bot: str, limit: int = 1000) -> list[PriceSample]: ...
+
+    async def save_position(self, position: Position) -> None: ...
+
+    async def load_position(self, bot: str, symbol: str) -> Position | None: ...
+
+
+class Lease(Protocol):
+    """Leadership of one bot among its replicas. Only the holder may submit orders, and only while
+    `may_trade()` says so (checked right before each submit, with the fencing token attached)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def may_trade(self) -> bool:
+        """True only while this replica holds the lease with a safety margin left (monotonic clock)."""
+        ...
+
+    @property
+    def fencing_token(self) -> int | None: ...
+
+    @property
+    def state(self) -> str:
+        """leader | standby | unknown (cannot reach the coordinator)"""
+        ...
+
+
+class EventPublisher(Protocol):
+    """Signals, order updates and status for other consumers (Redis Streams, or nothing)."""
+
+    async def publish(self, kind: str, payload: dict[str, object]) -> None: ...
+
+    async def set_status(self, status: dict[str, object]) -> None: ...
+
+    async def close(self) -> None: ...
