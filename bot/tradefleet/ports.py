@@ -142,6 +142,11 @@ class Lease(Protocol):
         """True only while this replica holds the lease with a safety margin left (monotonic clock)."""
         ...
 
+    async def confirm(self) -> bool:
+        """Ask the coordinator (server side) whether this replica still holds the lease with its
+        fencing token. Called right before an order leaves; False means do not submit."""
+        ...
+
     @property
     def fencing_token(self) -> int | None: ...
 
