@@ -2,23 +2,53 @@
 
 One `BotMetrics` per bot process (and per test: each test gets a fresh `CollectorRegistry`, so
 counters never leak between tests). Names follow Prometheus conventions: `_total` counters,
-`_seconds` histograms in base units, `_bytes` for sizes.
+`_seconds` histograms in base units, `_bytes` for sizes, `_timestamp_seconds` for points in time
+(an age is `time() - x` in PromQL, so a stuck process cannot report a fresh-looking age).
 
-Loss ratio in PromQL (documented in the README):
-    rate(tradefleet_sequence_gaps_total[5m]) / rate(tradefleet_messages_total{stream="depth"}[5m])
-    rate(tradefleet_malformed_frames_total[5m]) / rate(tradefleet_messages_total[5m])
-    rate(tradefleet_store_dropped_total[5m]) / rate(tradefleet_store_enqueued_total[5m])
+This module only declares metrics. It refuses to read the clock, the process or the network: process
+CPU/memory come from `tradefleet.web.process_metrics` (psutil + prometheus_client's own collectors),
+and who observes what is the business of the component that does the work.
+
+Identity: `tradefleet_bot_info{bot,exchange,symbol,mode,interval} 1` (set by `set_identity`) joins the
+bot's name onto any series of the same scrape target:
+    tradefleet_leader * on(job, instance) group_left(bot) tradefleet_bot_info
+
+Derived rates and ratios (the dashboard `dashboards/tradefleet.json` uses exactly these):
+    latency p99 per operation:
+        histogram_quantile(0.99,
+          sum by (le, operation) (rate(tradefleet_operation_latency_seconds_bucket[5m])))
+    market-data frames per second:   sum by (stream) (rate(tradefleet_messages_total[5m]))
+    depth loss ratio (gaps per diff):
+        rate(tradefleet_sequence_gaps_total[5m]) / rate(tradefleet_messages_total{stream="depth"}[5m])
+    malformed ratio:  rate(tradefleet_malformed_frames_total[5m]) / sum(rate(tradefleet_messages_total[5m]))
+    store loss ratio (price samples; nothing else is ever dropped):
+        rate(tradefleet_store_dropped_total[5m]) / rate(tradefleet_store_enqueued_total{kind="price"}[5m])
+    store error rate: sum by (kind) (rate(tradefleet_store_write_failures_total[5m]))
+    REST error rate:  sum by (kind) (rate(tradefleet_rest_errors_total[5m]))
+    CPU (cores):      rate(process_cpu_seconds_total[5m])   (or tradefleet_process_cpu_percent / 100)
+    book age:         time() - tradefleet_book_last_update_timestamp_seconds
+    leaders per bot (must be exactly 1):
+        sum by (bot) (tradefleet_leader * on(job, instance) group_left(bot) tradefleet_bot_info)
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-# Microseconds to seconds: the hot path lives in 10 µs – 1 ms, REST round trips in 1 ms – 5 s.
+# Microseconds to seconds: the hot path lives in 5 µs – 1 ms, REST round trips in 1 ms – 10 s.
+# A 1-2.5-5 ladder per decade keeps histogram_quantile's interpolation error below ~2.5x anywhere.
 LATENCY_BUCKETS = (
-    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5,
+    0.000_001, 0.000_002_5, 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5,
     0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
+
+# Feed lag includes the network and the clock offset to the exchange: milliseconds to a minute.
+FEED_LAG_BUCKETS = (
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+
+# How late the event loop runs a timer: anything above ~100 ms is visible in the latency panels.
+LOOP_DELAY_BUCKETS = (0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 OPERATIONS = (
     "parse",  # frame received -> parsed event
@@ -30,11 +60,23 @@ OPERATIONS = (
     "store_write",  # one batch write to the store
 )
 
+# Label values created up front, so every series exists (as 0) from the first scrape: a panel or an
+# alert on `rate(x[5m])` then works before the first incident instead of showing "no data".
+STREAMS = ("depth", "trade", "kline")
+SIDES = ("BUY", "SELL")
+STORE_KINDS = ("price", "candle", "signal", "order", "order_update", "position")
+
 
 class BotMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        self.info = Gauge(
+            "tradefleet_bot_info",
+            "Identity of this bot process (value 1); join it to name series by bot",
+            ["bot", "exchange", "symbol", "mode", "interval"],
+            registry=r,
+        )
         self.latency = Histogram(
             "tradefleet_operation_latency_seconds",
             "Latency of one pipeline operation",
@@ -47,12 +89,14 @@ class BotMetrics:
         self.feed_lag = Histogram(
             "tradefleet_feed_lag_seconds",
             "Exchange event time to local processing (includes clock offset to the exchange)",
-            buckets=LATENCY_BUCKETS,
+            buckets=FEED_LAG_BUCKETS,
             registry=r,
         )
         self.messages = Counter(
             "tradefleet_messages_total", "Market-data frames received", ["stream"], registry=r
         )
+        for stream in STREAMS:
+            self.messages.labels(stream)
         self.malformed = Counter(
             "tradefleet_malformed_frames_total", "Frames that could not be parsed (skipped)", registry=r
         )
@@ -82,8 +126,14 @@ class BotMetrics:
         self.store_buffered = Gauge(
             "tradefleet_store_buffered", "Records waiting for the store", ["kind"], registry=r
         )
+        for kind in STORE_KINDS:
+            self.store_enqueued.labels(kind)
+            self.store_buffered.labels(kind)
         self.signals = Counter("tradefleet_signals_total", "Crossover signals", ["side"], registry=r)
         self.orders = Counter("tradefleet_orders_total", "Orders submitted", ["side"], registry=r)
+        for side in SIDES:
+            self.signals.labels(side)
+            self.orders.labels(side)
         self.order_updates = Counter(
             "tradefleet_order_updates_total", "Order updates applied", ["status"], registry=r
         )
@@ -91,6 +141,11 @@ class BotMetrics:
             "tradefleet_orders_rejected_total", "Orders the exchange rejected", registry=r
         )
         self.book_in_sync = Gauge("tradefleet_book_in_sync", "1 while the local book is in sync", registry=r)
+        self.book_updated = Gauge(
+            "tradefleet_book_last_update_timestamp_seconds",
+            "Unix time of the last applied book update (age = time() - this)",
+            registry=r,
+        )
         self.connected = Gauge("tradefleet_stream_connected", "1 while the market stream is up", registry=r)
         self.warmed_up = Gauge("tradefleet_warmed_up", "1 once the long SMA has enough candles", registry=r)
         self.leader = Gauge("tradefleet_leader", "1 while this replica holds the trading lease", registry=r)
@@ -100,6 +155,46 @@ class BotMetrics:
         self.position_qty = Gauge("tradefleet_position_qty", "Open position in the base asset", registry=r)
         self.sma = Gauge("tradefleet_sma", "Current SMA values", ["window"], registry=r)
         self.last_price = Gauge("tradefleet_last_close", "Close of the last closed candle", registry=r)
-        self.loop_lag = Gauge(
-            "tradefleet_event_loop_lag_seconds", "How late the event loop runs a scheduled tick", registry=r
+        self.mid_price = Gauge(
+            "tradefleet_mid_price", "Mid of the local book's best bid and ask (live)", registry=r
         )
+        self.loop_lag = Gauge(
+            "tradefleet_event_loop_lag_seconds", "How late the event loop ran the last tick", registry=r
+        )
+        self.loop_delay = Histogram(
+            "tradefleet_event_loop_delay_seconds",
+            "How late the event loop runs scheduled monitor ticks (distribution)",
+            buckets=LOOP_DELAY_BUCKETS,
+            registry=r,
+        )
+
+    def set_identity(self, *, bot: str, exchange: str, symbol: str, mode: str, interval: str) -> None:
+        """Publish who this process is (`tradefleet_bot_info`); call once at start."""
+        self.info.clear()
+        self.info.labels(bot, exchange, symbol, mode, interval).set(1)
+
+    def counters(self) -> dict[str, float]:
+        """Totals of the loss and error counters (summed over labels), for `/status` and the CLI."""
+        names = {
+            "messages": "tradefleet_messages_total",
+            "malformed_frames": "tradefleet_malformed_frames_total",
+            "sequence_gaps": "tradefleet_sequence_gaps_total",
+            "resyncs": "tradefleet_resyncs_total",
+            "reconnects": "tradefleet_reconnects_total",
+            "stale_streams": "tradefleet_stale_stream_total",
+            "rest_errors": "tradefleet_rest_errors_total",
+            "store_write_failures": "tradefleet_store_write_failures_total",
+            "store_dropped": "tradefleet_store_dropped_total",
+            "signals": "tradefleet_signals_total",
+            "orders": "tradefleet_orders_total",
+            "orders_rejected": "tradefleet_orders_rejected_total",
+            "lease_errors": "tradefleet_lease_errors_total",
+        }
+        wanted = {v: k for k, v in names.items()}
+        out = dict.fromkeys(names, 0.0)
+        for metric in self.registry.collect():
+            for sample in metric.samples:
+                key = wanted.get(sample.name)
+                if key is not None:
+                    out[key] += sample.value
+        return out
