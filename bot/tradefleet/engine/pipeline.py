@@ -1,0 +1,240 @@
+"""The bot's core loop: every market event passes through `BotEngine.handle`, synchronously.
+
+The feed calls `handle` for each parsed frame and background fetches post their results to it, all on
+one event loop: no awaits inside, so an event is fully applied (book, price sample, candle, SMA,
+crossover) before the next one is looked at, and ordering needs no locks. The only queue is the
+websocket's own bounded receive buffer; the engine never holds a backlog of its own.
+
+What must be durable leaves through awaited paths in order: signals go through one worker task that
+logs, stores, publishes and only then hands them to the order manager. Price samples and candles go to
+the buffered store without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+from tradefleet.config import BotConfig
+from tradefleet.domain.market import BookTicker, KlineEvent, StreamStatus, Trade
+from tradefleet.domain.models import Candle, PriceSample, Signal
+from tradefleet.domain.sma_cross import SmaUpdate
+from tradefleet.engine.strategy import HistoryReady, StrategyRunner
+from tradefleet.logs import iso_ms, log_event, now_ms
+from tradefleet.metrics import BotMetrics
+from tradefleet.ports import EventPublisher, MarketRest
+
+log = logging.getLogger("tradefleet.engine")
+
+
+class BookLike(Protocol):
+    in_sync: bool
+
+    def handle(self, event: object) -> bool: ...
+
+    def top(self) -> tuple[Decimal, Decimal, Decimal, Decimal] | None: ...
+
+    @property
+    def last_update_id(self) -> int: ...
+
+
+class SinkLike(Protocol):
+    """What the engine needs from the buffered store."""
+
+    def enqueue_price(self, sample: PriceSample) -> None: ...
+
+    def enqueue_candle(self, candle: Candle) -> None: ...
+
+    async def record_signal(self, signal: Signal) -> Any: ...
+
+
+class SignalTaker(Protocol):
+    def submit_signal(self, signal: Signal) -> None: ...
+
+
+@dataclass
+class EngineState:
+    """What /status and /readyz report about the market side."""
+
+    connected: bool = False
+    last_event_ms: int = 0
+    last_exchange_ts: int = 0
+    last_trade_price: str | None = None
+    signals: int = 0
+    last_signal: Signal | None = None
+    recent_signals: list[Signal] = field(default_factory=list)
+
+
+def signal_fields(s: Signal) -> dict[str, Any]:
+    return {
+        "bot": s.bot,
+        "exchange": s.exchange,
+        "symbol": s.symbol,
+        "interval": s.interval,
+        "side": s.side.value,
+        "candle_open_time": iso_ms(s.candle_open_time),
+        "candle_close_time": iso_ms(s.candle_close_time),
+        "close": str(s.close),
+        "sma_short": str(s.sma_short),
+        "sma_long": str(s.sma_long),
+        "signal_id": s.signal_id,
+    }
+
+
+class BotEngine:
+    def __init__(
+        self,
+        config: BotConfig,
+        metrics: BotMetrics,
+        *,
+        book: BookLike,
+        rest: MarketRest,
+        sink: SinkLike,
+        publisher: EventPublisher | None = None,
+        spawn: Callable[[Coroutine[Any, Any, None]], object] | None = None,
+        clock: Callable[[], int] = now_ms,
+        on_candle: Callable[[Candle, SmaUpdate], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.book = book
+        self.sink = sink
+        self.publisher = publisher
+        self.clock = clock
+        self.state = EngineState()
+        self.orders: SignalTaker | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._spawn = spawn or self._spawn_task
+        self._signals: asyncio.Queue[Signal] = asyncio.Queue()
+        self._last_sample_ms = 0
+        self._on_candle_hook = on_candle
+        self.strategy = StrategyRunner(
+            config,
+            rest,
+            metrics,
+            post=self.handle,
+            spawn=self._spawn,
+            on_signal=self._signals.put_nowait,
+            on_candle=self._on_candle,
+        )
+        self._dispatch: dict[type, Callable[[Any], None]] = {
+            KlineEvent: self.strategy.handle_kline,
+            HistoryReady: self.strategy.handle_history,
+            StreamStatus: self._on_status,
+            Trade: self._on_trade,
+            BookTicker: self._on_book_ticker,
+        }
+
+    # -- the core --------------------------------------------------------------------------------
+
+    def handle(self, event: object) -> None:
+        """Apply one event. Never awaits, never raises for bad data (a bug is logged, not fatal)."""
+        self.state.last_event_ms = self.clock()
+        handler = self._dispatch.get(type(event))
+        try:
+            if handler is not None:
+                handler(event)
+            elif self.book.handle(event):
+                self._record_top()
+        except Exception:
+            log.exception(
+                "event handling failed", extra={"event": "engine_error", "kind": type(event).__name__}
+            )
+
+    def _record_top(self) -> None:
+        top = self.book.top()
+        if top is None:
+            return
+        now = self.clock()
+        if self.config.price_sample_ms and now - self._last_sample_ms < self.config.price_sample_ms:
+            return
+        self._last_sample_ms = now
+        bid, bid_qty, ask, ask_qty = top
+        c = self.config
+        self.sink.enqueue_price(
+            PriceSample(
+                bot=c.name,
+                exchange=c.exchange,
+                symbol=c.symbol,
+                exchange_ts=self.state.last_exchange_ts or now,
+                local_ts=now,
+                update_id=self.book.last_update_id,
+                bid=bid,
+                bid_qty=bid_qty,
+                ask=ask,
+                ask_qty=ask_qty,
+            )
+        )
+
+    def _on_status(self, status: StreamStatus) -> None:
+        if status.kind == "connected":
+            self.state.connected = True
+            self.strategy.on_reconnect()
+        elif status.kind in ("disconnected", "stale", "server_shutdown"):
+            self.state.connected = False
+        if self.book.handle(status):
+            self._record_top()
+
+    def _on_trade(self, trade: Trade) -> None:
+        self.state.last_trade_price = trade.price
+        self.state.last_exchange_ts = trade.event_time
+
+    def _on_book_ticker(self, ticker: BookTicker) -> None:
+        # The diff stream is authoritative for the book; the ticker only serves as a cross-check in tests.
+        pass
+
+    def _on_candle(self, candle: Candle, update: SmaUpdate) -> None:
+        self.sink.enqueue_candle(candle)
+        if self._on_candle_hook is not None:
+            self._on_candle_hook(candle, update)
+
+    # -- the signal path (ordered, durable) ------------------------------------------------------
+
+    async def run_signals(self) -> None:
+        """One signal at a time, in order: log, store (durably or safely queued), publish, trade."""
+        while True:
+            signal = await self._signals.get()
+            self.state.signals += 1
+            self.state.last_signal = signal
+            self.state.recent_signals = [*self.state.recent_signals[-19:], signal]
+            log_event(log, "signal", **signal_fields(signal))
+            await self.sink.record_signal(signal)
+            if self.publisher is not None:
+                try:
+                    await self.publisher.publish("signal", signal_fields(signal))
+                except Exception as e:  # publishing is best effort; the store has the signal
+                    log_event(log, "publish_failed", logging.WARNING, kind="signal", error=str(e))
+            if self.orders is not None:
+                self.orders.submit_signal(signal)
+            self._signals.task_done()
+
+    async def drain_signals(self) -> None:
+        await self._signals.join()
+
+    def _spawn_task(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- what people and probes see --------------------------------------------------------------
+
+    def readiness(self) -> dict[str, tuple[bool, str]]:
+        s = self.strategy
+        return {
+            "stream": (self.state.connected, "connected" if self.state.connected else "stream not connected"),
+            "book": (self.book.in_sync, "in sync" if self.book.in_sync else "book not in sync (resyncing)"),
+            "candles": (
+                s.warmed_up,
+                "warmed up" if s.warmed_up else f"warming up: {s.cross.needed} closed candles still needed",
+            ),
+        }

@@ -1,0 +1,237 @@
+"""The SMA-crossover strategy runner: warm-up from REST history, then closed candles from the stream.
+
+Warm-up waits for the first kline frame of the stream, whose open time says which candle is current
+on the exchange's clock (so a replayed exchange running in 2018 and the live one in 2026 work alike,
+with no local clock involved), then fetches the closed candles before it over REST. Closed klines that
+arrive meanwhile are buffered and merged, so nothing between history and stream is lost.
+
+A closed candle that does not follow the last one (a disconnect, a dropped frame) pauses decisions
+until the missing range is refetched; gaps are never averaged over. History crossings are warm-up, not
+signals — except a crossing on the newest closed candle if it closed less than one interval ago
+(the bot was restarting when it happened); its deterministic id makes acting on it at most once.
+
+Synchronous `handle_*` methods for the engine's loop; fetches run as spawned tasks whose results come
+back through `post`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from tradefleet.config import BotConfig
+from tradefleet.domain.candles import CandleClock, candle_from_kline, find_gaps, merge
+from tradefleet.domain.market import KlineEvent
+from tradefleet.domain.models import Candle, Signal
+from tradefleet.domain.sma_cross import SmaCrossover, SmaUpdate, signal_id
+from tradefleet.errors import TemporaryError
+from tradefleet.logs import log_event, now_ms
+from tradefleet.metrics import BotMetrics
+from tradefleet.ports import MarketRest
+
+log = logging.getLogger("tradefleet.strategy")
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryReady:
+    purpose: str  # "warmup" | "backfill"
+    since: int
+    until: int
+    candles: list[Candle]
+
+
+class StrategyRunner:
+    def __init__(
+        self,
+        config: BotConfig,
+        rest: MarketRest,
+        metrics: BotMetrics,
+        *,
+        post: Callable[[object], None],
+        spawn: Callable[[Coroutine[Any, Any, None]], object],
+        on_signal: Callable[[Signal], None],
+        on_candle: Callable[[Candle, SmaUpdate], None] | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.config = config
+        self.rest = rest
+        self.metrics = metrics
+        self.post = post
+        self.spawn = spawn
+        self.on_signal = on_signal
+        self.on_candle = on_candle
+        self.clock = clock
+        self.interval_ms = config.interval_ms
+        self.cross = SmaCrossover(config.short_window, config.long_window)
+        self.candle_clock = CandleClock(self.interval_ms)
+        self.pending: dict[int, Candle] = {}  # closed candles waiting for history/backfill
+        self.fetching: str | None = None  # "warmup" | "backfill" while a fetch is in flight
+        self.loaded = False  # history fetched and merged; closed candles now flow straight through
+        self.last_update: SmaUpdate | None = None
+        self.live_close: Decimal | None = None  # in-progress candle's close (display only)
+        self.candles_processed = 0
+        self.last_gap: tuple[int, int] | None = None
+
+    @property
+    def warmed_up(self) -> bool:
+        """History loaded and the long SMA has a full window: decisions can be made."""
+        return self.loaded and self.cross.warmed_up
+
+    # -- events from the engine ---------------------------------------------------------------------
+
+    def handle_kline(self, k: KlineEvent) -> None:
+        if k.interval != self.config.interval:
+            return
+        self.live_close = Decimal(k.close)
+        started = time.perf_counter()
+        if not self.loaded and self.fetching is None and self.candle_clock.last_open_time is None:
+            # The first frame tells where "now" is on the exchange's clock.
+            self._fetch("warmup", self._warmup_since(k.open_time), k.open_time)
+        if k.closed:
+            candle = candle_from_kline(k)
+            if self.fetching is not None or not self.loaded:
+                self.pending[candle.open_time] = candle
+            else:
+                self._accept(candle)
+        self.metrics.latency.labels("candle_update").observe(time.perf_counter() - started)
+
+    def handle_history(self, ready: HistoryReady) -> None:
+        self.fetching = None
+        candles = merge(ready.candles, self.pending.values())
+        if ready.purpose == "warmup":
+            self._finish_warmup(candles, ready)
+        else:
+            self._drain(candles)
+
+    def on_reconnect(self) -> None:
+        """After a reconnect closed candles may have been missed: backfill up to the next stream close."""
+        # Nothing to do eagerly: the next closed candle reveals any gap through CandleClock.
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _warmup_since(self, current_open: int) -> int:
+        return current_open - (self.config.long_window + self.config.warmup_extra) * self.interval_ms
+
+    def _fetch(self, purpose: str, since: int, until: int) -> None:
+        self.fetching = purpose
+        self.spawn(self._fetch_task(purpose, since, until))
+
+    async def _fetch_task(self, purpose: str, since: int, until: int) -> None:
+        delay = 0.5
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                candles = await self.rest.fetch_candles(
+                    self.config.symbol, self.config.interval, since, until
+                )
+                missing = find_gaps(
+                    [since - self.interval_ms, *[c.open_time for c in candles], until], self.interval_ms
+                )
+                if missing and purpose == "backfill" and attempt < 5:
+                    raise TemporaryError(f"exchange returned history with gaps {missing[:3]}")
+                self.post(HistoryReady(purpose, since, until, candles))
+                return
+            except TemporaryError as e:
+                self.metrics.rest_errors.labels(type(e).__name__).inc()
+                wait = e.retry_after if e.retry_after is not None else delay * (0.5 + random.random())
+                log_event(log, "history_retry", logging.WARNING, purpose=purpose, error=str(e), wait_s=wait)
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, self.config.reconnect_max_s)
+            except Exception as e:  # a bug or a permanent refusal: keep the bot up, keep trying slowly
+                self.metrics.rest_errors.labels(type(e).__name__).inc()
+                log_event(log, "history_error", logging.ERROR, purpose=purpose, error=repr(e))
+                await asyncio.sleep(self.config.reconnect_max_s)
+
+    def _finish_warmup(self, candles: list[Candle], ready: HistoryReady) -> None:
+        history = [c for c in candles if c.open_time < ready.until]
+        live = [c for c in candles if c.open_time >= ready.until]
+        gaps = find_gaps([c.open_time for c in history], self.interval_ms)
+        if gaps:
+            # Refetch instead of averaging over missing candles.
+            self.last_gap = gaps[0]
+            log_event(log, "history_gap", logging.WARNING, gaps=[list(g) for g in gaps[:5]])
+            self.pending = {c.open_time: c for c in candles}
+            self._fetch("warmup", ready.since, ready.until)
+            return
+        last_cross = None
+        for candle in history:
+            update = self.cross.on_close(candle)
+            self.candle_clock.advance(candle.open_time)
+            self._after_candle(candle, update)
+            last_cross = update.cross if update.cross and update.cross.candle is candle else None
+        self.pending.clear()
+        self.loaded = True
+        log_event(
+            log,
+            "warmed_up" if self.warmed_up else "warmup_short",
+            candles=len(history),
+            needed=self.cross.needed,
+            sma_short=self.cross.short.value,
+            sma_long=self.cross.long.value,
+        )
+        if last_cross is not None and last_cross.candle.close_time >= self.clock() - self.interval_ms:
+            self._emit(last_cross.side, last_cross.candle, last_cross.sma_short, last_cross.sma_long)
+        # With less history than the long window, the stream's candles complete the warm-up.
+        self._drain(live)
+
+    def _drain(self, candles: list[Candle]) -> None:
+        for candle in candles:
+            if self.fetching is not None:
+                self.pending[candle.open_time] = candle
+                continue
+            self._accept(candle)
+
+    def _accept(self, candle: Candle) -> None:
+        kind = self.candle_clock.classify(candle.open_time)
+        if kind == "duplicate":
+            return
+        if kind == "gap":
+            start, end = self.candle_clock.missing_range(candle.open_time)
+            self.last_gap = (start, end)
+            log_event(log, "candle_gap", logging.WARNING, missing_from=start, missing_to=end)
+            self.pending[candle.open_time] = candle
+            self._fetch("backfill", start, end)
+            return
+        update = self.cross.on_close(candle)
+        self.candle_clock.advance(candle.open_time)
+        self._after_candle(candle, update)
+        if update.cross is not None:
+            self._emit(update.cross.side, candle, update.cross.sma_short, update.cross.sma_long)
+
+    def _after_candle(self, candle: Candle, update: SmaUpdate) -> None:
+        self.last_update = update
+        self.candles_processed += 1
+        self.metrics.last_price.set(float(candle.close))
+        self.metrics.warmed_up.set(1 if self.cross.warmed_up else 0)
+        if update.sma_short is not None:
+            self.metrics.sma.labels("short").set(float(update.sma_short))
+        if update.sma_long is not None:
+            self.metrics.sma.labels("long").set(float(update.sma_long))
+        if self.on_candle is not None:
+            self.on_candle(candle, update)
+
+    def _emit(self, side: Any, candle: Candle, s: Decimal, lng: Decimal) -> None:
+        c = self.config
+        sig = Signal(
+            signal_id=signal_id(c.name, c.exchange, c.symbol, c.interval, candle.open_time, side),
+            bot=c.name,
+            exchange=c.exchange,
+            symbol=c.symbol,
+            interval=c.interval,
+            side=side,
+            candle_open_time=candle.open_time,
+            candle_close_time=candle.close_time,
+            close=candle.close,
+            sma_short=s,
+            sma_long=lng,
+            created_at=self.clock(),
+        )
+        self.metrics.signals.labels(side.value).inc()
+        self.on_signal(sig)
