@@ -1,0 +1,233 @@
+"""Position rules for a spot, long-only bot: what a signal should do, how big, and what fills do.
+
+Pure and synchronous: no clock, no I/O, Decimal only. The order manager asks three questions here:
+
+- `decide(...)`: given a signal side and the position, an `OrderIntent` or a `Skip` with the reason
+  that gets stored on the signal (a denial is a record, never an exception);
+- `merge_update(order, update)`: the order's newest state, never moving backwards, so replayed or
+  out-of-order reports change nothing;
+- `apply_fill(...)` / `position_from_orders(...)`: the position after fills. The position is a fold
+  over the orders' cumulative fills, so it can always be rebuilt from the stored orders after a crash.
+
+Sizing follows Binance's filters (exchangeInfo): quantities are cut *down* to LOT_SIZE's step (never
+rounded up: that would sell more than we hold), must reach `min_qty`, and price x quantity must reach
+MIN_NOTIONAL/NOTIONAL. A remainder below one step or below the minimum ("dust") counts as flat: it
+can never be sold on its own, and must not block the next BUY.
+
+Fees: a fee charged in the base asset (Binance's default on a BUY) reduces the quantity received; a fee
+in the quote asset is part of the cost (BUY) or reduces the proceeds (SELL). A fee in a third asset
+(BNB discount) is not converted: it is reported on the order, not in the position's P&L.
+
+This module refuses to guess prices: sizing a BUY by quote amount needs no price; minimum checks
+that need one are skipped when the caller has none (the exchange then enforces them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from decimal import ROUND_DOWN, Decimal
+
+from tradefleet.domain.models import Order, OrderStatus, OrderUpdate, Position, Side
+
+ZERO = Decimal(0)
+
+# Reasons stored on a signal that does not lead to an order (`Signal.action`).
+ALREADY_LONG = "already_long"
+FLAT_CANNOT_SELL = "flat_cannot_sell"
+BELOW_MIN_NOTIONAL = "below_min_notional"
+BELOW_MIN_QTY = "below_min_qty"
+ORDER_IN_FLIGHT = "order_in_flight"
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """The subset of a symbol's exchange rules sizing needs (mirrors `ports.SymbolRules`)."""
+
+    base_asset: str
+    quote_asset: str
+    step_size: Decimal
+    min_qty: Decimal
+    max_qty: Decimal
+    tick_size: Decimal
+    min_notional: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    """A market order to place: BUY spends `quote_amount`, SELL sells `quantity` of the base."""
+
+    side: Side
+    quantity: Decimal | None = None
+    quote_amount: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """Why a signal leads to no order; stored as the signal's action."""
+
+    reason: str
+
+
+def quantize_down(value: Decimal, step: Decimal) -> Decimal:
+    """The largest multiple of `step` that is <= value (value >= 0). step 0 means no step."""
+    if step <= 0:
+        return value
+    units = (value / step).to_integral_value(rounding=ROUND_DOWN)
+    return (units * step).normalize() if units else ZERO
+
+
+def tradable_qty(qty: Decimal, f: Filters) -> Decimal:
+    """How much of `qty` one order may sell: cut to the step and capped at max_qty; 0 if below min."""
+    q = quantize_down(max(qty, ZERO), f.step_size)
+    if f.max_qty > 0:
+        q = min(q, quantize_down(f.max_qty, f.step_size))
+    return q if q > 0 and q >= f.min_qty else ZERO
+
+
+def is_long(position: Position, f: Filters) -> bool:
+    """Long means there is something a SELL can actually sell; dust is flat."""
+    return tradable_qty(position.qty, f) > 0
+
+
+def decide(
+    side: Side,
+    position: Position,
+    f: Filters,
+    *,
+    quote_amount: Decimal,
+    price: Decimal | None,
+) -> OrderIntent | Skip:
+    """BUY when flat spends `quote_amount`; SELL when long sells the whole tradable position."""
+    long_ = is_long(position, f)
+    if side is Side.BUY:
+        if long_:
+            return Skip(ALREADY_LONG)
+        if f.min_notional > 0 and quote_amount < f.min_notional:
+            return Skip(BELOW_MIN_NOTIONAL)
+        if price is not None and price > 0:
+            # What quoteOrderQty would buy at the signal's price, cut to the step: must reach min_qty.
+            est = quantize_down(quote_amount / price, f.step_size)
+            if est <= 0 or est < f.min_qty:
+                return Skip(BELOW_MIN_QTY)
+        return OrderIntent(Side.BUY, quote_amount=quote_amount)
+    if not long_:
+        return Skip(FLAT_CANNOT_SELL)
+    qty = tradable_qty(position.qty, f)
+    if price is not None and price > 0 and f.min_notional > 0 and qty * price < f.min_notional:
+        return Skip(BELOW_MIN_NOTIONAL)
+    return OrderIntent(Side.SELL, quantity=qty)
+
+
+def apply_fill(
+    position: Position,
+    *,
+    side: Side,
+    base_qty: Decimal,
+    quote_qty: Decimal,
+    fee: Decimal,
+    fee_asset: str | None,
+    f: Filters,
+    at: int,
+) -> Position:
+    """The position after one fill (or the delta of several): base and quote exchanged, fee paid."""
+    if base_qty < 0 or quote_qty < 0 or fee < 0:
+        raise ValueError("fill quantities and fees must not be negative")
+    if base_qty == 0 and quote_qty == 0 and fee == 0:
+        return position
+    fee_base = fee if fee_asset == f.base_asset else ZERO
+    fee_quote = fee if fee_asset == f.quote_asset else ZERO
+    if side is Side.BUY:
+        return replace(
+            position,
+            qty=position.qty + base_qty - fee_base,
+            cost_quote=position.cost_quote + quote_qty + fee_quote,
+            updated_at=at,
+        )
+    sold = base_qty + fee_base
+    proceeds = quote_qty - fee_quote
+    basis = position.cost_quote * min(sold, position.qty) / position.qty if position.qty > 0 else ZERO
+    qty = position.qty - sold
+    cost = position.cost_quote - basis
+    if qty <= 0:
+        # Never short: selling more than we track means our record lagged; clamp, keep the P&L.
+        qty, cost = ZERO, ZERO
+    return replace(
+        position,
+        qty=qty,
+        cost_quote=cost,
+        realized_pnl_quote=position.realized_pnl_quote + proceeds - basis,
+        updated_at=at,
+    )
+
+
+_RANK = {
+    OrderStatus.PENDING: 0,
+    OrderStatus.NEW: 1,
+    OrderStatus.PARTIALLY_FILLED: 2,
+    OrderStatus.FILLED: 3,
+    OrderStatus.CANCELED: 3,
+    OrderStatus.REJECTED: 3,
+    OrderStatus.EXPIRED: 3,
+}
+
+
+def merge_update(order: Order, update: OrderUpdate) -> Order:
+    """The order after `update`: cumulative amounts only grow, status never moves backwards.
+
+    Fees: a stream or paper TRADE report carries that execution's fee (added once, when it brings new
+    fill); a REST query ("QUERY") carries the order's total fee so far (taken if larger).
+    """
+    if order.status.is_final:
+        return order
+    new_fill = update.filled_qty > order.filled_qty
+    status = order.status
+    if _RANK[update.status] > _RANK[order.status] or (
+        _RANK[update.status] == _RANK[order.status] and new_fill
+    ):
+        status = update.status
+    fee = order.fee
+    fee_asset = order.fee_asset
+    if update.exec_type == "QUERY":
+        if update.fee > fee:
+            fee, fee_asset = update.fee, update.fee_asset or fee_asset
+    elif new_fill and update.fee:
+        fee, fee_asset = fee + update.fee, update.fee_asset or fee_asset
+    return replace(
+        order,
+        status=status,
+        updated_at=max(order.updated_at, update.event_time),
+        exchange_order_id=order.exchange_order_id or update.exchange_order_id,
+        filled_qty=max(order.filled_qty, update.filled_qty),
+        cum_quote=max(order.cum_quote, update.cum_quote),
+        fee=fee,
+        fee_asset=fee_asset,
+        reason=update.reason or order.reason,
+    )
+
+
+def fill_delta(before: Order, after: Order) -> tuple[Decimal, Decimal, Decimal]:
+    """Base, quote and fee that `after` adds to `before` (all >= 0)."""
+    return (
+        max(after.filled_qty - before.filled_qty, ZERO),
+        max(after.cum_quote - before.cum_quote, ZERO),
+        max(after.fee - before.fee, ZERO),
+    )
+
+
+def position_from_orders(bot: str, symbol: str, orders: Iterable[Order], f: Filters) -> Position:
+    """Rebuild the position from every order's cumulative fills, oldest first."""
+    pos = Position(bot=bot, symbol=symbol)
+    for o in sorted(orders, key=lambda o: (o.created_at, o.client_order_id)):
+        if o.filled_qty > 0:
+            pos = apply_fill(
+                pos,
+                side=o.side,
+                base_qty=o.filled_qty,
+                quote_qty=o.cum_quote,
+                fee=o.fee,
+                fee_asset=o.fee_asset,
+                f=f,
+                at=o.updated_at,
+            )
+    return pos
