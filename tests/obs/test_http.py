@@ -1,0 +1,203 @@
+"""BotHttpServer on a real socket: health semantics, JSON shapes, and a stalled event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tradefleet.metrics import BotMetrics
+from tradefleet.web.http import BotHttpServer
+from tradefleet.web.process_metrics import LoopMonitor
+
+
+class State:
+    """Stands in for the bot's own state (what its readiness/status callables read)."""
+
+    def __init__(self) -> None:
+        self.checks: dict[str, tuple[bool, str]] = {
+            "stream": (True, "connected"),
+            "book": (True, "in sync"),
+            "store": (True, "reachable"),
+        }
+        self.status: dict[str, Any] = {
+            "bot": "btc-usdt",
+            "position": {"qty": Decimal("0.00150000"), "cost_quote": Decimal("100.1")},
+        }
+
+
+@pytest.fixture
+async def served(metrics: BotMetrics) -> AsyncIterator[tuple[BotHttpServer, State]]:
+    state = State()
+    server = BotHttpServer(
+        host="127.0.0.1",
+        port=0,
+        registry=metrics.registry,
+        readiness=lambda: state.checks,
+        status=lambda: state.status,
+    )
+    await server.start()
+    yield server, state
+    await server.stop()
+
+
+async def get(http: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
+    async with http.get(url) as r:
+        body = await r.json() if r.content_type == "application/json" else await r.text()
+        return r.status, body
+
+
+async def test_binds_a_free_port_when_asked_for_port_zero(served: tuple[BotHttpServer, State]) -> None:
+    server, _ = served
+    assert server.port > 0
+    assert server.url == f"http://127.0.0.1:{server.port}"
+
+
+async def test_readyz_names_the_failed_check_then_recovers(
+    served: tuple[BotHttpServer, State], http: aiohttp.ClientSession
+) -> None:
+    server, state = served
+    status, body = await get(http, f"{server.url}/readyz")
+    assert (status, body["ok"], body["failed"]) == (200, True, [])
+
+    state.checks["book"] = (False, "sequence gap: resyncing")
+    status, body = await get(http, f"{server.url}/readyz")
+    assert status == 503
+    assert body["failed"] == ["book"]
+    assert body["checks"]["book"] == {"ok": False, "detail": "sequence gap: resyncing"}
+    assert body["checks"]["stream"]["ok"] is True
+
+    state.checks["book"] = (True, "in sync")
+    status, body = await get(http, f"{server.url}/readyz")
+    assert (status, body["failed"]) == (200, [])
+
+
+async def test_readyz_is_unready_when_the_check_itself_raises(
+    metrics: BotMetrics, http: aiohttp.ClientSession
+) -> None:
+    def broken() -> dict[str, tuple[bool, str]]:
+        raise RuntimeError("store handle closed")
+
+    server = BotHttpServer(host="127.0.0.1", port=0, registry=metrics.registry, readiness=broken, status=dict)
+    await server.start()
+    try:
+        status, body = await get(http, f"{server.url}/readyz")
+    finally:
+        await server.stop()
+    assert status == 503
+    assert body["failed"] == ["readiness"]
+    assert "store handle closed" in body["checks"]["readiness"]["detail"]
+
+
+async def test_status_renders_decimals_as_exact_strings(
+    served: tuple[BotHttpServer, State], http: aiohttp.ClientSession
+) -> None:
+    server, _ = served
+    status, body = await get(http, f"{server.url}/status")
+    assert status == 200
+    assert body["position"] == {"qty": "0.00150000", "cost_quote": "100.1"}
+
+
+async def test_status_fails_loudly_when_it_cannot_be_rendered(
+    served: tuple[BotHttpServer, State], http: aiohttp.ClientSession
+) -> None:
+    server, state = served
+    state.status = {"bad": object()}
+    status, body = await get(http, f"{server.url}/status")
+    assert status == 500
+    assert "not JSON serialisable" in body["error"]
+
+
+async def test_metrics_serves_text_format_and_openmetrics_on_request(
+    served: tuple[BotHttpServer, State], http: aiohttp.ClientSession, metrics: BotMetrics
+) -> None:
+    server, _ = served
+    metrics.gaps.inc(3)
+    async with http.get(f"{server.url}/metrics") as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = await r.text()
+    assert "tradefleet_sequence_gaps_total 3.0" in text
+    accept = "application/openmetrics-text; version=1.0.0"
+    async with http.get(f"{server.url}/metrics", headers={"Accept": accept}) as r:
+        assert r.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert (await r.text()).rstrip().endswith("# EOF")
+
+
+async def test_stop_releases_the_port(metrics: BotMetrics, http: aiohttp.ClientSession) -> None:
+    server = BotHttpServer(host="127.0.0.1", port=0, registry=metrics.registry, readiness=dict, status=dict)
+    await server.start()
+    port = server.port
+    await server.stop()
+    again = BotHttpServer(host="127.0.0.1", port=port, registry=metrics.registry, readiness=dict, status=dict)
+    await again.start()
+    try:
+        assert (await get(http, f"{again.url}/livez"))[0] == 200
+    finally:
+        await again.stop()
+
+
+async def wait_until(predicate: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.02)
+
+
+async def test_livez_fails_after_the_loop_was_blocked_then_recovers(
+    metrics: BotMetrics, http: aiohttp.ClientSession
+) -> None:
+    # A long interval keeps the late tick's verdict in place while the probe is served.
+    monitor = LoopMonitor(metrics, interval=2.0, threshold=0.3)
+    server = BotHttpServer(
+        host="127.0.0.1", port=0, registry=metrics.registry, readiness=dict, status=dict,
+        liveness=monitor.liveness,
+    )  # fmt: skip
+    await server.start()
+    monitor.start()
+    try:
+        await wait_until(lambda: monitor.ticks >= 1)
+        assert (await get(http, f"{server.url}/livez"))[0] == 200
+        ticks = monitor.ticks
+        time.sleep(2.5)  # synchronous work hogging the loop: the monitor's timer fires ~0.5 s+ late
+        await wait_until(lambda: monitor.ticks > ticks)
+        status, body = await get(http, f"{server.url}/livez")
+        assert status == 503, body
+        assert body["failed"] == ["event_loop"]
+        assert "late" in body["checks"]["event_loop"]["detail"]
+        assert metrics.registry.get_sample_value("tradefleet_event_loop_lag_seconds")  # > 0
+        assert (metrics.registry.get_sample_value("tradefleet_event_loop_delay_seconds_count") or 0) >= 2
+        await wait_until(lambda: monitor.last_lag < 0.3)
+        assert (await get(http, f"{server.url}/livez"))[0] == 200
+    finally:
+        await monitor.stop()
+        await server.stop()
+
+
+async def test_livez_fails_when_the_monitor_stops_ticking(
+    metrics: BotMetrics, http: aiohttp.ClientSession
+) -> None:
+    now = [1000.0]
+    monitor = LoopMonitor(metrics, interval=0.01, threshold=1.0, clock=lambda: now[0])
+    server = BotHttpServer(
+        host="127.0.0.1", port=0, registry=metrics.registry, readiness=dict, status=dict,
+        liveness=monitor.liveness,
+    )  # fmt: skip
+    await server.start()
+    monitor.start()
+    try:
+        await wait_until(lambda: monitor.ticks >= 1)
+        await monitor.stop()  # the task is gone: from now on nothing ticks
+        assert (await get(http, f"{server.url}/livez"))[0] == 200
+        now[0] += 1.5
+        status, body = await get(http, f"{server.url}/livez")
+        assert status == 503
+        assert "no tick for 1.500s" in body["checks"]["event_loop"]["detail"]
+    finally:
+        await server.stop()
