@@ -200,7 +200,7 @@ async def test_paused_holder_that_wakes_up_may_not_trade_and_cannot_confirm(redi
     reader = asyncio.get_running_loop().run_in_executor(None, _lines, proc, lines)
     other = make(redis_server.url, "other", ttl_ms=ttl_ms, renew_ms=renew_ms)
     try:
-        await until(lambda: any(l.startswith("order ") for l in lines), what="paused holder to trade")
+        await until(lambda: any(x.startswith("order ") for x in lines), what="paused holder to trade")
         await other.start()
         assert other.state == STANDBY
         proc.send_signal(signal.SIGSTOP)
@@ -208,7 +208,7 @@ async def test_paused_holder_that_wakes_up_may_not_trade_and_cannot_confirm(redi
         woke_at = time.monotonic()
         proc.send_signal(signal.SIGCONT)
         await until(lambda: "state standby None" in lines, what="woken holder to step down")
-        after = [l for l in lines if l.startswith(("may ", "order ")) and float(l.split()[1]) >= woke_at]
+        after = [x for x in lines if x.startswith(("may ", "order ")) and float(x.split()[1]) >= woke_at]
         assert after == [], after
         assert await other.confirm()
     finally:
