@@ -152,6 +152,18 @@ class BotMetrics:
         self.lease_errors = Counter(
             "tradefleet_lease_errors_total", "Lease operations that could not reach Redis", registry=r
         )
+        self.events_buffered = Gauge(
+            "tradefleet_events_buffered", "Event stream entries waiting for Redis", ["stream"], registry=r
+        )
+        self.events_dropped = Counter(
+            "tradefleet_events_dropped_total",
+            "Event stream entries dropped because the buffer was full (oldest first)",
+            ["stream"],
+            registry=r,
+        )
+        self.event_errors = Counter(
+            "tradefleet_event_publish_errors_total", "Event batches Redis did not accept", registry=r
+        )
         self.position_qty = Gauge("tradefleet_position_qty", "Open position in the base asset", registry=r)
         self.sma = Gauge("tradefleet_sma", "Current SMA values", ["window"], registry=r)
         self.last_price = Gauge("tradefleet_last_close", "Close of the last closed candle", registry=r)
