@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,8 +63,9 @@ def _one(env: Mapping[str, str], var: str, file_var: str, what: str) -> str | No
     return direct.strip() if direct else None
 
 
-def load_credentials(env: Mapping[str, str], *, required: bool = False) -> Credentials | None:
-    """Credentials from `env` (pass `os.environ`); None when none are set and not `required`."""
+def load_credentials(env: Mapping[str, str] | None = None, *, required: bool = False) -> Credentials | None:
+    """Credentials from `env` (default `os.environ`); None when none are set and not `required`."""
+    env = os.environ if env is None else env
     key = _one(env, KEY_ENV, KEY_FILE_ENV, "key")
     secret = _one(env, SECRET_ENV, SECRET_FILE_ENV, "secret")
     if key is None and secret is None:

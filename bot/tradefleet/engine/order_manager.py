@@ -1,0 +1,466 @@
+"""Signals in, exactly-once orders out: the one place where a bot spends money.
+
+The rules it lives by, in the order they protect the account:
+
+1. An order is stored (PENDING) before its request leaves. Its client order id is a pure function of
+   the signal (`domain.ids.client_order_id`), so a retry, a restart or a new leader computes the same
+   id and asks the exchange about it before doing anything else.
+2. An uncertain outcome (timeout, lost response, 5xx, Binance -1007: `ExecutionUnknown`) is answered by
+   querying that id, never by re-sending. "Never seen" only counts as an answer once the original
+   request can no longer be accepted: its recvWindow has passed (`unknown_settle_s`, taken from the
+   execution). Only then is the same id sent again. A request that certainly did not leave (429 with
+   Retry-After, -1021) is re-sent with the same id after the wait.
+3. Before each send the lease must say we may trade, the coordinator must confirm it, and the order
+   carries the fencing token. Otherwise the signal is stored with the action "standby".
+4. A signal that cannot act (BUY while long, SELL while flat, below the minimum notional, standby) is
+   stored with its reason. Nothing is dropped silently.
+5. The position is a fold over the stored orders' cumulative fills (`domain.position`), recomputed
+   after every update, so it can never drift from the order history.
+
+`recover()` reloads orders from the store, reconciles every non-final one with the exchange, acts on
+the latest signal that has no order yet and still applies (takeover), and only then lets signals
+through. What this module refuses to do: place an order without a stored record, guess an outcome,
+or trade before `recover()` has finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal as signal_mod
+import time
+from decimal import Decimal
+
+from tradefleet.config import BotConfig
+from tradefleet.domain.ids import client_order_id, is_ours
+from tradefleet.domain.models import Order, OrderStatus, OrderUpdate, Position, Side, Signal
+from tradefleet.domain.position import (
+    ORDER_IN_FLIGHT,
+    Filters,
+    OrderIntent,
+    Skip,
+    decide,
+    merge_update,
+    position_from_orders,
+)
+from tradefleet.errors import (
+    ExecutionUnknown,
+    OrderRejected,
+    PermanentError,
+    RateLimited,
+    TemporaryError,
+)
+from tradefleet.logs import log_event, now_ms
+from tradefleet.metrics import BotMetrics
+from tradefleet.ports import EventPublisher, Execution, Lease, Store, SymbolRules
+
+log = logging.getLogger(__name__)
+
+STANDBY = "standby"
+ORDER = "order"
+REJECTED = "rejected"
+NOT_SENT = "not_sent"
+
+
+def filters_from_rules(rules: SymbolRules) -> Filters:
+    return Filters(
+        base_asset=rules.base_asset,
+        quote_asset=rules.quote_asset,
+        step_size=rules.step_size,
+        min_qty=rules.min_qty,
+        max_qty=rules.max_qty,
+        tick_size=rules.tick_size,
+        min_notional=rules.min_notional,
+    )
+
+
+class OrderManager:
+    def __init__(
+        self,
+        *,
+        config: BotConfig,
+        store: Store,
+        execution: Execution,
+        lease: Lease,
+        rules: SymbolRules,
+        metrics: BotMetrics,
+        publisher: EventPublisher | None = None,
+        reconcile_interval_s: float = 5.0,
+        max_send_attempts: int = 5,
+        crash_at: str | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.execution = execution
+        self.lease = lease
+        self.rules = rules
+        self.filters = filters_from_rules(rules)
+        self.metrics = metrics
+        self.publisher = publisher
+        self.reconcile_interval_s = reconcile_interval_s
+        self.max_send_attempts = max_send_attempts
+        # Test hook: SIGKILL this process right after the PENDING order is stored ("after_store") or
+        # right after the exchange accepted it, before the answer is applied ("after_send").
+        self.crash_at = crash_at
+        # "Never seen" by the exchange is final only this long after the last send (recvWindow + margin).
+        self.unknown_settle_s = float(getattr(execution, "unknown_settle_s", 6.0))
+        self.position = Position(bot=config.name, symbol=config.symbol)
+        self.last_order: Order | None = None
+        self.trading_ready = False
+        self._orders: dict[str, Order] = {}
+        self._last_send: dict[str, float] = {}
+        self._signals: asyncio.Queue[tuple[Signal, float]] = asyncio.Queue()
+        self._lock = asyncio.Lock()
+        self._ready = asyncio.Event()
+
+    # ---- public API -----------------------------------------------------------------------------
+
+    def submit_signal(self, signal: Signal) -> None:
+        """Queue a signal; the manager's own task handles signals one at a time, in order."""
+        self._signals.put_nowait((signal, time.monotonic()))
+
+    async def recover(self) -> None:
+        """Reload, reconcile, take over the pending signal; then trading is ready. Re-entrant (call
+        it again on every takeover)."""
+        self.trading_ready = False
+        self._ready.clear()
+        started = time.monotonic()
+        async with self._lock:
+            orders = await self.store.orders(self.config.name)
+            self._orders = {o.client_order_id: o for o in orders}
+            self._refresh_position()
+            saved = await self.store.load_position(self.config.name, self.config.symbol)
+            if saved is not None and saved.qty != self.position.qty:
+                log_event(log, "position_mismatch", logging.WARNING, saved_qty=saved.qty,
+                          rebuilt_qty=self.position.qty)  # fmt: skip
+            for order in sorted(self._open_orders(), key=lambda o: o.created_at):
+                # Anything in flight was sent before we started: that is the send time to settle from.
+                self._last_send.setdefault(order.client_order_id, started)
+                if not await self._settle(order, wait=True):
+                    await self._resend(order)
+            await self._check_exchange_open_orders()
+            await self._take_over_latest_signal()
+            await self._save_position()
+        self.trading_ready = True
+        self._ready.set()
+        log_event(log, "orders_recovered", orders=len(self._orders), position_qty=self.position.qty)
+
+    async def run(self) -> None:
+        """Process signals and order updates until cancelled (recovers first if nobody did)."""
+        if not self.trading_ready:
+            await self.recover()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._consume_updates())
+            tg.create_task(self._reconcile_loop())
+            while True:
+                signal, queued_at = await self._signals.get()
+                await self._ready.wait()
+                try:
+                    async with self._lock:
+                        await self._act(signal, queued_at)
+                except PermanentError as e:
+                    log_event(log, "signal_failed", logging.ERROR, signal_id=signal.signal_id, error=str(e))
+
+    # ---- signals -> orders ----------------------------------------------------------------------
+
+    async def _act(self, signal: Signal, queued_at: float) -> None:
+        await self.store.insert_signal(signal)
+        cid = client_order_id(signal.signal_id)
+        if cid in self._orders:
+            return  # this signal already has its order (a replay, a second delivery)
+        if self._open_orders():
+            await self._set_action(signal, ORDER_IN_FLIGHT)
+            return
+        decision = decide(
+            signal.side,
+            self.position,
+            self.filters,
+            quote_amount=self.config.quote_amount,
+            price=signal.close,
+        )
+        if isinstance(decision, Skip):
+            await self._set_action(signal, decision.reason)
+            return
+        if not await self._may_trade():
+            await self._set_action(signal, STANDBY)
+            return
+        order = self._new_order(signal, cid, decision)
+        if not await self.store.insert_order(order):
+            # Someone (another replica, an earlier run) stored it first: follow that order instead.
+            existing = await self.store.get_order(cid)
+            if existing is not None:
+                self._orders[cid] = existing
+            return
+        self._orders[cid] = order
+        self.last_order = order
+        self._log_order(order)
+        await self._set_action(signal, ORDER)
+        self._crash_point("after_store")
+        await self._send(order, queued_at)
+
+    def _new_order(self, signal: Signal, cid: str, intent: OrderIntent) -> Order:
+        now = now_ms()
+        return Order(
+            client_order_id=cid,
+            bot=self.config.name,
+            exchange=self.config.exchange,
+            symbol=self.config.symbol,
+            side=intent.side,
+            order_type="MARKET",
+            signal_id=signal.signal_id,
+            status=OrderStatus.PENDING,
+            created_at=now,
+            updated_at=now,
+            quantity=intent.quantity,
+            quote_amount=intent.quote_amount,
+            fencing_token=self.lease.fencing_token,
+        )
+
+    async def _may_trade(self) -> bool:
+        if not self.lease.may_trade():
+            return False
+        try:
+            return await self.lease.confirm()
+        except TemporaryError:
+            return False
+
+    async def _send(self, order: Order, queued_at: float | None = None) -> None:
+        """Send `order` (same id every time) until the exchange has it, refused it, or we must stop."""
+        delay = 0.5
+        for attempt in range(self.max_send_attempts):
+            if attempt and not await self._may_trade():
+                log_event(log, "order_send_standby", logging.WARNING, client_order_id=order.client_order_id)
+                return  # still PENDING: whoever leads next reconciles it
+            start = time.monotonic()
+            if queued_at is not None:
+                self.metrics.latency.labels("signal_to_order").observe(start - queued_at)
+                queued_at = None
+            self._last_send[order.client_order_id] = start
+            try:
+                update = await self.execution.submit(order)
+            except OrderRejected as e:
+                await self._reject(order, e)
+                return
+            except ExecutionUnknown as e:
+                log_event(log, "order_unknown", logging.WARNING, client_order_id=order.client_order_id,
+                          error=str(e))  # fmt: skip
+                if await self._settle(order, wait=True):
+                    return
+                continue  # the exchange never saw it and never will: the same id may go again
+            except RateLimited as e:
+                await asyncio.sleep(e.retry_after or delay)
+            except TemporaryError as e:
+                log_event(log, "order_retry", logging.WARNING, client_order_id=order.client_order_id,
+                          error=str(e))  # fmt: skip
+                await asyncio.sleep(e.retry_after or delay)
+            else:
+                self.metrics.orders.labels(order.side.value).inc()
+                self._crash_point("after_send")
+                self.metrics.latency.labels("order_ack").observe(time.monotonic() - start)
+                await self._apply(update)
+                return
+            delay = min(delay * 2, 10.0)
+        log_event(log, "order_send_gave_up", logging.ERROR, client_order_id=order.client_order_id)
+
+    async def _resend(self, order: Order) -> None:
+        """Send a stored PENDING order the exchange never saw, with its same id, if we lead."""
+        if await self._may_trade():
+            log_event(log, "order_resend", client_order_id=order.client_order_id)
+            await self._send(order)
+
+    async def _reject(self, order: Order, e: OrderRejected) -> None:
+        self.metrics.orders_rejected.inc()
+        await self._apply(
+            OrderUpdate(
+                client_order_id=order.client_order_id,
+                status=OrderStatus.REJECTED,
+                event_time=now_ms(),
+                exec_type="REJECTED",
+                reason=f"{e.code}: {e}" if e.code is not None else str(e),
+                source="rest",
+            )
+        )
+        await self.store.update_signal_action(order.signal_id, REJECTED)
+
+    # ---- finding out what happened ----------------------------------------------------------------
+
+    async def _settle(self, order: Order, *, wait: bool) -> bool:
+        """Ask the exchange about `order` until it answers. True when the order's fate is known
+        (applied, or marked not sent); False when it was never seen and may be sent again."""
+        cid = order.client_order_id
+        delay = 0.25
+        while True:
+            try:
+                update = await self.execution.query(order)
+            except TemporaryError as e:
+                if not wait:
+                    return True
+                await asyncio.sleep(e.retry_after or delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if update is not None:
+                await self._apply(update)
+                return True
+            left = self._last_send.get(cid, 0.0) + self.unknown_settle_s - time.monotonic()
+            if left > 0:
+                if not wait:
+                    return True
+                await asyncio.sleep(min(left, delay))
+                delay = min(delay * 2, 2.0)
+                continue
+            current = self._orders.get(cid, order)
+            if current.status is not OrderStatus.PENDING:
+                log_event(log, "order_unknown_to_exchange", logging.ERROR, client_order_id=cid,
+                          status=current.status.value)  # fmt: skip
+                return True
+            return await self._never_sent(current)
+
+    async def _never_sent(self, order: Order) -> bool:
+        """A PENDING order the exchange never saw: send it again (same id) if its signal still wants
+        it and we lead; otherwise close it locally with the reason. True when closed."""
+        signal = await self._find_signal(order.signal_id)
+        decision: OrderIntent | Skip
+        if signal is None:
+            decision = Skip("signal_missing")
+        else:
+            decision = decide(
+                signal.side, self.position, self.filters, quote_amount=self.config.quote_amount, price=None
+            )
+        if isinstance(decision, OrderIntent) and decision.side is order.side:
+            return False
+        reason = decision.reason if isinstance(decision, Skip) else "side_changed"
+        await self._apply(
+            OrderUpdate(
+                client_order_id=order.client_order_id,
+                status=OrderStatus.CANCELED,
+                event_time=now_ms(),
+                exec_type="CANCELED",
+                reason=f"{NOT_SENT}: {reason}",
+                source="local",
+            )
+        )
+        await self.store.update_signal_action(order.signal_id, f"{NOT_SENT}: {reason}")
+        return True
+
+    async def _find_signal(self, signal_id: str) -> Signal | None:
+        for s in await self.store.signals(self.config.name):
+            if s.signal_id == signal_id:
+                return s
+        return None
+
+    async def _take_over_latest_signal(self) -> None:
+        signals = await self.store.signals(self.config.name)
+        if not signals:
+            return
+        latest = max(signals, key=lambda s: (s.candle_close_time, s.created_at))
+        if client_order_id(latest.signal_id) in self._orders:
+            return
+        log_event(log, "signal_takeover", signal_id=latest.signal_id, side=latest.side.value)
+        await self._act(latest, time.monotonic())
+
+    async def _check_exchange_open_orders(self) -> None:
+        try:
+            open_ = await self.execution.open_orders(self.config.symbol)
+        except TemporaryError as e:
+            log_event(log, "open_orders_unavailable", logging.WARNING, error=str(e))
+            return
+        for u in open_:
+            if u.client_order_id in self._orders:
+                await self._apply(u)
+            elif is_ours(u.client_order_id):
+                log_event(log, "unknown_open_order", logging.ERROR, client_order_id=u.client_order_id)
+
+    # ---- applying reports -------------------------------------------------------------------------
+
+    async def _apply(self, update: OrderUpdate) -> None:
+        cid = update.client_order_id
+        order = self._orders.get(cid)
+        if order is None:
+            order = await self.store.get_order(cid) if is_ours(cid) else None
+            if order is None:
+                return  # not ours (a manual order on the same account)
+        stored = await self.store.apply_order_update(update)
+        new = stored if stored is not None else merge_update(order, update)
+        self.metrics.order_updates.labels(update.status.value).inc()
+        self._orders[cid] = new
+        if new == order:
+            return
+        if self.last_order is None or new.created_at >= self.last_order.created_at:
+            self.last_order = new
+        self._log_order(new)
+        if new.filled_qty != order.filled_qty or new.fee != order.fee:
+            self._refresh_position()
+            await self._save_position()
+        if self.publisher is not None:
+            with contextlib.suppress(Exception):
+                await self.publisher.publish("order", _order_payload(new))
+
+    async def _consume_updates(self) -> None:
+        async for update in self.execution.updates():
+            async with self._lock:
+                await self._apply(update)
+
+    async def _reconcile_loop(self) -> None:
+        """The stream may be down or silent: ask the exchange about every non-final order."""
+        while True:
+            await asyncio.sleep(self.reconcile_interval_s)
+            async with self._lock:
+                for order in self._open_orders():
+                    if order.status is OrderStatus.PENDING and not await self._settle(order, wait=False):
+                        await self._resend(order)
+                    elif order.status is not OrderStatus.PENDING:
+                        await self._settle(order, wait=False)
+
+    # ---- helpers ------------------------------------------------------------------------------------
+
+    def _open_orders(self) -> list[Order]:
+        return [o for o in self._orders.values() if not o.status.is_final]
+
+    def _refresh_position(self) -> None:
+        self.position = position_from_orders(
+            self.config.name, self.config.symbol, self._orders.values(), self.filters
+        )
+        self.metrics.position_qty.set(float(self.position.qty))
+
+    async def _save_position(self) -> None:
+        try:
+            await self.store.save_position(self.position)
+        except TemporaryError as e:
+            # The orders are the truth; the saved position is a convenience copy rebuilt on restart.
+            log_event(log, "position_save_failed", logging.WARNING, error=str(e))
+
+    async def _set_action(self, signal: Signal, action: str) -> None:
+        await self.store.update_signal_action(signal.signal_id, action)
+        log_event(log, "signal_action", signal_id=signal.signal_id, side=signal.side.value, action=action)
+
+    def _log_order(self, order: Order) -> None:
+        log_event(
+            log,
+            "order",
+            client_order_id=order.client_order_id,
+            exchange_order_id=order.exchange_order_id,
+            side=order.side.value,
+            status=order.status.value,
+            filled_qty=order.filled_qty,
+            avg_price=order.avg_price,
+            signal_id=order.signal_id,
+            fencing_token=order.fencing_token,
+        )
+
+    def _crash_point(self, name: str) -> None:
+        if self.crash_at == name:
+            os.kill(os.getpid(), signal_mod.SIGKILL)
+
+
+def _order_payload(o: Order) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for f in dataclasses.fields(o):
+        v = getattr(o, f.name)
+        out[f.name] = (
+            str(v) if isinstance(v, Decimal) else (v.value if isinstance(v, Side | OrderStatus) else v)
+        )
+    out["avg_price"] = None if o.avg_price is None else str(o.avg_price)
+    return out
