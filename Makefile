@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint check install bench clean kind-up kind-down
+.PHONY: demo test lint check install bench clean kind-up kind-down helm-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+test: lint helm-venv
 	$(BIN)/pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
@@ -33,3 +33,14 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+
+# Python >= 3.12 venv with helm-sdkpy (real Helm library) for tests/deploy; fails loudly if no 3.12.
+helm-venv:
+	bash scripts/helm-venv.sh
+
+# A local kind cluster with both images, the chart and the example paper bot (needs docker, kind, helm).
+kind-up:
+	bash scripts/kind-up.sh
+
+kind-down:
+	bash scripts/kind-down.sh
