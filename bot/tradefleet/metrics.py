@@ -20,7 +20,9 @@ Derived rates and ratios (the dashboard `dashboards/tradefleet.json` uses exactl
     market-data frames per second:   sum by (stream) (rate(tradefleet_messages_total[5m]))
     depth loss ratio (gaps per diff):
         rate(tradefleet_sequence_gaps_total[5m]) / rate(tradefleet_messages_total{stream="depth"}[5m])
-    malformed ratio:  rate(tradefleet_malformed_frames_total[5m]) / sum(rate(tradefleet_messages_total[5m]))
+    malformed ratio:
+        rate(tradefleet_malformed_frames_total[5m])
+          / sum without (stream) (rate(tradefleet_messages_total[5m]))
     store loss ratio (price samples; nothing else is ever dropped):
         rate(tradefleet_store_dropped_total[5m]) / rate(tradefleet_store_enqueued_total{kind="price"}[5m])
     store error rate: sum by (kind) (rate(tradefleet_store_write_failures_total[5m]))
