@@ -1,0 +1,228 @@
+"""How long a bot has no trader after its leader dies: measured takeover time over repeated kills.
+
+    python -m bench.takeover [--replicas 3] [--repeats 8] [--ttl-ms 5000] [--renew-ms 1000]
+
+Starts its own redis-server on a free port and N replica processes, each holding a `RedisLease`
+exactly as a bot does (same key, same TTL/renew settings, `POD_NAME`-style holder ids). Then, over
+and over: wait for the fleet to settle, `kill -9` the leader at a random point of its renewal cycle,
+and time until another replica reports `leader` (one monotonic clock for every process on a Linux
+host); a fresh replica replaces the dead one. For comparison it also times clean stops (SIGTERM:
+the leader releases its key, so a standby takes over at its next attempt instead of after the TTL).
+
+Expected from the design: a crash costs at most TTL + one renewal interval (the key must expire,
+then a standby's next attempt takes it), typically TTL - (time since last renewal) + half a renewal
+interval; a clean stop costs at most one renewal interval. Figures are printed; compare them with
+these bounds in the same run, never with another machine's.
+
+What it also checks on every takeover: the new leader's fencing token is higher, and the dead
+leader's last `may_trade()` was earlier than the new leader's first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+KEY = "tradefleet:lease:bench-bot:binance:BTCUSDT"
+
+
+# --- the child: one replica reduced to its lease ------------------------------------------------
+
+
+async def child(url: str, holder: str, ttl_ms: int, renew_ms: int) -> None:
+    from tradefleet.coord.lease import RedisLease
+
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    lease: RedisLease | None = None
+
+    def changed(state: str) -> None:
+        token = lease.fencing_token if lease is not None else None
+        print(f"state {state} {time.monotonic():.6f} {token}", flush=True)
+
+    lease = RedisLease(url, KEY, holder, ttl_ms=ttl_ms, renew_ms=renew_ms, on_change=changed)
+    await lease.start()
+    last_may = 0.0
+    while not stop.is_set():
+        if lease.may_trade():
+            last_may = time.monotonic()
+            print(f"may {last_may:.6f}", flush=True)
+        await asyncio.sleep(0.05)
+    await lease.stop()
+
+
+# --- the parent ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Replica:
+    name: str
+    proc: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
+
+    def leader_since(self) -> tuple[float, int] | None:
+        """(time, token) of the latest 'leader' transition if it is still the current state."""
+        states = [ln.split() for ln in self.lines if ln.startswith("state ")]
+        if states and states[-1][1] == "leader":
+            return float(states[-1][2]), int(states[-1][3])
+        return None
+
+    def last_may(self) -> float:
+        mays = [float(ln.split()[1]) for ln in self.lines if ln.startswith("may ")]
+        return mays[-1] if mays else 0.0
+
+    def first_may_after(self, t: float) -> float | None:
+        for ln in self.lines:
+            if ln.startswith("may ") and float(ln.split()[1]) >= t:
+                return float(ln.split()[1])
+        return None
+
+
+def spawn(url: str, name: str, ttl_ms: int, renew_ms: int) -> Replica:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.takeover", "--child", url, name, str(ttl_ms), str(renew_ms)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    replica = Replica(name, proc)
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            replica.lines.append(line.strip())
+
+    replica.reader = threading.Thread(target=pump, daemon=True)
+    replica.reader.start()
+    return replica
+
+
+def wait_for(cond: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError("the fleet did not settle")
+        time.sleep(0.005)
+
+
+def leader_of(replicas: list[Replica]) -> Replica | None:
+    leaders = [r for r in replicas if r.proc.poll() is None and r.leader_since() is not None]
+    if len(leaders) > 1:
+        raise AssertionError(f"two replicas claim leadership: {[r.name for r in leaders]}")
+    return leaders[0] if leaders else None
+
+
+def run_rounds(
+    url: str, replicas: list[Replica], sig: int, repeats: int, ttl_ms: int, renew_ms: int, counter: list[int]
+) -> list[float]:
+    takeovers: list[float] = []
+    for _ in range(repeats):
+        wait_for(lambda: leader_of(replicas) is not None, 60)
+        old = leader_of(replicas)
+        assert old is not None
+        old_token = old.leader_since()[1]  # type: ignore[index]
+        # A random point of the renewal cycle, so the figures cover the whole distribution.
+        time.sleep(renew_ms / 1000 * (1 + random.random()))
+        t_kill = time.monotonic()
+        old.proc.send_signal(sig)
+        old.proc.wait(timeout=30)
+        if old.reader is not None:
+            old.reader.join(timeout=10)  # every line it printed before dying
+        replicas.remove(old)
+
+        def new_leader(t_kill: float = t_kill) -> bool:
+            r = leader_of(replicas)
+            return r is not None and r.leader_since()[0] >= t_kill  # type: ignore[index]
+
+        wait_for(new_leader, 60)
+        new = leader_of(replicas)
+        assert new is not None
+        t_new, token = new.leader_since()  # type: ignore[misc]
+        takeovers.append(t_new - t_kill)
+        assert token > old_token, (token, old_token)
+        first = new.first_may_after(t_kill)
+        if first is not None:
+            assert old.last_may() < first, "the old and new leader overlapped"
+        counter[0] += 1
+        replicas.append(spawn(url, f"bench-{counter[0]}:{os.getpid()}", ttl_ms, renew_ms))
+    return takeovers
+
+
+def describe(name: str, xs: list[float]) -> str:
+    xs = sorted(xs)
+    p90 = xs[min(len(xs) - 1, int(0.9 * len(xs)))]
+    return (
+        f"{name:<22} n={len(xs):<3} median={statistics.median(xs):6.3f}s  p90={p90:6.3f}s  "
+        f"worst={xs[-1]:6.3f}s  best={xs[0]:6.3f}s"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--replicas", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=8)
+    p.add_argument("--ttl-ms", type=int, default=5000, help="the bot's default lease_ttl_ms")
+    p.add_argument("--renew-ms", type=int, default=1000, help="the bot's default lease_renew_ms")
+    p.add_argument("--child", nargs=4, metavar=("URL", "HOLDER", "TTL", "RENEW"), help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.child:
+        url, holder, ttl, renew = a.child
+        asyncio.run(child(url, holder, int(ttl), int(renew)))
+        return 0
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        print("redis-server is not installed", file=sys.stderr)
+        return 2
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    with tempfile.TemporaryDirectory() as tmp:
+        redis_proc = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", tmp],
+            stdout=subprocess.DEVNULL,
+        )
+        counter = [0]
+        replicas: list[Replica] = []
+        try:
+            time.sleep(0.3)
+            for _ in range(a.replicas):
+                counter[0] += 1
+                replicas.append(spawn(url, f"bench-{counter[0]}:{os.getpid()}", a.ttl_ms, a.renew_ms))
+            crash = run_rounds(url, replicas, signal.SIGKILL, a.repeats, a.ttl_ms, a.renew_ms, counter)
+            clean = run_rounds(url, replicas, signal.SIGTERM, a.repeats, a.ttl_ms, a.renew_ms, counter)
+        finally:
+            for r in replicas:
+                r.proc.kill()
+                r.proc.wait()
+            redis_proc.terminate()
+            redis_proc.wait()
+    ttl, renew = a.ttl_ms / 1000, a.renew_ms / 1000
+    print(f"takeover, {a.replicas} replicas, ttl={ttl}s renew={renew}s, cpu cores={os.cpu_count()}")
+    print(describe("kill -9 (key expires)", crash) + f"   bound ttl+renew={ttl + renew:.3f}s")
+    print(describe("SIGTERM (key released)", clean) + f"   bound renew={renew:.3f}s")
+    print(f"crash/clean median ratio: {statistics.median(crash) / statistics.median(clean):.1f}x")
+    print("every takeover: fencing token increased, no overlap of may_trade between old and new leader")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
