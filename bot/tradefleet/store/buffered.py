@@ -1,0 +1,435 @@
+"""The buffered writer: the hot path never waits for the store, and a store outage loses nothing
+that matters.
+
+Two kinds of records, two promises:
+- market data (price samples, candles) is enqueued without awaiting (`enqueue_price`,
+  `enqueue_candle`). Price samples wait in a bounded buffer (`store_buffer_max`); when an outage
+  fills it, the OLDEST samples are dropped first and `store_dropped` counts every one. Candles are
+  few and coalesce by (symbol, interval, open_time): the newest version of each waits, never dropped.
+- what money depends on (signals, orders, order updates, positions, signal actions) is awaited
+  (`record_*`) and never dropped. The call returns True once the record is durable; while the store
+  is down it returns False as soon as the record is queued, and the writer retries it. These records
+  are written strictly in the order they were recorded (a signal before its order, an order before
+  its updates).
+
+One writer task owns the store: durable records first, then candles, then prices in batches of
+`store_batch_max`, at least every `store_flush_ms`. A failed write is retried with exponential
+backoff (the store's `retry_after` when it gives one); every write is idempotent in the store, so
+retrying a batch whose outcome was not seen cannot duplicate anything. Reads pass straight through to
+the store and see only what has been written.
+
+What it refuses: it keeps nothing on disk of its own. If `close()` cannot drain the queue (the store
+is still down at shutdown), every unwritten durable record is logged in full as a JSON line
+(`store_unwritten`) so it can be replayed by hand, and the count of lost price samples is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from tradefleet.config import BotConfig
+from tradefleet.domain.models import Candle, Order, OrderUpdate, Position, PriceSample, Signal
+from tradefleet.errors import TemporaryError
+from tradefleet.metrics import BotMetrics
+from tradefleet.ports import Store
+
+log = logging.getLogger("tradefleet.store")
+
+DURABLE_KINDS = ("signal", "signal_action", "order", "update", "position")
+RETRY_MIN_S = 0.05
+RETRY_MAX_S = 5.0
+"""Backoff bounds: quick enough to catch a lock released by another process, slow enough not to
+hammer a MongoDB that is failing over."""
+
+
+@dataclasses.dataclass(slots=True)
+class _Job:
+    kind: str
+    call: Callable[[Store], Awaitable[object]]
+    record: object
+    enqueued: float
+    done: asyncio.Future[bool]
+
+
+def _fields(record: object) -> dict[str, Any]:
+    if dataclasses.is_dataclass(record) and not isinstance(record, type):
+        return dataclasses.asdict(record)
+    return {"value": record}
+
+
+class BufferedStore:
+    """Wraps any `Store`; see the module docstring for what each call promises."""
+
+    def __init__(
+        self,
+        store: Store,
+        metrics: BotMetrics,
+        *,
+        batch_max: int = 500,
+        flush_ms: int = 200,
+        buffer_max: int = 100_000,
+        retry_max_s: float = RETRY_MAX_S,
+    ) -> None:
+        if batch_max < 1 or buffer_max < 1 or flush_ms < 0:
+            raise ValueError("batch_max and buffer_max must be positive, flush_ms not negative")
+        self.store = store
+        self.metrics = metrics
+        self.batch_max = batch_max
+        self.flush_s = flush_ms / 1000
+        self.buffer_max = buffer_max
+        self.retry_max_s = retry_max_s
+        self._prices: deque[PriceSample] = deque()
+        self._prices_since: float | None = None  # when the oldest waiting sample arrived (monotonic)
+        self._inflight_prices = 0
+        self._candles: dict[tuple[str, str, int], Candle] = {}
+        self._durable: deque[_Job] = deque()
+        self._durable_counts: Counter[str] = Counter()
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._flush_waiters = 0
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._healthy = True
+        self._failures_in_row = 0
+        self._last_error: str | None = None
+        self.dropped = 0
+
+    @classmethod
+    def from_config(cls, store: Store, config: BotConfig, metrics: BotMetrics) -> BufferedStore:
+        return cls(
+            store,
+            metrics,
+            batch_max=config.store_batch_max,
+            flush_ms=config.store_flush_ms,
+            buffer_max=config.store_buffer_max,
+        )
+
+    # -- state ------------------------------------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """True while the last write succeeded (and before the first one)."""
+        return self._healthy
+
+    @property
+    def last_error(self) -> str | None:
+        return self._last_error
+
+    def buffered(self) -> dict[str, int]:
+        """Records waiting for the store, by kind (in-flight price samples included)."""
+        counts = {kind: self._durable_counts[kind] for kind in DURABLE_KINDS}
+        counts["price"] = len(self._prices) + self._inflight_prices
+        counts["candle"] = len(self._candles)
+        return counts
+
+    def _has_work(self) -> bool:
+        return bool(self._durable or self._candles or self._prices or self._inflight_prices)
+
+    def _publish_gauges(self) -> None:
+        for kind, n in self.buffered().items():
+            self.metrics.store_buffered.labels(kind).set(n)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the writer task (needs a running event loop). The store must already be open."""
+        if self._closed:
+            raise RuntimeError("BufferedStore is closed")
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="store-writer")
+
+    async def flush(self, timeout: float = 30.0) -> bool:  # noqa: ASYNC109 (the bound is the API)
+        """Wait until everything queued so far is written; False if that took longer than `timeout`."""
+        if not self._has_work():
+            return True
+        if self._task is None or self._task.done():
+            raise RuntimeError("BufferedStore writer is not running; call start() first")
+        self._flush_waiters += 1
+        self._wake.set()
+        try:
+            await asyncio.wait_for(self._drained.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._flush_waiters -= 1
+
+    async def close(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        """Flush (up to `timeout`), stop the writer and close the wrapped store."""
+        if self._closed:
+            return
+        drained = True
+        if self._task is not None and not self._task.done():
+            drained = await self.flush(timeout)
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if not drained:
+            self._log_unwritten()
+        for job in self._durable:
+            if not job.done.done():
+                job.done.set_result(False)
+        await self.store.close()
+
+    def _log_unwritten(self) -> None:
+        for job in self._durable:
+            log.error(
+                "store_unwritten",
+                extra={"event": "store_unwritten", "kind": job.kind, "record": _fields(job.record)},
+            )
+        lost = len(self._prices) + self._inflight_prices
+        log.error(
+            "store_close_incomplete",
+            extra={
+                "event": "store_close_incomplete",
+                "durable_unwritten": len(self._durable),
+                "prices_lost": lost,
+                "candles_lost": len(self._candles),
+                "error": self._last_error,
+            },
+        )
+
+    # -- market data: never awaited -----------------------------------------------------------------
+
+    def enqueue_price(self, sample: PriceSample) -> None:
+        if self._closed:
+            self._drop(1)
+            return
+        if not self._prices:
+            self._prices_since = time.monotonic()
+        self._prices.append(sample)
+        self.metrics.store_enqueued.labels("price").inc()
+        self._trim_prices()
+        self._drained.clear()
+        if len(self._prices) >= self.batch_max:
+            self._wake.set()
+        self.metrics.store_buffered.labels("price").set(len(self._prices) + self._inflight_prices)
+
+    def _trim_prices(self) -> None:
+        excess = len(self._prices) - self.buffer_max
+        if excess > 0:
+            for _ in range(excess):
+                self._prices.popleft()
+            self._drop(excess)
+
+    def _drop(self, n: int) -> None:
+        self.dropped += n
+        self.metrics.store_dropped.inc(n)
+
+    def enqueue_candle(self, candle: Candle) -> None:
+        if self._closed:
+            return
+        key = (candle.symbol, candle.interval, candle.open_time)
+        waiting = self._candles.get(key)
+        # A closed candle is final; a late in-progress version of it must not replace it.
+        if waiting is None or candle.closed or not waiting.closed:
+            self._candles[key] = candle
+        self.metrics.store_enqueued.labels("candle").inc()
+        self.metrics.store_buffered.labels("candle").set(len(self._candles))
+        self._drained.clear()
+        self._wake.set()
+
+    # -- what money depends on: awaited, never dropped -------------------------------------------------
+
+    async def record_signal(self, signal: Signal) -> bool:
+        return await self._record("signal", lambda s: s.insert_signal(signal), signal)
+
+    async def record_signal_action(self, signal_id: str, action: str) -> bool:
+        return await self._record(
+            "signal_action",
+            lambda s: s.update_signal_action(signal_id, action),
+            {"signal_id": signal_id, "action": action},
+        )
+
+    async def record_order(self, order: Order) -> bool:
+        return await self._record("order", lambda s: s.insert_order(order), order)
+
+    async def record_update(self, update: OrderUpdate) -> bool:
+        return await self._record("update", lambda s: s.apply_order_update(update), update)
+
+    async def record_position(self, position: Position) -> bool:
+        return await self._record("position", lambda s: s.save_position(position), position)
+
+    async def _record(self, kind: str, call: Callable[[Store], Awaitable[object]], record: object) -> bool:
+        """True once durable; False once queued while the store is down (the writer keeps trying)."""
+        if self._closed:
+            raise RuntimeError(f"BufferedStore is closed; {kind} not recorded")
+        if self._task is None:
+            raise RuntimeError("BufferedStore writer is not running; call start() first")
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._durable.append(_Job(kind, call, record, time.monotonic(), done))
+        self._durable_counts[kind] += 1
+        self.metrics.store_enqueued.labels(kind).inc()
+        self.metrics.store_buffered.labels(kind).set(self._durable_counts[kind])
+        self._drained.clear()
+        self._wake.set()
+        if not self._healthy:
+            done.set_result(False)
+        # shield: a caller cancelled while waiting leaves the record queued, never half-removed.
+        return await asyncio.shield(done)
+
+    # -- the writer -------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = RETRY_MIN_S
+        while True:
+            await self._wait_for_work()
+            try:
+                await self._write_step()
+            except Exception as e:  # every failure is retried: nothing durable may be skipped
+                self._on_failure(e)
+                retry_after = e.retry_after if isinstance(e, TemporaryError) else None
+                await asyncio.sleep(max(delay, min(retry_after or 0.0, self.retry_max_s)))
+                delay = min(delay * 2, self.retry_max_s)
+                continue
+            delay = RETRY_MIN_S
+            if not self._has_work():
+                self._drained.set()
+
+    async def _wait_for_work(self) -> None:
+        while True:
+            if self._durable or self._candles or len(self._prices) >= self.batch_max:
+                return
+            if self._prices and (self._flush_waiters or not self._healthy):
+                return
+            timeout: float | None = None
+            if self._prices:
+                since = self._prices_since if self._prices_since is not None else time.monotonic()
+                timeout = since + self.flush_s - time.monotonic()
+                if timeout <= 0:
+                    return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                return
+
+    async def _attempt(self, kind: str, write: Callable[[], Awaitable[object]]) -> None:
+        if self._failures_in_row:
+            self.metrics.store_retries.inc()
+        started = time.perf_counter()
+        try:
+            await write()
+        except Exception:
+            self.metrics.store_failures.labels(kind).inc()
+            raise
+        self.metrics.latency.labels("store_write").observe(time.perf_counter() - started)
+        self._on_success()
+
+    async def _write_step(self) -> None:
+        while self._durable:
+            job = self._durable[0]
+            await self._attempt(job.kind, functools.partial(job.call, self.store))
+            self._durable.popleft()
+            self._durable_counts[job.kind] -= 1
+            self.metrics.store_buffered.labels(job.kind).set(self._durable_counts[job.kind])
+            self.metrics.latency.labels("event_to_stored").observe(time.monotonic() - job.enqueued)
+            if not job.done.done():
+                job.done.set_result(True)
+        if self._candles:
+            await self._write_candles()
+        if self._prices:
+            await self._write_prices()
+
+    async def _write_candles(self) -> None:
+        keys = list(self._candles)[: self.batch_max]
+        batch = [self._candles.pop(k) for k in keys]
+        self.metrics.store_buffered.labels("candle").set(len(self._candles))
+        try:
+            await self._attempt("candle", lambda: self.store.write_candles(batch))
+        except Exception:
+            for key, candle in zip(keys, batch, strict=True):
+                newer = self._candles.get(key)
+                if newer is None or (candle.closed and not newer.closed):
+                    self._candles[key] = candle
+            self.metrics.store_buffered.labels("candle").set(len(self._candles))
+            raise
+
+    async def _write_prices(self) -> None:
+        n = min(self.batch_max, len(self._prices))
+        batch: Sequence[PriceSample] = [self._prices.popleft() for _ in range(n)]
+        self._inflight_prices = n
+        self._prices_since = time.monotonic() if self._prices else None
+        try:
+            await self._attempt("price", lambda: self.store.write_prices(batch))
+        except Exception:
+            # Back at the front, in order; if the buffer overflowed meanwhile, the oldest go first.
+            self._prices.extendleft(reversed(batch))
+            self._prices_since = self._prices_since or time.monotonic()
+            self._trim_prices()
+            raise
+        finally:
+            self._inflight_prices = 0
+            self.metrics.store_buffered.labels("price").set(len(self._prices))
+        now_ms = time.time() * 1000
+        observe = self.metrics.latency.labels("event_to_stored").observe
+        for sample in batch:
+            observe(max(0.0, (now_ms - sample.local_ts) / 1000))
+
+    def _on_failure(self, error: Exception) -> None:
+        self._failures_in_row += 1
+        message = f"{type(error).__name__}: {error}"
+        if self._healthy or message != self._last_error:
+            log.warning(
+                "store_write_failed",
+                extra={"event": "store_write_failed", "error": message, "buffered": self.buffered()},
+            )
+        self._healthy = False
+        self._last_error = message
+        # Whoever waits for a durable record is told "queued, not yet durable" rather than kept waiting.
+        for job in self._durable:
+            if not job.done.done():
+                job.done.set_result(False)
+
+    def _on_success(self) -> None:
+        if not self._healthy:
+            log.warning(
+                "store_recovered",
+                extra={
+                    "event": "store_recovered",
+                    "failed_attempts": self._failures_in_row,
+                    "buffered": self.buffered(),
+                },
+            )
+        self._healthy = True
+        self._failures_in_row = 0
+
+    # -- reads pass through ----------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        await self.store.ping()
+
+    async def get_order(self, client_order_id: str) -> Order | None:
+        return await self.store.get_order(client_order_id)
+
+    async def open_orders(self, bot: str) -> list[Order]:
+        return await self.store.open_orders(bot)
+
+    async def order_updates(self, client_order_id: str) -> list[OrderUpdate]:
+        return await self.store.order_updates(client_order_id)
+
+    async def orders(self, bot: str) -> list[Order]:
+        return await self.store.orders(bot)
+
+    async def signals(self, bot: str) -> list[Signal]:
+        return await self.store.signals(bot)
+
+    async def candles(self, symbol: str, interval: str) -> list[Candle]:
+        return await self.store.candles(symbol, interval)
+
+    async def prices(self, bot: str, limit: int = 1000) -> list[PriceSample]:
+        return await self.store.prices(bot, limit)
+
+    async def load_position(self, bot: str, symbol: str) -> Position | None:
+        return await self.store.load_position(bot, symbol)

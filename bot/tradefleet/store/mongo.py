@@ -1,0 +1,381 @@
+"""The MongoDB store, for compose, Helm and production: PyMongo's native async API.
+
+`AsyncMongoClient` is MongoDB's own successor to Motor (end of life May 2026): same vendor, real
+asyncio, no thread pool.
+
+Collections (in the database named by the URL, default `tradefleet`):
+- `prices`: a time-series collection (timeField `ts`, metaField `meta` = {bot, symbol}, granularity
+  seconds). `ts` is the LOCAL receive time (`local_ts`), because (bot, update_id, local_ts) is a
+  sample's identity and the newest-first read sorts on it; the exchange time is kept as a field.
+- `candles`, `signals`, `orders`, `order_updates`, `positions`: ordinary collections whose `_id` is
+  the natural key (see `mongo_docs`), plus secondary indexes for the reads and a unique index on
+  candles' (symbol, interval, open_time).
+
+Idempotency. Ordinary collections get it from `_id`: a retried insert raises DuplicateKeyError,
+which means "already there". Time-series collections cannot have unique indexes, so `write_prices`
+first asks which of the batch's (bot, update_id, local_ts) keys are already stored, reading only the
+batch's time range of the batch's bots (the time-series' own meta + time index serves that), and
+inserts the rest. A batch retried after a lost reply is therefore written once. The check and the
+insert are not one atomic step: only two writers racing with the very same samples could both
+insert, and a bot has exactly one writer task, which never sends a batch while its previous attempt
+is still running.
+
+Order documents only move forward: each update is folded with `merge.advance` under optimistic
+concurrency (a `rev` field checked by the update), with the folded update keys kept in `applied`,
+so two replicas, a retry or a crash between the history insert and the document update can neither
+lose an update nor count a fee twice.
+
+Errors: AutoReconnect (so NotPrimary and ServerSelectionTimeout), NetworkTimeout, connection
+failures and retryable server errors become `StoreUnavailable`; DuplicateKeyError is handled as an
+idempotent no-op where expected; an invalid URL is a `ConfigError`; the rest is `PermanentError`.
+Needs MongoDB 6.0 or newer (time-series secondary indexes on the metaField).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReplaceOne, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import (
+    AutoReconnect,
+    BulkWriteError,
+    CollectionInvalid,
+    ConfigurationError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    InvalidURI,
+    NetworkTimeout,
+    OperationFailure,
+    PyMongoError,
+    WaitQueueTimeoutError,
+    WTimeoutError,
+)
+
+from tradefleet.domain.models import Candle, Order, OrderStatus, OrderUpdate, Position, PriceSample, Signal
+from tradefleet.errors import ConfigError, PermanentError, StoreUnavailable
+from tradefleet.store import mongo_docs as docs
+from tradefleet.store.merge import advance, update_key
+from tradefleet.store.urls import redact_url
+
+Doc = dict[str, Any]
+DEFAULT_SERVER_SELECTION_MS = 5000
+"""How long an operation waits for a usable server before the store counts as unavailable
+(the driver's default is 30 s, which would stall the buffered writer for that long per attempt)."""
+
+_DUPLICATE_KEY = 11000
+_NAMESPACE_EXISTS = 48
+# Server error codes that mean "not now": shutdown, stepdown, not primary, network, time limits.
+_TRANSIENT_CODES = frozenset({6, 7, 50, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
+_OPEN_STATUSES = [OrderStatus.PENDING.value, OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value]
+_FOLD_ATTEMPTS = 20
+
+
+def translate(error: PyMongoError, where: str) -> Exception:
+    if isinstance(
+        error,
+        AutoReconnect | NetworkTimeout | ConnectionFailure | WaitQueueTimeoutError | ExecutionTimeout,
+    ):
+        return StoreUnavailable(f"mongodb store {where} unavailable: {error}", retry_after=1.0)
+    if isinstance(error, WTimeoutError):
+        return StoreUnavailable(f"mongodb store {where}: write concern timed out: {error}", retry_after=1.0)
+    if isinstance(error, OperationFailure) and (
+        error.code in _TRANSIENT_CODES or error.has_error_label("RetryableWriteError")
+    ):
+        return StoreUnavailable(f"mongodb store {where} unavailable: {error}", retry_after=1.0)
+    if isinstance(error, ConfigurationError | InvalidURI):
+        return ConfigError(f"store_url for {where} is not valid: {error}")
+    return PermanentError(f"mongodb store {where}: {type(error).__name__}: {error}")
+
+
+class MongoStore:
+    """`Store` on MongoDB. `url` is passed to the driver as is; `database` is the one to use."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        database: str = "tradefleet",
+        server_selection_timeout_ms: int = DEFAULT_SERVER_SELECTION_MS,
+    ) -> None:
+        self.url = url
+        self.database_name = database
+        self.where = f"{redact_url(url)} (database {database})"
+        self.server_selection_timeout_ms = server_selection_timeout_ms
+        self._client: AsyncMongoClient[Doc] | None = None
+        self._schema_ready = False
+
+    def __repr__(self) -> str:
+        return f"MongoStore({self.where!r})"
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except DuplicateKeyError:
+            raise  # the caller decides: usually "already stored"
+        except PyMongoError as e:
+            raise translate(e, self.where) from e
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    @property
+    def db(self) -> AsyncDatabase[Doc]:
+        if self._client is None:
+            raise RuntimeError(f"{self!r} is not open; call `await store.open()` first")
+        return self._client[self.database_name]
+
+    def _col(self, name: str) -> AsyncCollection[Doc]:
+        return self.db[name]
+
+    async def open(self) -> None:
+        """Create the client and the collections; raises StoreUnavailable if the server is down
+        (the client stays, and the schema is created by the first write that succeeds)."""
+        if self._client is None:
+            options: dict[str, Any] = {"tz_aware": True}
+            if "serverselectiontimeoutms" not in self.url.lower():
+                options["serverSelectionTimeoutMS"] = self.server_selection_timeout_ms
+            try:
+                self._client = AsyncMongoClient(self.url, **options)
+            except (ConfigurationError, InvalidURI, ValueError, TypeError) as e:
+                raise ConfigError(f"store_url {self.where} is not valid: {e}") from e
+        await self._ensure_schema()
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
+
+    async def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        with self._translated():
+            existing = set(await self.db.list_collection_names())
+            if "prices" not in existing:
+                try:
+                    await self.db.create_collection(
+                        "prices",
+                        timeseries={"timeField": "ts", "metaField": "meta", "granularity": "seconds"},
+                    )
+                except CollectionInvalid:
+                    pass  # created meanwhile by another replica
+                except OperationFailure as e:
+                    if e.code != _NAMESPACE_EXISTS:
+                        raise
+            await self._col("prices").create_index([("meta.bot", ASCENDING), ("ts", DESCENDING)])
+            await self._col("candles").create_index(
+                [("symbol", ASCENDING), ("interval", ASCENDING), ("open_time", ASCENDING)], unique=True
+            )
+            await self._col("signals").create_index([("bot", ASCENDING), ("created_at", ASCENDING)])
+            await self._col("orders").create_index([("bot", ASCENDING), ("created_at", ASCENDING)])
+            await self._col("orders").create_index([("bot", ASCENDING), ("status", ASCENDING)])
+            await self._col("order_updates").create_index(
+                [("client_order_id", ASCENDING), ("event_time", ASCENDING), ("received_ns", ASCENDING)]
+            )
+        self._schema_ready = True
+
+    async def ping(self) -> None:
+        await self._ensure_schema()
+        with self._translated():
+            await self.db.command("ping")
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    async def write_prices(self, samples: Sequence[PriceSample]) -> None:
+        if not samples:
+            return
+        await self._ensure_schema()
+        prices = self._col("prices")
+        bots = sorted({s.bot for s in samples})
+        window = {
+            "$gte": docs.ms_to_date(min(s.local_ts for s in samples)),
+            "$lte": docs.ms_to_date(max(s.local_ts for s in samples)),
+        }
+        with self._translated():
+            stored = {
+                (d["meta"]["bot"], int(d["update_id"]), int(d["local_ts"]))
+                async for d in prices.find(
+                    {
+                        "meta.bot": {"$in": bots},
+                        "ts": window,
+                    },
+                    {"meta.bot": 1, "update_id": 1, "local_ts": 1, "_id": 0},
+                )
+            }
+            fresh: list[Doc] = []
+            for s in samples:
+                key = (s.bot, s.update_id, s.local_ts)
+                if key not in stored:
+                    stored.add(key)  # the same sample twice in one batch is written once
+                    fresh.append(docs.price_doc(s))
+            if fresh:
+                await prices.insert_many(fresh, ordered=False)
+
+    async def write_candles(self, candles: Sequence[Candle]) -> None:
+        if not candles:
+            return
+        await self._ensure_schema()
+        ops: list[ReplaceOne[Doc] | UpdateOne] = []
+        for c in candles:
+            doc = docs.candle_doc(c)
+            if c.closed:
+                ops.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
+            else:
+                # An in-progress candle never replaces a closed one: the filter misses the closed
+                # document, the upsert then collides on _id, and that duplicate-key error is ignored.
+                fields = {k: v for k, v in doc.items() if k != "_id"}
+                ops.append(
+                    UpdateOne({"_id": doc["_id"], "closed": {"$ne": True}}, {"$set": fields}, upsert=True)
+                )
+        with self._translated():
+            try:
+                await self._col("candles").bulk_write(ops, ordered=False)
+            except BulkWriteError as e:
+                details = e.details or {}
+                errors = details.get("writeErrors", [])
+                if details.get("writeConcernErrors") or any(w.get("code") != _DUPLICATE_KEY for w in errors):
+                    raise
+
+    async def insert_signal(self, signal: Signal) -> bool:
+        await self._ensure_schema()
+        with self._translated():
+            try:
+                await self._col("signals").insert_one(docs.signal_doc(signal))
+            except DuplicateKeyError:
+                return False
+        return True
+
+    async def update_signal_action(self, signal_id: str, action: str) -> None:
+        await self._ensure_schema()
+        with self._translated():
+            await self._col("signals").update_one({"_id": signal_id}, {"$set": {"action": action}})
+
+    async def insert_order(self, order: Order) -> bool:
+        await self._ensure_schema()
+        with self._translated():
+            try:
+                await self._col("orders").insert_one(docs.order_doc(order))
+            except DuplicateKeyError:
+                return False
+            # Reports that arrived before the order document (kept in the history) are folded in now.
+            early = [
+                docs.update_from(d)
+                async for d in self._col("order_updates")
+                .find({"client_order_id": order.client_order_id})
+                .sort([("event_time", ASCENDING), ("received_ns", ASCENDING)])
+            ]
+        if early:
+            await self._fold(order.client_order_id, early)
+        return True
+
+    async def apply_order_update(self, update: OrderUpdate) -> Order | None:
+        await self._ensure_schema()
+        with self._translated():
+            try:
+                await self._col("order_updates").insert_one(docs.update_doc(update, time.time_ns()))
+            except DuplicateKeyError:
+                pass  # already in the history; folding again below is a no-op for the document
+        return await self._fold(update.client_order_id, [update])
+
+    async def _fold(self, client_order_id: str, updates: Sequence[OrderUpdate]) -> Order | None:
+        orders = self._col("orders")
+        for _ in range(_FOLD_ATTEMPTS):
+            with self._translated():
+                found = await orders.find_one({"_id": client_order_id})
+            if found is None:
+                return None
+            current = docs.order_from(found)
+            applied = set(found.get("applied", []))
+            new = current
+            keys: list[str] = []
+            for u in updates:
+                key = update_key(u)
+                new = advance(new, u, first_seen=key not in applied)
+                if key not in applied:
+                    applied.add(key)
+                    keys.append(key)
+            if new == current and not keys:
+                return current
+            with self._translated():
+                result = await orders.update_one(
+                    {"_id": client_order_id, "rev": found.get("rev", 0)},
+                    {
+                        "$set": docs.order_state(new),
+                        "$inc": {"rev": 1},
+                        "$addToSet": {"applied": {"$each": keys}},
+                    },
+                )
+            if result.matched_count == 1:
+                return new
+            # Another writer moved the document between our read and write: read it again.
+        raise StoreUnavailable(
+            f"order {client_order_id} is being updated concurrently; gave up after {_FOLD_ATTEMPTS} tries",
+            retry_after=0.1,
+        )
+
+    async def save_position(self, position: Position) -> None:
+        await self._ensure_schema()
+        doc = docs.position_doc(position)
+        with self._translated():
+            await self._col("positions").replace_one({"_id": doc["_id"]}, doc, upsert=True)
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    async def _find(self, name: str, query: Doc, sort: list[tuple[str, int]], limit: int = 0) -> list[Doc]:
+        await self._ensure_schema()
+        with self._translated():
+            return [d async for d in self._col(name).find(query).sort(sort).limit(limit)]
+
+    async def get_order(self, client_order_id: str) -> Order | None:
+        await self._ensure_schema()
+        with self._translated():
+            found = await self._col("orders").find_one({"_id": client_order_id})
+        return None if found is None else docs.order_from(found)
+
+    async def open_orders(self, bot: str) -> list[Order]:
+        found = await self._find(
+            "orders",
+            {"bot": bot, "status": {"$in": _OPEN_STATUSES}},
+            [("created_at", ASCENDING), ("_id", ASCENDING)],
+        )
+        return [docs.order_from(d) for d in found]
+
+    async def order_updates(self, client_order_id: str) -> list[OrderUpdate]:
+        found = await self._find(
+            "order_updates",
+            {"client_order_id": client_order_id},
+            [("event_time", ASCENDING), ("received_ns", ASCENDING)],
+        )
+        return [docs.update_from(d) for d in found]
+
+    async def orders(self, bot: str) -> list[Order]:
+        found = await self._find("orders", {"bot": bot}, [("created_at", ASCENDING), ("_id", ASCENDING)])
+        return [docs.order_from(d) for d in found]
+
+    async def signals(self, bot: str) -> list[Signal]:
+        found = await self._find("signals", {"bot": bot}, [("created_at", ASCENDING), ("_id", ASCENDING)])
+        return [docs.signal_from(d) for d in found]
+
+    async def candles(self, symbol: str, interval: str) -> list[Candle]:
+        found = await self._find(
+            "candles", {"symbol": symbol, "interval": interval}, [("open_time", ASCENDING)]
+        )
+        return [docs.candle_from(d) for d in found]
+
+    async def prices(self, bot: str, limit: int = 1000) -> list[PriceSample]:
+        """The newest `limit` samples, oldest first."""
+        found = await self._find(
+            "prices", {"meta.bot": bot}, [("ts", DESCENDING), ("update_id", DESCENDING)], limit
+        )
+        return [docs.price_from(d) for d in reversed(found)]
+
+    async def load_position(self, bot: str, symbol: str) -> Position | None:
+        await self._ensure_schema()
+        with self._translated():
+            found = await self._col("positions").find_one({"_id": docs.position_id(bot, symbol)})
+        return None if found is None else docs.position_from(found)

@@ -1,0 +1,428 @@
+"""The embedded store: one SQLite file, no server; the default for a single `tradebot` process.
+
+Why it looks like this:
+- sqlite3 blocks, so every call runs on ONE dedicated thread (a single-worker executor) that owns
+  the only connection. The event loop never waits on the disk, and the connection is never shared
+  between threads.
+- WAL mode lets readers (a report, the sqlite3 shell, a second replica) read while we write, and
+  several processes may write the same file: each write is a short `BEGIN IMMEDIATE` transaction
+  (taking the write lock up front, so no transaction deadlocks upgrading a read lock), and
+  `busy_timeout` makes a writer wait for the other's lock instead of failing at once.
+- `synchronous=FULL`: a commit is on disk when it returns, so "recorded" means recorded even if the
+  machine loses power. Prices are batched, so this costs one fsync per batch, not per sample.
+- Every write is idempotent through the tables' natural keys (see `sqlite_schema`), so the buffered
+  writer may retry a batch whose outcome it did not see.
+
+What it refuses: it does not retry and it does not buffer (that is `BufferedStore`'s job). sqlite
+errors are translated: locked, read-only, disk full, I/O and cannot-open become `StoreUnavailable`
+(a retry may help); a corrupt file or a file from a newer tradefleet becomes `PermanentError`;
+anything else is a programming error and propagates unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from tradefleet.domain.models import (
+    Candle,
+    Order,
+    OrderStatus,
+    OrderUpdate,
+    Position,
+    PriceSample,
+    Side,
+    Signal,
+)
+from tradefleet.errors import PermanentError, StoreUnavailable
+from tradefleet.store.merge import advance, plain, update_key
+from tradefleet.store.sqlite_schema import migrate
+
+T = TypeVar("T")
+
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+"""How long a write waits for another process's write lock before the store counts as unavailable.
+Long enough for a second replica's batch, short enough that the buffered writer notices an outage."""
+
+# Primary result codes (the low byte of the extended code) that mean "not now" rather than "never".
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_NOMEM, _SQLITE_READONLY = 5, 6, 7, 8
+_SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_PROTOCOL = 10, 11, 13, 14, 15
+_SQLITE_NOTADB = 26
+_UNAVAILABLE = frozenset(
+    {_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_NOMEM, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_FULL}
+    | {_SQLITE_CANTOPEN, _SQLITE_PROTOCOL}
+)
+_BROKEN = frozenset({_SQLITE_CORRUPT, _SQLITE_NOTADB})
+
+_ORDER_COLUMNS = (
+    "client_order_id, bot, exchange, symbol, side, order_type, signal_id, status, created_at, updated_at, "
+    "quantity, quote_amount, exchange_order_id, filled_qty, cum_quote, fee, fee_asset, fencing_token, reason"
+)
+_UPDATE_COLUMNS = (
+    "client_order_id, status, event_time, exchange_order_id, filled_qty, cum_quote, last_qty, last_price, "
+    "fee, fee_asset, trade_id, exec_type, reason, source"
+)
+_SIGNAL_COLUMNS = (
+    "signal_id, bot, exchange, symbol, interval, side, candle_open_time, candle_close_time, close, "
+    "sma_short, sma_long, created_at, action"
+)
+_CANDLE_COLUMNS = "symbol, interval, open_time, close_time, open, high, low, close, volume, closed, trades"
+_PRICE_COLUMNS = "bot, exchange, symbol, exchange_ts, local_ts, update_id, bid, bid_qty, ask, ask_qty"
+
+
+def translate(error: sqlite3.Error, where: str) -> Exception:
+    """The tradefleet error for an sqlite3 error (returned, for the caller to raise `from` it)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    name = getattr(error, "sqlite_errorname", "?")
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary in _BROKEN:
+        return PermanentError(f"sqlite store {where} is not a usable database: {error} ({name})")
+    if primary in _UNAVAILABLE or (primary is None and isinstance(error, sqlite3.OperationalError)):
+        return StoreUnavailable(f"sqlite store {where} unavailable: {error} ({name})", retry_after=0.5)
+    return error
+
+
+def _dec(value: Decimal) -> str:
+    return plain(value)
+
+
+def _opt_dec(value: Decimal | None) -> str | None:
+    return None if value is None else plain(value)
+
+
+def _to_dec(text: str) -> Decimal:
+    return Decimal(text)
+
+
+def _to_opt_dec(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def _order_row(o: Order) -> tuple[Any, ...]:
+    return (
+        o.client_order_id, o.bot, o.exchange, o.symbol, o.side.value, o.order_type, o.signal_id,
+        o.status.value, o.created_at, o.updated_at, _opt_dec(o.quantity), _opt_dec(o.quote_amount),
+        o.exchange_order_id, _dec(o.filled_qty), _dec(o.cum_quote), _dec(o.fee), o.fee_asset,
+        o.fencing_token, o.reason,
+    )  # fmt: skip
+
+
+def _order_from(r: sqlite3.Row) -> Order:
+    return Order(
+        client_order_id=r["client_order_id"], bot=r["bot"], exchange=r["exchange"], symbol=r["symbol"],
+        side=Side(r["side"]), order_type=r["order_type"], signal_id=r["signal_id"],
+        status=OrderStatus(r["status"]), created_at=r["created_at"], updated_at=r["updated_at"],
+        quantity=_to_opt_dec(r["quantity"]), quote_amount=_to_opt_dec(r["quote_amount"]),
+        exchange_order_id=r["exchange_order_id"], filled_qty=_to_dec(r["filled_qty"]),
+        cum_quote=_to_dec(r["cum_quote"]), fee=_to_dec(r["fee"]), fee_asset=r["fee_asset"],
+        fencing_token=r["fencing_token"], reason=r["reason"],
+    )  # fmt: skip
+
+
+def _update_from(r: sqlite3.Row) -> OrderUpdate:
+    return OrderUpdate(
+        client_order_id=r["client_order_id"], status=OrderStatus(r["status"]), event_time=r["event_time"],
+        exchange_order_id=r["exchange_order_id"], filled_qty=_to_dec(r["filled_qty"]),
+        cum_quote=_to_dec(r["cum_quote"]), last_qty=_to_dec(r["last_qty"]),
+        last_price=_to_dec(r["last_price"]), fee=_to_dec(r["fee"]), fee_asset=r["fee_asset"],
+        trade_id=r["trade_id"], exec_type=r["exec_type"], reason=r["reason"], source=r["source"],
+    )  # fmt: skip
+
+
+def _signal_from(r: sqlite3.Row) -> Signal:
+    return Signal(
+        signal_id=r["signal_id"], bot=r["bot"], exchange=r["exchange"], symbol=r["symbol"],
+        interval=r["interval"], side=Side(r["side"]), candle_open_time=r["candle_open_time"],
+        candle_close_time=r["candle_close_time"], close=_to_dec(r["close"]),
+        sma_short=_to_dec(r["sma_short"]), sma_long=_to_dec(r["sma_long"]), created_at=r["created_at"],
+        action=r["action"],
+    )  # fmt: skip
+
+
+def _candle_from(r: sqlite3.Row) -> Candle:
+    return Candle(
+        symbol=r["symbol"], interval=r["interval"], open_time=r["open_time"], close_time=r["close_time"],
+        open=_to_dec(r["open"]), high=_to_dec(r["high"]), low=_to_dec(r["low"]),
+        close=_to_dec(r["close"]), volume=_to_dec(r["volume"]), closed=bool(r["closed"]),
+        trades=r["trades"],
+    )  # fmt: skip
+
+
+def _price_from(r: sqlite3.Row) -> PriceSample:
+    return PriceSample(
+        bot=r["bot"], exchange=r["exchange"], symbol=r["symbol"], exchange_ts=r["exchange_ts"],
+        local_ts=r["local_ts"], update_id=r["update_id"], bid=_to_dec(r["bid"]),
+        bid_qty=_to_dec(r["bid_qty"]), ask=_to_dec(r["ask"]), ask_qty=_to_dec(r["ask_qty"]),
+    )  # fmt: skip
+
+
+def _write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `fn` in one write transaction, taking the write lock up front."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the original error says more; sqlite rolls back on its own when it must
+        raise
+    return result
+
+
+class SqliteStore:
+    """`Store` on one SQLite file. `path` is a filesystem path or ":memory:"."""
+
+    def __init__(self, path: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({self.path!r})"
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._executor is None:
+            raise RuntimeError(f"{self!r} is not open; call `await store.open()` first")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            self._conn = self._connect()  # a previous open failed (file locked): try again now
+        try:
+            return fn(self._conn)
+        except sqlite3.Error as e:
+            translated = translate(e, self.path)
+            if translated is e:
+                raise
+            raise translated from e
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout_ms / 1000)
+        except sqlite3.Error as e:
+            raise translate(e, self.path) from e
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            conn.execute("PRAGMA journal_mode = WAL")  # ":memory:" answers "memory", which is fine
+            conn.execute("PRAGMA synchronous = FULL")
+            migrate(conn, self.path)
+        except BaseException as e:
+            conn.close()
+            if isinstance(e, sqlite3.Error):
+                raise translate(e, self.path) from e
+            raise
+        return conn
+
+    async def open(self) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        await self._run(lambda conn: None)  # connects and migrates on the store's thread
+
+    async def close(self) -> None:
+        if self._executor is None:
+            return
+
+        def _close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, _close)
+        finally:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def ping(self) -> None:
+        # Taking the write lock and releasing it proves a write could happen now.
+        await self._run(lambda conn: _write(conn, lambda c: None))
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    async def write_prices(self, samples: Sequence[PriceSample]) -> None:
+        rows = [
+            (s.bot, s.exchange, s.symbol, s.exchange_ts, s.local_ts, s.update_id, _dec(s.bid),
+             _dec(s.bid_qty), _dec(s.ask), _dec(s.ask_qty), _dec(s.mid), _dec(s.spread))
+            for s in samples
+        ]  # fmt: skip
+        if not rows:
+            return
+        sql = f"INSERT OR IGNORE INTO prices ({_PRICE_COLUMNS}, mid, spread) VALUES ({', '.join('?' * 12)})"
+        await self._run(lambda conn: _write(conn, lambda c: c.executemany(sql, rows)))
+
+    async def write_candles(self, candles: Sequence[Candle]) -> None:
+        rows = [
+            (c.symbol, c.interval, c.open_time, c.close_time, _dec(c.open), _dec(c.high), _dec(c.low),
+             _dec(c.close), _dec(c.volume), int(c.closed), c.trades)
+            for c in candles
+        ]  # fmt: skip
+        if not rows:
+            return
+        # A closed candle is final: a late in-progress version of it must not overwrite it.
+        sql = (
+            f"INSERT INTO candles ({_CANDLE_COLUMNS}) VALUES ({', '.join('?' * 11)}) "
+            "ON CONFLICT (symbol, interval, open_time) DO UPDATE SET "
+            "close_time = excluded.close_time, open = excluded.open, high = excluded.high, "
+            "low = excluded.low, close = excluded.close, volume = excluded.volume, "
+            "closed = excluded.closed, trades = excluded.trades "
+            "WHERE excluded.closed >= candles.closed"
+        )
+        await self._run(lambda conn: _write(conn, lambda c: c.executemany(sql, rows)))
+
+    async def insert_signal(self, signal: Signal) -> bool:
+        s = signal
+        row = (
+            s.signal_id, s.bot, s.exchange, s.symbol, s.interval, s.side.value, s.candle_open_time,
+            s.candle_close_time, _dec(s.close), _dec(s.sma_short), _dec(s.sma_long), s.created_at, s.action,
+        )  # fmt: skip
+        sql = f"INSERT INTO signals ({_SIGNAL_COLUMNS}) VALUES ({', '.join('?' * 13)}) ON CONFLICT DO NOTHING"
+        cur = await self._run(lambda conn: _write(conn, lambda c: c.execute(sql, row)))
+        return cur.rowcount == 1
+
+    async def update_signal_action(self, signal_id: str, action: str) -> None:
+        sql = "UPDATE signals SET action = ? WHERE signal_id = ?"
+        await self._run(lambda conn: _write(conn, lambda c: c.execute(sql, (action, signal_id))))
+
+    async def insert_order(self, order: Order) -> bool:
+        return await self._run(lambda conn: _write(conn, lambda c: self._insert_order(c, order)))
+
+    def _insert_order(self, c: sqlite3.Connection, order: Order) -> bool:
+        sql = f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES ({', '.join('?' * 19)}) ON CONFLICT DO NOTHING"
+        if c.execute(sql, _order_row(order)).rowcount != 1:
+            return False
+        # Reports that arrived before the order was stored (kept, never dropped) are folded in now,
+        # so the document is the same whichever came first.
+        current = order
+        for r in c.execute(
+            f"SELECT {_UPDATE_COLUMNS} FROM order_updates WHERE client_order_id = ? ORDER BY seq",
+            (order.client_order_id,),
+        ).fetchall():
+            current = advance(current, _update_from(r), first_seen=True)
+        if current != order:
+            self._save_order(c, current)
+        return True
+
+    def _save_order(self, c: sqlite3.Connection, o: Order) -> None:
+        c.execute(
+            "UPDATE orders SET status = ?, updated_at = ?, exchange_order_id = ?, filled_qty = ?, "
+            "cum_quote = ?, fee = ?, fee_asset = ?, reason = ? WHERE client_order_id = ?",
+            (o.status.value, o.updated_at, o.exchange_order_id, _dec(o.filled_qty), _dec(o.cum_quote),
+             _dec(o.fee), o.fee_asset, o.reason, o.client_order_id),
+        )  # fmt: skip
+
+    async def apply_order_update(self, update: OrderUpdate) -> Order | None:
+        return await self._run(lambda conn: _write(conn, lambda c: self._apply(c, update)))
+
+    def _apply(self, c: sqlite3.Connection, u: OrderUpdate) -> Order | None:
+        sql = (
+            f"INSERT INTO order_updates (update_key, {_UPDATE_COLUMNS}) VALUES ({', '.join('?' * 15)}) "
+            "ON CONFLICT (client_order_id, update_key) DO NOTHING"
+        )
+        row = (
+            update_key(u), u.client_order_id, u.status.value, u.event_time, u.exchange_order_id,
+            _dec(u.filled_qty), _dec(u.cum_quote), _dec(u.last_qty), _dec(u.last_price), _dec(u.fee),
+            u.fee_asset, u.trade_id, u.exec_type, u.reason, u.source,
+        )  # fmt: skip
+        first_seen = c.execute(sql, row).rowcount == 1
+        found = c.execute(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE client_order_id = ?", (u.client_order_id,)
+        ).fetchone()
+        if found is None:
+            return None
+        order = _order_from(found)
+        new = advance(order, u, first_seen=first_seen)
+        if new != order:
+            self._save_order(c, new)
+        return new
+
+    async def save_position(self, position: Position) -> None:
+        p = position
+        sql = (
+            "INSERT INTO positions (bot, symbol, qty, cost_quote, realized_pnl_quote, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (bot, symbol) DO UPDATE SET qty = excluded.qty, "
+            "cost_quote = excluded.cost_quote, realized_pnl_quote = excluded.realized_pnl_quote, "
+            "updated_at = excluded.updated_at"
+        )
+        row = (p.bot, p.symbol, _dec(p.qty), _dec(p.cost_quote), _dec(p.realized_pnl_quote), p.updated_at)
+        await self._run(lambda conn: _write(conn, lambda c: c.execute(sql, row)))
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    async def _select(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
+        return await self._run(lambda conn: conn.execute(sql, params).fetchall())
+
+    async def get_order(self, client_order_id: str) -> Order | None:
+        rows = await self._select(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE client_order_id = ?", (client_order_id,)
+        )
+        return _order_from(rows[0]) if rows else None
+
+    async def open_orders(self, bot: str) -> list[Order]:
+        rows = await self._select(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE bot = ? AND status IN (?, ?, ?) "
+            "ORDER BY created_at, client_order_id",
+            (bot, OrderStatus.PENDING.value, OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value),
+        )
+        return [_order_from(r) for r in rows]
+
+    async def order_updates(self, client_order_id: str) -> list[OrderUpdate]:
+        rows = await self._select(
+            f"SELECT {_UPDATE_COLUMNS} FROM order_updates WHERE client_order_id = ? ORDER BY event_time, seq",
+            (client_order_id,),
+        )
+        return [_update_from(r) for r in rows]
+
+    async def orders(self, bot: str) -> list[Order]:
+        rows = await self._select(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE bot = ? ORDER BY created_at, client_order_id", (bot,)
+        )
+        return [_order_from(r) for r in rows]
+
+    async def signals(self, bot: str) -> list[Signal]:
+        rows = await self._select(
+            f"SELECT {_SIGNAL_COLUMNS} FROM signals WHERE bot = ? ORDER BY created_at, signal_id", (bot,)
+        )
+        return [_signal_from(r) for r in rows]
+
+    async def candles(self, symbol: str, interval: str) -> list[Candle]:
+        rows = await self._select(
+            f"SELECT {_CANDLE_COLUMNS} FROM candles WHERE symbol = ? AND interval = ? ORDER BY open_time",
+            (symbol, interval),
+        )
+        return [_candle_from(r) for r in rows]
+
+    async def prices(self, bot: str, limit: int = 1000) -> list[PriceSample]:
+        """The newest `limit` samples, oldest first."""
+        rows = await self._select(
+            f"SELECT {_PRICE_COLUMNS} FROM prices WHERE bot = ? "
+            "ORDER BY local_ts DESC, update_id DESC LIMIT ?",
+            (bot, limit),
+        )
+        return [_price_from(r) for r in reversed(rows)]
+
+    async def load_position(self, bot: str, symbol: str) -> Position | None:
+        rows = await self._select(
+            "SELECT bot, symbol, qty, cost_quote, realized_pnl_quote, updated_at FROM positions "
+            "WHERE bot = ? AND symbol = ?",
+            (bot, symbol),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return Position(
+            bot=r["bot"], symbol=r["symbol"], qty=_to_dec(r["qty"]), cost_quote=_to_dec(r["cost_quote"]),
+            realized_pnl_quote=_to_dec(r["realized_pnl_quote"]), updated_at=r["updated_at"],
+        )  # fmt: skip
