@@ -1,0 +1,149 @@
+"""Pure status: what the operator observed in, a TradingBot `status` out.
+
+Conditions are shaped like `metav1.Condition` (type, status, reason, message,
+lastTransitionTime, observedGeneration), so `kubectl wait --for=condition=Ready tb/x` and any
+generic tooling understand them. A condition's lastTransitionTime moves only when its status
+changes; reasons are CamelCase words a script can match on, messages are for humans.
+
+The four types, always all present:
+    Ready        the Deployment has all desired replicas updated and ready
+    Progressing  a rollout (create, spec change, resume) is under way
+    Degraded     something needs a human: an invalid spec, a stuck rollout
+    Paused       spec.paused scaled the bot to zero
+
+No I/O and no clock: `now` is passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "Paused")
+PHASES = ("Pending", "Progressing", "Running", "Paused", "Degraded")
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    generation: int
+    paused: bool = False
+    desired_replicas: int = 1
+    invalid: str | None = None
+    """Why the spec cannot be deployed (a validation message, the API server's refusal)."""
+    invalid_reason: str = "InvalidSpec"
+    deployment: Mapping[str, Any] | None = None
+    """The live Deployment (metadata + status), None when it does not exist (yet)."""
+
+
+def build_status(obs: Observation, previous: Mapping[str, Any] | None, now: str) -> dict[str, Any]:
+    """The status fields the operator owns (everything but `bot`), as a merge patch."""
+    phase, wanted = _evaluate(obs)
+    old = {c.get("type"): c for c in (previous or {}).get("conditions") or [] if isinstance(c, Mapping)}
+    conditions = []
+    for ctype in CONDITION_TYPES:
+        status, reason, message = wanted[ctype]
+        before = old.get(ctype)
+        moved = before is None or before.get("status") != status or not before.get("lastTransitionTime")
+        conditions.append(
+            {
+                "type": ctype,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": now if moved else before["lastTransitionTime"],  # type: ignore[index]
+                "observedGeneration": obs.generation,
+            }
+        )
+    dep_status = (obs.deployment or {}).get("status") or {}
+    return {
+        "observedGeneration": obs.generation,
+        "phase": phase,
+        "replicas": obs.desired_replicas if obs.invalid is None else 0,
+        "readyReplicas": int(dep_status.get("readyReplicas") or 0),
+        "conditions": conditions,
+    }
+
+
+def condition(status: Mapping[str, Any] | None, ctype: str) -> Mapping[str, Any] | None:
+    for c in (status or {}).get("conditions") or []:
+        if isinstance(c, Mapping) and c.get("type") == ctype:
+            return c
+    return None
+
+
+def _evaluate(obs: Observation) -> tuple[str, dict[str, tuple[str, str, str]]]:
+    paused = (
+        "True",
+        "PausedBySpec",
+        "spec.paused is true: the bot is scaled to 0 replicas, its data is kept",
+    )
+    running = ("False", "NotPaused", "spec.paused is false")
+    if obs.invalid is not None:
+        why = obs.invalid_reason
+        return "Degraded", {
+            "Ready": ("False", why, "the spec cannot be deployed as it is (see Degraded)"),
+            "Progressing": ("False", why, "waiting for a corrected spec"),
+            "Degraded": ("True", why, obs.invalid),
+            "Paused": paused if obs.paused else running,
+        }
+    dep = obs.deployment
+    dep_status: Mapping[str, Any] = (dep or {}).get("status") or {}
+    ready = int(dep_status.get("readyReplicas") or 0)
+    updated = int(dep_status.get("updatedReplicas") or 0)
+    total = int(dep_status.get("replicas") or 0)
+    want = obs.desired_replicas
+    if obs.paused:
+        gone = total == 0
+        return "Paused", {
+            "Ready": ("False", "Paused", "the bot is paused"),
+            "Progressing": (
+                ("False", "ScaledDown", "all replicas are stopped")
+                if gone
+                else ("True", "ScalingDown", f"{total} replica(s) still stopping")
+            ),
+            "Degraded": ("False", "AsExpected", "no problem detected"),
+            "Paused": paused,
+        }
+    if dep is None:
+        return "Pending", {
+            "Ready": ("False", "DeploymentMissing", "the bot's Deployment does not exist yet"),
+            "Progressing": ("True", "Creating", "creating the bot's Deployment"),
+            "Degraded": ("False", "AsExpected", "no problem detected"),
+            "Paused": running,
+        }
+    generation = int((dep.get("metadata") or {}).get("generation") or 0)
+    seen = int(dep_status.get("observedGeneration") or 0)
+    current = seen >= generation
+    stuck = _dep_condition(dep_status, "Progressing")
+    stuck_msg = None
+    if (
+        stuck is not None
+        and stuck.get("status") == "False"
+        and stuck.get("reason") == "ProgressDeadlineExceeded"
+    ):
+        stuck_msg = str(stuck.get("message") or "the rollout exceeded its progress deadline")
+    degraded = (
+        ("True", "RolloutStuck", stuck_msg) if stuck_msg else ("False", "AsExpected", "no problem detected")
+    )
+    if current and ready >= want and updated >= want and total <= want:
+        return "Running", {
+            "Ready": ("True", "ReplicasReady", f"{ready}/{want} replica(s) ready"),
+            "Progressing": ("False", "RolloutComplete", "the latest spec is rolled out"),
+            "Degraded": degraded,
+            "Paused": running,
+        }
+    return ("Degraded" if stuck_msg else "Progressing"), {
+        "Ready": ("False", "ReplicasNotReady", f"{ready}/{want} replica(s) ready, {updated} updated"),
+        "Progressing": ("True", "RollingOut", "rolling out the latest spec"),
+        "Degraded": degraded,
+        "Paused": running,
+    }
+
+
+def _dep_condition(status: Mapping[str, Any], ctype: str) -> Mapping[str, Any] | None:
+    items: Sequence[Any] = status.get("conditions") or []
+    for c in items:
+        if isinstance(c, Mapping) and c.get("type") == ctype:
+            return c
+    return None

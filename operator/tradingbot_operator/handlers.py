@@ -1,0 +1,236 @@
+"""Thin kopf handlers: render, apply, report. Everything they decide lives in pure modules.
+
+    create / update(spec) / resume -> `reconcile`: validate + render, apply the children, write
+                                     status (observedGeneration, conditions) and an Event
+    timer (every status_interval_s) -> `refresh`: Deployment readiness and the bot's own report
+                                     into status; re-creates children if the Deployment vanished
+    delete                         -> nothing to do: children carry ownerReferences, Kubernetes'
+                                     garbage collector removes them (no finalizer, so deleting a
+                                     TradingBot never hangs on a stopped operator)
+
+Errors: our `TemporaryError` becomes `kopf.TemporaryError` (kopf retries after `retry_after`);
+a `PermanentError` (the API server refused our manifest, a name conflict) and an invalid spec
+become a Degraded condition and a Warning Event, and nothing half-deployed is left to guess at.
+Handlers register on an explicit `kopf.OperatorRegistry`, so tests never share handlers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import kopf
+
+from tradefleet.errors import ConfigError, PermanentError, TemporaryError
+from tradingbot_operator import report
+from tradingbot_operator.conditions import Observation, build_status, condition
+from tradingbot_operator.kube import Kube
+from tradingbot_operator.metrics import OperatorMetrics
+from tradingbot_operator.render import Rendered, render
+from tradingbot_operator.settings import GROUP, PLURAL, VERSION, OperatorSettings
+from tradingbot_operator.spec import CHILD_PREFIX
+
+ANNOTATION_PREFIX = "tradefleet.io"
+OPERATOR_REASONS = ("ApplyRefused",)
+"""Degraded reasons that a resync retries (an invalid spec waits for a new spec instead)."""
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class OperatorContext:
+    settings: OperatorSettings
+    kube: Kube
+    metrics: OperatorMetrics
+    now: Callable[[], str] = utc_now
+    http: aiohttp.ClientSession | None = field(default=None, init=False)
+
+
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    """kopf settings the operator relies on (called at startup)."""
+    # Progress and the diff base live in annotations, so our structural status schema keeps
+    # only what we write there (the API server would prune kopf's status.kopf otherwise).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
+    # Events are for people: only our explicit ones and warnings, not every handler log line.
+    settings.posting.level = logging.WARNING
+    # No CRD/namespace observation: the operator serves one known resource, so it needs no RBAC on
+    # CustomResourceDefinitions, and namespace-restricted mode works without cluster-wide reads.
+    settings.scanning.disabled = True
+    # A watch is re-established at least every 5 minutes, so a silently dead connection heals.
+    settings.watching.server_timeout = 270
+    settings.watching.client_timeout = 300
+
+
+def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
+    resource = (GROUP, VERSION, PLURAL)
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_kopf(settings)
+        ctx.http = aiohttp.ClientSession()
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        if ctx.http is not None:
+            await ctx.http.close()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # kopf's own minimal logins: the pod's service account, else $KUBECONFIG read now.
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    @kopf.on.resume(*resource, registry=registry)
+    @kopf.on.create(*resource, registry=registry)
+    @kopf.on.update(*resource, field="spec", registry=registry)
+    async def reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
+        await reconcile_bot(ctx, body, patch, logger)
+
+    @kopf.timer(*resource, interval=ctx.settings.status_interval_s, registry=registry)
+    async def refresh(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
+        await refresh_bot(ctx, body, patch, logger)
+
+    @kopf.on.delete(*resource, optional=True, registry=registry)
+    def forget(name: str, namespace: str | None, **_: Any) -> None:
+        ctx.metrics.set_phase(namespace or "", name, None)
+
+
+async def reconcile_bot(
+    ctx: OperatorContext, body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger
+) -> None:
+    meta, spec, status = body.get("metadata", {}), body.get("spec") or {}, body.get("status") or {}
+    generation = int(meta.get("generation") or 0)
+    namespace, name = meta.get("namespace", ""), meta.get("name", "")
+    try:
+        rendered = render(body, ctx.settings, service_monitor=await _monitoring(ctx))
+        applied = {obj["kind"]: await ctx.kube.apply(obj) for obj in rendered.objects()}
+    except ConfigError as e:
+        _degrade(ctx, body, patch, generation, bool(spec.get("paused") is True), "InvalidSpec", str(e))
+        ctx.metrics.reconciles.labels("invalid").inc()
+        logger.warning(f"invalid spec, nothing deployed: {e}")
+        return
+    except PermanentError as e:
+        _degrade(ctx, body, patch, generation, bool(spec.get("paused") is True), "ApplyRefused", str(e))
+        ctx.metrics.reconciles.labels("error").inc()
+        ctx.metrics.errors.labels("permanent").inc()
+        return
+    except TemporaryError as e:
+        ctx.metrics.errors.labels("temporary").inc()
+        raise kopf.TemporaryError(str(e), delay=e.retry_after or 10.0) from e
+
+    new = build_status(_observe(rendered, applied["Deployment"].live, generation), status, ctx.now())
+    patch.status.update(new)
+    ctx.metrics.reconciles.labels("ok").inc()
+    ctx.metrics.set_phase(namespace, name, new["phase"])
+    _announce(body, rendered, applied, status)
+
+
+async def refresh_bot(ctx: OperatorContext, body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger) -> None:
+    meta, status = body.get("metadata", {}), body.get("status") or {}
+    generation = int(meta.get("generation") or 0)
+    namespace, name = meta.get("namespace", ""), meta.get("name", "")
+    if int(status.get("observedGeneration") or -1) != generation:
+        return  # the spec handler has not finished this generation: it writes the status
+    degraded = condition(status, "Degraded") or {}
+    if degraded.get("status") == "True" and degraded.get("reason") == "InvalidSpec":
+        return  # nothing deployed; waiting for a corrected spec
+    try:
+        deployment = await ctx.kube.get("apps/v1", "Deployment", namespace, CHILD_PREFIX + name)
+    except TemporaryError as e:
+        ctx.metrics.errors.labels("temporary").inc()
+        logger.debug(f"cannot read the Deployment: {e}")
+        return
+    if deployment is None or degraded.get("reason") in OPERATOR_REASONS:
+        logger.info("children missing or refused before: applying the desired state again")
+        await reconcile_bot(ctx, body, patch, logger)
+        return
+    rendered = render(body, ctx.settings, service_monitor=False)
+    new: dict[str, Any] = build_status(_observe(rendered, deployment, generation), status, ctx.now())
+    if not rendered.spec.paused and new["readyReplicas"] > 0:
+        bot = await _bot_report(ctx, namespace, name, logger)
+        if bot is not None:
+            new["bot"] = bot
+    if _changed(status, new):
+        patch.status.update(new)
+    ctx.metrics.set_phase(namespace, name, new["phase"])
+
+
+def _observe(rendered: Rendered, deployment: Mapping[str, Any] | None, generation: int) -> Observation:
+    return Observation(
+        generation=generation,
+        paused=rendered.spec.paused,
+        desired_replicas=rendered.spec.desired_replicas,
+        deployment=deployment,
+    )
+
+
+def _degrade(
+    ctx: OperatorContext,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    generation: int,
+    paused: bool,
+    reason: str,
+    msg: str,
+) -> None:
+    obs = Observation(generation=generation, paused=paused, invalid=msg, invalid_reason=reason)
+    new = build_status(obs, body.get("status") or {}, ctx.now())
+    patch.status.update(new)
+    meta = body.get("metadata", {})
+    ctx.metrics.set_phase(meta.get("namespace", ""), meta.get("name", ""), new["phase"])
+    kopf.event(body, type="Warning", reason=reason, message=msg[:1000])
+
+
+def _announce(
+    body: kopf.Body, rendered: Rendered, applied: Mapping[str, Any], previous: Mapping[str, Any]
+) -> None:
+    """Events a user should see: what was created or changed, pause and resume."""
+    dep = rendered.deployment["metadata"]["name"]
+    was_paused = (condition(previous, "Paused") or {}).get("status") == "True"
+    if rendered.spec.paused and not was_paused:
+        kopf.event(body, type="Normal", reason="Paused", message=f"scaled Deployment {dep} to 0 replicas")
+    elif was_paused and not rendered.spec.paused:
+        kopf.event(
+            body,
+            type="Normal",
+            reason="Resumed",
+            message=f"scaled Deployment {dep} to {rendered.spec.replicas}",
+        )
+    created = sorted(kind for kind, a in applied.items() if a.action == "created")
+    patched = sorted(kind for kind, a in applied.items() if a.action == "patched")
+    if created:
+        kopf.event(body, type="Normal", reason="Created", message=f"created {', '.join(created)} for {dep}")
+    if patched:
+        kopf.event(body, type="Normal", reason="Updated", message=f"updated {', '.join(patched)} for {dep}")
+
+
+async def _bot_report(
+    ctx: OperatorContext, namespace: str, name: str, logger: kopf.Logger
+) -> dict[str, Any] | None:
+    if ctx.http is None:
+        return None
+    url = ctx.settings.status_url_template.format(name=name, namespace=namespace)
+    try:
+        raw = await report.fetch(ctx.http, url, timeout_s=ctx.settings.status_timeout_s)
+        return report.to_status(raw, bot=name)
+    except (TemporaryError, PermanentError) as e:
+        ctx.metrics.errors.labels("report").inc()
+        logger.debug(f"no bot report: {e}")
+        return None
+
+
+async def _monitoring(ctx: OperatorContext) -> bool:
+    return await ctx.kube.has_service_monitors()
+
+
+def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    return any(old.get(k) != v for k, v in new.items())

@@ -1,0 +1,296 @@
+"""A TradingBot's spec as a typed, validated `BotSpec`, and the bot.yaml it implies.
+
+The CRD schema and its CEL rules reject most bad specs at `kubectl apply`. This module checks
+them all again, because a spec can slip past the schema (an older CRD, a cluster without CEL,
+an object written before a rule existed) and money is at stake: every problem is reported at once,
+named by its spec path with what to do about it, and the rendered bot.yaml is finally loaded by
+the bot's own `BotConfig`, so the operator never deploys a config the bot would refuse.
+
+It refuses to guess: unknown spec keys are errors, not ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from tradefleet.config import EXCHANGES, INTERVALS_MS, MODES, SYMBOL_RE, BotConfig
+from tradefleet.errors import ConfigError
+
+# Children are named "bot-<name>": a Service name must be a DNS-1035 label (start with a letter,
+# at most 63 characters), and a TradingBot name may start with a digit ("1inch-usdt").
+CHILD_PREFIX = "bot-"
+MAX_NAME = 63 - len(CHILD_PREFIX)
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+SECRET_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+SECRET_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+QUANTITY_RE = re.compile(
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?[0-9]+))?$"
+)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+MAX_REPLICAS = 5
+MAX_WINDOW = 1000
+
+# The bot's store when no Secret provides one: the pod's /data volume (see the contract).
+EMBEDDED_STORE_URL = "sqlite:////data/tradefleet.sqlite"
+
+SPEC_KEYS = frozenset(
+    {
+        "exchange", "symbol", "strategy", "quoteAmount", "mode", "credentialsSecretRef", "replicas",
+        "paused", "image", "imagePullPolicy", "resources", "store", "redis", "priceSampleMs", "logLevel",
+    }
+)  # fmt: skip
+STRATEGY_KEYS = frozenset({"type", "shortWindow", "longWindow", "interval"})
+
+
+@dataclass(frozen=True, slots=True)
+class SecretKeyRef:
+    name: str
+    key: str = "url"
+
+
+@dataclass(frozen=True, slots=True)
+class BotSpec:
+    """Everything the renderer needs, already validated. Field names follow the bot's config."""
+
+    name: str
+    namespace: str
+    exchange: str = "binance"
+    symbol: str = "BTC/USDT"
+    interval: str = "1d"
+    short_window: int = 50
+    long_window: int = 200
+    quote_amount: Decimal = Decimal("100")
+    mode: str = "paper"
+    credentials_secret: str | None = None
+    replicas: int = 1
+    paused: bool = False
+    image: str | None = None
+    image_pull_policy: str | None = None
+    requests: Mapping[str, str] = field(default_factory=dict)
+    limits: Mapping[str, str] = field(default_factory=dict)
+    store: SecretKeyRef | None = None
+    redis: SecretKeyRef | None = None
+    price_sample_ms: int | None = None
+    log_level: str = "INFO"
+
+    @property
+    def child_name(self) -> str:
+        return CHILD_PREFIX + self.name
+
+    @property
+    def desired_replicas(self) -> int:
+        return 0 if self.paused else self.replicas
+
+    def bot_config(self) -> dict[str, Any]:
+        """The bot.yaml mapping: keys are exactly `BotConfig` field names (see the contract).
+
+        Store and Redis URLs are not here: they come from Secrets through the environment
+        (TRADEFLEET_STORE_URL, REDIS_URL), which the bot lets override the file.
+        """
+        config: dict[str, Any] = {
+            "name": self.name,
+            "exchange": self.exchange,
+            "symbol": self.symbol,
+            "interval": self.interval,
+            "short_window": self.short_window,
+            "long_window": self.long_window,
+            "quote_amount": str(self.quote_amount),
+            "mode": self.mode,
+            "store_url": EMBEDDED_STORE_URL,
+            "http_host": "0.0.0.0",
+            "http_port": 8080,
+            "log_level": self.log_level,
+            "json_logs": True,
+        }
+        if self.price_sample_ms is not None:
+            config["price_sample_ms"] = self.price_sample_ms
+        return config
+
+
+def parse_spec(name: str, namespace: str, spec: Mapping[str, Any]) -> BotSpec:
+    """Validate a TradingBot spec (CRD defaults applied here too) into a `BotSpec`.
+
+    Raises `ConfigError` naming every problem with its spec path.
+    """
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    for problem in _collect(name, spec, values):
+        problems.append(problem)
+    if problems:
+        raise ConfigError("invalid TradingBot spec: " + "; ".join(problems))
+    bot = BotSpec(name=name, namespace=namespace, **values)
+    try:
+        BotConfig.from_mapping(bot.bot_config(), source=f"bot.yaml rendered for {namespace}/{name}")
+    except ConfigError as e:  # a rule the bot has and the operator has not learnt yet
+        raise ConfigError(f"invalid TradingBot spec: the bot would refuse its config: {e}") from e
+    return bot
+
+
+def _collect(name: str, spec: Mapping[str, Any], out: dict[str, Any]) -> Iterator[str]:
+    if not isinstance(spec, Mapping):
+        yield "spec must be a mapping"
+        return
+    if not NAME_RE.match(name) or len(name) > MAX_NAME:
+        yield (
+            f"metadata.name {name!r} must be lowercase letters, digits and '-', at most {MAX_NAME} "
+            "characters (the bot's Service is named bot-<name>)"
+        )
+    unknown = sorted(set(spec) - SPEC_KEYS)
+    if unknown:
+        yield f"unknown field(s) spec.{', spec.'.join(unknown)}; known: {', '.join(sorted(SPEC_KEYS))}"
+
+    exchange = spec.get("exchange", "binance")
+    if exchange not in EXCHANGES:
+        yield f"spec.exchange {exchange!r} is not supported; use one of {', '.join(EXCHANGES)}"
+    out["exchange"] = exchange
+
+    symbol = spec.get("symbol")
+    if not isinstance(symbol, str) or not SYMBOL_RE.match(symbol):
+        yield f"spec.symbol {symbol!r} must look like BASE/QUOTE in capitals, e.g. BTC/USDT"
+    else:
+        out["symbol"] = symbol
+
+    yield from _strategy(spec.get("strategy", {}), out)
+
+    raw_amount = spec.get("quoteAmount", "100")
+    try:
+        amount = Decimal(str(raw_amount))
+        if not amount.is_finite() or amount <= 0:
+            raise InvalidOperation
+        out["quote_amount"] = amount
+    except InvalidOperation:
+        yield f'spec.quoteAmount {raw_amount!r} must be a positive decimal string, e.g. "100"'
+
+    mode = spec.get("mode", "paper")
+    if mode not in MODES:
+        yield f"spec.mode {mode!r} must be one of {', '.join(MODES)}"
+    out["mode"] = mode
+
+    creds = spec.get("credentialsSecretRef")
+    if creds is not None:
+        cred_name = creds.get("name") if isinstance(creds, Mapping) else None
+        if not isinstance(cred_name, str) or not SECRET_NAME_RE.match(cred_name):
+            yield f"spec.credentialsSecretRef.name {cred_name!r} must name a Secret"
+        else:
+            out["credentials_secret"] = cred_name
+    if mode in ("testnet", "live") and creds is None:
+        yield (
+            f"spec.mode {mode} places real orders: set spec.credentialsSecretRef.name to a Secret "
+            "with keys api-key and api-secret"
+        )
+
+    replicas = spec.get("replicas", 1)
+    if not _is_int(replicas) or not 1 <= replicas <= MAX_REPLICAS:
+        yield f"spec.replicas {replicas!r} must be a whole number from 1 to {MAX_REPLICAS}"
+    else:
+        out["replicas"] = replicas
+
+    paused = spec.get("paused", False)
+    if not isinstance(paused, bool):
+        yield f"spec.paused {paused!r} must be true or false"
+    else:
+        out["paused"] = paused
+
+    image = spec.get("image")
+    if image is not None and (not isinstance(image, str) or not image or any(c.isspace() for c in image)):
+        yield f"spec.image {image!r} must be an image reference without spaces"
+    else:
+        out["image"] = image
+    policy = spec.get("imagePullPolicy")
+    if policy is not None and policy not in PULL_POLICIES:
+        yield f"spec.imagePullPolicy {policy!r} must be one of {', '.join(PULL_POLICIES)}"
+    else:
+        out["image_pull_policy"] = policy
+
+    yield from _resources(spec.get("resources", {}), out)
+
+    for key in ("store", "redis"):
+        ref = spec.get(key)
+        if ref is None:
+            continue
+        inner = ref.get("secretKeyRef") if isinstance(ref, Mapping) else None
+        ref_name = inner.get("name") if isinstance(inner, Mapping) else None
+        ref_key = inner.get("key", "url") if isinstance(inner, Mapping) else None
+        if not isinstance(ref_name, str) or not SECRET_NAME_RE.match(ref_name):
+            yield f"spec.{key}.secretKeyRef.name {ref_name!r} must name a Secret"
+        elif not isinstance(ref_key, str) or not SECRET_KEY_RE.match(ref_key):
+            yield f"spec.{key}.secretKeyRef.key {ref_key!r} must be a Secret key"
+        else:
+            out[key] = SecretKeyRef(ref_name, ref_key)
+    if out.get("replicas", 1) > 1 and spec.get("redis") is None:
+        yield (
+            "spec.replicas > 1 needs spec.redis.secretKeyRef: without the Redis leader lease two "
+            "replicas would both trade"
+        )
+
+    sample = spec.get("priceSampleMs")
+    if sample is not None and (not _is_int(sample) or not 0 <= sample <= 3_600_000):
+        yield f"spec.priceSampleMs {sample!r} must be a whole number of milliseconds from 0 to 3600000"
+    else:
+        out["price_sample_ms"] = sample
+
+    level = spec.get("logLevel", "INFO")
+    if level not in LOG_LEVELS:
+        yield f"spec.logLevel {level!r} must be one of {', '.join(LOG_LEVELS)}"
+    out["log_level"] = level
+
+
+def _strategy(strategy: Any, out: dict[str, Any]) -> Iterator[str]:
+    if not isinstance(strategy, Mapping):
+        yield "spec.strategy must be a mapping"
+        return
+    unknown = sorted(set(strategy) - STRATEGY_KEYS)
+    if unknown:
+        yield f"unknown field(s) spec.strategy.{', spec.strategy.'.join(unknown)}"
+    kind = strategy.get("type", "smaCrossover")
+    if kind != "smaCrossover":
+        yield f"spec.strategy.type {kind!r} is not supported; use smaCrossover"
+    short = strategy.get("shortWindow", 50)
+    long = strategy.get("longWindow", 200)
+    ok = True
+    for path, value in (("shortWindow", short), ("longWindow", long)):
+        if not _is_int(value) or not 1 <= value <= MAX_WINDOW:
+            ok = False
+            yield f"spec.strategy.{path} {value!r} must be a whole number from 1 to {MAX_WINDOW}"
+    if ok:
+        if short >= long:
+            yield (
+                f"spec.strategy.shortWindow ({short}) must be smaller than spec.strategy.longWindow ({long})"
+            )
+        out["short_window"], out["long_window"] = short, long
+    interval = strategy.get("interval", "1d")
+    if interval not in INTERVALS_MS:
+        yield f"spec.strategy.interval {interval!r} must be one of {', '.join(INTERVALS_MS)}"
+    out["interval"] = interval
+
+
+def _resources(resources: Any, out: dict[str, Any]) -> Iterator[str]:
+    if not isinstance(resources, Mapping):
+        yield "spec.resources must be a mapping"
+        return
+    for part in ("requests", "limits"):
+        section = resources.get(part, {})
+        if not isinstance(section, Mapping):
+            yield f"spec.resources.{part} must be a mapping"
+            continue
+        parsed: dict[str, str] = {}
+        for res, qty in section.items():
+            if res not in ("cpu", "memory"):
+                yield f"spec.resources.{part}.{res}: only cpu and memory are supported"
+            elif isinstance(qty, bool) or not QUANTITY_RE.match(str(qty)):
+                yield f"spec.resources.{part}.{res} {qty!r} is not a quantity (e.g. 100m, 256Mi)"
+            else:
+                parsed[res] = str(qty)
+        out[part] = parsed
+    unknown = sorted(set(resources) - {"requests", "limits"})
+    if unknown:
+        yield f"unknown field(s) spec.resources.{', spec.resources.'.join(unknown)}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
