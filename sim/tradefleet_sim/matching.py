@@ -1,0 +1,150 @@
+"""Order records of the simulated exchange and their wire shapes (REST responses, executionReports).
+
+Pure: no sockets, no clock (times are passed in). `trading.py` validates a request, asks the market
+to `take_liquidity(...)`, and then builds records and frames with the helpers here, so the three
+places that describe an order (the REST answer, the user data event, a later query) cannot disagree.
+
+Fees: the taker rate is charged like Binance's default (no BNB): in the base asset on a BUY (the
+buyer receives less), in the quote asset on a SELL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+ZERO = Decimal(0)
+FINAL = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED"})
+
+
+def fmt(value: Decimal) -> str:
+    """Binance's 8-decimal strings."""
+    return f"{value:.8f}"
+
+
+@dataclass
+class SimFill:
+    price: Decimal
+    qty: Decimal
+    commission: Decimal
+    commission_asset: str
+    trade_id: int
+    time: int
+
+
+@dataclass
+class SimOrder:
+    symbol: str
+    order_id: int
+    client_order_id: str
+    side: str
+    type: str
+    orig_qty: Decimal
+    orig_quote_qty: Decimal
+    api_key: str
+    time: int
+    status: str = "NEW"
+    update_time: int = 0
+    fills: list[SimFill] = field(default_factory=list)
+    reject_reason: str = "NONE"
+
+    @property
+    def executed_qty(self) -> Decimal:
+        return sum((f.qty for f in self.fills), ZERO)
+
+    @property
+    def cum_quote(self) -> Decimal:
+        return sum((f.qty * f.price for f in self.fills), ZERO)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status not in FINAL
+
+    def query_json(self) -> dict[str, Any]:
+        """`GET /api/v3/order` (and the RESULT response without transactTime)."""
+        return {
+            "symbol": self.symbol,
+            "orderId": self.order_id,
+            "orderListId": -1,
+            "clientOrderId": self.client_order_id,
+            "price": fmt(ZERO),
+            "origQty": fmt(self.orig_qty),
+            "executedQty": fmt(self.executed_qty),
+            "cummulativeQuoteQty": fmt(self.cum_quote),
+            "status": self.status,
+            "timeInForce": "GTC",
+            "type": self.type,
+            "side": self.side,
+            "stopPrice": fmt(ZERO),
+            "icebergQty": fmt(ZERO),
+            "time": self.time,
+            "updateTime": self.update_time or self.time,
+            "isWorking": True,
+            "workingTime": self.time,
+            "origQuoteOrderQty": fmt(self.orig_quote_qty),
+            "selfTradePreventionMode": "EXPIRE_MAKER",
+        }
+
+    def response(self, resp_type: str) -> dict[str, Any]:
+        """`POST /api/v3/order` body for newOrderRespType ACK, RESULT or FULL."""
+        ack = {
+            "symbol": self.symbol,
+            "orderId": self.order_id,
+            "orderListId": -1,
+            "clientOrderId": self.client_order_id,
+            "transactTime": self.time,
+        }
+        if resp_type == "ACK":
+            return ack
+        out = self.query_json()
+        for k in ("time", "updateTime", "isWorking", "stopPrice", "icebergQty"):
+            out.pop(k, None)
+        out["transactTime"] = self.time
+        if resp_type == "FULL":
+            out["fills"] = [
+                {"price": fmt(f.price), "qty": fmt(f.qty), "commission": fmt(f.commission),
+                 "commissionAsset": f.commission_asset, "tradeId": f.trade_id}
+                for f in self.fills
+            ]  # fmt: skip
+        return out
+
+    def trade_json(self, f: SimFill) -> dict[str, Any]:
+        """One `GET /api/v3/myTrades` row."""
+        return {
+            "symbol": self.symbol, "id": f.trade_id, "orderId": self.order_id, "orderListId": -1,
+            "price": fmt(f.price), "qty": fmt(f.qty), "quoteQty": fmt(f.price * f.qty),
+            "commission": fmt(f.commission), "commissionAsset": f.commission_asset, "time": f.time,
+            "isBuyer": self.side == "BUY", "isMaker": False, "isBestMatch": True,
+        }  # fmt: skip
+
+    def execution_report(
+        self, exec_type: str, status: str, event_time: int, fill: SimFill | None = None,
+        executed: Decimal | None = None, cum_quote: Decimal | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """An `executionReport` user data event (the body inside `{"subscriptionId", "event"}`)."""
+        return {
+            "e": "executionReport", "E": event_time, "s": self.symbol, "c": self.client_order_id,
+            "S": self.side, "o": self.type, "f": "GTC", "q": fmt(self.orig_qty), "p": fmt(ZERO),
+            "P": fmt(ZERO), "F": fmt(ZERO), "g": -1, "C": "", "x": exec_type, "X": status,
+            "r": self.reject_reason, "i": self.order_id,
+            "l": fmt(fill.qty if fill else ZERO),
+            "z": fmt(self.executed_qty if executed is None else executed),
+            "L": fmt(fill.price if fill else ZERO),
+            "n": fmt(fill.commission) if fill else "0", "N": fill.commission_asset if fill else None,
+            "T": fill.time if fill else event_time, "t": fill.trade_id if fill else -1, "v": 0,
+            "I": self.order_id * 2, "w": exec_type == "NEW", "m": False, "M": False, "O": self.time,
+            "Z": fmt(self.cum_quote if cum_quote is None else cum_quote),
+            "Y": fmt(fill.price * fill.qty if fill else ZERO),
+            "Q": fmt(self.orig_quote_qty), "W": self.time, "V": "EXPIRE_MAKER",
+        }  # fmt: skip
+
+
+def commission_for(side: str, price: Decimal, qty: Decimal, rate: Decimal) -> Decimal:
+    """Taker commission of one fill, rounded down to 8 decimals (in base for BUY, quote for SELL)."""
+    raw = qty * rate if side == "BUY" else price * qty * rate
+    return raw.quantize(Decimal("0.00000001"), rounding="ROUND_DOWN")
+
+
+def is_step_multiple(qty: Decimal, step: Decimal) -> bool:
+    return step <= 0 or (qty % step) == 0
