@@ -56,7 +56,11 @@ def test_rebuilt_top_of_book_equals_every_aligned_book_ticker(capture: str) -> N
             assert tops[key] == expected, f"{t.symbol} u={t.update_id}"
     assert compared == EXPECTED_TICKER_MATCHES[capture]
     assert all(b.in_sync for b in books.values())
-    assert not [o for o in outcomes if o[1] in (Outcome.GAP, Outcome.INVALID, Outcome.SNAPSHOT_TOO_OLD)]
+    assert not [
+        o
+        for o in outcomes
+        if o[1] in (Outcome.GAP, Outcome.INVALID, Outcome.CROSSED, Outcome.SNAPSHOT_TOO_OLD)
+    ]
 
 
 def test_first_nknusdt_diff_is_discarded_because_snapshot_already_covers_it() -> None:

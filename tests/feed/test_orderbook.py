@@ -139,7 +139,7 @@ def test_crossing_diff_discards_book_and_requests_snapshot() -> None:
     s = BookSync("BTCUSDT")
     s.on_snapshot(snap(10))
     r = s.on_diff(diff(11, 11, bids=[("105", "1")]))
-    assert r.outcome is Outcome.INVALID and not s.in_sync
+    assert r.outcome is Outcome.CROSSED and r.needs_snapshot and not s.in_sync
 
 
 def test_malformed_level_in_diff_discards_book_and_requests_snapshot() -> None:

@@ -200,7 +200,8 @@ class Outcome(enum.Enum):
     APPLIED = "applied"  # in sync, diff applied
     IGNORED = "ignored"  # old or duplicate diff (u <= local id): nothing to do
     GAP = "gap"  # U > local id + 1: book discarded, a new snapshot is needed
-    INVALID = "invalid"  # malformed level or crossed book: discarded, new snapshot needed
+    INVALID = "invalid"  # malformed price/quantity: book discarded, new snapshot needed
+    CROSSED = "crossed"  # best bid >= best ask: the book is corrupt; discarded, new snapshot needed
     SYNCED = "synced"  # snapshot accepted and buffered diffs applied
     SNAPSHOT_TOO_OLD = "snapshot_too_old"  # the buffered stream starts after it: fetch another
 
@@ -212,7 +213,7 @@ class SyncResult:
 
     @property
     def needs_snapshot(self) -> bool:
-        return self.outcome in (Outcome.GAP, Outcome.INVALID, Outcome.SNAPSHOT_TOO_OLD)
+        return self.outcome in (Outcome.GAP, Outcome.INVALID, Outcome.CROSSED, Outcome.SNAPSHOT_TOO_OLD)
 
 
 _APPLIED = SyncResult(Outcome.APPLIED)
@@ -293,7 +294,7 @@ class BookSync:
         self._last_id = last
         if self.book.crossed():
             self._lose_sync()
-            return SyncResult(Outcome.INVALID, "snapshot is crossed")
+            return SyncResult(Outcome.CROSSED, "snapshot is crossed")
         pending = list(buffer)
         buffer.clear()
         for i, diff in enumerate(pending):
@@ -313,7 +314,7 @@ class BookSync:
         self._last_id = diff.final_update_id
         if self.book.crossed():
             self._lose_sync()
-            return SyncResult(Outcome.INVALID, f"book crossed after u={diff.final_update_id}")
+            return SyncResult(Outcome.CROSSED, f"book crossed after u={diff.final_update_id}")
         return _APPLIED
 
     def _lose_sync(self, keep: DepthDiff | None = None) -> None:

@@ -1,0 +1,250 @@
+"""The one connect/reconnect loop that owns the market-data websocket, for every venue.
+
+Why it exists: a bot must keep receiving through drops, stalls, exchange restarts and Binance's
+24-hour connection limit, and it must say so each time, because after any reconnect the order book
+has to be rebuilt (it is never trusted across a gap in the stream). Venue adapters only build the
+URL and parse frames; this loop does everything else:
+
+- exponential backoff with jitter between attempts (reset once a connection delivered a frame);
+- a watchdog that declares the stream stale after `stale_after_s` without a frame, and one that
+  reconnects on our terms before `max_connection_age_s` (Binance cuts connections at 24 h);
+- `serverShutdown` from the exchange: forward it, then reconnect at once;
+- malformed frames are counted and skipped; the connection stays up;
+- `StreamStatus("connected")` after each (re)connect, `StreamStatus("disconnected", reason)` after
+  each loss, so the engine rebuilds the book.
+
+What it refuses to do: interpret events, queue them, or await the consumer. `on_event` is called
+synchronously, in frame order, and must not block. It never logs frame contents beyond a short
+prefix of a malformed frame (market data carries no secrets, but a log is no place for payloads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketException
+
+from tradefleet.domain.market import BookTicker, DepthDiff, KlineEvent, MarketEvent, StreamStatus, Trade
+from tradefleet.errors import ConfigError, MalformedFrame
+from tradefleet.logs import log_event
+from tradefleet.metrics import BotMetrics
+from tradefleet.ports import VenueAdapter
+
+log = logging.getLogger("tradefleet.feed")
+
+_STREAM_LABELS: dict[type, str] = {
+    DepthDiff: "depth",
+    BookTicker: "book_ticker",
+    Trade: "trade",
+    KlineEvent: "kline",
+    StreamStatus: "status",
+}
+
+
+def backoff_delay(attempt: int, *, base_s: float, cap_s: float, rand: Callable[[], float]) -> float:
+    """Equal-jitter exponential backoff: half the window fixed, half random, so a fleet of bots that
+    lost the exchange together does not reconnect together, and no retry comes back instantly."""
+    window: float = min(cap_s, base_s * 2.0 ** min(attempt, 30))
+    return window / 2 + rand() * window / 2
+
+
+class Feed:
+    """Receive frames from `url`, parse them with `adapter`, hand every event to `on_event`."""
+
+    def __init__(
+        self,
+        adapter: VenueAdapter,
+        url: str,
+        on_event: Callable[[MarketEvent], None],
+        metrics: BotMetrics,
+        *,
+        stale_after_s: float = 10.0,
+        reconnect_max_s: float = 30.0,
+        max_connection_age_s: float = 23.5 * 3600,
+        reconnect_base_s: float = 0.5,
+        open_timeout_s: float = 10.0,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.adapter = adapter
+        self.url = url
+        self.on_event = on_event
+        self.metrics = metrics
+        self.stale_after_s = stale_after_s
+        self.reconnect_max_s = reconnect_max_s
+        self.max_connection_age_s = max_connection_age_s
+        self.reconnect_base_s = reconnect_base_s
+        self.open_timeout_s = open_timeout_s
+        self._rand = rand
+        self._ws: ClientConnection | None = None
+        self._connected = False
+        self._stopping = asyncio.Event()
+        self._close_reason: str | None = None
+        self._last_frame = 0.0
+        self.connections = 0  # successful connects so far (tests and status use it)
+        self.malformed_seen = 0
+        # Pre-bound metric children: the per-frame path must not look labels up.
+        self._parse_latency = metrics.latency.labels("parse")
+        self._msg_counters = {t: metrics.messages.labels(label) for t, label in _STREAM_LABELS.items()}
+        self._invalid_counter = metrics.messages.labels("invalid")
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    async def stop(self) -> None:
+        """Stop receiving; `run()` returns after the socket is closed."""
+        self._stopping.set()
+        ws = self._ws
+        if ws is not None:
+            self._close_reason = "stopped"
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+    async def run(self) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            reason, delivered = await self._one_connection()
+            if self._stopping.is_set():
+                break
+            self.metrics.reconnects.labels(reason).inc()
+            if delivered:
+                attempt = 0
+            if reason in ("server_shutdown", "max_age"):
+                delay = 0.0  # planned: the exchange asked us to move, or we chose to; go now
+            else:
+                delay = backoff_delay(attempt, base_s=self.reconnect_base_s, cap_s=self.reconnect_max_s,
+                                      rand=self._rand)  # fmt: skip
+                attempt += 1
+            log_event(log, "feed_reconnecting", reason=reason, delay_s=round(delay, 3), attempt=attempt)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def _one_connection(self) -> tuple[str, bool]:
+        """Connect, receive until the connection ends; return (reason, whether any frame arrived)."""
+        self._close_reason = None
+        delivered = False
+        try:
+            async with connect(
+                self.url,
+                open_timeout=self.open_timeout_s,
+                close_timeout=2,
+                ping_interval=20,
+                ping_timeout=20,
+                compression=None,  # CPU over bandwidth: inflating every frame costs more than it saves
+                proxy=None,  # market data goes straight to the exchange, never via an HTTP proxy
+                max_size=2**22,
+            ) as ws:
+                self._ws = ws
+                self._on_connected()
+                watchdog = asyncio.create_task(self._watchdog(ws, time.monotonic()))
+                try:
+                    delivered = await self._receive(ws)
+                finally:
+                    watchdog.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watchdog
+        except InvalidURI as e:
+            raise ConfigError(f"market stream URL is invalid: {e}") from e
+        except ConnectionClosed:
+            pass
+        except (OSError, TimeoutError, WebSocketException) as e:
+            if not self._connected:
+                self._close_reason = "connect_failed"
+            elif self._close_reason is None:
+                self._close_reason = "error"
+            log_event(log, "feed_connection_error", logging.WARNING, error=f"{type(e).__name__}: {e}")
+        except Exception:  # a bug in our own code: log it, reconnect, keep the bot alive
+            self._close_reason = self._close_reason or "error"
+            log.exception("feed failed", extra={"event": "feed_error"})
+        finally:
+            self._ws = None
+            if self._connected:
+                self._connected = False
+                self.metrics.connected.set(0)
+                reason = self._close_reason or "closed"
+                log_event(log, "feed_disconnected", logging.WARNING, reason=reason)
+                self._emit(StreamStatus("disconnected", reason))
+        return self._close_reason or "closed", delivered
+
+    def _on_connected(self) -> None:
+        self._connected = True
+        self.connections += 1
+        self._last_frame = time.monotonic()
+        self.metrics.connected.set(1)
+        log_event(log, "feed_connected", connections=self.connections)
+        self._emit(StreamStatus("connected"))
+
+    async def _receive(self, ws: ClientConnection) -> bool:
+        parse = self.adapter.parse
+        on_event = self.on_event
+        counters = self._msg_counters
+        parse_latency = self._parse_latency.observe
+        feed_lag = self.metrics.feed_lag.observe
+        monotonic = time.monotonic
+        perf = time.perf_counter
+        wall = time.time
+        delivered = False
+        while True:
+            frame = await ws.recv(decode=False)  # bytes: msgspec decodes UTF-8 itself
+            self._last_frame = monotonic()
+            delivered = True
+            t0 = perf()
+            try:
+                event = parse(frame)
+            except MalformedFrame as e:
+                self._malformed(frame, e)
+                continue
+            parse_latency(perf() - t0)
+            if event is None:
+                continue
+            counters[type(event)].inc()
+            if isinstance(event, StreamStatus):
+                if event.kind == "server_shutdown":
+                    self._close_reason = "server_shutdown"
+                    log_event(log, "feed_server_shutdown", logging.WARNING)
+                    self._emit(event)
+                    await ws.close()
+                    return delivered
+            elif not isinstance(event, BookTicker):
+                lag = wall() - event.event_time / 1000
+                feed_lag(lag if lag > 0 else 0.0)
+            self._emit(event, on_event)
+
+    def _emit(self, event: MarketEvent, on_event: Callable[[MarketEvent], None] | None = None) -> None:
+        try:
+            (on_event or self.on_event)(event)
+        except Exception:  # a consumer bug must not cost us the connection
+            log.exception("on_event failed", extra={"event": "feed_consumer_error"})
+
+    def _malformed(self, frame: bytes | str, error: MalformedFrame) -> None:
+        self.malformed_seen += 1
+        self.metrics.malformed.inc()
+        self._invalid_counter.inc()
+        n = self.malformed_seen
+        if n <= 10 or n % 1000 == 0:  # enough to diagnose, never a log flood
+            log_event(log, "feed_malformed_frame", logging.WARNING, count=n, error=str(error)[:200],
+                      prefix=bytes(frame[:80]) if isinstance(frame, bytes) else frame[:80])  # fmt: skip
+
+    async def _watchdog(self, ws: ClientConnection, opened_at: float) -> None:
+        tick = max(0.01, min(1.0, self.stale_after_s / 4))
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            if now - self._last_frame > self.stale_after_s:
+                self._close_reason = "stale"
+                self.metrics.stale.inc()
+                log_event(log, "feed_stale", logging.WARNING, silent_s=round(now - self._last_frame, 1))
+            elif now - opened_at > self.max_connection_age_s:
+                self._close_reason = "max_age"
+                log_event(log, "feed_max_age", age_s=round(now - opened_at))
+            else:
+                continue
+            # A stalled peer may never answer the closing handshake: do not wait for it.
+            ws.transport.abort()
+            return
