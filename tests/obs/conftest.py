@@ -18,6 +18,9 @@ import aiohttp
 import pytest
 
 from tests.conftest import free_port
+from tradefleet.metrics import BotMetrics
+from tradefleet.web.http import BotHttpServer
+from tradefleet.web.process_metrics import LoopMonitor, install_process_metrics
 
 
 class Prometheus:
@@ -123,3 +126,21 @@ def values(result: list[dict[str, Any]]) -> dict[str, float]:
         labels = ",".join(f"{k}={v}" for k, v in sorted(series["metric"].items()) if k != "__name__")
         out[labels] = float(series["value"][1])
     return out
+
+
+@pytest.fixture
+async def endpoint(metrics: BotMetrics) -> AsyncIterator[BotHttpServer]:
+    """A BotHttpServer on a free port serving `metrics` plus the process collectors."""
+    install_process_metrics(metrics.registry)
+    metrics.set_identity(bot="btc-usdt", exchange="binance", symbol="BTC/USDT", mode="paper", interval="1m")
+    monitor = LoopMonitor(metrics, interval=0.1)
+    server = BotHttpServer(
+        host="127.0.0.1", port=0, registry=metrics.registry,
+        readiness=lambda: {"book": (True, "in sync")}, status=lambda: {"bot": "btc-usdt"},
+        liveness=monitor.liveness,
+    )  # fmt: skip
+    await server.start()
+    monitor.start()
+    yield server
+    await monitor.stop()
+    await server.stop()

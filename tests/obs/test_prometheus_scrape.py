@@ -13,10 +13,8 @@ import asyncio
 import json
 import subprocess
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
-import pytest
 
 from tests.obs.conftest import Prometheus, values
 from tradefleet.adapters.binance import BinanceSpot
@@ -25,7 +23,6 @@ from tradefleet.domain.orderbook import OrderBook
 from tradefleet.errors import MalformedFrame
 from tradefleet.metrics import BotMetrics
 from tradefleet.web.http import BotHttpServer
-from tradefleet.web.process_metrics import LoopMonitor, install_process_metrics
 
 MALFORMED_EVERY = 50
 GAP_EVERY = 199
@@ -79,27 +76,10 @@ async def drive(metrics: BotMetrics) -> dict[str, int]:
     return injected
 
 
-@pytest.fixture
-async def bot_endpoint(metrics: BotMetrics) -> AsyncIterator[BotHttpServer]:
-    install_process_metrics(metrics.registry)
-    metrics.set_identity(bot="btc-usdt", exchange="binance", symbol="BTC/USDT", mode="paper", interval="1m")
-    monitor = LoopMonitor(metrics, interval=0.1)
-    server = BotHttpServer(
-        host="127.0.0.1", port=0, registry=metrics.registry,
-        readiness=lambda: {"book": (True, "in sync")}, status=lambda: {"bot": "btc-usdt"},
-        liveness=monitor.liveness,
-    )  # fmt: skip
-    await server.start()
-    monitor.start()
-    yield server
-    await monitor.stop()
-    await server.stop()
-
-
 async def test_prometheus_ingests_latency_cpu_memory_and_loss_counters(
-    bot_endpoint: BotHttpServer, metrics: BotMetrics, prometheus: Prometheus, http: aiohttp.ClientSession
+    endpoint: BotHttpServer, metrics: BotMetrics, prometheus: Prometheus, http: aiohttp.ClientSession
 ) -> None:
-    prometheus.start([f"127.0.0.1:{bot_endpoint.port}"])
+    prometheus.start([f"127.0.0.1:{endpoint.port}"])
     await prometheus.wait_ready(http)
     await prometheus.wait_for(http, "up == 1")  # a first sample before the work, so increase() sees it
     injected = await drive(metrics)
@@ -153,7 +133,7 @@ async def test_prometheus_ingests_latency_cpu_memory_and_loss_counters(
     assert ratio and all(0 <= v <= 0.1 for v in ratio.values()), ratio
 
     # Prometheus's own lint of the exposition is clean.
-    async with http.get(f"{bot_endpoint.url}/metrics") as r:
+    async with http.get(f"{endpoint.url}/metrics") as r:
         text = await r.read()
     lint = await asyncio.to_thread(
         subprocess.run, ["promtool", "check", "metrics"], input=text, capture_output=True, timeout=60
