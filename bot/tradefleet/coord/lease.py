@@ -72,6 +72,7 @@ if cur then
   return {0, 0, cur}
 end
 if redis.call('EXISTS', KEYS[2]) == 0 then
+  if redis.replicate_commands then redis.replicate_commands() end  -- TIME then a write: Redis < 5
   local t = redis.call('TIME')
   redis.call('SET', KEYS[2], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 end
@@ -341,7 +342,14 @@ class RedisLease(_Transitions):
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
-            await self._tick()
+            try:
+                await self._tick()
+            except Exception as e:
+                # Not a Redis error (those are handled in the tick): a bug or a reply we cannot
+                # read. Never trade on it, and keep the loop alive so leadership can come back.
+                log.exception("lease tick failed", extra={"event": "lease_tick_error"})
+                self._error("tick", e)
+                self._lose(UNKNOWN)
 
     async def _tick(self) -> None:
         if self._value is not None and self._state == LEADER:
