@@ -32,7 +32,6 @@ other order types (-1116 in the sim; the bots only send MARKET), margin, OCO.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 from collections import Counter
@@ -204,9 +203,18 @@ class Trading:
             self.fault_counts["reject"] += 1
             raise BinanceError(400, -2010, self.faults.reject_msg)
         now = _wall_ms()
-        order = SimOrder(symbol=market.symbol, order_id=next(self._order_ids), client_order_id=cid, side=side,
-                         type=type_, orig_qty=qty or Decimal(0), orig_quote_qty=quote or Decimal(0),
-                         api_key=account.api_key, time=now, update_time=now)  # fmt: skip
+        order = SimOrder(
+            symbol=market.symbol,
+            order_id=next(self._order_ids),
+            client_order_id=cid,
+            side=side,
+            type=type_,
+            orig_qty=qty or Decimal(0),
+            orig_quote_qty=quote or Decimal(0),
+            api_key=account.api_key,
+            time=now,
+            update_time=now,
+        )
         self.orders.append(order)
         self.by_client_id.setdefault(cid, []).append(order)
         self.streams.publish(account.api_key, order.execution_report("NEW", "NEW", now))
@@ -216,8 +224,15 @@ class Trading:
             self.fill(order, account, market, qty, quote)
         return order
 
-    async def _fill_later(self, order: SimOrder, account: Account, market: Any, qty: Decimal | None,
-                          quote: Decimal | None, delay_ms: int) -> None:  # fmt: skip
+    async def _fill_later(
+        self,
+        order: SimOrder,
+        account: Account,
+        market: Any,
+        qty: Decimal | None,
+        quote: Decimal | None,
+        delay_ms: int,
+    ) -> None:
         await asyncio.sleep(delay_ms / 1000)
         if order.is_open:
             self.fill(order, account, market, qty, quote)
@@ -243,8 +258,14 @@ class Trading:
             else:
                 account.debit(base_asset, q)
                 account.credit(quote_asset, price * q - fee)
-            f = SimFill(price=price, qty=q, commission=fee, commission_asset=fee_asset,
-                        trade_id=next(self._trade_ids), time=now)  # fmt: skip
+            f = SimFill(
+                price=price,
+                qty=q,
+                commission=fee,
+                commission_asset=fee_asset,
+                trade_id=next(self._trade_ids),
+                time=now,
+            )
             order.fills.append(f)
             executed += q
             cum += price * q
@@ -311,8 +332,9 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
     """Add the signed trading API to the simulator's app; returns the `Trading` state."""
     trading = Trading(exchange, accounts)
     app[STATE_KEY] = trading
-    with contextlib.suppress(Exception):
-        exchange.trading = trading  # so tests and the sim's own /sim/state can reach it
+    extensions = getattr(exchange, "extensions", None)
+    if isinstance(extensions, dict):
+        extensions["trading"] = trading  # so tests and the sim's own /sim/state can reach it
 
     async def new_order(request: web.Request) -> web.StreamResponse:
         try:
@@ -320,12 +342,20 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
             f = trading.faults
             if f.take("rate_limit"):
                 trading.fault_counts["rate_limit"] += 1
-                raise BinanceError(429, -1003, "Too much request weight used; current limit is 6000 request "
-                                   "weight per 1 MINUTE.", {"Retry-After": str(f.retry_after_s)})  # fmt: skip
+                raise BinanceError(
+                    429,
+                    -1003,
+                    "Too much request weight used; current limit is 6000 request weight per 1 MINUTE.",
+                    {"Retry-After": str(f.retry_after_s)},
+                )
             if f.take("server_error_before"):
                 trading.fault_counts["server_error_before"] += 1
-                raise BinanceError(503, -1007, "Timeout waiting for response from backend server. "
-                                   "Send status unknown; execution status unknown.")  # fmt: skip
+                raise BinanceError(
+                    503,
+                    -1007,
+                    "Timeout waiting for response from backend server. "
+                    "Send status unknown; execution status unknown.",
+                )
             order = trading.place(account, params)
         except BinanceError as e:
             return _error(e)
@@ -336,8 +366,14 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
             raise web.HTTPServiceUnavailable()  # never reaches the client: the connection is gone
         if f.take("server_error"):
             trading.fault_counts["server_error"] += 1
-            return _error(BinanceError(503, -1007, "Timeout waiting for response from backend server. "
-                                       "Send status unknown; execution status unknown."))  # fmt: skip
+            return _error(
+                BinanceError(
+                    503,
+                    -1007,
+                    "Timeout waiting for response from backend server. "
+                    "Send status unknown; execution status unknown.",
+                )
+            )
         if f.take("timeout"):
             trading.fault_counts["timeout"] += 1
             await asyncio.sleep(f.timeout_s)
@@ -367,8 +403,11 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
         try:
             account, params = await trading.authenticate(request)
             symbol = params.get("symbol")
-            rows = [o.query_json() for o in trading.orders
-                    if o.is_open and o.api_key == account.api_key and symbol in (None, o.symbol)]  # fmt: skip
+            rows = [
+                o.query_json()
+                for o in trading.orders
+                if o.is_open and o.api_key == account.api_key and symbol in (None, o.symbol)
+            ]
             return web.json_response(rows)
         except BinanceError as e:
             return _error(e)
@@ -381,14 +420,31 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
         balances = [
             {"asset": a, "free": f"{v:.8f}", "locked": "0.00000000"} for a, v in account.balances.items()
         ]
-        return web.json_response({
-            "makerCommission": 10, "takerCommission": 10, "buyerCommission": 0, "sellerCommission": 0,
-            "commissionRates": {"maker": "0.00100000", "taker": f"{trading.fee_rate:.8f}",
-                                "buyer": "0.00000000", "seller": "0.00000000"},
-            "canTrade": True, "canWithdraw": False, "canDeposit": False, "brokered": False,
-            "requireSelfTradePrevention": False, "preventSor": False, "updateTime": _wall_ms(),
-            "accountType": "SPOT", "balances": balances, "permissions": ["SPOT"], "uid": 1,
-        })  # fmt: skip
+        return web.json_response(
+            {
+                "makerCommission": 10,
+                "takerCommission": 10,
+                "buyerCommission": 0,
+                "sellerCommission": 0,
+                "commissionRates": {
+                    "maker": "0.00100000",
+                    "taker": f"{trading.fee_rate:.8f}",
+                    "buyer": "0.00000000",
+                    "seller": "0.00000000",
+                },
+                "canTrade": True,
+                "canWithdraw": False,
+                "canDeposit": False,
+                "brokered": False,
+                "requireSelfTradePrevention": False,
+                "preventSor": False,
+                "updateTime": _wall_ms(),
+                "accountType": "SPOT",
+                "balances": balances,
+                "permissions": ["SPOT"],
+                "uid": 1,
+            }
+        )
 
     async def my_trades(request: web.Request) -> web.Response:
         try:
@@ -397,9 +453,14 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
         except BinanceError as e:
             return _error(e)
         oid = params.get("orderId")
-        rows = [o.trade_json(f) for o in trading.orders
-                if o.api_key == account.api_key and o.symbol == params["symbol"]
-                and (oid is None or str(o.order_id) == oid) for f in o.fills]  # fmt: skip
+        rows = [
+            o.trade_json(f)
+            for o in trading.orders
+            if o.api_key == account.api_key
+            and o.symbol == params["symbol"]
+            and (oid is None or str(o.order_id) == oid)
+            for f in o.fills
+        ]
         return web.json_response(rows[-int(params.get("limit", "500")) :])
 
     async def sim_orders(request: web.Request) -> web.Response:

@@ -1,0 +1,272 @@
+"""Orders on Binance Spot (live or testnet, or the simulator) through ccxt's async client.
+
+The `Execution` edge for real money. ccxt does the signing, the rate-limit pacing and the HTTP; this
+module decides what each failure *means* for an order, because that decides whether a second order
+can happen:
+
+- certainly refused before acceptance: 429/418/-1003 → `RateLimited(retry_after)` (from the
+  `Retry-After` header); -1021 timestamp outside recvWindow → `ExchangeUnavailable`. Re-sending the
+  same client order id afterwards is safe.
+- may have been accepted: timeouts, dropped connections, 5xx, -1007 "execution status unknown",
+  and "Duplicate order sent." (that id is live right now) → `ExecutionUnknown`: query, never re-send.
+- refused for good: filters, balance, bad parameters → `OrderRejected(code)`; auth → `PermanentError`.
+
+Quantities go to ccxt as decimal strings (never floats). Each fill in a FULL response or in
+`myTrades` becomes a TRADE `OrderUpdate` with its trade id and commission, queued on `updates()`
+next to the user data stream's reports: the store keys updates by trade id, so a fill seen both
+ways is stored and charged once. `unknown_settle_s` (recvWindow + 1 s) tells the order manager when
+"the exchange has never seen this id" becomes a final answer: after that, the original request can
+no longer be accepted.
+
+What it refuses: order types other than MARKET, reading credentials from config, logging them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import ccxt
+
+from tradefleet.adapters.ccxt_factory import TESTNET_WS_API, make_binance
+from tradefleet.adapters.credentials import Credentials
+from tradefleet.adapters.userdata import LIVE_WS_API, UserDataStream, cancel_and_wait
+from tradefleet.config import BotConfig
+from tradefleet.domain.models import Order, OrderStatus, OrderUpdate, Side
+from tradefleet.errors import (
+    ConfigError,
+    ExchangeUnavailable,
+    ExecutionUnknown,
+    OrderRejected,
+    PermanentError,
+    RateLimited,
+    TradefleetError,
+)
+from tradefleet.logs import now_ms
+from tradefleet.metrics import BotMetrics
+
+ZERO = Decimal(0)
+_CODE_RE = re.compile(r'"code"\s*:\s*(-?\d+)')
+
+
+def error_code(e: Exception) -> int | None:
+    m = _CODE_RE.search(str(e))
+    return int(m.group(1)) if m else None
+
+
+def _retry_after(exchange: Any, default: float = 1.0) -> float:
+    headers = getattr(exchange, "last_response_headers", None) or {}
+    for k, v in dict(headers).items():
+        if k.lower() == "retry-after":
+            try:
+                return max(float(v), 0.0)
+            except ValueError:
+                break
+    return default
+
+
+def translate(e: Exception, exchange: Any, *, sending: bool) -> TradefleetError:
+    """A ccxt (or transport) error as one of ours. `sending`: the request would place an order."""
+    msg = str(e)[:500]
+    if isinstance(e, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
+        return RateLimited(msg, retry_after=_retry_after(exchange))
+    if isinstance(e, ccxt.InvalidNonce):
+        return ExchangeUnavailable(msg, retry_after=1.0)  # -1021: refused before acceptance
+    if isinstance(e, ccxt.AuthenticationError):
+        return PermanentError(msg)
+    if "Duplicate order sent" in msg:
+        return ExecutionUnknown(msg)  # that id is live on the exchange: find it, never re-send
+    if isinstance(e, ccxt.InvalidOrder | ccxt.InsufficientFunds | ccxt.BadRequest | ccxt.BadSymbol):
+        return OrderRejected(msg, code=error_code(e))
+    if sending:
+        # Timeouts, lost connections, 5xx, -1007, anything unexpected: the order may exist.
+        return ExecutionUnknown(msg)
+    return ExchangeUnavailable(msg, retry_after=1.0)
+
+
+def _dec(raw: dict[str, Any], key: str) -> Decimal:
+    v = raw.get(key)
+    return Decimal(str(v)) if v not in (None, "") else ZERO
+
+
+class BinanceExecution:
+    def __init__(
+        self,
+        config: BotConfig,
+        credentials: Credentials | None,
+        *,
+        metrics: BotMetrics | None = None,
+        exchange: Any | None = None,
+        recv_window_ms: int = 5000,
+        user_stream: bool = True,
+        timeout_ms: int = 10_000,
+    ) -> None:
+        if credentials is None:
+            raise ConfigError(
+                f"mode {config.mode} needs API credentials: set TRADEFLEET_API_KEY_FILE and "
+                "TRADEFLEET_API_SECRET_FILE (or TRADEFLEET_API_KEY and TRADEFLEET_API_SECRET)"
+            )
+        testnet = config.mode == "testnet"
+        self.symbol = config.symbol
+        self.metrics = metrics
+        self._ex = exchange or make_binance(
+            rest_url=config.rest_url,
+            api_key=credentials.api_key,
+            secret=credentials.secret,
+            testnet=testnet,
+            timeout_ms=timeout_ms,
+        )
+        self._ex.options["recvWindow"] = recv_window_ms
+        self.unknown_settle_s = recv_window_ms / 1000 + 1.0
+        self._queue: asyncio.Queue[OrderUpdate] = asyncio.Queue()
+        ws_api = config.ws_api_url or (TESTNET_WS_API if testnet else LIVE_WS_API)
+        self.stream = UserDataStream(ws_api, credentials, self._queue.put_nowait) if user_stream else None
+        self._stream_task: asyncio.Task[None] | None = None
+        self._markets_loaded = False
+
+    async def _markets(self) -> None:
+        if not self._markets_loaded:
+            try:
+                await self._ex.load_markets()
+            except Exception as e:
+                raise translate(e, self._ex, sending=False) from e
+            self._markets_loaded = True
+
+    def _count(self, kind: str) -> None:
+        if self.metrics is not None:
+            self.metrics.rest_errors.labels(kind).inc()
+
+    async def submit(self, order: Order) -> OrderUpdate:
+        await self._markets()  # a failure here happens before anything is sent
+        params: dict[str, Any] = {"newClientOrderId": order.client_order_id, "newOrderRespType": "FULL"}
+        amount: str | None
+        if order.side is Side.BUY and order.quote_amount is not None:
+            params["quoteOrderQty"] = format(order.quote_amount, "f")
+            amount = None
+        elif order.quantity is not None:
+            amount = format(order.quantity, "f")
+        else:
+            raise OrderRejected("an order needs a quantity (SELL) or a quote amount (BUY)", code=-1102)
+        try:
+            result = await self._ex.create_order(
+                self.symbol, "market", order.side.value.lower(), amount, None, params
+            )
+        except Exception as e:
+            err = translate(e, self._ex, sending=True)
+            self._count(type(err).__name__)
+            raise err from e
+        raw = result.get("info") or {}
+        return self._from_raw(order, raw, fills=raw.get("fills") or [])
+
+    def _from_raw(self, order: Order, raw: dict[str, Any], *, fills: list[dict[str, Any]]) -> OrderUpdate:
+        """The order's state from a REST body; its fills are queued as TRADE updates."""
+        event_time = int(raw.get("updateTime") or raw.get("transactTime") or raw.get("time") or now_ms())
+        exchange_id = str(raw["orderId"]) if raw.get("orderId") is not None else None
+        status = OrderStatus(raw["status"]) if raw.get("status") else OrderStatus.NEW
+        filled = cum = fee = ZERO
+        fee_asset = None
+        for f in fills:
+            qty, price = _dec(f, "qty"), _dec(f, "price")
+            filled += qty
+            cum += qty * price
+            fee += _dec(f, "commission")
+            fee_asset = f.get("commissionAsset") or fee_asset
+            trade_status = OrderStatus.PARTIALLY_FILLED
+            self._queue.put_nowait(
+                OrderUpdate(
+                    client_order_id=order.client_order_id,
+                    status=trade_status,
+                    event_time=event_time,
+                    exchange_order_id=exchange_id,
+                    filled_qty=filled,
+                    cum_quote=cum,
+                    last_qty=qty,
+                    last_price=price,
+                    fee=_dec(f, "commission"),
+                    fee_asset=f.get("commissionAsset"),
+                    trade_id=int(f["tradeId"] if "tradeId" in f else f["id"]),
+                    exec_type="TRADE",
+                    source="rest",
+                )
+            )
+        return OrderUpdate(
+            client_order_id=order.client_order_id,
+            status=status,
+            event_time=event_time,
+            exchange_order_id=exchange_id,
+            filled_qty=_dec(raw, "executedQty") or filled,
+            cum_quote=_dec(raw, "cummulativeQuoteQty") or cum,
+            fee=fee,
+            fee_asset=fee_asset,
+            exec_type="QUERY",
+            source="rest",
+        )
+
+    async def query(self, order: Order) -> OrderUpdate | None:
+        await self._markets()
+        cid = order.client_order_id
+        try:
+            result = await self._ex.fetch_order(cid, self.symbol, {"origClientOrderId": cid})
+        except ccxt.OrderNotFound:
+            return None
+        except Exception as e:
+            raise translate(e, self._ex, sending=False) from e
+        raw = result.get("info") or {}
+        fills: list[dict[str, Any]] = []
+        if _dec(raw, "executedQty") > 0 and raw.get("orderId") is not None:
+            try:
+                trades = await self._ex.fetch_my_trades(self.symbol, None, None, {"orderId": raw["orderId"]})
+            except Exception as e:
+                raise translate(e, self._ex, sending=False) from e
+            fills = [t.get("info") or {} for t in trades]
+            fills = [dict(f, tradeId=f.get("id")) for f in fills]
+        return self._from_raw(order, raw, fills=fills)
+
+    async def open_orders(self, symbol: str) -> list[OrderUpdate]:
+        await self._markets()
+        try:
+            rows = await self._ex.fetch_open_orders(symbol)
+        except Exception as e:
+            raise translate(e, self._ex, sending=False) from e
+        out = []
+        for r in rows:
+            raw = r.get("info") or {}
+            out.append(
+                OrderUpdate(
+                    client_order_id=str(raw.get("clientOrderId", "")),
+                    status=OrderStatus(raw.get("status", "NEW")),
+                    event_time=int(raw.get("updateTime") or raw.get("time") or now_ms()),
+                    exchange_order_id=str(raw.get("orderId")),
+                    filled_qty=_dec(raw, "executedQty"),
+                    cum_quote=_dec(raw, "cummulativeQuoteQty"),
+                    exec_type="QUERY",
+                    source="rest",
+                )
+            )
+        return out
+
+    async def updates(self) -> AsyncIterator[OrderUpdate]:  # type: ignore[override]
+        if self.stream is not None and self._stream_task is None:
+            self._stream_task = asyncio.get_running_loop().create_task(self.stream.run())
+        while True:
+            yield await self._queue.get()
+
+    async def close(self) -> None:
+        await cancel_and_wait(self._stream_task)
+        self._stream_task = None
+        with contextlib.suppress(Exception):
+            await self._ex.close()
+
+
+def describe_error_body(body: str) -> dict[str, Any]:
+    """Binance's `{"code", "msg"}` body, or {} (used by tests and logs)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
