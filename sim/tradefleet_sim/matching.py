@@ -103,41 +103,82 @@ class SimOrder:
         out["transactTime"] = self.time
         if resp_type == "FULL":
             out["fills"] = [
-                {"price": fmt(f.price), "qty": fmt(f.qty), "commission": fmt(f.commission),
-                 "commissionAsset": f.commission_asset, "tradeId": f.trade_id}
+                {
+                    "price": fmt(f.price),
+                    "qty": fmt(f.qty),
+                    "commission": fmt(f.commission),
+                    "commissionAsset": f.commission_asset,
+                    "tradeId": f.trade_id,
+                }
                 for f in self.fills
-            ]  # fmt: skip
+            ]
         return out
 
     def trade_json(self, f: SimFill) -> dict[str, Any]:
         """One `GET /api/v3/myTrades` row."""
         return {
-            "symbol": self.symbol, "id": f.trade_id, "orderId": self.order_id, "orderListId": -1,
-            "price": fmt(f.price), "qty": fmt(f.qty), "quoteQty": fmt(f.price * f.qty),
-            "commission": fmt(f.commission), "commissionAsset": f.commission_asset, "time": f.time,
-            "isBuyer": self.side == "BUY", "isMaker": False, "isBestMatch": True,
-        }  # fmt: skip
+            "symbol": self.symbol,
+            "id": f.trade_id,
+            "orderId": self.order_id,
+            "orderListId": -1,
+            "price": fmt(f.price),
+            "qty": fmt(f.qty),
+            "quoteQty": fmt(f.price * f.qty),
+            "commission": fmt(f.commission),
+            "commissionAsset": f.commission_asset,
+            "time": f.time,
+            "isBuyer": self.side == "BUY",
+            "isMaker": False,
+            "isBestMatch": True,
+        }
 
     def execution_report(
-        self, exec_type: str, status: str, event_time: int, fill: SimFill | None = None,
-        executed: Decimal | None = None, cum_quote: Decimal | None = None,
-    ) -> dict[str, Any]:  # fmt: skip
+        self,
+        exec_type: str,
+        status: str,
+        event_time: int,
+        fill: SimFill | None = None,
+        executed: Decimal | None = None,
+        cum_quote: Decimal | None = None,
+    ) -> dict[str, Any]:
         """An `executionReport` user data event (the body inside `{"subscriptionId", "event"}`)."""
         return {
-            "e": "executionReport", "E": event_time, "s": self.symbol, "c": self.client_order_id,
-            "S": self.side, "o": self.type, "f": "GTC", "q": fmt(self.orig_qty), "p": fmt(ZERO),
-            "P": fmt(ZERO), "F": fmt(ZERO), "g": -1, "C": "", "x": exec_type, "X": status,
-            "r": self.reject_reason, "i": self.order_id,
+            "e": "executionReport",
+            "E": event_time,
+            "s": self.symbol,
+            "c": self.client_order_id,
+            "S": self.side,
+            "o": self.type,
+            "f": "GTC",
+            "q": fmt(self.orig_qty),
+            "p": fmt(ZERO),
+            "P": fmt(ZERO),
+            "F": fmt(ZERO),
+            "g": -1,
+            "C": "",
+            "x": exec_type,
+            "X": status,
+            "r": self.reject_reason,
+            "i": self.order_id,
             "l": fmt(fill.qty if fill else ZERO),
             "z": fmt(self.executed_qty if executed is None else executed),
             "L": fmt(fill.price if fill else ZERO),
-            "n": fmt(fill.commission) if fill else "0", "N": fill.commission_asset if fill else None,
-            "T": fill.time if fill else event_time, "t": fill.trade_id if fill else -1, "v": 0,
-            "I": self.order_id * 2, "w": exec_type == "NEW", "m": False, "M": False, "O": self.time,
+            "n": fmt(fill.commission) if fill else "0",
+            "N": fill.commission_asset if fill else None,
+            "T": fill.time if fill else event_time,
+            "t": fill.trade_id if fill else -1,
+            "v": 0,
+            "I": self.order_id * 2,
+            "w": exec_type == "NEW",
+            "m": False,
+            "M": False,
+            "O": self.time,
             "Z": fmt(self.cum_quote if cum_quote is None else cum_quote),
             "Y": fmt(fill.price * fill.qty if fill else ZERO),
-            "Q": fmt(self.orig_quote_qty), "W": self.time, "V": "EXPIRE_MAKER",
-        }  # fmt: skip
+            "Q": fmt(self.orig_quote_qty),
+            "W": self.time,
+            "V": "EXPIRE_MAKER",
+        }
 
 
 def commission_for(side: str, price: Decimal, qty: Decimal, rate: Decimal) -> Decimal:

@@ -1,0 +1,241 @@
+"""`SimExchange`: the whole simulated exchange state behind one server.
+
+Public surface (the orders module `trading.py` and tests rely on it):
+
+- `exchange.markets: dict[str, SimMarket]` keyed by market id (`BTCUSDT`); see `market.py` for
+  `best_bid/best_ask/levels/take_liquidity`.
+- `exchange.rules(symbol) -> SymbolRules` (tick_size, step_size, min_qty, min_notional, ...;
+  `.exchange_info()` is the wire form). Raises `KeyError` for an unknown symbol.
+- `exchange.now_ms()`: the simulator clock. With a kline replay it follows the replayed candle
+  times (so signals, fills and candles agree); otherwise it is wall-clock time.
+  `exchange.wall_ms()` is real time (for things like recvWindow checks against a real client).
+- `exchange.publish(stream, payload)`: broadcast a raw payload to subscribers of `stream`
+  (combined-stream clients get it wrapped). `exchange.hub.on_subscribe` takes hooks.
+- `exchange.faults`: the `FaultController`; `exchange.klines`: the `KlineReplay` or None;
+  `exchange.capture`: the `CaptureReplay` or None.
+- `start_replay()` / `pause_replay()`, `state()` (what `/sim/state` returns).
+- `extensions: dict[str, Any]`: a place for other modules (trading) to hang their state.
+
+Lifecycle: `await exchange.start()` launches the background producers (generated diffs,
+replays, periodic faults); `await exchange.stop()` cancels them. It refuses to run without a
+market, and never produces data for a symbol it does not list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Coroutine
+from decimal import Decimal
+from typing import Any
+
+from tradefleet_sim.capture import CaptureReplay, load_capture
+from tradefleet_sim.faults import FaultController
+from tradefleet_sim.generator import BookGenerator, GeneratorShape
+from tradefleet_sim.hub import Hub
+from tradefleet_sim.kline_replay import KlineReplay
+from tradefleet_sim.klines import load_csv
+from tradefleet_sim.market import SimMarket
+from tradefleet_sim.options import SimOptions
+from tradefleet_sim.rules import START_PRICES, SymbolRules, generated_rules, recorded_rules
+
+
+class SimExchange:
+    def __init__(self, options: SimOptions | None = None) -> None:
+        self.options = options = options or SimOptions()
+        self.rng = random.Random(options.seed)
+        self.started_at = time.monotonic()
+        self.markets: dict[str, SimMarket] = {}
+        self.generators: dict[str, BookGenerator] = {}
+        self.extensions: dict[str, Any] = {}
+        self.faults: FaultController
+        self.hub = Hub(queue_size=options.send_queue, stalled_until=lambda: self.faults.stalled_until)
+        self.faults = FaultController(self.hub, self.markets, self.now_ms, self.rng)
+        self.klines: KlineReplay | None = None
+        self.capture: CaptureReplay | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.rest_weight: list[tuple[float, int]] = []  # (monotonic time, weight) in the last minute
+
+        series = load_csv(options.klines, interval=options.kline_interval) if options.klines else None
+        shape = GeneratorShape(
+            levels_per_side=options.levels_per_side, changes_per_side=options.changes_per_side
+        )
+        for sym in options.symbols:
+            rules = generated_rules(sym)
+            market = SimMarket(sym, rules, self.hub, self.now_ms, source="generated")
+            gen = BookGenerator(rules.tick_size, rules.step_size, random.Random(self.rng.random()), shape)
+            self.markets[sym] = market
+            self.generators[sym] = gen
+        if series is not None:
+            self.klines = KlineReplay(
+                series,
+                history=options.history,
+                speed=options.speed,
+                progress_frames=options.progress_frames,
+                hub=self.hub,
+                market=self.markets.get(series.symbol),
+                generator=self.generators.get(series.symbol),
+            )
+            self.hub.on_subscribe.append(self.klines.on_subscribe)
+        for sym, gen in self.generators.items():
+            start = START_PRICES.get(sym, Decimal("100.00"))
+            if self.klines is not None and self.klines.symbol == sym and self.klines.current is not None:
+                start = self.klines.current.open
+            bids, asks = gen.seed(start)
+            self.markets[sym].seed(bids, asks, update_id=1_000_000)
+        if options.replay_capture:
+            cap = load_capture(options.replay_capture)
+            for sym in cap.symbols:
+                if sym in self.markets:
+                    raise ValueError(f"{sym} is both generated and in capture {cap.name}")
+                self.markets[sym] = SimMarket(
+                    sym, recorded_rules(cap.exchange_info, sym), self.hub, self.now_ms, source="capture"
+                )
+            self.capture = CaptureReplay(cap, self.markets, speed=options.capture_speed)
+            self.capture.seed()
+            self.hub.on_subscribe.append(self.capture.on_subscribe)
+
+    # -- public helpers ----------------------------------------------------------------------
+    def now_ms(self) -> int:
+        if self.klines is not None:
+            return self.klines.clock_ms()
+        return self.wall_ms()
+
+    @staticmethod
+    def wall_ms() -> int:
+        return int(time.time() * 1000)
+
+    def rules(self, symbol: str) -> SymbolRules:
+        return self.markets[symbol].rules
+
+    def publish(self, stream: str, payload: Any) -> int:
+        return self.hub.publish(stream, payload)
+
+    def start_replay(self) -> None:
+        if self.klines is not None:
+            self.klines.start()
+        if self.capture is not None:
+            self.capture.start()
+
+    def pause_replay(self) -> None:
+        if self.klines is not None:
+            self.klines.pause()
+        if self.capture is not None:
+            self.capture.pause()
+
+    def used_weight(self, add: int = 0) -> int:
+        now = time.monotonic()
+        if add:
+            self.rest_weight.append((now, add))
+        while self.rest_weight and self.rest_weight[0][0] < now - 60:
+            self.rest_weight.pop(0)
+        return sum(w for _, w in self.rest_weight)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        for sym, gen in self.generators.items():
+            self._spawn(self._generate(self.markets[sym], gen), f"sim-gen-{sym}")
+        if self.klines is not None:
+            self._spawn(self.klines.run(), "sim-klines")
+        if self.capture is not None:
+            self._spawn(self.capture.run(), "sim-capture")
+        if self.options.autostart:
+            self.start_replay()
+        for req in self.options.startup_faults:
+            self.faults.apply(req)
+        if self.options.fault_every:
+            self._spawn(self.faults.run_every(self.options.fault_every), "sim-fault-every")
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks.clear()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        task.add_done_callback(_crash_loudly)
+        self._tasks.append(task)
+
+    async def _generate(self, market: SimMarket, gen: BookGenerator) -> None:
+        """The random-walk producer: `depth_rate` diffs per second, or as fast as the slowest
+        subscriber drains its queue when the rate is 0 (benchmarks)."""
+        loop = asyncio.get_running_loop()
+        rate = self.options.depth_rate
+        period = 1.0 / rate if rate > 0 else 0.0
+        next_at = loop.time()
+        trade_rng = random.Random(self.rng.random())
+        prefix = market.stream_prefix
+        while True:
+            if period:
+                next_at += period
+                delay = next_at - loop.time()
+                if delay < -1.0:  # fell far behind (a paused machine): do not burst to catch up
+                    next_at = loop.time()
+                await asyncio.sleep(max(0.0, delay))
+            else:
+                # Max-rate mode: yield to the writers and keep every backlog bounded.
+                # Polling queue sizes is the point here; there is no event for "drained enough".
+                while self.hub.backlog() > 2000 or not any(  # noqa: ASYNC110
+                    self.hub.has_subscribers(f"{prefix}@{s}") for s in ("depth", "depth@100ms", "bookTicker")
+                ):
+                    await asyncio.sleep(0.002)
+                await asyncio.sleep(0)
+            bids, asks = gen.next_diff(market.book)
+            market.apply(bids, asks)
+            if trade_rng.random() < self.options.trade_probability:
+                side_bid = trade_rng.random() < 0.5
+                top = market.best_bid() if side_bid else market.best_ask()
+                if top is not None:
+                    qty = min(top[1], gen.qty(400.0))
+                    market.publish_trade(top[0], qty, buyer_is_maker=side_bid)
+
+    # -- introspection -----------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        markets = {}
+        for sym, m in self.markets.items():
+            bb, ba = m.best_bid(), m.best_ask()
+            markets[sym] = {
+                "source": m.source,
+                "update_id": m.update_id,
+                "best_bid": str(bb[0]) if bb else None,
+                "best_ask": str(ba[0]) if ba else None,
+                "bid_levels": len(m.book.bids),
+                "ask_levels": len(m.book.asks),
+                "diffs_sent": m.diffs_sent,
+                "diffs_withheld": m.diffs_withheld,
+                "trade_id": m.trade_id,
+            }
+        klines = self.klines.state() if self.klines else None
+        capture = self.capture.state() if self.capture else None
+        done = (
+            all(r["replay_done"] for r in (klines, capture) if r is not None) if (klines or capture) else True
+        )
+        return {
+            "now_ms": self.now_ms(),
+            "wall_ms": self.wall_ms(),
+            "uptime_s": round(time.monotonic() - self.started_at, 3),
+            "symbols": list(self.markets),
+            "markets": markets,
+            "klines": klines,
+            "capture": capture,
+            "replay_done": done,
+            "faults": self.faults.state(),
+            "clients": self.hub.describe(),
+            "connected_clients": len(self.hub.clients),
+            "frames_published": self.hub.published,
+            "slow_disconnects": self.hub.slow_disconnects,
+            "rest_weight_1m": self.used_weight(),
+        }
+
+
+def _crash_loudly(task: asyncio.Task[Any]) -> None:
+    """A producer that dies silently would look like a quiet market; make it visible."""
+    if not task.cancelled() and task.exception() is not None:
+        import traceback
+
+        traceback.print_exception(task.exception())

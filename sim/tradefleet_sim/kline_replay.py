@@ -1,0 +1,181 @@
+"""Replay of a candle series in accelerated time, and the simulator clock that follows it.
+
+At start the first `history` candles are closed and the next one is open (served over REST as
+the last row, like Binance's current candle). The replay starts on `start()` (first kline
+subscriber, or `POST /sim/control/start`) and then, for each remaining candle, at `speed`
+candles per second: `progress_frames` in-progress frames (x=false), a re-centre of the market's
+book on the candle's close, then the closing frame (x=true) with the recorded OHLCV. Because
+the re-centre is published before the close on the same per-client FIFO, and the true book
+stays there until the next candle's close, a market order sent in reaction to the close fills
+at about the close (if it arrives within 1/speed seconds; choose `speed` accordingly).
+
+The clock: event times follow the replayed candles (progress frame k of n at open + k/(n+1) of
+the interval, closing frame at close_time), plus the wall time since, capped below the next
+scheduled event so time never runs backwards. After the last candle no more klines are sent,
+`done` is true and the clock keeps running from the last close.
+
+It refuses to skip or reorder candles, and never sends a close for a candle it has not
+re-centred the book on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+from typing import Any
+
+from tradefleet_sim.generator import BookGenerator
+from tradefleet_sim.hub import Hub
+from tradefleet_sim.klines import INTERVAL_MS, Candle, KlineSeries, partial, ws_payload
+from tradefleet_sim.market import SimMarket
+
+
+class KlineReplay:
+    def __init__(
+        self,
+        series: KlineSeries,
+        *,
+        history: int,
+        speed: float,
+        progress_frames: int,
+        hub: Hub,
+        market: SimMarket | None,
+        generator: BookGenerator | None,
+    ) -> None:
+        self.series = series
+        self.symbol = series.symbol
+        self.interval = series.interval
+        self.stream = f"{series.symbol.lower()}@kline_{series.interval}"
+        self.candles = series.candles
+        self.position = min(history, len(self.candles))  # index of the open candle
+        self.speed = speed
+        self.progress_frames = progress_frames
+        self.hub = hub
+        self.market = market
+        self.generator = generator
+        self.tick = market.rules.tick_size if market else Decimal("0.01")
+        self.current: Candle | None = (
+            None if self.done else partial(self.candles[self.position], 0.0, self.tick)
+        )
+        self.started = False
+        self._running = asyncio.Event()
+        self.frames_sent = 0
+        self.closes_sent = 0
+        self._clock_base = 0
+        self._clock_cap: int | None = None
+        self._clock_set = time.monotonic()
+        self._clock_last = 0
+        self._set_clock_for(self.position, 0)
+
+    @property
+    def done(self) -> bool:
+        return self.position >= len(self.candles)
+
+    @property
+    def paused(self) -> bool:
+        return self.started and not self._running.is_set()
+
+    # -- control -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.started = True
+        self._running.set()
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def on_subscribe(self, stream: str) -> None:
+        if stream == self.stream and not self.started:
+            self.start()
+
+    # -- clock -------------------------------------------------------------------------------
+    def _event_time(self, index: int, step: int) -> int:
+        """Time of step `step` (1..n progress frames, n+1 = close) of candle `index`."""
+        c = self.candles[index]
+        if step > self.progress_frames:
+            return c.close_time
+        return c.open_time + (c.close_time + 1 - c.open_time) * step // (self.progress_frames + 1)
+
+    def _set_clock_for(self, index: int, step: int) -> None:
+        if index >= len(self.candles):
+            self._clock_base = self.candles[-1].close_time + 1 if self.candles else int(time.time() * 1000)
+            self._clock_cap = None
+        else:
+            self._clock_base = self._event_time(index, step)
+            nxt = (index, step + 1) if step <= self.progress_frames else (index + 1, 1)
+            self._clock_cap = self._event_time(*nxt) - 1 if nxt[0] < len(self.candles) else None
+        self._clock_set = time.monotonic()
+
+    def clock_ms(self) -> int:
+        t = self._clock_base + int((time.monotonic() - self._clock_set) * 1000)
+        if self._clock_cap is not None:
+            t = min(t, max(self._clock_cap, self._clock_base))
+        self._clock_last = max(self._clock_last, t)
+        return self._clock_last
+
+    # -- REST view ---------------------------------------------------------------------------
+    def rows(self) -> list[Candle]:
+        """Closed candles up to the replay position, then the open candle as it stands now."""
+        closed = list(self.candles[: self.position])
+        return [*closed, self.current] if self.current is not None else closed
+
+    # -- the replay loop ---------------------------------------------------------------------
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        step_s = 1.0 / self.speed / (self.progress_frames + 1)
+        next_at = loop.time()
+        while not self.done:
+            i = self.position
+            c = self.candles[i]
+            for step in range(1, self.progress_frames + 2):
+                if not self._running.is_set():
+                    await self._running.wait()
+                    next_at = loop.time()
+                next_at += step_s
+                await asyncio.sleep(max(0.0, next_at - loop.time()))
+                if not self._running.is_set():
+                    await self._running.wait()
+                    next_at = loop.time()
+                self._set_clock_for(i, step)
+                if step <= self.progress_frames:
+                    self.current = partial(c, step / (self.progress_frames + 1), self.tick)
+                    self._send(self.current, closed=False)
+                else:
+                    self._recentre(c.close)
+                    self.current = None
+                    self.position = i + 1  # REST shows the candle closed from the moment its close is sent
+                    self._send(c, closed=True)
+                    self.closes_sent += 1
+                    if not self.done:
+                        self.current = partial(self.candles[self.position], 0.0, self.tick)
+        self._set_clock_for(len(self.candles), 0)
+
+    def _recentre(self, price: Decimal) -> None:
+        if self.market is not None and self.generator is not None:
+            bids, asks = self.generator.recentre(self.market.book, price)
+            self.market.apply(bids, asks)
+
+    def _send(self, candle: Candle, *, closed: bool) -> None:
+        self.hub.publish(
+            self.stream,
+            ws_payload(self.symbol, self.interval, candle, closed=closed, event_time=self.clock_ms()),
+        )
+        self.frames_sent += 1
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "interval": self.interval,
+            "interval_ms": INTERVAL_MS[self.interval],
+            "stream": self.stream,
+            "candles": len(self.candles),
+            "position": self.position,
+            "open_candle_time": self.current.open_time if self.current else None,
+            "last_closed_time": self.candles[self.position - 1].open_time if self.position else None,
+            "started": self.started,
+            "paused": self.paused,
+            "replay_done": self.done,
+            "frames_sent": self.frames_sent,
+            "closes_sent": self.closes_sent,
+            "speed": self.speed,
+        }

@@ -1,0 +1,179 @@
+"""Binance Spot public REST: `/api/v3/depth`, `klines`, `exchangeInfo`, `time`, `ping`.
+
+Field names, string-typed prices/quantities, error bodies (`{"code":-1121,"msg":"Invalid
+symbol."}`, -1100/-1102 for bad or missing parameters, -1120 bad interval, -1023 bad window)
+and the `X-MBX-USED-WEIGHT-1M` header follow the spot API documentation. The REST fault
+middleware (delays, 429/418/5xx for the next N requests) wraps every `/api/` and `/sapi/` route,
+including the signed ones another module adds, so a client's retry logic meets them everywhere.
+
+It refuses to be lenient where Binance is strict (a non-numeric `limit` is an error, not a
+default) and to be strict where Binance truncates (depth `limit` above 5000 returns 5000 levels,
+klines `limit` above 1000 returns 1000 rows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from tradefleet_sim.klines import INTERVAL_MS, KlineWindowError, rest_row, select
+from tradefleet_sim.streams import EXCHANGE
+
+WEIGHT: web.RequestKey[int] = web.RequestKey("weight", int)
+_DIGITS = re.compile(r"^[0-9]{1,20}$")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class BinanceError(Exception):
+    def __init__(self, code: int, msg: str, status: int = 400) -> None:
+        super().__init__(msg)
+        self.code, self.msg, self.status = code, msg, status
+
+
+def error_response(status: int, code: int, msg: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"code": code, "msg": msg}, status=status, headers=headers)
+
+
+def _int_param(request: web.Request, name: str, *, required: bool = False) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        if required:
+            raise BinanceError(
+                -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+            )
+        return None
+    if not _DIGITS.match(raw):
+        raise BinanceError(
+            -1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'."
+        )
+    return int(raw)
+
+
+def _market_symbol(request: web.Request) -> str:
+    symbol = request.query.get("symbol")
+    if not symbol:
+        raise BinanceError(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+    if symbol not in request.app[EXCHANGE].markets:
+        raise BinanceError(-1121, "Invalid symbol.")
+    return symbol
+
+
+def depth_weight(limit: int) -> int:
+    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+
+
+async def depth(request: web.Request) -> web.Response:
+    symbol = _market_symbol(request)
+    limit = _int_param(request, "limit")
+    limit = 100 if limit is None else limit
+    if limit < 1:
+        raise BinanceError(-1130, "Data sent for parameter 'limit' is not valid.")
+    limit = min(limit, 5000)
+    request[WEIGHT] = depth_weight(limit)
+    return web.json_response(request.app[EXCHANGE].markets[symbol].snapshot(limit))
+
+
+async def klines(request: web.Request) -> web.Response:
+    request[WEIGHT] = 2
+    symbol = _market_symbol(request)
+    interval = request.query.get("interval")
+    if not interval:
+        raise BinanceError(
+            -1102, "Mandatory parameter 'interval' was not sent, was empty/null, or malformed."
+        )
+    if interval not in INTERVAL_MS:
+        raise BinanceError(-1120, "Invalid interval.")
+    start = _int_param(request, "startTime")
+    end = _int_param(request, "endTime")
+    limit = _int_param(request, "limit")
+    limit = 500 if limit is None else limit
+    if limit < 1:
+        raise BinanceError(-1130, "Data sent for parameter 'limit' is not valid.")
+    replay = request.app[EXCHANGE].klines
+    if replay is None or replay.symbol != symbol or replay.interval != interval:
+        return web.json_response([])  # a valid request for a series this simulator does not hold
+    try:
+        rows = select(replay.rows(), start=start, end=end, limit=min(limit, 1000))
+    except KlineWindowError as e:
+        raise BinanceError(e.code, str(e)) from e
+    return web.json_response([rest_row(c) for c in rows])
+
+
+async def exchange_info(request: web.Request) -> web.Response:
+    request[WEIGHT] = 20
+    exchange = request.app[EXCHANGE]
+    wanted: list[str] | None = None
+    if "symbol" in request.query:
+        wanted = [request.query["symbol"]]
+    elif "symbols" in request.query:
+        try:
+            parsed = json.loads(request.query["symbols"])
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, list) or not all(isinstance(s, str) for s in parsed):
+            raise BinanceError(
+                -1100,
+                "Illegal characters found in parameter 'symbols'; legal range is "
+                '\'^\\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\\]$\'.',
+            )
+        wanted = parsed
+    if wanted is not None and any(s not in exchange.markets for s in wanted):
+        raise BinanceError(-1121, "Invalid symbol.")
+    symbols = wanted if wanted is not None else list(exchange.markets)
+    limit = exchange.options.weight_limit
+    return web.json_response(
+        {
+            "timezone": "UTC",
+            "serverTime": exchange.now_ms(),
+            "rateLimits": [
+                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": limit},
+                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+                {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+                {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
+            ],
+            "exchangeFilters": [],
+            "symbols": [exchange.rules(s).exchange_info() for s in symbols],
+        }
+    )
+
+
+async def server_time(request: web.Request) -> web.Response:
+    return web.json_response({"serverTime": request.app[EXCHANGE].now_ms()})
+
+
+async def ping(request: web.Request) -> web.Response:
+    return web.json_response({})
+
+
+@web.middleware
+async def binance_edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """REST faults, Binance error bodies and the used-weight header for every `/api/` route."""
+    if not request.path.startswith(("/api/", "/sapi/")):
+        return await handler(request)
+    exchange = request.app[EXCHANGE]
+    delay, failure = exchange.faults.next_rest_fault()
+    if delay:
+        await asyncio.sleep(delay)
+    if failure is not None:
+        headers = {"X-MBX-USED-WEIGHT-1M": str(exchange.used_weight(1))}
+        if failure.status in (418, 429):
+            headers["Retry-After"] = str(failure.retry_after)
+        return web.json_response(failure.body(), status=failure.status, headers=headers)
+    try:
+        response = await handler(request)
+    except BinanceError as e:
+        response = error_response(e.status, e.code, e.msg)
+    response.headers["X-MBX-USED-WEIGHT-1M"] = str(exchange.used_weight(request.get(WEIGHT, 1)))
+    return response
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v3/depth", depth)
+    app.router.add_get("/api/v3/klines", klines)
+    app.router.add_get("/api/v3/exchangeInfo", exchange_info)
+    app.router.add_get("/api/v3/time", server_time)
+    app.router.add_get("/api/v3/ping", ping)

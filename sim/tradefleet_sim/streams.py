@@ -1,0 +1,115 @@
+"""Binance Spot market-data websocket endpoints: `/ws/<stream>`, `/ws` and `/stream?streams=`.
+
+- Raw (`/ws/a/b`): the valid stream names in the path are subscribed; anything else in the path
+  is ignored, as Binance does (ccxt.pro connects to `/ws/0` and subscribes by message).
+- Live control messages on any connection: `SUBSCRIBE`, `UNSUBSCRIBE` -> `{"result":null,"id":N}`,
+  `LIST_SUBSCRIPTIONS` -> `{"result":[...],"id":N}`, `SET_PROPERTY`/`GET_PROPERTY` `combined`.
+  Bad requests get Binance's `{"error":{"code":N,"msg":...},"id":...}` and the connection lives.
+- Combined (`/stream?streams=a/b`): frames wrapped as `{"stream":...,"data":...}`.
+- The server pings every `ping_interval` seconds and drops a client that does not pong.
+
+This module only speaks the protocol; what is published lives in the producers, and ordering,
+stalls and drops live in `hub.py`. It refuses stream names that are not lower-case Binance names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from tradefleet_sim.exchange import SimExchange
+from tradefleet_sim.hub import Client, dumps
+from tradefleet_sim.klines import INTERVAL_MS
+
+EXCHANGE: web.AppKey[SimExchange] = web.AppKey("exchange", SimExchange)
+
+_INTERVALS = "|".join(INTERVAL_MS)
+STREAM_RE = re.compile(
+    rf"^[a-z0-9]+@(depth(5|10|20)?(@100ms|@1000ms)?|bookTicker|trade|aggTrade|kline_({_INTERVALS}))$"
+)
+
+
+def valid_stream(name: str) -> bool:
+    return bool(STREAM_RE.match(name))
+
+
+async def ws_handler(request: web.Request) -> web.WebSocketResponse:
+    exchange = request.app[EXCHANGE]
+    combined = request.path.startswith("/stream")
+    if combined:
+        names = request.query.get("streams", "").split("/")
+    else:
+        names = request.match_info.get("tail", "").split("/")
+    ws = web.WebSocketResponse(heartbeat=exchange.options.ping_interval, max_msg_size=1 << 20)
+    await ws.prepare(request)
+    client = Client(ws, request, combined=combined, queue_size=exchange.options.send_queue)
+    hub = exchange.hub
+    hub.add(client)
+    hub.subscribe(client, [n for n in names if valid_stream(n)])
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                reply = handle_command(exchange, client, msg.data)
+                if reply is not None:
+                    client.offer(dumps(reply))
+            elif msg.type == WSMsgType.ERROR:
+                break
+    finally:
+        await hub.remove(client)
+    return ws
+
+
+def _error(code: int, msg: str, req_id: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "msg": msg}, "id": req_id}
+
+
+def handle_command(exchange: SimExchange, client: Client, text: str) -> dict[str, Any] | None:
+    """One client control message -> the reply to queue (in order with the data frames)."""
+    try:
+        req = json.loads(text)
+    except ValueError as e:
+        return _error(3, f"Invalid JSON: {e}", None)
+    if not isinstance(req, dict):
+        return _error(2, "Invalid request: expected an object", None)
+    req_id = req.get("id")
+    if req_id is not None and (isinstance(req_id, bool) or not isinstance(req_id, int | str)):
+        return _error(1, "Invalid value type: expected u64 or string for 'id'", None)
+    method = req.get("method")
+    params = req.get("params", [])
+    if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
+        if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+            return _error(2, "Invalid request: 'params' must be a list of stream names", req_id)
+        bad = [p for p in params if not valid_stream(p)]
+        if bad:
+            return _error(2, f"Invalid request: invalid stream name(s) {bad}", req_id)
+        if method == "SUBSCRIBE":
+            exchange.hub.subscribe(client, params)
+        else:
+            exchange.hub.unsubscribe(client, params)
+        return {"result": None, "id": req_id}
+    if method == "LIST_SUBSCRIPTIONS":
+        return {"result": list(client.streams), "id": req_id}
+    if method == "SET_PROPERTY":
+        if not (
+            isinstance(params, list)
+            and len(params) == 2
+            and params[0] == "combined"
+            and isinstance(params[1], bool)
+        ):
+            return _error(2, "Invalid request: SET_PROPERTY takes ['combined', true|false]", req_id)
+        client.combined = params[1]
+        return {"result": None, "id": req_id}
+    if method == "GET_PROPERTY":
+        if params != ["combined"]:
+            return _error(2, "Invalid request: GET_PROPERTY takes ['combined']", req_id)
+        return {"result": client.combined, "id": req_id}
+    return _error(2, f"Invalid request: unknown method {method!r}", req_id)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/ws", ws_handler)
+    app.router.add_get("/ws/{tail:.*}", ws_handler)
+    app.router.add_get("/stream", ws_handler)

@@ -1,0 +1,123 @@
+"""Websocket market data: raw, combined and live-subscribed streams with correct sequencing."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+
+from tests.plugins.sim import sim_book
+from tradefleet_sim.server import SimServer
+
+TIMEOUT = 30
+
+
+async def frames(ws: aiohttp.ClientWebSocketResponse, n: int) -> list[Any]:
+    out = []
+    while len(out) < n:
+        msg = await ws.receive(timeout=TIMEOUT)
+        assert msg.type == aiohttp.WSMsgType.TEXT, msg
+        out.append(json.loads(msg.data))
+    return out
+
+
+async def test_raw_depth_stream_is_gap_free_with_U_equal_previous_u_plus_1(sim: SimServer) -> None:
+    async with aiohttp.ClientSession() as s, s.ws_connect(sim.ws_url + "/ws/btcusdt@depth@100ms") as ws:
+        got = await frames(ws, 15)
+    assert all(f["e"] == "depthUpdate" and f["s"] == "BTCUSDT" for f in got)
+    for prev, cur in itertools.pairwise(got):
+        assert cur["U"] == prev["u"] + 1
+        assert cur["E"] >= prev["E"]
+    sizes = [len(f["b"]) + len(f["a"]) for f in got]
+    assert 20 <= sum(sizes) / len(sizes) <= 80  # about 20 levels per side per diff
+
+
+async def test_local_book_from_snapshot_plus_diffs_equals_true_book(sim: SimServer) -> None:
+    """The documented sync algorithm, run against the simulator, reproduces /sim/book exactly."""
+    async with aiohttp.ClientSession() as s, s.ws_connect(sim.ws_url + "/ws/btcusdt@depth") as ws:
+        first = (await frames(ws, 1))[0]
+        async with s.get(sim.rest_url + "/api/v3/depth?symbol=BTCUSDT&limit=5000") as r:
+            snap = await r.json()
+        book = {"b": {Decimal(p): Decimal(q) for p, q in snap["bids"]},
+                "a": {Decimal(p): Decimal(q) for p, q in snap["asks"]}}  # fmt: skip
+        last = snap["lastUpdateId"]
+        pending = [first]
+        while True:
+            for f in pending:
+                if f["u"] <= last:
+                    continue
+                assert f["U"] <= last + 1 <= f["u"] or f["U"] == last + 1
+                for side in ("b", "a"):
+                    for p, q in f[side]:
+                        if Decimal(q) == 0:
+                            book[side].pop(Decimal(p), None)
+                        else:
+                            book[side][Decimal(p)] = Decimal(q)
+                last = f["u"]
+            truth = await sim_book(sim)
+            if truth["lastUpdateId"] == last:
+                break
+            pending = await frames(ws, 1)
+    assert {Decimal(p): Decimal(q) for p, q in truth["bids"]} == book["b"]
+    assert {Decimal(p): Decimal(q) for p, q in truth["asks"]} == book["a"]
+
+
+async def test_combined_stream_wraps_frames_and_book_ticker_reflects_update_id(sim: SimServer) -> None:
+    url = sim.ws_url + "/stream?streams=btcusdt@depth@100ms/btcusdt@bookTicker"
+    async with aiohttp.ClientSession() as s, s.ws_connect(url) as ws:
+        got = await frames(ws, 30)
+    assert {f["stream"] for f in got} == {"btcusdt@depth@100ms", "btcusdt@bookTicker"}
+    last_u = None
+    for f in got:
+        d = f["data"]
+        if f["stream"].endswith("@depth@100ms"):
+            last_u = d["u"]
+        elif last_u is not None:
+            assert d["u"] == last_u  # bookTicker follows the diff it reflects
+            assert Decimal(d["b"]) < Decimal(d["a"])
+
+
+async def test_subscribe_unsubscribe_and_list_on_bare_ws(sim: SimServer) -> None:
+    async with aiohttp.ClientSession() as s, s.ws_connect(sim.ws_url + "/ws/0") as ws:
+        await ws.send_json(
+            {"method": "SUBSCRIBE", "params": ["btcusdt@trade", "btcusdt@depth@100ms"], "id": 1}
+        )
+        replies = []
+        seen_depth = False
+        while not (replies and seen_depth):
+            f = (await frames(ws, 1))[0]
+            if "id" in f:
+                replies.append(f)
+            elif f.get("e") == "depthUpdate":
+                seen_depth = True
+        assert replies[0] == {"result": None, "id": 1}
+        await ws.send_json({"method": "UNSUBSCRIBE", "params": ["btcusdt@depth@100ms"], "id": 2})
+        await ws.send_json({"method": "LIST_SUBSCRIPTIONS", "id": 3})
+        await ws.send_json({"method": "SUBSCRIBE", "params": ["BTCUSDT@nope"], "id": 4})
+        await ws.send_str("{not json")
+        answers: dict[Any, Any] = {}
+        while len(answers) < 4:
+            f = (await frames(ws, 1))[0]
+            if "id" in f:
+                answers[f["id"]] = f
+        assert answers[2] == {"result": None, "id": 2}
+        assert answers[3] == {"result": ["btcusdt@trade"], "id": 3}
+        assert answers[4]["error"]["code"] == 2
+        assert answers[None]["error"]["code"] == 3
+
+
+async def test_trade_frames_have_binance_fields(make_sim: Any) -> None:
+    sim = await make_sim(trade_probability=1.0)
+    async with (
+        aiohttp.ClientSession() as s,
+        s.ws_connect(sim.ws_url + "/ws/btcusdt@trade/btcusdt@aggTrade") as ws,
+    ):
+        got = await frames(ws, 6)
+    kinds = {f["e"] for f in got}
+    assert kinds == {"trade", "aggTrade"}
+    for f in got:
+        assert isinstance(f["p"], str) and isinstance(f["q"], str) and isinstance(f["m"], bool)
+        assert isinstance(f["T"], int) and Decimal(f["q"]) > 0
