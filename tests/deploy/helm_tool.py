@@ -32,9 +32,9 @@ from typing import Any
 if os.environ.get("HELM_DRIVER") != "memory":
     os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "HELM_DRIVER": "memory"})
 
-import helm_sdkpy  # noqa: E402
-import kmock  # noqa: E402
-import yaml  # noqa: E402
+import helm_sdkpy
+import kmock
+import yaml
 
 
 class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
@@ -86,7 +86,9 @@ def _kubeconfig(url: str, namespace: str) -> str:
             "kind": "Config",
             "clusters": [{"name": "kmock", "cluster": {"server": url}}],
             "users": [{"name": "kmock", "user": {"token": "kmock"}}],
-            "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "kmock", "namespace": namespace}}],
+            "contexts": [
+                {"name": "kmock", "context": {"cluster": "kmock", "user": "kmock", "namespace": namespace}}
+            ],
             "current-context": "kmock",
         }
     )
@@ -115,7 +117,9 @@ async def _install(request: dict[str, Any]) -> dict[str, Any]:
             response = await emulator.post(f"{prefix}/namespaces/{ns}/{plural}", json=obj)
             if response.status >= 300:
                 return {"ok": False, "error": f"could not pre-create {obj['kind']}: {response.status}"}
-        config = helm_sdkpy.Configuration(namespace=namespace, kubeconfig=_kubeconfig(str(server.url), namespace))
+        config = helm_sdkpy.Configuration(
+            namespace=namespace, kubeconfig=_kubeconfig(str(server.url), namespace)
+        )
         releases = []
         try:
             result = await helm_sdkpy.Install(config).run(
@@ -133,7 +137,9 @@ async def _install(request: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _lint(request: dict[str, Any]) -> dict[str, Any]:
-    config = helm_sdkpy.Configuration(namespace="default", kubeconfig=_kubeconfig("http://127.0.0.1:1", "default"))
+    config = helm_sdkpy.Configuration(
+        namespace="default", kubeconfig=_kubeconfig("http://127.0.0.1:1", "default")
+    )
     try:
         result = await helm_sdkpy.Lint(config).run(str(Path(request["chart"]).resolve()))
     except helm_sdkpy.HelmError as e:
