@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -247,8 +248,9 @@ class SqliteStore:
             self._executor = None
 
     async def ping(self) -> None:
-        # Taking the write lock and releasing it proves a write could happen now.
-        await self._run(lambda conn: _write(conn, lambda c: None))
+        # A real (one-row) write: a free lock alone would not notice a read-only or failing disk.
+        sql = "INSERT OR REPLACE INTO store_health (id, checked_at) VALUES (1, ?)"
+        await self._run(lambda conn: _write(conn, lambda c: c.execute(sql, (time.time_ns() // 1_000_000,))))
 
     # -- writes -----------------------------------------------------------------------------------
 

@@ -124,6 +124,8 @@ _V1 = (
         PRIMARY KEY (bot, symbol)
     )
     """,
+    # One row that `ping` rewrites: proof that a write reaches the file, not just that a lock is free.
+    "CREATE TABLE store_health (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at INTEGER NOT NULL)",
 )
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)

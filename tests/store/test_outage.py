@@ -1,0 +1,210 @@
+"""Store outages made real: another connection holding SQLite's write lock, the file made
+immutable (chattr +i), a MongoDB nobody listens for. Nothing that matters is lost, nothing is
+written twice, and the counters tell the truth."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from tests.store import records as r
+from tests.store.waiting import eventually, sample
+from tradefleet.domain.models import OrderStatus
+from tradefleet.errors import StoreUnavailable
+from tradefleet.metrics import BotMetrics
+from tradefleet.store import BufferedStore, SqliteStore
+from tradefleet.store.mongo import MongoStore
+
+FAILURES = "tradefleet_store_write_failures_total"
+RETRIES = "tradefleet_store_retries_total"
+ENQUEUED = "tradefleet_store_enqueued_total"
+DROPPED = "tradefleet_store_dropped_total"
+BUFFERED = "tradefleet_store_buffered"
+
+
+class WriteLock:
+    """Another process's view of the file: a second connection holding the write lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None)
+
+    def hold(self) -> None:
+        self.conn.execute("BEGIN EXCLUSIVE")
+
+    def release(self) -> None:
+        self.conn.execute("COMMIT")
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> SqliteStore:
+    # A short busy timeout so each attempt against the held lock fails quickly.
+    store = SqliteStore(str(tmp_path / "bot.sqlite"), busy_timeout_ms=50)
+    await store.open()
+    return store
+
+
+@pytest.fixture
+def lock(tmp_path: Path) -> Iterator[WriteLock]:
+    held = WriteLock(tmp_path / "bot.sqlite")
+    yield held
+    held.conn.close()
+
+
+def buffered_over(store: SqliteStore | MongoStore, metrics: BotMetrics, **kw: int) -> BufferedStore:
+    buffered = BufferedStore(store, metrics, retry_max_s=0.2, **{"flush_ms": 20, "batch_max": 50, **kw})
+    buffered.start()
+    return buffered
+
+
+async def test_write_lock_held_elsewhere_then_released_loses_nothing_and_duplicates_nothing(
+    sqlite_store: SqliteStore, lock: WriteLock, metrics: BotMetrics
+) -> None:
+    buffered = buffered_over(sqlite_store, metrics)
+    lock.hold()
+    for i in range(300):
+        buffered.enqueue_price(r.price(i))
+    o = r.order()
+    sig = r.signal(signal_id=o.signal_id)
+    fill = r.update(o.client_order_id, OrderStatus.FILLED, filled="0.0027", quote="100", trade_id=1, fee="0.1")
+
+    # The first durable write meets the lock: the call returns "queued", not "durable", and never hangs.
+    assert await buffered.record_signal(sig) is False
+    assert buffered.healthy is False
+    assert await buffered.record_order(o) is False
+    assert await buffered.record_update(fill) is False
+    await eventually(lambda: sample(metrics, RETRIES) >= 2, what="the writer retrying")
+    assert sample(metrics, FAILURES, kind="signal") >= 1
+    assert sample(metrics, BUFFERED, kind="signal") == 1
+    assert sample(metrics, BUFFERED, kind="order") == 1
+    assert sample(metrics, BUFFERED, kind="price") == 300
+    assert await sqlite_store.signals(r.BOT) == []  # readers still work in WAL mode; nothing written yet
+
+    lock.release()
+    assert await buffered.flush(timeout=30)
+
+    assert buffered.healthy is True
+    assert await sqlite_store.signals(r.BOT) == [sig]
+    stored = await sqlite_store.get_order(o.client_order_id)
+    assert stored is not None and stored.status is OrderStatus.FILLED and stored.fee == r.update(
+        o.client_order_id, OrderStatus.FILLED, fee="0.1"
+    ).fee
+    assert await sqlite_store.order_updates(o.client_order_id) == [fill]
+    assert await sqlite_store.prices(r.BOT, limit=10_000) == [r.price(i) for i in range(300)]
+    assert sample(metrics, ENQUEUED, kind="price") == 300
+    assert sample(metrics, DROPPED) == 0
+    for kind in ("price", "signal", "order", "update"):
+        assert sample(metrics, BUFFERED, kind=kind) == 0
+    await buffered.close()
+
+
+async def test_full_buffer_during_an_outage_drops_the_oldest_prices_counts_them_and_keeps_every_signal(
+    sqlite_store: SqliteStore, lock: WriteLock, metrics: BotMetrics
+) -> None:
+    buffered = buffered_over(sqlite_store, metrics, buffer_max=100, batch_max=20)
+    lock.hold()
+    for i in range(250):
+        buffered.enqueue_price(r.price(i))
+    signals = [r.signal(i) for i in range(5)]
+    for sig in signals:
+        await buffered.record_signal(sig)
+    await eventually(lambda: sample(metrics, FAILURES, kind="signal") >= 3, what="repeated failures")
+    for i in range(250, 260):  # the feed keeps going while the store is down
+        buffered.enqueue_price(r.price(i))
+
+    lock.release()
+    assert await buffered.flush(timeout=30)
+
+    assert await sqlite_store.signals(r.BOT) == signals
+    assert await sqlite_store.prices(r.BOT, limit=10_000) == [r.price(i) for i in range(160, 260)]
+    assert buffered.dropped == 160
+    assert sample(metrics, DROPPED) == 160
+    assert sample(metrics, ENQUEUED, kind="price") == 260
+    await buffered.close()
+
+
+def _chattr(flag: str, *paths: Path) -> bool:
+    tool = shutil.which("chattr")
+    if tool is None:
+        return False
+    return subprocess.run([tool, flag, *map(str, paths)], capture_output=True).returncode == 0
+
+
+async def test_file_made_immutable_then_writable_again_recovers_every_record(
+    tmp_path: Path, sqlite_store: SqliteStore, metrics: BotMetrics
+) -> None:
+    # The database and its WAL become unwritable (a full or failing disk looks the same to SQLite:
+    # an I/O error). The -shm file is left alone: it is memory-mapped, and denying it kills the process.
+    buffered = buffered_over(sqlite_store, metrics)
+    first = r.signal(0)
+    assert await buffered.record_signal(first) is True  # creates the WAL
+    files = [tmp_path / "bot.sqlite", tmp_path / "bot.sqlite-wal"]
+    if not _chattr("+i", *files):
+        pytest.skip("chattr +i does not work on this filesystem (e.g. tmpfs) or without root")
+    try:
+        late = r.signal(1)
+        assert await buffered.record_signal(late) is False
+        with pytest.raises(StoreUnavailable, match="I/O error"):
+            await sqlite_store.ping()
+        for i in range(40):
+            buffered.enqueue_price(r.price(i))
+        await eventually(lambda: sample(metrics, RETRIES) >= 2, what="the writer retrying")
+    finally:
+        _chattr("-i", *files)
+    assert await buffered.flush(timeout=30)
+    assert [s.signal_id for s in await sqlite_store.signals(r.BOT)] == [first.signal_id, late.signal_id]
+    assert len(await sqlite_store.prices(r.BOT)) == 40
+    await buffered.close()
+
+
+def unreachable_mongo() -> MongoStore:
+    return MongoStore(f"mongodb://127.0.0.1:{free_port()}/?serverSelectionTimeoutMS=100", database="tf_test")
+
+
+async def test_unreachable_mongodb_is_a_temporary_error_on_open_write_and_read() -> None:
+    store = unreachable_mongo()
+    with pytest.raises(StoreUnavailable, match="unavailable"):
+        await store.open()
+    with pytest.raises(StoreUnavailable):
+        await store.write_prices([r.price(0)])
+    with pytest.raises(StoreUnavailable):
+        await store.insert_signal(r.signal())
+    with pytest.raises(StoreUnavailable):
+        await store.get_order("tf-1")
+    await store.close()
+
+
+async def test_shutdown_while_mongodb_is_unreachable_logs_every_unwritten_signal_and_order_in_full(
+    metrics: BotMetrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    buffered = buffered_over(unreachable_mongo(), metrics)
+    o = r.order()
+    sig = r.signal(signal_id=o.signal_id)
+    assert await buffered.record_signal(sig) is False
+    assert await buffered.record_order(o) is False
+    for i in range(10):
+        buffered.enqueue_price(r.price(i))
+    await eventually(lambda: sample(metrics, FAILURES, kind="signal") >= 1, what="a failed attempt")
+
+    with caplog.at_level(logging.ERROR, logger="tradefleet.store"):
+        await buffered.close(timeout=0.5)
+
+    unwritten = [rec for rec in caplog.records if getattr(rec, "event", None) == "store_unwritten"]
+    assert [(rec.kind, rec.record) for rec in unwritten] == [  # type: ignore[attr-defined]
+        ("signal", _asdict(sig)),
+        ("order", _asdict(o)),
+    ]
+    summary = [rec for rec in caplog.records if getattr(rec, "event", None) == "store_close_incomplete"]
+    assert summary and summary[0].prices_lost == 10  # type: ignore[attr-defined]
+
+
+def _asdict(record: object) -> dict[str, object]:
+    import dataclasses
+
+    return dataclasses.asdict(record)  # type: ignore[call-overload, no-any-return]
