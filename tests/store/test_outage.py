@@ -72,7 +72,9 @@ async def test_write_lock_held_elsewhere_then_released_loses_nothing_and_duplica
         buffered.enqueue_price(r.price(i))
     o = r.order()
     sig = r.signal(signal_id=o.signal_id)
-    fill = r.update(o.client_order_id, OrderStatus.FILLED, filled="0.0027", quote="100", trade_id=1, fee="0.1")
+    fill = r.update(
+        o.client_order_id, OrderStatus.FILLED, filled="0.0027", quote="100", trade_id=1, fee="0.1"
+    )
 
     # The first durable write meets the lock: the call returns "queued", not "durable", and never hangs.
     assert await buffered.record_signal(sig) is False
@@ -92,9 +94,11 @@ async def test_write_lock_held_elsewhere_then_released_loses_nothing_and_duplica
     assert buffered.healthy is True
     assert await sqlite_store.signals(r.BOT) == [sig]
     stored = await sqlite_store.get_order(o.client_order_id)
-    assert stored is not None and stored.status is OrderStatus.FILLED and stored.fee == r.update(
-        o.client_order_id, OrderStatus.FILLED, fee="0.1"
-    ).fee
+    assert (
+        stored is not None
+        and stored.status is OrderStatus.FILLED
+        and stored.fee == r.update(o.client_order_id, OrderStatus.FILLED, fee="0.1").fee
+    )
     assert await sqlite_store.order_updates(o.client_order_id) == [fill]
     assert await sqlite_store.prices(r.BOT, limit=10_000) == [r.price(i) for i in range(300)]
     assert sample(metrics, ENQUEUED, kind="price") == 300
@@ -133,7 +137,7 @@ def _chattr(flag: str, *paths: Path) -> bool:
     tool = shutil.which("chattr")
     if tool is None:
         return False
-    return subprocess.run([tool, flag, *map(str, paths)], capture_output=True).returncode == 0
+    return subprocess.run([tool, flag, *map(str, paths)], check=False, capture_output=True).returncode == 0
 
 
 async def test_file_made_immutable_then_writable_again_recovers_every_record(

@@ -9,7 +9,9 @@ from collections.abc import Callable
 from tradefleet.metrics import BotMetrics
 
 
-async def eventually(condition: Callable[[], bool], *, timeout: float = 30.0, what: str = "condition") -> None:
+async def eventually(
+    condition: Callable[[], bool], *, timeout: float = 30.0, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
