@@ -122,6 +122,8 @@ class BinanceExecution:
             timeout_ms=timeout_ms,
         )
         self._ex.options["recvWindow"] = recv_window_ms
+        # Spot only: with a key set, ccxt would also load margin pairs (a SAPI call we do not need).
+        self._ex.options["fetchMargins"] = False
         self.unknown_settle_s = recv_window_ms / 1000 + 1.0
         self._queue: asyncio.Queue[OrderUpdate] = asyncio.Queue()
         ws_api = config.ws_api_url or (TESTNET_WS_API if testnet else LIVE_WS_API)

@@ -1,0 +1,154 @@
+"""Fixtures for the order tests: a real SQLite store, the simulator over sockets, ccxt as the client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tradefleet.adapters.binance_exec import BinanceExecution
+from tradefleet.adapters.credentials import Credentials
+from tradefleet.config import BotConfig
+from tradefleet.coord.lease import LocalLease
+from tradefleet.domain.models import Side, Signal
+from tradefleet.engine.order_manager import OrderManager
+from tradefleet.metrics import BotMetrics
+from tradefleet.ports import Execution, Lease, Store, SymbolRules
+from tradefleet.store import open_store
+from tradefleet_sim.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
+
+SIM_CREDENTIALS = Credentials(api_key=DEFAULT_API_KEY, secret=DEFAULT_API_SECRET)
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> None:
+    """Wait for a (sync or async) predicate; generous timeout for a noisy 2-core machine."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def sim_orders(sim: Any) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as s, s.get(f"{sim.rest_url}/sim/orders") as r:
+        result: dict[str, Any] = await r.json()
+        return result
+
+
+async def sim_trading_fault(sim: Any, **fault: Any) -> None:
+    async with aiohttp.ClientSession() as s, s.post(f"{sim.rest_url}/sim/orders/faults", json=fault) as r:
+        assert r.status == 200, await r.text()
+
+
+def bot_config(sim: Any, **over: Any) -> BotConfig:
+    base: dict[str, Any] = dict(
+        name="orders-test",
+        symbol="BTC/USDT",
+        interval="1m",
+        short_window=2,
+        long_window=3,
+        quote_amount=Decimal("100"),
+        mode="testnet",
+        rest_url=sim.rest_url,
+        ws_api_url=f"{sim.ws_url}/ws-api/v3",
+    )
+    base.update(over)
+    return BotConfig(**base)
+
+
+def sim_rules(sim: Any, symbol: str = "BTCUSDT") -> SymbolRules:
+    r = sim.exchange.rules(symbol)
+    return SymbolRules(
+        market_id=symbol, base_asset=r.base, quote_asset=r.quote, step_size=r.step_size, min_qty=r.min_qty,
+        max_qty=r.max_qty, tick_size=r.tick_size, min_notional=r.min_notional,
+    )  # fmt: skip
+
+
+def make_signal(config: BotConfig, side: Side, n: int, close: str = "0") -> Signal:
+    t = 1_700_000_000_000 + n * 60_000
+    return Signal(
+        signal_id=f"{config.name}:{config.interval}:{t}:{side.value}", bot=config.name, exchange="binance",
+        symbol=config.symbol, interval=config.interval, side=side, candle_open_time=t,
+        candle_close_time=t + 59_999, close=Decimal(close), sma_short=Decimal(1), sma_long=Decimal(1),
+        created_at=t + 60_000,
+    )  # fmt: skip
+
+
+ASK0 = Decimal("50000.00")
+BID0 = Decimal("49999.00")
+
+
+def steady_book(levels: int = 200) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+    """A known book: asks 50000.00 + i, bids 49999.00 - i, 0.001 BTC each (walking levels is visible)."""
+    asks = [(ASK0 + i, Decimal("0.001")) for i in range(levels)]
+    bids = [(BID0 - i, Decimal("0.001")) for i in range(levels)]
+    return bids, asks
+
+
+@pytest.fixture
+async def sim(make_sim: Any) -> Any:
+    """The simulator with its producers stopped and a known, steady book: fills are predictable and
+    no generated diff races the test's orders."""
+    server = await make_sim()
+    await server.exchange.stop()
+    bids, asks = steady_book()
+    market = server.exchange.markets["BTCUSDT"]
+    market.seed(bids, asks, market.update_id + 1)
+    return server
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = open_store(f"sqlite:///{tmp_path}/orders.sqlite")
+    await s.open()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def lease() -> AsyncIterator[Lease]:
+    lease = LocalLease("test-holder")
+    await lease.start()
+    yield lease
+    await lease.stop()
+
+
+Running = tuple[OrderManager, "asyncio.Task[None]"]
+
+
+@pytest.fixture
+async def run_manager() -> AsyncIterator[Callable[..., Awaitable[OrderManager]]]:
+    """Start managers (recover + run as a task); everything is stopped at teardown."""
+    started: list[tuple[OrderManager, asyncio.Task[None]]] = []
+
+    async def start(**kw: Any) -> OrderManager:
+        kw.setdefault("metrics", BotMetrics())
+        kw.setdefault("reconcile_interval_s", 0.5)
+        manager = OrderManager(**kw)
+        await manager.recover()
+        task = asyncio.get_running_loop().create_task(manager.run())
+        started.append((manager, task))
+        return manager
+
+    yield start
+    for manager, task in started:
+        task.cancel()
+        with __import__("contextlib").suppress(asyncio.CancelledError, Exception):
+            await task
+        await manager.execution.close()
+
+
+def exchange_execution(config: BotConfig, **kw: Any) -> Execution:
+    kw.setdefault("recv_window_ms", 2000)
+    kw.setdefault("timeout_ms", 3000)
+    return BinanceExecution(config, SIM_CREDENTIALS, **kw)
