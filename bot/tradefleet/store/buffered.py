@@ -89,6 +89,7 @@ class BufferedStore:
         self._prices: deque[PriceSample] = deque()
         self._prices_since: float | None = None  # when the oldest waiting sample arrived (monotonic)
         self._inflight_prices = 0
+        self._inflight_candles = 0
         self._candles: dict[tuple[str, str, int], Candle] = {}
         self._durable: deque[_Job] = deque()
         self._durable_counts: Counter[str] = Counter()
@@ -128,11 +129,13 @@ class BufferedStore:
         """Records waiting for the store, by kind (in-flight price samples included)."""
         counts = {kind: self._durable_counts[kind] for kind in DURABLE_KINDS}
         counts["price"] = len(self._prices) + self._inflight_prices
-        counts["candle"] = len(self._candles)
+        counts["candle"] = len(self._candles) + self._inflight_candles
         return counts
 
     def _has_work(self) -> bool:
-        return bool(self._durable or self._candles or self._prices or self._inflight_prices)
+        return bool(
+            self._durable or self._candles or self._prices or self._inflight_prices or self._inflight_candles
+        )
 
     def _publish_gauges(self) -> None:
         for kind, n in self.buffered().items():
@@ -345,7 +348,7 @@ class BufferedStore:
     async def _write_candles(self) -> None:
         keys = list(self._candles)[: self.batch_max]
         batch = [self._candles.pop(k) for k in keys]
-        self.metrics.store_buffered.labels("candle").set(len(self._candles))
+        self._inflight_candles = len(batch)
         try:
             await self._attempt("candle", lambda: self.store.write_candles(batch))
         except Exception:
@@ -353,8 +356,10 @@ class BufferedStore:
                 newer = self._candles.get(key)
                 if newer is None or (candle.closed and not newer.closed):
                     self._candles[key] = candle
-            self.metrics.store_buffered.labels("candle").set(len(self._candles))
             raise
+        finally:
+            self._inflight_candles = 0
+            self.metrics.store_buffered.labels("candle").set(len(self._candles))
 
     async def _write_prices(self) -> None:
         n = min(self.batch_max, len(self._prices))

@@ -1,0 +1,182 @@
+"""The buffered writer on a healthy store: batching, flush timing, durability of awaited records,
+candle coalescing, lifecycle. (Outages are in test_outage.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.store import records as r
+from tests.store.waiting import eventually, sample
+from tradefleet.config import BotConfig
+from tradefleet.domain.models import OrderStatus
+from tradefleet.metrics import BotMetrics
+from tradefleet.store import BufferedStore, SqliteStore
+
+LATENCY_COUNT = "tradefleet_operation_latency_seconds_count"
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(str(tmp_path / "bot.sqlite"))
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def test_prices_go_out_in_full_batches_at_once_and_the_remainder_waits_for_the_flush_interval(
+    sqlite_store: SqliteStore, metrics: BotMetrics
+) -> None:
+    buffered = BufferedStore(sqlite_store, metrics, batch_max=500, flush_ms=600_000)
+    buffered.start()
+    for i in range(1200):
+        buffered.enqueue_price(r.price(i))
+
+    await eventually(lambda: buffered.buffered()["price"] == 200, what="two full batches written")
+    assert len(await sqlite_store.prices(r.BOT, limit=10_000)) == 1000
+    assert sample(metrics, LATENCY_COUNT, operation="store_write") == 2
+    assert sample(metrics, "tradefleet_store_buffered", kind="price") == 200
+
+    assert await buffered.flush(timeout=30)
+    assert await sqlite_store.prices(r.BOT, limit=10_000) == [r.price(i) for i in range(1200)]
+    assert sample(metrics, LATENCY_COUNT, operation="store_write") == 3
+    assert sample(metrics, LATENCY_COUNT, operation="event_to_stored") == 1200
+    await buffered.close()
+
+
+async def test_a_trickle_of_prices_is_written_within_the_flush_interval_without_asking(
+    sqlite_store: SqliteStore, metrics: BotMetrics
+) -> None:
+    buffered = BufferedStore(sqlite_store, metrics, batch_max=500, flush_ms=20)
+    buffered.start()
+    for i in range(3):
+        buffered.enqueue_price(r.price(i))
+    written: list[object] = []
+
+    async def poll() -> None:
+        while len(written) < 3:
+            written[:] = await sqlite_store.prices(r.BOT)
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(poll(), timeout=30)
+    assert buffered.buffered()["price"] == 0
+    await buffered.close()
+
+
+async def test_awaited_records_are_readable_when_the_call_returns_true_in_the_order_recorded(
+    sqlite_store: SqliteStore, metrics: BotMetrics
+) -> None:
+    buffered = BufferedStore(sqlite_store, metrics)
+    buffered.start()
+    o = r.order()
+    sig = r.signal(signal_id=o.signal_id)
+
+    assert await buffered.record_signal(sig) is True
+    assert await buffered.signals(r.BOT) == [sig]
+    assert await buffered.record_signal_action(sig.signal_id, "order") is True
+    assert await buffered.record_order(o) is True
+    assert await buffered.get_order(o.client_order_id) == o
+    assert await buffered.record_update(r.update(o.client_order_id, OrderStatus.NEW)) is True
+    assert await buffered.record_position(r.position()) is True
+
+    assert (await buffered.signals(r.BOT))[0].action == "order"
+    assert [u.status for u in await buffered.order_updates(o.client_order_id)] == [OrderStatus.NEW]
+    assert (await buffered.open_orders(r.BOT))[0].status is OrderStatus.NEW
+    assert await buffered.load_position(r.BOT, r.SYMBOL) == r.position()
+    for kind in ("signal", "signal_action", "order", "update", "position"):
+        assert sample(metrics, "tradefleet_store_enqueued_total", kind=kind) == 1
+        assert sample(metrics, "tradefleet_store_buffered", kind=kind) == 0
+    assert buffered.healthy
+    await buffered.close()
+
+
+async def test_a_caller_cancelled_while_waiting_still_gets_its_signal_written(
+    tmp_path: Path, metrics: BotMetrics
+) -> None:
+    store = SqliteStore(str(tmp_path / "bot.sqlite"), busy_timeout_ms=20_000)
+    await store.open()
+    buffered = BufferedStore(store, metrics)
+    buffered.start()
+    locker = sqlite3.connect(tmp_path / "bot.sqlite", isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")  # the write waits on the busy timeout, the caller gives up first
+    sig = r.signal()
+    caller = asyncio.create_task(buffered.record_signal(sig))
+    await eventually(lambda: buffered.buffered()["signal"] == 1, what="the signal queued")
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    locker.execute("COMMIT")
+    locker.close()
+
+    assert await buffered.flush(timeout=30)
+    assert await store.signals(r.BOT) == [sig]
+    await buffered.close()
+
+
+async def test_candle_versions_coalesce_and_a_closed_candle_is_not_replaced_by_a_late_open_one(
+    sqlite_store: SqliteStore, metrics: BotMetrics
+) -> None:
+    buffered = BufferedStore(sqlite_store, metrics)
+    buffered.enqueue_candle(r.candle(0, close="1", closed=False))
+    buffered.enqueue_candle(r.candle(0, close="2", closed=True))
+    buffered.enqueue_candle(r.candle(0, close="3", closed=False))
+    buffered.enqueue_candle(r.candle(1, close="4", closed=False))
+    assert buffered.buffered()["candle"] == 2
+    buffered.start()
+
+    assert await buffered.flush(timeout=30)
+    assert await sqlite_store.candles(r.SYMBOL, "1m") == [
+        r.candle(0, close="2", closed=True),
+        r.candle(1, close="4", closed=False),
+    ]
+    assert sample(metrics, "tradefleet_store_enqueued_total", kind="candle") == 4
+    await buffered.close()
+
+
+async def test_close_writes_everything_still_queued_and_closes_the_store(
+    tmp_path: Path, metrics: BotMetrics
+) -> None:
+    path = str(tmp_path / "bot.sqlite")
+    store = SqliteStore(path)
+    await store.open()
+    buffered = BufferedStore(store, metrics, flush_ms=600_000)
+    buffered.start()
+    for i in range(42):
+        buffered.enqueue_price(r.price(i))
+    await buffered.record_signal(r.signal())
+    await buffered.close()
+
+    with pytest.raises(RuntimeError, match="closed"):
+        await buffered.record_signal(r.signal())
+    buffered.enqueue_price(r.price(99))  # after close: counted as dropped, never silently kept
+    assert buffered.dropped == 1
+    reopened = SqliteStore(path)
+    await reopened.open()
+    assert len(await reopened.prices(r.BOT)) == 42
+    assert len(await reopened.signals(r.BOT)) == 1
+    await reopened.close()
+
+
+async def test_recording_before_start_is_refused_rather_than_left_waiting(
+    sqlite_store: SqliteStore, metrics: BotMetrics
+) -> None:
+    buffered = BufferedStore(sqlite_store, metrics)
+    with pytest.raises(RuntimeError, match="start"):
+        await buffered.record_order(r.order())
+
+
+def test_from_config_takes_batch_flush_and_buffer_sizes_from_bot_config(
+    sqlite_store: SqliteStore, metrics: BotMetrics
+) -> None:
+    config = BotConfig(store_batch_max=7, store_flush_ms=9, store_buffer_max=11)
+    buffered = BufferedStore.from_config(sqlite_store, config, metrics)
+    assert (buffered.batch_max, buffered.flush_s, buffered.buffer_max) == (7, 0.009, 11)
+
+
+def test_sizes_that_cannot_work_are_refused(sqlite_store: SqliteStore, metrics: BotMetrics) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        BufferedStore(sqlite_store, metrics, batch_max=0)
