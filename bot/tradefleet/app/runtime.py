@@ -1,0 +1,330 @@
+"""One bot's runtime: builds every edge from the configuration, wires them to the engine, runs them,
+and stops them in the right order. Shared by `tradefleet bot` (a process per bot) and `tradefleet demo`
+(in-process, next to the simulator).
+
+Trading is gated three times before an order leaves: the order manager must have recovered (position
+and open orders reloaded and reconciled with the exchange), the lease must say this replica may trade,
+and the coordinator must confirm the fencing token right before the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Coroutine
+from typing import Any
+
+from tradefleet.config import BotConfig
+from tradefleet.domain.models import BotId
+from tradefleet.engine.pipeline import BotEngine
+from tradefleet.errors import PermanentError, TemporaryError
+from tradefleet.logs import iso_ms, log_event, now_ms
+from tradefleet.metrics import BotMetrics
+from tradefleet.ports import SymbolRules
+
+log = logging.getLogger("tradefleet.runtime")
+
+BINANCE_WS = "wss://stream.binance.com:9443"
+TESTNET_WS = "wss://stream.testnet.binance.vision"
+
+
+class BotRuntime:
+    def __init__(self, config: BotConfig, metrics: BotMetrics, *, holder: str) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.holder = holder
+        self.bot = BotId(config.name, config.exchange, config.symbol)
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.engine: BotEngine | None = None
+        self.orders: Any = None
+        self.store: Any = None
+        self.lease: Any = None
+        self.publisher: Any = None
+        self.http: Any = None
+        self.feed: Any = None
+        self.book: Any = None
+        self.started_ms = now_ms()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # -- build -----------------------------------------------------------------------------------
+
+    def _market_ws_url(self) -> str:
+        c = self.config
+        if c.ws_url:
+            return c.ws_url
+        return TESTNET_WS if c.mode == "testnet" else BINANCE_WS
+
+    async def _build(self) -> None:
+        from tradefleet.adapters.binance import BinanceSpot
+        from tradefleet.adapters.feed import Feed
+        from tradefleet.adapters.market_rest import CcxtMarketRest
+        from tradefleet.coord.events import NullPublisher, RedisEventPublisher
+        from tradefleet.coord.lease import LocalLease, RedisLease, lease_key
+        from tradefleet.engine.book_keeper import BookKeeper
+        from tradefleet.store import open_store
+        from tradefleet.store.buffered import BufferedStore
+        from tradefleet.web.http import BotHttpServer
+
+        c, m = self.config, self.metrics
+        self.store = BufferedStore.from_config(open_store(c.store_url), c, m)
+        await self.store.store.open()
+        self.store.start()
+        self.rest = CcxtMarketRest(rest_url=c.rest_url, testnet=c.mode == "testnet")
+        if c.redis_url:
+            self.lease = RedisLease(
+                c.redis_url,
+                lease_key(c.name, c.exchange, c.market_id),
+                self.holder,
+                ttl_ms=c.lease_ttl_ms,
+                renew_ms=c.lease_renew_ms,
+                metrics=m,
+                on_change=self._on_lease_change,
+            )
+            self.publisher = RedisEventPublisher(c.redis_url, c.name, m)
+        else:
+            self.lease = LocalLease(self.holder, metrics=m, on_change=self._on_lease_change)
+            self.publisher = NullPublisher()
+
+        def post(event: object) -> None:
+            assert self.engine is not None
+            self.engine.handle(event)
+
+        self.book = BookKeeper(
+            market_id=c.market_id,
+            rest=self.rest,
+            depth_limit=c.depth_limit,
+            metrics=m,
+            post=post,
+            spawn=self._spawn,
+        )
+        self.engine = BotEngine(
+            c, m, book=self.book, rest=self.rest, sink=self.store, publisher=self.publisher, spawn=self._spawn
+        )
+        adapter = BinanceSpot()
+        self.feed = Feed(
+            adapter,
+            adapter.stream_url(self._market_ws_url(), c.market_id, c.interval),
+            self.engine.handle,
+            m,
+            stale_after_s=c.stale_after_s,
+            reconnect_max_s=c.reconnect_max_s,
+            max_connection_age_s=c.max_connection_age_s,
+        )
+        self.http = BotHttpServer(
+            host=c.http_host,
+            port=c.http_port,
+            registry=m.registry,
+            readiness=self.readiness,
+            status=self.status,
+        )
+
+    async def _build_orders(self) -> None:
+        from tradefleet.engine.order_manager import OrderManager
+
+        c = self.config
+        rules = await self._with_retries("symbol_rules", lambda: self.rest.fetch_symbol_rules(c.symbol))
+        self.rules: SymbolRules = rules
+        if c.mode == "paper":
+            from tradefleet.adapters.paper import PaperExecution
+
+            self.execution: Any = PaperExecution(
+                self.book.levels,
+                c.fee_rate,
+                base_asset=rules.base_asset,
+                quote_asset=rules.quote_asset,
+                step_size=rules.step_size,
+            )
+        else:
+            from tradefleet.adapters.binance_exec import BinanceExecution
+            from tradefleet.adapters.credentials import load_credentials
+
+            self.execution = BinanceExecution(c, load_credentials(required=True), metrics=self.metrics)
+        from tradefleet.app.order_store import OrderStoreView
+
+        self.orders = OrderManager(
+            config=c,
+            store=OrderStoreView(self.store),
+            execution=self.execution,
+            lease=self.lease,
+            rules=rules,
+            metrics=self.metrics,
+            publisher=self.publisher,
+        )
+
+    async def _with_retries(self, what: str, call: Any) -> Any:
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                return await call()
+            except TemporaryError as e:
+                wait = e.retry_after or delay * (0.5 + random.random())
+                log_event(log, "retry", logging.WARNING, what=what, error=str(e), wait_s=round(wait, 3))
+            except PermanentError:
+                raise
+            except Exception as e:
+                wait = delay
+                log_event(log, "retry", logging.WARNING, what=what, error=repr(e), wait_s=wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), wait)
+            delay = min(delay * 2, self.config.reconnect_max_s)
+        raise asyncio.CancelledError
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+        return task
+
+    def _on_lease_change(self, state: str) -> None:
+        self.metrics.leader.set(1 if state == "leader" else 0)
+        log_event(log, "lease", state=state, holder=self.holder)
+        if state == "leader" and self.orders is not None and self.orders.trading_ready:
+            # Takeover: reload and reconcile before the next order (re-entrant; the first recovery
+            # at start-up is done by _start_trading).
+            self._spawn(self._with_retries("recover", self.orders.recover))
+
+    # -- run -------------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        c = self.config
+        log_event(
+            log, "starting", bot=c.name, exchange=c.exchange, symbol=c.symbol, mode=c.mode, holder=self.holder
+        )
+        try:
+            await self._build()
+            assert self.engine is not None
+            await self.http.start()
+            await self.lease.start()
+            self._spawn(self.feed.run())
+            self._spawn(self.engine.run_signals())
+            self._spawn(self._publish_status())
+            self._spawn(self._start_trading())
+            log_event(log, "started", http_port=self.http.port)
+            await self._stop.wait()
+            return 0
+        finally:
+            await self._shutdown()
+
+    async def _start_trading(self) -> None:
+        await self._build_orders()
+        await self._with_retries("recover", self.orders.recover)
+        assert self.engine is not None
+        self.engine.orders = self.orders
+        log_event(log, "trading_ready", position_qty=str(self.orders.position.qty))
+        await self.orders.run()
+
+    async def _publish_status(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            with contextlib.suppress(Exception):
+                await self.publisher.set_status(self.status())
+
+    async def _shutdown(self) -> None:
+        log_event(log, "stopping", bot=self.config.name)
+        if self.feed is not None:
+            with contextlib.suppress(Exception):
+                await self.feed.stop()
+        if self.engine is not None:
+            with contextlib.suppress(TimeoutError, Exception):
+                await asyncio.wait_for(self.engine.drain_signals(), 5)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for closer in (
+            getattr(self.lease, "stop", None),
+            getattr(self.store, "close", None),
+            getattr(self.publisher, "close", None),
+            getattr(getattr(self, "execution", None), "close", None),
+            getattr(getattr(self, "rest", None), "close", None),
+            getattr(self.http, "stop", None),
+        ):
+            if closer is not None:
+                try:
+                    await asyncio.wait_for(closer(), 10)
+                except Exception as e:
+                    log_event(log, "shutdown_error", logging.WARNING, step=str(closer), error=repr(e))
+        log_event(log, "stopped", bot=self.config.name)
+
+    # -- probes ----------------------------------------------------------------------------------
+
+    def readiness(self) -> dict[str, tuple[bool, str]]:
+        checks = self.engine.readiness() if self.engine else {"engine": (False, "starting")}
+        store_ok = bool(self.store is not None and getattr(self.store, "healthy", False))
+        checks["store"] = (store_ok, "reachable" if store_ok else "store unreachable (writes are buffered)")
+        state = getattr(self.lease, "state", "unknown")
+        checks["lease"] = (state in ("leader", "standby"), f"lease state {state}")
+        ready = self.orders is not None and bool(getattr(self.orders, "trading_ready", False))
+        checks["orders"] = (ready, "reconciled" if ready else "reloading and reconciling orders")
+        return checks
+
+    def status(self) -> dict[str, Any]:
+        c = self.config
+        checks = self.readiness()
+        engine = self.engine
+        pos = getattr(self.orders, "position", None)
+        last_order = getattr(self.orders, "last_order", None)
+        sig = engine.state.last_signal if engine else None
+        strategy = engine.strategy if engine else None
+        now = now_ms()
+        book_age = now - engine.state.last_event_ms if engine and engine.state.last_event_ms else None
+        return {
+            "bot": c.name,
+            "exchange": c.exchange,
+            "symbol": c.symbol,
+            "mode": c.mode,
+            "role": getattr(self.lease, "state", "unknown"),
+            "holder": self.holder,
+            "fencing_token": getattr(self.lease, "fencing_token", None),
+            "ready": all(ok for ok, _ in checks.values()),
+            "checks": {k: {"ok": ok, "detail": d} for k, (ok, d) in checks.items()},
+            "position": None
+            if pos is None
+            else {
+                "qty": str(pos.qty),
+                "cost_quote": str(pos.cost_quote),
+                "realized_pnl_quote": str(pos.realized_pnl_quote),
+            },
+            "last_signal": None
+            if sig is None
+            else {
+                "signal_id": sig.signal_id,
+                "side": sig.side.value,
+                "candle_close_time": iso_ms(sig.candle_close_time),
+                "close": str(sig.close),
+            },
+            "last_order": None
+            if last_order is None
+            else {
+                "client_order_id": last_order.client_order_id,
+                "status": last_order.status.value,
+                "side": last_order.side.value,
+                "filled_qty": str(last_order.filled_qty),
+                "avg_price": None if last_order.avg_price is None else str(last_order.avg_price),
+            },
+            "strategy": None
+            if strategy is None
+            else {
+                "interval": c.interval,
+                "short_window": c.short_window,
+                "long_window": c.long_window,
+                "warmed_up": strategy.warmed_up,
+                "sma_short": None if strategy.cross.short.value is None else str(strategy.cross.short.value),
+                "sma_long": None if strategy.cross.long.value is None else str(strategy.cross.long.value),
+                "candles": strategy.candles_processed,
+            },
+            "book": None
+            if self.book is None
+            else {
+                "in_sync": self.book.in_sync,
+                "last_update_id": self.book.last_update_id,
+                "age_ms": book_age,
+            },
+            "signals": engine.state.signals if engine else 0,
+            "uptime_s": round((now - self.started_ms) / 1000, 1),
+            "updated_at": now,
+        }
