@@ -1,0 +1,130 @@
+"""Exactly one order per signal whatever the exchange does: lost responses, 5xx, timeouts, 429s,
+rejects, delayed fills and a silent user data stream. Real sockets, ccxt as the client."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from tests.orders.conftest import (
+    bot_config,
+    exchange_execution,
+    make_signal,
+    sim_orders,
+    sim_rules,
+    sim_trading_fault,
+    until,
+)
+from tradefleet.domain.ids import client_order_id
+from tradefleet.domain.models import OrderStatus, Side
+
+
+async def _buy(sim, store, lease, run_manager, metrics, **config_over):
+    config = bot_config(sim, **config_over)
+    execution = exchange_execution(config)
+    m = await run_manager(config=config, store=store, execution=execution, lease=lease, rules=sim_rules(sim),
+                          metrics=metrics)  # fmt: skip
+    signal = make_signal(config, Side.BUY, 1)
+    m.submit_signal(signal)
+    return m, config, signal, client_order_id(signal.signal_id)
+
+
+async def _final(store, cid):
+    async def done() -> bool:
+        o = await store.get_order(cid)
+        return o is not None and o.status.is_final
+
+    await until(done, timeout=45, what=f"order {cid} final")
+    order = await store.get_order(cid)
+    assert order is not None
+    return order
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"lose_response": 1},  # placed, the answer never comes
+        {"server_error": 1},  # placed, then 503 -1007 "execution status unknown"
+        {"server_error_before": 1},  # 503 -1007 and NOT placed: only a settled query allows a re-send
+        {"timeout": 1, "timeout_s": 6},  # placed, the answer comes after the client's 3 s timeout
+        {"rate_limit": 1, "retry_after_s": 1},  # 429 + Retry-After: not placed, re-sent after the wait
+    ],
+    ids=["lost_response", "5xx_after_accept", "5xx_before_accept", "timeout", "429"],
+)
+async def test_uncertain_outcomes_end_with_exactly_one_order_on_the_exchange(sim, store, lease, run_manager,
+                                                                             metrics, fault):  # fmt: skip
+    await sim_trading_fault(sim, **fault)
+    m, _, _, cid = await _buy(sim, store, lease, run_manager, metrics)
+    order = await _final(store, cid)
+    assert order.status is OrderStatus.FILLED
+    state = await sim_orders(sim)
+    assert state["accepted_per_client_id"] == {cid: 1}
+    assert state["duplicates"] == 0
+    assert sum(state["faults"].values()) == 1, "the fault really happened"
+    await until(lambda: m.position.qty > 0, what="position")
+    await until(lambda: m.position.qty == order.filled_qty - m._orders[cid].fee and m._orders[cid].fee > 0,
+                what="fee from trades")  # fmt: skip
+
+
+async def test_rejected_order_is_stored_with_reason_and_signal_marked(
+    sim, store, lease, run_manager, metrics
+):
+    await sim_trading_fault(sim, reject=1, reject_msg="Order rejected by the simulator.")
+    m, config, signal, cid = await _buy(sim, store, lease, run_manager, metrics)
+    order = await _final(store, cid)
+    assert order.status is OrderStatus.REJECTED and order.reason and "-2010" in order.reason
+    await until(lambda: metrics.registry.get_sample_value("tradefleet_orders_rejected_total") == 1)
+    actions = {s.signal_id: s.action for s in await store.signals(config.name)}
+    assert actions[signal.signal_id] == "rejected"
+    assert m.position.qty == 0
+    assert (await sim_orders(sim))["orders"] == []
+
+
+async def test_insufficient_balance_is_a_rejection_not_a_retry(sim, store, lease, run_manager, metrics):
+    _m, _, _, cid = await _buy(sim, store, lease, run_manager, metrics, quote_amount=Decimal("1000000"))
+    order = await _final(store, cid)
+    assert order.status is OrderStatus.REJECTED and "insufficient balance" in (order.reason or "")
+    assert (await sim_orders(sim))["client_ids_seen"] == {cid: 1}
+
+
+async def test_signal_below_min_notional_is_stored_with_reason_and_sends_nothing(sim, store, lease, run_manager,
+                                                                                 metrics):  # fmt: skip
+    _m, config, _signal, cid = await _buy(sim, store, lease, run_manager, metrics, quote_amount=Decimal("4"))
+
+    async def stored() -> bool:
+        return any(s.action == "below_min_notional" for s in await store.signals(config.name))
+
+    await until(stored, what="reason stored")
+    assert await store.get_order(cid) is None
+    assert (await sim_orders(sim))["client_ids_seen"] == {}
+
+
+async def test_delayed_fill_with_silent_stream_is_found_by_rest_reconciliation(sim, store, lease, run_manager,
+                                                                               metrics):  # fmt: skip
+    await sim_trading_fault(sim, delay_fill_ms=1500, user_stream_mute=True)
+    m, _, _, cid = await _buy(sim, store, lease, run_manager, metrics)
+
+    async def new_first() -> bool:
+        o = await store.get_order(cid)
+        return o is not None and o.status is OrderStatus.NEW
+
+    await until(new_first, what="NEW acknowledged")
+    order = await _final(store, cid)
+    assert order.status is OrderStatus.FILLED and order.fee > 0  # fee came from myTrades
+    assert all(u.source != "stream" for u in await store.order_updates(cid))
+    await until(lambda: m.position.qty == order.filled_qty - order.fee, what="position from REST")
+    assert (await sim_orders(sim))["duplicates"] == 0
+
+
+async def test_standby_replica_stores_signal_as_standby_and_sends_nothing(sim, store, lease, run_manager,
+                                                                          metrics):  # fmt: skip
+    await lease.stop()  # this replica does not lead
+    _m, config, _signal, cid = await _buy(sim, store, lease, run_manager, metrics)
+
+    async def standby() -> bool:
+        return any(s.action == "standby" for s in await store.signals(config.name))
+
+    await until(standby, what="standby stored")
+    assert await store.get_order(cid) is None
+    assert (await sim_orders(sim))["client_ids_seen"] == {}
