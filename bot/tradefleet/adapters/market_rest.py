@@ -15,6 +15,7 @@ bad request: a retry cannot help).
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -46,13 +47,26 @@ def market_id_of(symbol: str) -> str:
     return symbol.replace("/", "").upper()
 
 
+# Binance error codes that mean "not now" rather than "never"; ccxt maps some of them to
+# ExchangeError (e.g. -1008 on a 503), which alone would read as permanent.
+_RATE_CODES = frozenset({-1003, -1015})
+_BUSY_CODES = frozenset({-1000, -1001, -1004, -1006, -1007, -1008})
+_CODE_RE = re.compile(r'"code"\s*:\s*(-?\d+)')
+
+
+def _binance_code(error: Exception) -> int | None:
+    match = _CODE_RE.search(str(error))
+    return int(match.group(1)) if match else None
+
+
 def translate(error: Exception, what: str, retry_after: float | None = None) -> TradefleetError:
     """Map a ccxt error to ours; `retry_after` is the server's Retry-After when it sent one."""
-    if isinstance(error, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
+    code = _binance_code(error)
+    if isinstance(error, ccxt.DDoSProtection | ccxt.RateLimitExceeded) or code in _RATE_CODES:
         return RateLimited(
             f"{what}: rate limited: {error}", retry_after=retry_after or _DEFAULT_RATE_LIMIT_WAIT_S
         )
-    if isinstance(error, ccxt.OperationFailed):  # network, timeouts, 5xx, Binance -1001 internal error
+    if isinstance(error, ccxt.OperationFailed) or code in _BUSY_CODES:  # network, timeouts, 5xx, busy
         return ExchangeUnavailable(f"{what}: {error}", retry_after=retry_after)
     return PermanentError(f"{what}: {error}")
 

@@ -87,7 +87,7 @@ class BookKeeper:
         self._generation = 0
         self._fetching = False
         self._task: object = None
-        self._too_old_streak = 0
+        self._failed_snapshots = 0
         self._top: Top | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._apply_latency = metrics.latency.labels("book_apply").observe
@@ -151,22 +151,24 @@ class BookKeeper:
         self._fetching = False
         result = self.sync.on_snapshot(ready.snapshot)
         if result.outcome is Outcome.SYNCED:
-            self._too_old_streak = 0
+            self._failed_snapshots = 0
             self.metrics.resyncs.inc()
             self.metrics.book_in_sync.set(1)
             log_event(log, "book_synced", market=self.market_id, detail=result.detail,
                       levels=len(self.sync.book))  # fmt: skip
             return self._refresh_top()
+        # The snapshot did not line up (too old) or cannot be trusted (crossed, malformed): fetch
+        # another, backing off if it keeps happening so a broken exchange is not hammered.
+        self._failed_snapshots += 1
+        delay = min(self.retry_max_s, 0.05 * 2 ** min(self._failed_snapshots, 10))
         if result.outcome is Outcome.SNAPSHOT_TOO_OLD:
-            self._too_old_streak += 1
             log_event(log, "book_snapshot_too_old", logging.WARNING, market=self.market_id,
-                      detail=result.detail, streak=self._too_old_streak)  # fmt: skip
-            delay = min(self.retry_max_s, 0.05 * 2 ** min(self._too_old_streak, 10))
+                      detail=result.detail, streak=self._failed_snapshots)  # fmt: skip
             self._fetch(initial_delay=delay)
             return self._refresh_top()
-        return self._lost_sync(result)
+        return self._lost_sync(result, delay=delay)
 
-    def _lost_sync(self, result: SyncResult) -> bool:
+    def _lost_sync(self, result: SyncResult, delay: float = 0.0) -> bool:
         if result.outcome is Outcome.GAP:
             self.metrics.gaps.inc()
         elif result.outcome is Outcome.INVALID:
@@ -176,7 +178,7 @@ class BookKeeper:
                   reason=result.outcome.value, detail=result.detail)  # fmt: skip
         # BookSync kept the diff that revealed the problem (and any later ones): fetch now.
         self._new_generation()
-        self._fetch()
+        self._fetch(initial_delay=delay)
         return self._refresh_top()
 
     def _restart(self, reason: str) -> bool:
