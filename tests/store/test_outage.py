@@ -212,3 +212,19 @@ def _asdict(record: object) -> dict[str, object]:
     import dataclasses
 
     return dataclasses.asdict(record)  # type: ignore[call-overload, no-any-return]
+
+
+async def test_a_probe_notices_an_outage_when_nothing_is_being_written(
+    sqlite_store: SqliteStore, lock: WriteLock, metrics: BotMetrics
+) -> None:
+    buffered = buffered_over(sqlite_store, metrics)
+    await buffered.ping()
+    assert buffered.healthy
+    lock.hold()
+    with pytest.raises(StoreUnavailable, match="locked"):
+        await buffered.ping()
+    assert not buffered.healthy
+    lock.release()
+    await buffered.ping()
+    assert buffered.healthy
+    await buffered.close()

@@ -103,6 +103,11 @@ class BufferedStore:
         self._failures_in_row = 0
         self._last_error: str | None = None
         self.dropped = 0
+        # The hot path only touches pre-resolved counters; the buffered gauges are read at scrape
+        # time from the queues themselves, so they cost nothing per record and are never stale.
+        self._enqueued_price = metrics.store_enqueued.labels("price")
+        for kind in (*DURABLE_KINDS, "price", "candle"):
+            metrics.store_buffered.labels(kind).set_function(functools.partial(self._waiting, kind))
 
     @classmethod
     def from_config(cls, store: Store, config: BotConfig, metrics: BotMetrics) -> BufferedStore:
@@ -118,7 +123,7 @@ class BufferedStore:
 
     @property
     def healthy(self) -> bool:
-        """True while the last write succeeded (and before the first one)."""
+        """True while the last write (or `ping`) succeeded, and before the first one."""
         return self._healthy
 
     @property
@@ -132,14 +137,13 @@ class BufferedStore:
         counts["candle"] = len(self._candles) + self._inflight_candles
         return counts
 
+    def _waiting(self, kind: str) -> int:
+        return self.buffered()[kind]
+
     def _has_work(self) -> bool:
         return bool(
             self._durable or self._candles or self._prices or self._inflight_prices or self._inflight_candles
         )
-
-    def _publish_gauges(self) -> None:
-        for kind, n in self.buffered().items():
-            self.metrics.store_buffered.labels(kind).set(n)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -212,12 +216,11 @@ class BufferedStore:
         if not self._prices:
             self._prices_since = time.monotonic()
         self._prices.append(sample)
-        self.metrics.store_enqueued.labels("price").inc()
+        self._enqueued_price.inc()
         self._trim_prices()
         self._drained.clear()
         if len(self._prices) >= self.batch_max:
             self._wake.set()
-        self.metrics.store_buffered.labels("price").set(len(self._prices) + self._inflight_prices)
 
     def _trim_prices(self) -> None:
         excess = len(self._prices) - self.buffer_max
@@ -239,7 +242,6 @@ class BufferedStore:
         if waiting is None or candle.closed or not waiting.closed:
             self._candles[key] = candle
         self.metrics.store_enqueued.labels("candle").inc()
-        self.metrics.store_buffered.labels("candle").set(len(self._candles))
         self._drained.clear()
         self._wake.set()
 
@@ -274,7 +276,6 @@ class BufferedStore:
         self._durable.append(_Job(kind, call, record, time.monotonic(), done))
         self._durable_counts[kind] += 1
         self.metrics.store_enqueued.labels(kind).inc()
-        self.metrics.store_buffered.labels(kind).set(self._durable_counts[kind])
         self._drained.clear()
         self._wake.set()
         if not self._healthy:
@@ -336,7 +337,6 @@ class BufferedStore:
             await self._attempt(job.kind, functools.partial(job.call, self.store))
             self._durable.popleft()
             self._durable_counts[job.kind] -= 1
-            self.metrics.store_buffered.labels(job.kind).set(self._durable_counts[job.kind])
             self.metrics.latency.labels("event_to_stored").observe(time.monotonic() - job.enqueued)
             if not job.done.done():
                 job.done.set_result(True)
@@ -359,7 +359,6 @@ class BufferedStore:
             raise
         finally:
             self._inflight_candles = 0
-            self.metrics.store_buffered.labels("candle").set(len(self._candles))
 
     async def _write_prices(self) -> None:
         n = min(self.batch_max, len(self._prices))
@@ -376,7 +375,6 @@ class BufferedStore:
             raise
         finally:
             self._inflight_prices = 0
-            self.metrics.store_buffered.labels("price").set(len(self._prices))
         now_ms = time.time() * 1000
         observe = self.metrics.latency.labels("event_to_stored").observe
         for sample in batch:
@@ -413,7 +411,16 @@ class BufferedStore:
     # -- reads pass through ----------------------------------------------------------------------
 
     async def ping(self) -> None:
-        await self.store.ping()
+        """Ping the store (a real write) and let the answer update `healthy`: a probe notices an
+        outage even when nothing was written lately. Raises StoreUnavailable like the store."""
+        try:
+            await self.store.ping()
+        except Exception as e:
+            self._healthy = False
+            self._last_error = f"{type(e).__name__}: {e}"
+            raise
+        if not self._has_work():
+            self._healthy = True  # with a backlog, the writer's next success says so instead
 
     async def get_order(self, client_order_id: str) -> Order | None:
         return await self.store.get_order(client_order_id)

@@ -88,6 +88,10 @@ def translate(error: PyMongoError, where: str) -> Exception:
         error.code in _TRANSIENT_CODES or error.has_error_label("RetryableWriteError")
     ):
         return StoreUnavailable(f"mongodb store {where} unavailable: {error}", retry_after=1.0)
+    if isinstance(error, BulkWriteError):
+        codes = {w.get("code") for w in (error.details or {}).get("writeErrors", [])}
+        if codes & _TRANSIENT_CODES or (error.details or {}).get("writeConcernErrors"):
+            return StoreUnavailable(f"mongodb store {where}: batch partly failed: {error}", retry_after=1.0)
     if isinstance(error, ConfigurationError | InvalidURI):
         return ConfigError(f"store_url for {where} is not valid: {error}")
     return PermanentError(f"mongodb store {where}: {type(error).__name__}: {error}")
