@@ -29,7 +29,7 @@ async def sim_rest(make_sim: MakeSim):
 
 
 async def test_depth_snapshot_keeps_exact_strings_and_last_update_id(sim_rest) -> None:
-    sim, rest = sim_rest
+    _sim, rest = sim_rest
     snap = await rest.fetch_depth_snapshot("BTCUSDT", 100)
     assert snap.symbol == "BTCUSDT" and snap.last_update_id > 0
     assert len(snap.bids) == len(snap.asks) == 100
@@ -40,7 +40,7 @@ async def test_depth_snapshot_keeps_exact_strings_and_last_update_id(sim_rest) -
 
 
 async def test_candles_page_past_1000_and_stop_at_last_closed_with_exact_decimals(sim_rest) -> None:
-    sim, rest = sim_rest
+    _sim, rest = sim_rest
     with DEFAULT_KLINES.open() as f:
         recorded = {int(r["open_time"]): r for r in csv.DictReader(f)}
     first = min(recorded)
