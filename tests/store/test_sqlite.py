@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.store import records as r
-from tradefleet.errors import ConfigError, PermanentError
+from tradefleet.errors import ConfigError, PermanentError, StoreUnavailable
 from tradefleet.store import SqliteStore, open_store
 from tradefleet.store.mongo import MongoStore
 from tradefleet.store.sqlite_schema import SCHEMA_VERSION
@@ -161,4 +161,19 @@ async def test_two_processes_writing_one_file_at_once_store_every_record_exactly
     await store.open()
     assert [s.signal_id for s in await store.signals(r.BOT)] == [f"sig-{i}" for i in range(60)]
     assert await store.prices(r.BOT, limit=10_000) == [r.price(j) for j in range(610)]
+    await store.close()
+
+
+async def test_opening_while_another_process_holds_the_lock_is_unavailable_then_works(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.sqlite"
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")  # e.g. another replica migrating the fresh file
+    store = SqliteStore(str(path), busy_timeout_ms=50)
+    with pytest.raises(StoreUnavailable, match="locked"):
+        await store.open()
+    locker.execute("COMMIT")
+    locker.close()
+
+    await store.open()
+    assert await store.insert_signal(r.signal()) is True
     await store.close()

@@ -307,7 +307,8 @@ class MongoStore:
                 return current
             with self._translated():
                 result = await orders.update_one(
-                    {"_id": client_order_id, "rev": found.get("rev", 0)},
+                    # A missing rev matches null, so a document without one can still be updated.
+                    {"_id": client_order_id, "rev": found.get("rev")},
                     {
                         "$set": docs.order_state(new),
                         "$inc": {"rev": 1},

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from tradefleet.domain.models import (
     Candle,
@@ -85,6 +85,13 @@ def translate(error: sqlite3.Error, where: str) -> Exception:
     if primary in _UNAVAILABLE or (primary is None and isinstance(error, sqlite3.OperationalError)):
         return StoreUnavailable(f"sqlite store {where} unavailable: {error} ({name})", retry_after=0.5)
     return error
+
+
+def _raise_translated(error: sqlite3.Error, where: str) -> NoReturn:
+    translated = translate(error, where)
+    if translated is error:
+        raise error
+    raise translated from error
 
 
 def _dec(value: Decimal) -> str:
@@ -203,16 +210,13 @@ class SqliteStore:
         try:
             return fn(self._conn)
         except sqlite3.Error as e:
-            translated = translate(e, self.path)
-            if translated is e:
-                raise
-            raise translated from e
+            _raise_translated(e, self.path)
 
     def _connect(self) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout_ms / 1000)
         except sqlite3.Error as e:
-            raise translate(e, self.path) from e
+            _raise_translated(e, self.path)
         try:
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
@@ -222,7 +226,7 @@ class SqliteStore:
         except BaseException as e:
             conn.close()
             if isinstance(e, sqlite3.Error):
-                raise translate(e, self.path) from e
+                _raise_translated(e, self.path)
             raise
         return conn
 
