@@ -83,13 +83,24 @@ async def load(config: BotConfig, store_url: str, last: int = 0) -> ReportData:
     await store.open()
     try:
         candles = [c for c in await store.candles(config.symbol, config.interval) if c.closed]
+        # Candles from the live stream may carry the exchange's id (BTCUSDT) rather than the unified
+        # symbol (BTC/USDT); read both so the chart is whole, and say so on the page.
+        native = [c for c in await store.candles(config.market_id, config.interval) if c.closed]
         signals = await store.signals(config.name)
         orders = await store.orders(config.name)
         position = await store.load_position(config.name, config.symbol)
     finally:
         await store.close()
-    candles.sort(key=lambda c: c.open_time)
     notes: list[str] = []
+    if native:
+        notes.append(
+            f"{len(native)} candles are stored under {config.market_id!r} and {len(candles)} under "
+            f"{config.symbol!r}; both are shown"
+        )
+        by_time = {c.open_time: c for c in native}
+        by_time.update({c.open_time: c for c in candles})
+        candles = list(by_time.values())
+    candles.sort(key=lambda c: c.open_time)
     warmup = 0
     if last and len(candles) > last:
         # The SMAs need the window before the first shown candle: keep it for the maths, not the chart.
@@ -143,5 +154,6 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"tradefleet report: cannot write {out}: {e.strerror}", file=sys.stderr)
         return 1
-    print(f"{out}: {len(data.candles)} candles, {len(data.signals)} signals, {len(data.orders)} orders")
+    shown = len(data.candles) - data.warmup
+    print(f"{out}: {shown} candles, {len(data.signals)} signals, {len(data.orders)} orders")
     return 0

@@ -114,14 +114,18 @@ def render_svg(data: ReportData) -> str:
         )
     t0, t1 = candles[0].open_time, candles[-1].open_time
     closes_by_signal = {s.signal_id: s.close for s in data.signals}
+    # An order is drawn on its signal's candle: in a replay (or the simulator) the order's own clock
+    # is today while the candles are history, and the link to the signal is what a reader wants.
+    signal_time = {s.signal_id: s.candle_open_time for s in data.signals}
     orders = [
-        (o, p)
+        (o, p, at)
         for o in data.orders
-        if (p := _order_price(o, closes_by_signal)) is not None and t0 <= o.created_at <= t1 + 10 * 86_400_000
+        if (p := _order_price(o, closes_by_signal)) is not None
+        and t0 <= (at := signal_time.get(o.signal_id, o.created_at)) <= t1
     ]
     values = [float(c.close) for c in candles] + [float(v) for v in short + long_ if v is not None]
-    values += [float(p) for _, p in orders]
-    sc = _Scale(t0, max(t1, *(o.created_at for o, _ in orders)) if orders else t1, min(values), max(values))
+    values += [float(p) for _, p, _ in orders]
+    sc = _Scale(t0, t1, min(values), max(values))
 
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" '
@@ -140,9 +144,10 @@ def render_svg(data: ReportData) -> str:
     step = max(1, len(candles) // 8)
     for c in candles[::step]:
         x = sc.x(c.open_time)
+        anchor = "end" if x > WIDTH - RIGHT - 40 else "middle"  # the last label must not run off the edge
         out.append(
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{HEIGHT - BOTTOM}" stroke="#f1f5f9"/>'
-            f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 18}" text-anchor="middle" fill="#334155">'
+            f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 18}" text-anchor="{anchor}" fill="#334155">'
             f"{fmt_time(c.open_time, data.interval)}</text>"
         )
     pts = [(sc.x(c.open_time), sc.y(float(c.close))) for c in candles]
@@ -168,8 +173,8 @@ def render_svg(data: ReportData) -> str:
             f"SMA{data.short_window} {s.sma_short} SMA{data.long_window} {s.sma_long} — {_esc(s.action)}"
             "</title></path>"
         )
-    for o, price in orders:
-        x, y = sc.x(o.created_at), sc.y(float(price))
+    for o, price, at in orders:
+        x, y = sc.x(at), sc.y(float(price))
         filled = o.status is OrderStatus.FILLED
         color = COLORS[o.side.value]
         out.append(
