@@ -115,12 +115,20 @@ class BotRuntime:
             reconnect_max_s=c.reconnect_max_s,
             max_connection_age_s=c.max_connection_age_s,
         )
+        # Process CPU/memory collectors, the bot's identity for dashboards, and the loop monitor
+        # that /livez asks (added by the monitoring work).
+        from tradefleet.web.process_metrics import LoopMonitor, install_process_metrics
+
+        install_process_metrics(m.registry)
+        m.set_identity(bot=c.name, exchange=c.exchange, symbol=c.symbol, mode=c.mode, interval=c.interval)
+        self.loop_monitor = LoopMonitor(m)
         self.http = BotHttpServer(
             host=c.http_host,
             port=c.http_port,
             registry=m.registry,
             readiness=self.readiness,
             status=self.status,
+            liveness=self.loop_monitor.liveness,
         )
 
     async def _build_orders(self) -> None:
@@ -199,6 +207,7 @@ class BotRuntime:
             await self._build()
             assert self.engine is not None
             await self.http.start()
+            self._spawn(self.loop_monitor.run())
             await self.lease.start()
             self._spawn(self.feed.run())
             self._spawn(self.engine.run_signals())
