@@ -228,3 +228,27 @@ async def test_a_probe_notices_an_outage_when_nothing_is_being_written(
     await buffered.ping()
     assert buffered.healthy
     await buffered.close()
+
+
+async def test_a_write_that_hangs_times_out_is_retried_and_still_lands_exactly_once(
+    tmp_path: Path, lock: WriteLock, metrics: BotMetrics
+) -> None:
+    # The store waits (busy timeout 20 s) far longer than the writer will: each attempt's outcome is
+    # unknown when it times out, and the abandoned attempts complete later, after the lock is gone.
+    store = SqliteStore(str(tmp_path / "bot.sqlite"), busy_timeout_ms=20_000)
+    await store.open()
+    buffered = BufferedStore(store, metrics, retry_max_s=0.2, write_timeout_s=0.2)
+    buffered.start()
+    lock.hold()
+    sig = r.signal()
+    assert await buffered.record_signal(sig) is False  # answered within the write timeout, not 20 s
+    for i in range(30):
+        buffered.enqueue_price(r.price(i))
+    await eventually(lambda: sample(metrics, RETRIES) >= 2, what="timed-out attempts retried")
+    lock.release()
+
+    assert await buffered.flush(timeout=30)
+    assert await store.signals(r.BOT) == [sig]
+    assert await store.prices(r.BOT) == [r.price(i) for i in range(30)]
+    assert buffered.healthy
+    await buffered.close()

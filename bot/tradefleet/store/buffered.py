@@ -37,7 +37,7 @@ from typing import Any
 
 from tradefleet.config import BotConfig
 from tradefleet.domain.models import Candle, Order, OrderUpdate, Position, PriceSample, Signal
-from tradefleet.errors import TemporaryError
+from tradefleet.errors import StoreUnavailable, TemporaryError
 from tradefleet.metrics import BotMetrics
 from tradefleet.ports import Store
 
@@ -48,6 +48,11 @@ RETRY_MIN_S = 0.05
 RETRY_MAX_S = 5.0
 """Backoff bounds: quick enough to catch a lock released by another process, slow enough not to
 hammer a MongoDB that is failing over."""
+WRITE_TIMEOUT_S = 10.0
+"""One write that has not finished after this long counts as failed with an unknown outcome (a
+server that accepted the connection and went silent, a disk that hangs). It is retried like any
+failure, which is safe because every store write is idempotent; a caller awaiting a durable record
+is answered "queued" after at most this long, never kept waiting on a hung store."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -77,6 +82,7 @@ class BufferedStore:
         flush_ms: int = 200,
         buffer_max: int = 100_000,
         retry_max_s: float = RETRY_MAX_S,
+        write_timeout_s: float = WRITE_TIMEOUT_S,
     ) -> None:
         if batch_max < 1 or buffer_max < 1 or flush_ms < 0:
             raise ValueError("batch_max and buffer_max must be positive, flush_ms not negative")
@@ -86,6 +92,7 @@ class BufferedStore:
         self.flush_s = flush_ms / 1000
         self.buffer_max = buffer_max
         self.retry_max_s = retry_max_s
+        self.write_timeout_s = write_timeout_s
         self._prices: deque[PriceSample] = deque()
         self._prices_since: float | None = None  # when the oldest waiting sample arrived (monotonic)
         self._inflight_prices = 0
@@ -280,8 +287,11 @@ class BufferedStore:
         self._wake.set()
         if not self._healthy:
             done.set_result(False)
-        # shield: a caller cancelled while waiting leaves the record queued, never half-removed.
-        return await asyncio.shield(done)
+        # shield: a caller cancelled (or timed out) while waiting leaves the record queued.
+        try:
+            return await asyncio.wait_for(asyncio.shield(done), self.write_timeout_s)
+        except TimeoutError:
+            return False
 
     # -- the writer -------------------------------------------------------------------------------
 
@@ -324,7 +334,13 @@ class BufferedStore:
             self.metrics.store_retries.inc()
         started = time.perf_counter()
         try:
-            await write()
+            await asyncio.wait_for(write(), self.write_timeout_s)
+        except TimeoutError as e:
+            self.metrics.store_failures.labels(kind).inc()
+            raise StoreUnavailable(
+                f"{kind} write did not finish within {self.write_timeout_s}s; outcome unknown, retrying "
+                "(store writes are idempotent)"
+            ) from e
         except Exception:
             self.metrics.store_failures.labels(kind).inc()
             raise
