@@ -20,8 +20,9 @@ from tradefleet.domain.models import OrderStatus, Side
 from tradefleet.logs import JsonFormatter
 
 
-async def test_exchange_mode_buy_then_sell_fills_on_sim_and_position_follows(sim, store, lease, run_manager,
+async def test_exchange_mode_buy_then_sell_fills_on_sim_and_position_follows(sim, any_store, lease, run_manager,
                                                                              metrics, caplog):  # fmt: skip
+    store = any_store
     config = bot_config(sim)
     execution = exchange_execution(config)
     m = await run_manager(config=config, store=store, execution=execution, lease=lease,

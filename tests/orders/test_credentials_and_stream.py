@@ -1,0 +1,95 @@
+"""API credentials stay secret; the WebSocket API user data stream speaks Binance's shapes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import websockets
+
+from tradefleet.adapters.credentials import Credentials, load_credentials
+from tradefleet.adapters.userdata import parse_execution_report, subscribe_request
+from tradefleet.domain.models import OrderStatus
+from tradefleet.errors import ConfigError
+from tradefleet.logs import JsonFormatter, log_event
+from tradefleet.logs import now_ms as wall_ms
+from tradefleet_sim.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_secret_never_in_repr_str_or_logs(caplog):
+    c = Credentials(api_key="AKIAEXAMPLEKEY123", secret="s3cr3t-value-xyz")
+    assert "s3cr3t" not in repr(c) and "s3cr3t" not in str(c) and "EXAMPLEKEY" not in repr(c)
+    caplog.set_level(logging.INFO)
+    log_event(logging.getLogger("t"), "creds", credentials=c)
+    line = JsonFormatter().format(caplog.records[-1])
+    assert "s3cr3t" not in line and "EXAMPLEKEY" not in line
+
+
+def test_credentials_from_mounted_files_and_env(tmp_path):
+    (tmp_path / "k").write_text("key-from-file\n")
+    (tmp_path / "s").write_text("secret-from-file\n")
+    c = load_credentials({"TRADEFLEET_API_KEY_FILE": str(tmp_path / "k"),
+                          "TRADEFLEET_API_SECRET_FILE": str(tmp_path / "s")})  # fmt: skip
+    assert c == Credentials("key-from-file", "secret-from-file")
+    assert load_credentials({"TRADEFLEET_API_KEY": "k", "TRADEFLEET_API_SECRET": "s"}) == Credentials(
+        "k", "s"
+    )
+    assert load_credentials({}) is None
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"TRADEFLEET_API_KEY": "KEYVALUE1"},
+        {
+            "TRADEFLEET_API_KEY": "KEYVALUE1",
+            "TRADEFLEET_API_KEY_FILE": "/x",
+            "TRADEFLEET_API_SECRET": "SECRETVALUE1",
+        },
+        {"TRADEFLEET_API_KEY_FILE": "/nonexistent/key", "TRADEFLEET_API_SECRET": "SECRETVALUE1"},
+    ],
+    ids=["half", "two_sources", "missing_file"],
+)
+def test_bad_credential_setups_fail_loudly_without_echoing_values(env):
+    with pytest.raises(ConfigError) as e:
+        load_credentials(env)
+    assert str(e.value) != "k" and "s3" not in str(e.value)
+
+
+def test_exchange_mode_without_credentials_is_refused():
+    with pytest.raises(ConfigError, match="credentials"):
+        load_credentials({}, required=True)
+
+
+def test_parses_real_execution_reports_wrapped_as_websocket_api_events():
+    frames = json.loads((DATA / "ws_userdata_listenKey_BTCUSDT_2021-03-24_gct.json").read_text())
+    reports = [f["data"] for f in frames if f["data"]["e"] == "executionReport"]
+    # Today the same bodies arrive as {"subscriptionId": N, "event": {...}}.
+    wrapped = [{"subscriptionId": 0, "event": r} for r in reports]
+    new, fill = (parse_execution_report(w["event"]) for w in wrapped)
+    assert (new.status, new.exec_type, new.filled_qty, new.trade_id) == (OrderStatus.NEW, "NEW", 0, None)
+    assert fill.status is OrderStatus.FILLED and fill.exec_type == "TRADE"
+    assert fill.filled_qty == Decimal("0.00028600") and fill.cum_quote == Decimal("14.99693910")
+    assert (fill.fee, fill.fee_asset, fill.trade_id) == (Decimal("0.00000029"), "BTC", 726946523)
+    assert fill.exchange_order_id == "5341783271" and fill.client_order_id == "YeULctvPAnHj5HXCQo9Mob"
+
+
+async def test_user_stream_subscription_needs_a_valid_signature(sim):
+    url = f"{sim.ws_url}/ws-api/v3"
+    good = subscribe_request(Credentials(DEFAULT_API_KEY, DEFAULT_API_SECRET), "a", wall_ms())
+    bad = subscribe_request(Credentials(DEFAULT_API_KEY, "wrong"), "b", wall_ms())
+    stale = subscribe_request(Credentials(DEFAULT_API_KEY, DEFAULT_API_SECRET), "c", wall_ms() - 120_000)
+    async with websockets.connect(url) as ws:
+        answers = {}
+        for req in (bad, stale, good):
+            await ws.send(json.dumps(req))
+            msg = json.loads(await ws.recv())
+            answers[msg["id"]] = msg
+    assert answers["b"]["status"] == 400 and answers["b"]["error"]["code"] == -1022
+    assert answers["c"]["error"]["code"] == -1021
+    assert answers["a"]["status"] == 200 and isinstance(answers["a"]["result"]["subscriptionId"], int)
