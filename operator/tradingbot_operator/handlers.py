@@ -111,7 +111,7 @@ async def reconcile_bot(
     generation = int(meta.get("generation") or 0)
     namespace, name = meta.get("namespace", ""), meta.get("name", "")
     try:
-        rendered = render(body, ctx.settings, service_monitor=await _monitoring(ctx))
+        rendered = render(body, ctx.settings, service_monitor=await ctx.kube.has_service_monitors(namespace))
         applied = {obj["kind"]: await ctx.kube.apply(obj) for obj in rendered.objects()}
     except ConfigError as e:
         _degrade(ctx, body, patch, generation, bool(spec.get("paused") is True), "InvalidSpec", str(e))
@@ -226,10 +226,6 @@ async def _bot_report(
         ctx.metrics.errors.labels("report").inc()
         logger.debug(f"no bot report: {e}")
         return None
-
-
-async def _monitoring(ctx: OperatorContext) -> bool:
-    return await ctx.kube.has_service_monitors()
 
 
 def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,6 +35,7 @@ MERGE_PATCH = "application/merge-patch+json"
 REQUEST_TIMEOUT = (5.0, 30.0)
 """(connect, read) seconds for one API call; an API server that is slower than this is retried."""
 MONITORING = ("monitoring.coreos.com", "v1", "servicemonitors")
+MONITORING_TTL_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +63,7 @@ class Kube:
         self._core = client.CoreV1Api(api_client)
         self._apps = client.AppsV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
-        self._apis = client.ApisApi(api_client)
+        self._monitoring: tuple[float, bool] | None = None
         self._exc = client.exceptions.ApiException
 
     @classmethod
@@ -92,21 +94,30 @@ class Kube:
         except _NotFound:
             return None
 
-    async def has_service_monitors(self) -> bool:
-        """True when the Prometheus Operator's ServiceMonitor kind is served by this cluster."""
+    async def has_service_monitors(self, namespace: str) -> bool:
+        """True when the Prometheus Operator's ServiceMonitor kind is served by this cluster.
 
-        def groups() -> Any:
-            return self._apis.get_api_versions(_request_timeout=REQUEST_TIMEOUT)
+        Asked by listing at most one ServiceMonitor in the bot's namespace (404 = not served), so
+        it needs no more RBAC than managing ServiceMonitors does. Cached for `MONITORING_TTL_S`:
+        a CRD installed later is picked up on a later reconcile.
+        """
+        now = time.monotonic()
+        if self._monitoring is not None and now - self._monitoring[0] < MONITORING_TTL_S:
+            return self._monitoring[1]
+        group, version, plural = MONITORING
+
+        def probe(**kw: Any) -> Any:
+            return self._custom.list_namespaced_custom_object(
+                group, version, namespace, plural, limit=1, **kw
+            )
 
         try:
-            result = await asyncio.to_thread(groups)
-        except Exception as e:
-            raise self._translate(e, "discover API groups") from e
-        group, version, _ = MONITORING
-        for g in result.groups or []:
-            if g.name == group and any(v.version == version for v in g.versions or []):
-                return True
-        return False
+            await self._call(f"list {plural}.{group} in {namespace}", probe)
+            served = True
+        except _NotFound:
+            served = False
+        self._monitoring = (now, served)
+        return served
 
     # --- writes -----------------------------------------------------------------------------
 
