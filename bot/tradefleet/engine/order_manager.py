@@ -157,12 +157,25 @@ class OrderManager:
             tg.create_task(self._reconcile_loop())
             while True:
                 signal, queued_at = await self._signals.get()
-                await self._ready.wait()
-                try:
-                    async with self._lock:
-                        await self._act(signal, queued_at)
-                except PermanentError as e:
-                    log_event(log, "signal_failed", logging.ERROR, signal_id=signal.signal_id, error=str(e))
+                await self._handle(signal, queued_at)
+
+    async def _handle(self, signal: Signal, queued_at: float) -> None:
+        """Act on one signal; a temporary failure (store, lease, exchange) is retried with the same
+        signal (acting is idempotent: the order id is fixed and checked first), never dropped."""
+        delay = 0.5
+        while True:
+            await self._ready.wait()
+            try:
+                async with self._lock:
+                    await self._act(signal, queued_at)
+                return
+            except PermanentError as e:
+                log_event(log, "signal_failed", logging.ERROR, signal_id=signal.signal_id, error=str(e))
+                return
+            except TemporaryError as e:
+                log_event(log, "signal_retry", logging.WARNING, signal_id=signal.signal_id, error=str(e))
+                await asyncio.sleep(e.retry_after or delay)
+                delay = min(delay * 2, 10.0)
 
     # ---- signals -> orders ----------------------------------------------------------------------
 
@@ -224,7 +237,8 @@ class OrderManager:
             return False
         try:
             return await self.lease.confirm()
-        except TemporaryError:
+        except Exception as e:  # cannot prove leadership: do not trade (fail closed)
+            log_event(log, "lease_confirm_failed", logging.WARNING, error=repr(e)[:200])
             return False
 
     async def _send(self, order: Order, queued_at: float | None = None) -> None:
@@ -256,6 +270,16 @@ class OrderManager:
                 log_event(log, "order_retry", logging.WARNING, client_order_id=order.client_order_id,
                           error=str(e))  # fmt: skip
                 await asyncio.sleep(e.retry_after or delay)
+            except PermanentError:
+                raise
+            except Exception as e:
+                # Anything unexpected after the request may have left (a parse error, a bug): treat
+                # it as an unknown outcome. Querying is always safe; guessing is not.
+                log_event(log, "order_unknown", logging.ERROR, client_order_id=order.client_order_id,
+                          error=repr(e)[:300])  # fmt: skip
+                if await self._settle(order, wait=True):
+                    return
+                continue
             else:
                 self.metrics.orders.labels(order.side.value).inc()
                 self._crash_point("after_send")
@@ -400,19 +424,31 @@ class OrderManager:
 
     async def _consume_updates(self) -> None:
         async for update in self.execution.updates():
-            async with self._lock:
-                await self._apply(update)
+            delay = 0.5
+            while True:
+                try:
+                    async with self._lock:
+                        await self._apply(update)
+                    break
+                except TemporaryError as e:
+                    cid = update.client_order_id
+                    log_event(log, "order_update_retry", logging.WARNING, client_order_id=cid, error=str(e))
+                    await asyncio.sleep(e.retry_after or delay)
+                    delay = min(delay * 2, 10.0)
 
     async def _reconcile_loop(self) -> None:
         """The stream may be down or silent: ask the exchange about every non-final order."""
         while True:
             await asyncio.sleep(self.reconcile_interval_s)
-            async with self._lock:
-                for order in self._open_orders():
-                    if order.status is OrderStatus.PENDING and not await self._settle(order, wait=False):
-                        await self._resend(order)
-                    elif order.status is not OrderStatus.PENDING:
-                        await self._settle(order, wait=False)
+            if not self.trading_ready:
+                continue  # recover() is reconciling right now
+            try:
+                async with self._lock:
+                    for order in self._open_orders():
+                        if not await self._settle(order, wait=False) and order.status is OrderStatus.PENDING:
+                            await self._resend(order)
+            except TemporaryError as e:
+                log_event(log, "reconcile_failed", logging.WARNING, error=str(e))
 
     # ---- helpers ------------------------------------------------------------------------------------
 
