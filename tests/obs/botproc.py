@@ -1,0 +1,111 @@
+"""A real `tradefleet bot` process for the observability tests, pointed at an in-process simulator.
+
+The bot runs exactly as in a pod: its own process, a YAML config, the HTTP port the tests scrape.
+Its JSON log goes to a file in tmp, shown when something fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from tests.conftest import free_port
+from tradefleet_sim.server import SimServer
+
+
+class BotProcess:
+    def __init__(self, tmp: Path, sim: SimServer, **config: Any) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.db = tmp / "bot.sqlite"
+        self.config: dict[str, Any] = {
+            "name": "obs-bot",
+            "symbol": "BTC/USDT",
+            "interval": "1d",
+            "mode": "paper",
+            "store_url": f"sqlite:///{self.db}?busy_timeout_ms=200",
+            "rest_url": sim.rest_url,
+            "ws_url": sim.ws_url,
+            "http_host": "127.0.0.1",
+            "http_port": self.port,
+            "stale_after_s": 5.0,
+            "reconnect_max_s": 1.0,
+            "store_flush_ms": 50,
+            **config,
+        }
+        self.log = tmp / "bot.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        path = self.tmp / "bot.yaml"
+        path.write_text(yaml.safe_dump(self.config))
+        # A pod's environment: none of the developer's TRADEFLEET_* variables (unknown ones are refused).
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEFLEET_") and k != "REDIS_URL"}
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tradefleet.app.cli", "bot", "--config", str(path)],
+                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.tmp,
+            )  # fmt: skip
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"the bot exited with {self.proc.returncode}:\n{self.tail()}")
+
+    async def get(self, session: aiohttp.ClientSession, path: str) -> tuple[int, Any]:
+        async with session.get(self.url + path) as r:
+            body = await r.json() if r.content_type == "application/json" else await r.text()
+            return r.status, body
+
+    async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 90.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        body: Any = None
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                status, body = await self.get(session, "/readyz")
+                if status == 200:
+                    result: dict[str, Any] = body
+                    return result
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"bot not ready after {timeout}s; last /readyz: {body}\n{self.tail()}")
+
+    async def metric(self, session: aiohttp.ClientSession, name: str, labels: str = "") -> float:
+        """One sample from a fresh /metrics scrape (0 when absent)."""
+        _, text = await self.get(session, "/metrics")
+        want = f"{name}{{{labels}}} " if labels else f"{name} "
+        for line in text.splitlines():
+            if line.startswith(want):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
