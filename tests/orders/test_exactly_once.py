@@ -128,3 +128,17 @@ async def test_standby_replica_stores_signal_as_standby_and_sends_nothing(sim, s
     await until(standby, what="standby stored")
     assert await store.get_order(cid) is None
     assert (await sim_orders(sim))["client_ids_seen"] == {}
+
+
+async def test_same_signal_delivered_twice_and_after_restart_gives_one_order(sim, store, lease, run_manager,
+                                                                             metrics):  # fmt: skip
+    m, config, signal, cid = await _buy(sim, store, lease, run_manager, metrics)
+    m.submit_signal(signal)  # a second delivery (replayed candle, engine retry)
+    await _final(store, cid)
+    # A restarted bot that sees the same signal again acts on nothing new.
+    m2 = await run_manager(config=config, store=store, execution=exchange_execution(config), lease=lease,
+                           rules=sim_rules(sim), metrics=metrics.__class__())  # fmt: skip
+    m2.submit_signal(signal)
+    await until(lambda: m2._signals.empty(), what="second manager handled the signal")
+    state = await sim_orders(sim)
+    assert state["client_ids_seen"] == {cid: 1} and state["duplicates"] == 0

@@ -54,9 +54,14 @@ ZERO = Decimal(0)
 _CODE_RE = re.compile(r'"code"\s*:\s*(-?\d+)')
 
 
-def error_code(e: Exception) -> int | None:
-    m = _CODE_RE.search(str(e))
-    return int(m.group(1)) if m else None
+def error_code(e: Exception, exchange: Any = None) -> int | None:
+    """Binance's error code: from the message, else from the last response body (ccxt raises some
+    errors, e.g. insufficient balance, with the message only)."""
+    for text in (str(e), str(getattr(exchange, "last_http_response", "") or "")):
+        m = _CODE_RE.search(text)
+        if m:
+            return int(m.group(1))
+    return None
 
 
 def _retry_after(exchange: Any, default: float = 1.0) -> float:
@@ -82,7 +87,7 @@ def translate(e: Exception, exchange: Any, *, sending: bool) -> TradefleetError:
     if "Duplicate order sent" in msg:
         return ExecutionUnknown(msg)  # that id is live on the exchange: find it, never re-send
     if isinstance(e, ccxt.InvalidOrder | ccxt.InsufficientFunds | ccxt.BadRequest | ccxt.BadSymbol):
-        return OrderRejected(msg, code=error_code(e))
+        return OrderRejected(msg, code=error_code(e, exchange))
     if sending:
         # Timeouts, lost connections, 5xx, -1007, anything unexpected: the order may exist.
         return ExecutionUnknown(msg)

@@ -1,0 +1,118 @@
+"""The simulator's private API, driven by ccxt unmodified: proof it speaks Binance's protocol, and
+that its duplicate detector (what the exactly-once tests rely on) really fires."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import ccxt
+import pytest
+
+from tests.orders.conftest import SIM_CREDENTIALS, bot_config, sim_orders, sim_trading_fault
+from tradefleet.adapters.binance_exec import BinanceExecution, translate
+from tradefleet.adapters.ccxt_factory import make_binance
+from tradefleet.errors import ExecutionUnknown, OrderRejected, RateLimited
+from tradefleet_sim.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
+
+
+@pytest.fixture
+async def client(sim):
+    ex = make_binance(rest_url=sim.rest_url, api_key=DEFAULT_API_KEY, secret=DEFAULT_API_SECRET)
+    ex.options["fetchMargins"] = False
+    await ex.load_markets()
+    yield ex
+    await ex.close()
+
+
+async def test_resending_a_filled_client_id_is_a_second_order_and_the_sim_counts_it(sim, client):
+    params = {"newClientOrderId": "tf-dup", "quoteOrderQty": "60"}
+    first = await client.create_order("BTC/USDT", "market", "buy", None, None, params)
+    second = await client.create_order("BTC/USDT", "market", "buy", None, None, params)
+    assert first["info"]["status"] == second["info"]["status"] == "FILLED"
+    state = await sim_orders(sim)
+    assert state["accepted_per_client_id"] == {"tf-dup": 2}
+    assert state["duplicates"] == 1  # exactly what Binance does after a fill: our bots must never do this
+
+
+async def test_duplicate_of_an_open_order_is_refused_and_means_unknown_outcome(sim, client):
+    await sim_trading_fault(sim, delay_fill_ms=3000)
+    params = {"newClientOrderId": "tf-open", "quoteOrderQty": "60", "newOrderRespType": "RESULT"}
+    first = await client.create_order("BTC/USDT", "market", "buy", None, None, params)
+    assert first["info"]["status"] == "NEW"
+    with pytest.raises(ccxt.InvalidOrder) as e:
+        await client.create_order("BTC/USDT", "market", "buy", None, None, params)
+    assert "-2010" in str(e.value) and "Duplicate order sent." in str(e.value)
+    assert isinstance(translate(e.value, client, sending=True), ExecutionUnknown)
+    assert (await sim_orders(sim))["accepted_per_client_id"] == {"tf-open": 1}
+
+
+@pytest.mark.parametrize(
+    ("amount", "params", "code"),
+    [
+        ("0.000015", {}, -1013),  # not a multiple of the 0.00001 step: LOT_SIZE
+        (None, {"quoteOrderQty": "4"}, -1013),  # below the 5 USDT NOTIONAL
+        (None, {"quoteOrderQty": "1000000"}, -2010),  # insufficient balance
+    ],
+    ids=["lot_size", "notional", "balance"],
+)
+async def test_filter_and_balance_failures_carry_binance_codes_and_become_rejections(sim, client, amount, params,
+                                                                                     code):  # fmt: skip
+    side = "sell" if amount else "buy"
+    with pytest.raises(ccxt.BaseError) as e:
+        # ccxt would round a LOT_SIZE violation itself; send the raw request to see the sim's check.
+        await client.private_post_order({"symbol": "BTCUSDT", "side": side.upper(), "type": "MARKET",
+                                         **({"quantity": amount} if amount else {}), **params})  # fmt: skip
+    err = translate(e.value, client, sending=True)
+    assert isinstance(err, OrderRejected) and err.code == code
+
+
+async def test_rate_limit_answer_carries_retry_after(sim, client):
+    await sim_trading_fault(sim, rate_limit=1, retry_after_s=7)
+    with pytest.raises(ccxt.BaseError) as e:
+        await client.create_order("BTC/USDT", "market", "buy", None, None, {"quoteOrderQty": "60"})
+    err = translate(e.value, client, sending=True)
+    assert isinstance(err, RateLimited) and err.retry_after == 7
+    assert (await sim_orders(sim))["orders"] == []
+
+
+async def test_wrong_secret_and_stale_timestamp_are_refused(sim):
+    bad = make_binance(rest_url=sim.rest_url, api_key=DEFAULT_API_KEY, secret="not-the-secret")
+    bad.options["fetchMargins"] = False
+    try:
+        with pytest.raises(ccxt.AuthenticationError, match="-1022"):
+            await bad.fetch_balance()
+    finally:
+        await bad.close()
+    stale = make_binance(rest_url=sim.rest_url, api_key=DEFAULT_API_KEY, secret=DEFAULT_API_SECRET)
+    stale.options["fetchMargins"] = False
+    stale.nonce = lambda: stale.milliseconds() - 120_000
+    try:
+        with pytest.raises(ccxt.BaseError, match="-1021"):
+            await stale.fetch_balance()
+    finally:
+        await stale.close()
+
+
+async def test_balances_move_by_fills_and_fees(sim, client):
+    before = await client.fetch_balance()
+    o = await client.create_order("BTC/USDT", "market", "buy", None, None, {"quoteOrderQty": "100"})
+    info = o["info"]
+    after = await client.fetch_balance()
+    fee = sum(Decimal(f["commission"]) for f in info["fills"])
+    assert Decimal(str(after["BTC"]["free"])) == Decimal(info["executedQty"]) - fee
+    spent = Decimal(str(before["USDT"]["free"])) - Decimal(str(after["USDT"]["free"]))
+    assert spent == Decimal(info["cummulativeQuoteQty"])
+    trades = await client.fetch_my_trades("BTC/USDT", None, None, {"orderId": info["orderId"]})
+    assert [t["info"]["id"] for t in trades] == [f["tradeId"] for f in info["fills"]]
+
+
+async def test_binance_execution_query_returns_none_for_an_id_never_sent(sim):
+    from tradefleet.domain.models import Order, OrderStatus, Side
+
+    ex = BinanceExecution(bot_config(sim), SIM_CREDENTIALS, user_stream=False)
+    try:
+        order = Order("tfnever", "b", "binance", "BTC/USDT", Side.BUY, "MARKET", "s", OrderStatus.PENDING, 0, 0,
+                      quote_amount=Decimal("10"))  # fmt: skip
+        assert await ex.query(order) is None
+    finally:
+        await ex.close()
