@@ -144,3 +144,26 @@ def test_report_refuses_bad_arguments_without_creating_anything(
     assert message in capsys.readouterr().err
     assert not out.exists()
     assert not (tmp_path / "missing.sqlite").exists()
+
+
+def test_report_merges_candles_stored_under_the_exchange_id_and_says_so(tmp_path: Path) -> None:
+    candles = real_candles()
+    native = [Candle("BTCUSDT", c.interval, c.open_time, c.close_time, c.open, c.high, c.low, c.close,
+                     c.volume) for c in candles[250:]]  # fmt: skip
+
+    async def fill() -> None:
+        store = open_store(f"sqlite:///{tmp_path / 'bot.sqlite'}")
+        await store.open()
+        try:
+            await store.write_candles(candles[:250])  # warm-up from REST: the unified symbol
+            await store.write_candles(native)  # live stream: the exchange id
+        finally:
+            await store.close()
+
+    asyncio.run(fill())
+    out = tmp_path / "r.html"
+    assert report.main(["--store", str(tmp_path / "bot.sqlite"), "--out", str(out)]) == 0
+    page = out.read_text()
+    points = {m[0]: m[1].split() for m in re.findall(r'class="series ([\w-]+)"[^>]* points="([^"]*)"', page)}
+    assert len(points["close"]) == len(candles)
+    assert f"{len(native)} candles are stored under &#x27;BTCUSDT&#x27; and 250 under" in page
