@@ -334,6 +334,7 @@ class BotRuntime:
                 "age_ms": book_age,
             },
             "signals": engine.state.signals if engine else 0,
+            "counters": self.metrics.counters(),  # loss/error totals, the same numbers as /metrics
             "uptime_s": round((now - self.started_ms) / 1000, 1),
             "updated_at": now,
         }
