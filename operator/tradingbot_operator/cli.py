@@ -97,30 +97,34 @@ async def run_operator(
     configure_kopf(kopf_settings)
     ready = ready_flag or asyncio.Event()
     stop = stop_flag or asyncio.Event()
-    task = asyncio.create_task(
-        kopf.operator(
-            registry=registry,
-            settings=kopf_settings,
-            clusterwide=not options.namespaces,
-            namespaces=options.namespaces,
-            standalone=options.peering is None,
-            peering_name=options.peering,
-            priority=options.priority,
-            stop_flag=stop,
-            ready_flag=ready,
-        )
+    state: dict[str, asyncio.Task[None]] = {}
+    # The health server starts first: kopf treats tasks born after it starts as its own.
+    app = health.build_app(
+        metrics, alive=lambda: "kopf" in state and not state["kopf"].done(), ready=ready.is_set
     )
-    app = health.build_app(metrics, alive=lambda: not task.done(), ready=ready.is_set)
     runner = await health.start(app, options.http_host, options.http_port)
-    log.info(
-        "operator started",
-        extra={
-            "event": "operator_started",
-            "namespaces": list(options.namespaces) or "*",
-            "peering": options.peering,
-        },
-    )
     try:
+        state["kopf"] = task = asyncio.create_task(
+            kopf.operator(
+                registry=registry,
+                settings=kopf_settings,
+                clusterwide=not options.namespaces,
+                namespaces=options.namespaces,
+                standalone=options.peering is None,
+                peering_name=options.peering,
+                priority=options.priority,
+                stop_flag=stop,
+                ready_flag=ready,
+            )
+        )
+        log.info(
+            "operator started",
+            extra={
+                "event": "operator_started",
+                "namespaces": list(options.namespaces) or "*",
+                "peering": options.peering,
+            },
+        )
         await task
     finally:
         await runner.cleanup()

@@ -1,7 +1,7 @@
 """kmock's Kubernetes emulator with what kopf and our operator rely on from a real API server.
 
 kmock 0.8 keeps objects as plain dicts. This subclass adds, and nothing more:
-- uid, resourceVersion (one cluster-wide counter), generation and creationTimestamp on create,
+- names from generateName; uid, resourceVersion (one cluster-wide counter), generation and creationTimestamp on create,
   409 `AlreadyExists` for a duplicate create;
 - on patch: resourceVersion bump; generation bump when `spec` changes; JSON-patch `test` failures
   answer 422 (kopf relies on it for optimistic concurrency); JSON merge patches per RFC 7386;
@@ -67,6 +67,8 @@ class ClusterEmulator(KubernetesEmulator):
 
     async def _prepare_create(self, request: Any) -> None:
         meta = request.data.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):  # kopf's Events use generateName
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
         name, namespace = meta.get("name"), request.namespace or meta.get("namespace")
         key = (request.resource, namespace, name)
         async with self._lock:
