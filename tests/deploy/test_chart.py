@@ -173,8 +173,8 @@ def test_generated_passwords_survive_an_upgrade_and_match_the_bots_urls() -> Non
     assert answer["ok"], answer.get("error")
     first, second = (objects(r) for r in answer["releases"])
     for objs in (first, second):
-        mongo = _secret(objs, "tf-tradefleet-mongodb", "mongodb-root-password")
-        redis = _secret(objs, "tf-tradefleet-redis", "redis-password")
+        mongo = _secret(objs, "tf-tradefleet-mongodb-auth", "mongodb-root-password")
+        redis = _secret(objs, "tf-tradefleet-redis-auth", "redis-password")
         assert len(mongo) == 32 and len(redis) == 32 and mongo != redis
         assert _secret(objs, "tradefleet-store", "url") == (
             f"mongodb://root:{mongo}@tf-tradefleet-mongodb.tradefleet.svc:27017/tradefleet?authSource=admin"
@@ -183,11 +183,11 @@ def test_generated_passwords_survive_an_upgrade_and_match_the_bots_urls() -> Non
             _secret(objs, "tradefleet-redis", "url")
             == f"redis://:{redis}@tf-tradefleet-redis.tradefleet.svc:6379/0"
         )
-    assert _secret(first, "tf-tradefleet-mongodb", "mongodb-root-password") == _secret(
-        second, "tf-tradefleet-mongodb", "mongodb-root-password"
+    assert _secret(first, "tf-tradefleet-mongodb-auth", "mongodb-root-password") == _secret(
+        second, "tf-tradefleet-mongodb-auth", "mongodb-root-password"
     )
-    assert _secret(first, "tf-tradefleet-redis", "redis-password") == _secret(
-        second, "tf-tradefleet-redis", "redis-password"
+    assert _secret(first, "tf-tradefleet-redis-auth", "redis-password") == _secret(
+        second, "tf-tradefleet-redis-auth", "redis-password"
     )
 
 
@@ -199,7 +199,7 @@ def test_referenced_mongodb_secret_feeds_the_store_url_and_no_password_is_genera
         "data": {"mongodb-root-password": base64.b64encode(b"pa ss/w@rd-123").decode()},
     }
     objs = objects(_release({"mongodb": {"auth": {"existingSecret": "my-mongo"}}}, existing=[existing]))
-    assert not find(objs, "Secret", "tf-tradefleet-mongodb")
+    assert not find(objs, "Secret", "tf-tradefleet-mongodb-auth")
     # Reserved characters are escaped so the URL still parses.
     assert _secret(objs, "tradefleet-store", "url").startswith("mongodb://root:pa+ss%2Fw%40rd-123@")
     (sts,) = find(objs, "StatefulSet", "tf-tradefleet-mongodb")
@@ -365,3 +365,22 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     for k, v in over.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+def test_release_named_like_the_chart_gets_distinct_secret_names() -> None:
+    """With release `tradefleet`, names drop the duplicate prefix; the database credentials must not
+    collide with the bot-facing `tradefleet-store`/`tradefleet-redis` Secrets."""
+    objs = objects(_release({}, release="tradefleet"))
+    names = [s["metadata"]["name"] for s in find(objs, "Secret")]
+    assert sorted(names) == [
+        "tradefleet-mongodb-auth",
+        "tradefleet-redis",
+        "tradefleet-redis-auth",
+        "tradefleet-store",
+    ]
+
+
+def test_one_secret_name_for_store_and_redis_is_refused() -> None:
+    answer = install({"bots": {"storeSecretName": "same", "redisSecretName": "same"}})
+    assert not answer["ok"]
+    assert "bots.storeSecretName and bots.redisSecretName must differ" in answer["error"]
