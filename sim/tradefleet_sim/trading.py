@@ -7,6 +7,8 @@ Routes added to the sim's app by `setup(app, exchange)` (the server calls it whe
   `origClientOrderId` or `orderId`. `GET /api/v3/openOrders`, `GET /api/v3/account`,
   `GET /api/v3/myTrades` (ccxt fetches fees from it).
 - `GET /ws-api/v3`: the WebSocket API user data stream (`userdata.py`).
+- `POST /sim/accounts` (JSON `api_key`, `secret`, `balances`): add or replace an account. The default
+  one (`accounts.DEFAULT_API_KEY`/`DEFAULT_API_SECRET`) starts with 100000 USDT and 0 BTC.
 - `GET /sim/orders`: every order, every client order id seen, and `duplicates` (client ids for which
   the simulator accepted more than one order: must always be 0 for a correct bot).
 - `POST /sim/orders/faults` (JSON, unknown keys refused) for the next order requests:
@@ -485,6 +487,16 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
         trading.streams.mute = trading.faults.user_stream_mute
         return web.json_response({"ok": True, "pending_faults": trading.describe()["pending_faults"]})
 
+    async def sim_accounts(request: web.Request) -> web.Response:
+        """Add or replace an account: {"api_key", "secret", "balances": {"USDT": "1000", ...}}."""
+        try:
+            body = await request.json()
+            balances = {str(k): Decimal(str(v)) for k, v in body["balances"].items()}
+            trading.accounts.add(str(body["api_key"]), str(body["secret"]), balances)
+        except (ValueError, KeyError, TypeError, AttributeError, InvalidOperation) as e:
+            return web.json_response({"error": f"need api_key, secret, balances: {e!r}"}, status=400)
+        return web.json_response({"ok": True, "accounts": trading.accounts.describe()})
+
     app.router.add_post("/api/v3/order", new_order)
     app.router.add_get("/api/v3/order", get_order)
     app.router.add_delete("/api/v3/order", cancel_order)
@@ -494,4 +506,5 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
     app.router.add_get("/ws-api/v3", trading.streams.handle)
     app.router.add_get("/sim/orders", sim_orders)
     app.router.add_post("/sim/orders/faults", sim_faults)
+    app.router.add_post("/sim/accounts", sim_accounts)
     return trading

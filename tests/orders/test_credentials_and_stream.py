@@ -93,3 +93,39 @@ async def test_user_stream_subscription_needs_a_valid_signature(sim):
     assert answers["b"]["status"] == 400 and answers["b"]["error"]["code"] == -1022
     assert answers["c"]["error"]["code"] == -1021
     assert answers["a"]["status"] == 200 and isinstance(answers["a"]["result"]["subscriptionId"], int)
+
+
+async def test_user_stream_reconnects_after_a_drop_and_reports_fills_again(
+    sim, store, lease, run_manager, metrics
+):
+    from tests.orders.conftest import (
+        bot_config,
+        exchange_execution,
+        make_signal,
+        sim_rules,
+        sim_trading_fault,
+        until,
+    )
+    from tradefleet.domain.ids import client_order_id
+    from tradefleet.domain.models import Side
+
+    config = bot_config(sim)
+    execution = exchange_execution(config)
+    m = await run_manager(config=config, store=store, execution=execution, lease=lease, rules=sim_rules(sim),
+                          metrics=metrics)  # fmt: skip
+    await until(lambda: execution.stream.connected.is_set(), what="subscribed")
+    first_sub = execution.stream.subscription_id
+    await sim_trading_fault(sim, drop_user_streams=True)
+    await until(lambda: execution.stream.reconnects >= 1 and execution.stream.connected.is_set(),
+                what="re-subscribed after the drop")  # fmt: skip
+    assert execution.stream.subscription_id != first_sub
+    signal = make_signal(config, Side.BUY, 1)
+    m.submit_signal(signal)
+    cid = client_order_id(signal.signal_id)
+
+    async def from_stream() -> bool:
+        # The TRADE itself is usually stored first from the FULL response's fills (same trade id, stored
+        # once); the NEW report only ever comes over the stream.
+        return any(u.source == "stream" for u in await store.order_updates(cid))
+
+    await until(from_stream, what="an executionReport over the new subscription")

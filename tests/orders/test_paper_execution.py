@@ -1,0 +1,56 @@
+"""Paper execution on its own: walking levels, fees, and what a real exchange would say."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from tradefleet.adapters.paper import PaperExecution
+from tradefleet.domain.models import Order, OrderStatus, Side
+from tradefleet.errors import OrderRejected
+
+ASKS = [(D("100"), D("1")), (D("101"), D("2"))]
+BIDS = [(D("99"), D("1")), (D("98"), D("1"))]
+
+
+def book(side: Side, depth: int) -> list[tuple[D, D]]:
+    return (ASKS if side is Side.BUY else BIDS)[:depth]
+
+
+def order(side: Side, *, qty: str | None = None, quote: str | None = None, cid: str = "tf1") -> Order:
+    return Order(cid, "b", "binance", "X/Y", side, "MARKET", "s", OrderStatus.PENDING, 0, 0,
+                 quantity=None if qty is None else D(qty), quote_amount=None if quote is None else D(quote))  # fmt: skip
+
+
+def paper(levels=book) -> PaperExecution:
+    return PaperExecution(
+        levels, D("0.001"), base_asset="X", quote_asset="Y", step_size=D("0.01"), clock=lambda: 7
+    )
+
+
+async def test_buy_by_quote_walks_levels_in_whole_steps_and_charges_fee_in_base():
+    p = paper()
+    u = await p.submit(order(Side.BUY, quote="201"))
+    # 1 X at 100, then the 101 left buys exactly 1.00 X at 101.
+    assert u.status is OrderStatus.FILLED and u.filled_qty == D("2.00") and u.cum_quote == D("201.00")
+    assert u.fee == D("2.00") * D("0.001") and u.fee_asset == "X"
+    reports = [p._queue.get_nowait() for _ in range(p._queue.qsize())]
+    assert [r.exec_type for r in reports] == ["NEW", "TRADE", "TRADE"]
+    assert reports[-1].status is OrderStatus.FILLED and reports[1].status is OrderStatus.PARTIALLY_FILLED
+
+
+async def test_sell_beyond_the_book_expires_with_what_it_filled():
+    u = await paper().submit(order(Side.SELL, qty="5"))
+    assert u.status is OrderStatus.EXPIRED and u.filled_qty == D("2") and u.cum_quote == D("197")
+    assert u.fee == D("197") * D("0.001") and u.fee_asset == "Y"
+
+
+async def test_empty_book_expires_unfilled_and_a_repeated_id_is_refused():
+    p = paper(lambda side, depth: [])
+    u = await p.submit(order(Side.BUY, quote="10"))
+    assert u.status is OrderStatus.EXPIRED and u.filled_qty == 0
+    with pytest.raises(OrderRejected):
+        await p.submit(order(Side.BUY, quote="10"))
+    assert (await p.query(order(Side.BUY, quote="10"))) is not None
+    assert await p.query(order(Side.BUY, quote="10", cid="tf-other")) is None
