@@ -1,0 +1,1 @@
+"""Deploy artefacts: Helm chart, images, docker compose, kind scripts — checked without a cluster."""
