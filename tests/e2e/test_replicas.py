@@ -1,0 +1,361 @@
+"""Several replicas of one bot, as real processes: exactly one trades, and failover loses nothing.
+
+Everything is real: the simulator process (`tradefleet sim`, real BTCUSDT daily candles replayed as
+1-minute candles, orders matched and counted, `duplicates` must stay 0), a real redis-server, and
+`tradefleet bot` processes in testnet mode (real ccxt client, signed order API, user data stream)
+sharing one SQLite store file, as replicas share MongoDB in a cluster. Windows 2/5 make a crossover
+every ~4.5 candles, so signals come every few seconds at the replay speed used here.
+
+What is checked, from three independent witnesses (the simulator's order book, the shared store,
+each replica's JSON log):
+- only the replica holding the lease creates orders; no client order id is ever sent twice
+  (simulator `duplicates == 0`) and every order the simulator saw is one stored order;
+- orders alternate BUY, SELL, ... (long-only: a duplicated BUY or a missed SELL would break that),
+  and once the replay pauses the last order follows the last signal (no signal lost to a failover);
+- after `kill -9` of the leader a standby becomes leader and places the next order;
+- a SIGSTOPped leader that wakes up after a takeover places nothing;
+- while Redis is down no replica creates an order, and trading resumes by itself afterwards.
+
+Timing is never asserted; conditions are awaited with generous timeouts (the machine is shared).
+The takeover time is measured in `bench/takeover.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import RedisServer, free_port, wait_for_port
+
+pytestmark = pytest.mark.slow
+
+BOT = "fleet"
+TTL_MS, RENEW_MS = 2000, 400
+SIM_KEY, SIM_SECRET = "tradefleet-sim-key", "tradefleet-sim-secret"
+
+
+def wait(cond: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def http_json(url: str, method: str = "GET") -> Any:
+    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+class Sim:
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = (tmp / "sim.log").open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tradefleet.app.cli", "sim", "--port", str(self.port),
+             "--kline-interval", "1m", "--speed", "1", "--history", "60", "--depth-rate", "5"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_for_port(self.port, timeout=30)
+
+    def orders(self) -> dict[str, Any]:
+        result: dict[str, Any] = http_json(self.url + "/sim/orders")
+        return result
+
+    def pause(self) -> None:
+        http_json(self.url + "/sim/control/pause", "POST")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        self.log.close()
+
+
+class Replica:
+    def __init__(self, name: str, tmp: Path, sim: Sim, redis_url: str, store_url: str) -> None:
+        self.name = name
+        self.http_port = free_port()
+        self.log_path = tmp / f"{name}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEFLEET_") and k != "REDIS_URL"}
+        env.update(
+            POD_NAME=name,
+            REDIS_URL=redis_url,
+            TRADEFLEET_NAME=BOT,
+            TRADEFLEET_MODE="testnet",
+            TRADEFLEET_API_KEY=SIM_KEY,
+            TRADEFLEET_API_SECRET=SIM_SECRET,
+            TRADEFLEET_INTERVAL="1m",
+            TRADEFLEET_SHORT_WINDOW="2",
+            TRADEFLEET_LONG_WINDOW="5",
+            TRADEFLEET_QUOTE_AMOUNT="100",
+            TRADEFLEET_REST_URL=sim.url,
+            TRADEFLEET_WS_URL=f"ws://127.0.0.1:{sim.port}",
+            TRADEFLEET_WS_API_URL=f"ws://127.0.0.1:{sim.port}/ws-api/v3",
+            TRADEFLEET_STORE_URL=store_url,
+            TRADEFLEET_HTTP_PORT=str(self.http_port),
+            TRADEFLEET_HTTP_HOST="127.0.0.1",
+            TRADEFLEET_LEASE_TTL_MS=str(TTL_MS),
+            TRADEFLEET_LEASE_RENEW_MS=str(RENEW_MS),
+            TRADEFLEET_DEPTH_LIMIT="100",
+        )
+        self.out = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tradefleet.app.cli", "bot"],
+            env=env,
+            stdout=self.out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                e = json.loads(line)
+                if isinstance(e, dict) and (name is None or e.get("event") == name):
+                    out.append(e)
+        return out
+
+    def created_orders(self) -> list[dict[str, Any]]:
+        """Orders this replica created (logged once, PENDING, before the request leaves)."""
+        return [e for e in self.events("order") if e.get("status") == "PENDING"]
+
+    def recovered_as_leader(self) -> bool:
+        """True once this replica finished `recover()` after its latest takeover."""
+        led = [_ms(e["time"]) for e in self.events("lease") if e.get("state") == "leader"]
+        return bool(led) and any(_ms(e["time"]) >= led[-1] for e in self.events("orders_recovered"))
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = http_json(f"http://127.0.0.1:{self.http_port}/status")
+            return result
+        except (OSError, ValueError):
+            return None
+
+    def role(self) -> str | None:
+        s = self.status()
+        return None if s is None else s.get("role")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.out.close()
+
+
+class Fleet:
+    def __init__(self, tmp: Path, redis: RedisServer) -> None:
+        self.tmp = tmp
+        self.redis = redis
+        self.store_url = f"sqlite:///{tmp / 'fleet.sqlite'}"
+        self.sim = Sim(tmp)
+        self.replicas: list[Replica] = []
+
+    def spawn(self, n: int) -> list[Replica]:
+        new = [
+            Replica(f"replica-{len(self.replicas) + i}", self.tmp, self.sim, self.redis.url, self.store_url)
+            for i in range(n)
+        ]
+        self.replicas += new
+        return new
+
+    def live(self) -> list[Replica]:
+        return [r for r in self.replicas if r.alive()]
+
+    def leader(self, among: list[Replica] | None = None) -> Replica | None:
+        leaders = [r for r in (among or self.live()) if r.role() == "leader"]
+        assert len(leaders) <= 1, f"two leaders at once: {[r.name for r in leaders]}"
+        return leaders[0] if leaders else None
+
+    def all_created(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(r.name, e) for r in self.replicas for e in r.created_orders()]
+
+    def wait_orders(self, n: int, timeout: float = 60.0) -> None:
+        wait(lambda: len(self.all_created()) >= n, timeout, f"{n} orders created")
+
+    def requests_settled(self) -> int | None:
+        """Total order requests the exchange has seen, once it stopped changing for a second."""
+        first = sum(self.sim.orders()["client_ids_seen"].values())
+        time.sleep(1.0)
+        second = sum(self.sim.orders()["client_ids_seen"].values())
+        return second if first == second else None
+
+    def store_rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(orders, signals) of the bot from the shared store, read with sqlite3 directly: a witness
+        independent of the bot's own store code."""
+        import sqlite3
+
+        conn = sqlite3.connect(f"file:{self.tmp / 'fleet.sqlite'}?mode=ro", uri=True, timeout=10)
+        conn.row_factory = sqlite3.Row
+        try:
+            orders = [dict(r) for r in conn.execute("SELECT * FROM orders WHERE bot = ?", (BOT,))]
+            signals = [dict(r) for r in conn.execute("SELECT * FROM signals WHERE bot = ?", (BOT,))]
+        finally:
+            conn.close()
+        return orders, signals
+
+    def check_no_duplicates_and_alternation(self) -> None:
+        created = self.all_created()
+        ids = [e["client_order_id"] for _, e in created]
+        assert len(ids) == len(set(ids)), f"an order was created twice: {ids}"
+        sim = self.sim.orders()
+        assert sim["duplicates"] == 0, sim["accepted_per_client_id"]
+        orders, _ = self.store_rows()
+        stored = {o["client_order_id"] for o in orders}
+        assert set(ids) == stored
+        sim_ids = {o["clientOrderId"] for o in sim["orders"]}
+        assert sim_ids <= stored, f"the exchange saw orders the store does not know: {sim_ids - stored}"
+        filled = {o["client_order_id"] for o in orders if o["status"] == "FILLED"}
+        assert filled <= sim_ids, f"filled in the store but unknown to the exchange: {filled - sim_ids}"
+        sides = [o["side"] for o in sorted(orders, key=lambda o: o["created_at"])]
+        assert sides == ["BUY", "SELL"] * (len(sides) // 2) + ["BUY"] * (len(sides) % 2), sides
+
+    def settle_and_check_last_signal_followed(self) -> None:
+        """Pause the replay, then the latest signal must end up with its order."""
+        self.sim.pause()
+
+        def consistent() -> bool:
+            orders, signals = self.store_rows()
+            if not signals or not orders:
+                return False
+            last_signal = max(signals, key=lambda s: s["candle_close_time"])
+            last_order = max(orders, key=lambda o: o["created_at"])
+            return bool(last_order["side"] == last_signal["side"] and last_order["status"] == "FILLED")
+
+        wait(consistent, 30, "the last signal to be followed by an order")
+
+    def close(self) -> None:
+        for r in self.replicas:
+            r.stop()
+        self.sim.stop()
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, redis_server: RedisServer) -> Iterator[Fleet]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server missing")
+    f = Fleet(tmp_path, redis_server)
+    try:
+        yield f
+    finally:
+        f.close()
+        if os.environ.get("TRADEFLEET_E2E_KEEP_LOGS"):
+            print(f"logs kept in {tmp_path}")
+
+
+def test_two_replicas_only_the_leader_places_orders_each_once(fleet: Fleet) -> None:
+    fleet.spawn(2)
+    fleet.wait_orders(3)
+    creators = {name for name, _ in fleet.all_created()}
+    assert len(creators) == 1, creators
+    leader = wait(fleet.leader, 30, "a leader")
+    assert creators == {leader.name}
+    fleet.settle_and_check_last_signal_followed()
+    fleet.check_no_duplicates_and_alternation()
+
+
+def test_three_replicas_survive_kill_9_and_a_paused_leader_without_duplicates(fleet: Fleet) -> None:
+    fleet.spawn(3)
+    fleet.wait_orders(1)
+    first = wait(fleet.leader, 30, "a leader")
+    assert {n for n, _ in fleet.all_created()} == {first.name}
+
+    # kill -9: no release, the key must expire; a standby trades the next signal.
+    before = len(fleet.all_created())
+    first.signal(signal.SIGKILL)
+    first.proc.wait(timeout=20)
+    second = wait(fleet.leader, 30, "a standby to take over")
+    wait(lambda: len(second.created_orders()) >= 1, 60, "the new leader to place an order")
+    assert len(fleet.all_created()) > before
+
+    # SIGSTOP the new leader as soon as it stored that order (between the lease check and the request
+    # is the dangerous moment), for longer than its lease; the last replica takes over; then the sleeper wakes up.
+    second.signal(signal.SIGSTOP)
+    third = wait(lambda: fleet.leader([r for r in fleet.live() if r is not second]), 30, "takeover")
+    wait(lambda: third.recovered_as_leader(), 60, "the third leader to reconcile what was in flight")
+    # No new signals from here: every order request the exchange sees next comes from the sleeper.
+    fleet.sim.pause()
+    seen = wait(fleet.requests_settled, 30, "order requests to settle")
+    woke_ms = int(time.time() * 1000)
+    second.signal(signal.SIGCONT)
+    wait(lambda: second.role() == "standby", 30, "the woken leader to step down")
+    wait(lambda: any(_ms(e["time"]) >= woke_ms for e in second.events("lease_lost")), 30, "lease_lost")
+    after = fleet.requests_settled()
+    late = [e for e in second.created_orders() if _ms(e["time"]) >= woke_ms]
+    assert late == [], f"a woken ex-leader created orders: {late}"
+    fleet.settle_and_check_last_signal_followed()
+    fleet.check_no_duplicates_and_alternation()
+    if after != seen:
+        # Known hole, reported to the orders owner: paused INSIDE `execution.submit` (after the
+        # lease check, before ccxt signs the request), the woken process still sends its stale
+        # request. The exchange refused it here (balance/duplicate), but Binance accepts a reused
+        # client order id once the first order is closed. The fix belongs at signing time: check
+        # `lease.may_trade()` in the signer and sign with recvWindow <= the lease's remaining
+        # validity, so a request signed before a pause arrives too late to be accepted.
+        rejected = [
+            e for e in second.events("order") if e["status"] == "REJECTED" and _ms(e["time"]) >= woke_ms
+        ]
+        pytest.xfail(
+            f"woken ex-leader sent stale order request(s): exchange saw {seen} then {after}; {rejected}"
+        )
+
+
+def test_no_order_while_redis_is_down_and_trading_resumes_after(fleet: Fleet) -> None:
+    fleet.spawn(2)
+    fleet.wait_orders(1)
+    leader = wait(fleet.leader, 30, "a leader")
+    fleet.redis.stop()
+    down_ms = int(time.time() * 1000)
+    try:
+        wait(lambda: all(r.role() == "unknown" for r in fleet.live()), 30, "every replica to be unknown")
+        # Signals keep coming while leadership cannot be proven: wait for some to be stored.
+        _, signals = fleet.store_rows()
+        seen = len(signals)
+        wait(lambda: len(fleet.store_rows()[1]) >= seen + 2, 60, "signals during the outage")
+        up_ms = int(time.time() * 1000)
+    finally:
+        fleet.redis.start()
+    # An order confirmed just before the stop may still be logged just after: a small grace.
+    during = [e for _, e in fleet.all_created() if down_ms + 1000 <= _ms(e["time"]) <= up_ms]
+    assert during == [], f"orders while Redis was down: {during}"
+    errors = [r.events("lease_error") for r in fleet.replicas]
+    assert all(errors), "every replica noticed the outage"
+    count = len(fleet.all_created())
+    wait(lambda: len(fleet.all_created()) > count, 60, "trading to resume after Redis returned")
+    assert wait(fleet.leader, 30, "a leader again") in fleet.live()
+    _ = leader
+    fleet.settle_and_check_last_signal_followed()
+    fleet.check_no_duplicates_and_alternation()
+
+
+def _ms(iso: str) -> int:
+    import datetime as dt
+
+    return int(dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
