@@ -217,3 +217,23 @@ async def test_paused_holder_that_wakes_up_may_not_trade_and_cannot_confirm(redi
         proc.wait(timeout=20)
         await reader
         await other.stop()
+
+
+async def test_confirm_refuses_when_the_key_has_less_than_the_safety_margin_to_live(redis_server) -> None:
+    lease = make(redis_server.url, "a", ttl_ms=4000, renew_ms=1000, safety_margin_ms=800)
+    await lease.start()
+    assert await lease.confirm()
+    client = redis.Redis.from_url(redis_server.url)
+    client.pexpire(KEY, 500)  # still ours, but about to expire: an order now could outlive it
+    assert not await lease.confirm()
+    await lease.stop()
+
+
+async def test_lease_of_one_bot_does_not_block_another_bot(redis_server) -> None:
+    a = RedisLease(redis_server.url, lease_key("a", "binance", "BTCUSDT"), "x", ttl_ms=2000, renew_ms=300)
+    b = RedisLease(redis_server.url, lease_key("b", "binance", "BTCUSDT"), "y", ttl_ms=2000, renew_ms=300)
+    await a.start()
+    await b.start()
+    assert a.may_trade() and b.may_trade()
+    await a.stop()
+    await b.stop()

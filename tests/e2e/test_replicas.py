@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from tests.conftest import RedisServer, free_port, wait_for_port
 
@@ -279,6 +280,13 @@ def test_two_replicas_only_the_leader_places_orders_each_once(fleet: Fleet) -> N
     assert creators == {leader.name}
     fleet.settle_and_check_last_signal_followed()
     fleet.check_no_duplicates_and_alternation()
+    # The fleet's streams and the status hash the operator reads, written by the real bots.
+    r = redis.Redis.from_url(fleet.redis.url, decode_responses=True)
+    wait(lambda: r.xlen("tradefleet:orders") >= 3 and r.xlen("tradefleet:signals") >= 3, 30, "streams")
+    assert {f["bot"] for _, f in r.xrange("tradefleet:orders")} == {BOT}
+    status = json.loads(wait(lambda: r.hget(f"tradefleet:status:{BOT}", "json"), 30, "status hash"))
+    assert status["bot"] == BOT and status["role"] in ("leader", "standby")
+    assert int(r.hget(f"tradefleet:status:{BOT}", "updated_at") or 0) > 0
 
 
 def test_three_replicas_survive_kill_9_and_a_paused_leader_without_duplicates(fleet: Fleet) -> None:
