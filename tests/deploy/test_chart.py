@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from tests.deploy.chart import (
     CHART,
     MONITORING_APIS,

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import jsonschema
 import pytest
 import yaml
-from tests.deploy.chart import HELM_VENV, helm_python
 
+from tests.deploy.chart import HELM_VENV, helm_python
 from tradefleet.app.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[2]

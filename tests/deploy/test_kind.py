@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+
 from tests.deploy.chart import CHART, HELM_VENV, find, helm_python, install, objects
 
 ROOT = Path(__file__).resolve().parents[2]
