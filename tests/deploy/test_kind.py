@@ -157,3 +157,19 @@ def test_makefile_targets_call_the_scripts() -> None:
         block = makefile.split(f"\n{target}:", 1)[1].split("\n\n", 1)[0]
         assert f"scripts/{script}" in block, target
     assert "helm-venv" in makefile.split("\ntest:", 1)[1].split("\n", 1)[0]
+
+
+def test_helm_venv_fails_loudly_with_instructions_when_no_python_312_exists(tmp_path: Path) -> None:
+    if any(Path(d, n).exists() for d in ("/usr/bin", "/bin") for n in ("python3.12", "python3.13")):
+        pytest.skip("this machine has a system Python >= 3.12")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "PYENV_ROOT": str(tmp_path / "no-pyenv"),
+        "HELM_VENV": str(tmp_path / "venv"),
+    }
+    proc = _run("helm-venv.sh", env)
+    assert proc.returncode != 0
+    assert "no Python >= 3.12 found" in proc.stderr
+    assert "PYTHON312=" in proc.stderr
+    assert not (tmp_path / "venv").exists()
