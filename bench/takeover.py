@@ -1,6 +1,7 @@
 """How long a bot has no trader after its leader dies: measured takeover time over repeated kills.
 
     python -m bench.takeover [--replicas 3] [--repeats 8] [--ttl-ms 5000] [--renew-ms 1000]
+    python -m bench.takeover --bots [--repeats 4]     # whole `tradefleet bot` processes
 
 Starts its own redis-server on a free port and N replica processes, each holding a `RedisLease`
 exactly as a bot does (same key, same TTL/renew settings, `POD_NAME`-style holder ids). Then, over
@@ -14,6 +15,11 @@ then a standby's next attempt takes it), typically TTL - (time since last renewa
 interval; a clean stop costs at most one renewal interval. Figures are printed; compare them with
 these bounds in the same run, never with another machine's.
 
+With `--bots` the replicas are real `tradefleet bot` processes (testnet mode against the simulator,
+one shared SQLite store) and two times are reported per kill: until a standby holds the lease, and
+until it has reloaded and reconciled orders (`orders_recovered`), i.e. may really trade. The second
+adds the reconciliation of any order the dead leader left in flight (up to recvWindow + 1 s).
+
 What it also checks on every takeover: the new leader's fencing token is higher, and the dead
 leader's last `may_trade()` was earlier than the new leader's first.
 """
@@ -23,6 +29,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
+import json
 import os
 import random
 import shutil
@@ -35,6 +43,8 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 KEY = "tradefleet:lease:bench-bot:binance:BTCUSDT"
 
@@ -167,6 +177,121 @@ def run_rounds(
     return takeovers
 
 
+# --- --bots: real bot processes --------------------------------------------------------------------
+
+
+def _wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+@dataclass
+class Bot:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def events(self, name: str) -> list[tuple[float, dict[str, Any]]]:
+        out = []
+        for line in self.log.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                e = json.loads(line)
+                if isinstance(e, dict) and e.get("event") == name:
+                    stamp = dt.datetime.fromisoformat(e["time"].replace("Z", "+00:00")).timestamp()
+                    out.append((stamp, e))
+        return out
+
+    def leading_since(self) -> float | None:
+        states = self.events("lease")
+        if states and states[-1][1].get("state") == "leader" and self.proc.poll() is None:
+            return states[-1][0]
+        return None
+
+
+def spawn_bot(name: str, tmp: Path, sim_port: int, redis_url: str, ttl_ms: int, renew_ms: int) -> Bot:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEFLEET_") and k != "REDIS_URL"}
+    env.update(
+        POD_NAME=name, REDIS_URL=redis_url, TRADEFLEET_NAME="bench-bot", TRADEFLEET_MODE="testnet",
+        TRADEFLEET_API_KEY="tradefleet-sim-key", TRADEFLEET_API_SECRET="tradefleet-sim-secret",
+        TRADEFLEET_INTERVAL="1m", TRADEFLEET_SHORT_WINDOW="2", TRADEFLEET_LONG_WINDOW="5",
+        TRADEFLEET_REST_URL=f"http://127.0.0.1:{sim_port}", TRADEFLEET_WS_URL=f"ws://127.0.0.1:{sim_port}",
+        TRADEFLEET_WS_API_URL=f"ws://127.0.0.1:{sim_port}/ws-api/v3",
+        TRADEFLEET_STORE_URL=f"sqlite:///{tmp / 'bench.sqlite'}", TRADEFLEET_HTTP_PORT=str(free_port()),
+        TRADEFLEET_HTTP_HOST="127.0.0.1", TRADEFLEET_LEASE_TTL_MS=str(ttl_ms),
+        TRADEFLEET_LEASE_RENEW_MS=str(renew_ms), TRADEFLEET_DEPTH_LIMIT="100",
+    )  # fmt: skip
+    log = tmp / f"{name}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tradefleet.app.cli", "bot"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    return Bot(name, proc, log)
+
+
+def run_bots(a: argparse.Namespace, binary: str) -> tuple[list[float], list[float]]:
+    with tempfile.TemporaryDirectory() as tmp_s:
+        tmp = Path(tmp_s)
+        rport, sport = free_port(), free_port()
+        redis_proc = subprocess.Popen(
+            [binary, "--port", str(rport), "--bind", "127.0.0.1", "--save", "", "--dir", tmp_s],
+            stdout=subprocess.DEVNULL,
+        )
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "tradefleet.app.cli", "sim", "--port", str(sport),
+             "--kline-interval", "1m", "--speed", "1", "--history", "60", "--depth-rate", "5"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        bots: list[Bot] = []
+        lease_times: list[float] = []
+        ready_times: list[float] = []
+        try:
+            _wait_port(rport)
+            _wait_port(sport)
+            url = f"redis://127.0.0.1:{rport}/0"
+            for i in range(a.replicas):
+                bots.append(spawn_bot(f"bot-{i}", tmp, sport, url, a.ttl_ms, a.renew_ms))
+            for i in range(a.repeats):
+                wait_for(lambda: all(b.events("orders_recovered") for b in bots), 120)
+                wait_for(lambda: any(b.leading_since() for b in bots), 60)
+                old = next(b for b in bots if b.leading_since())
+                time.sleep(a.renew_ms / 1000 * (1 + random.random()))
+                t_kill = time.time()
+                old.proc.kill()
+                old.proc.wait()
+                bots.remove(old)
+
+                def new_leader(t_kill: float = t_kill) -> Bot | None:
+                    for b in bots:
+                        since = b.leading_since()
+                        if since is not None and since >= t_kill:
+                            return b
+                    return None
+
+                wait_for(new_leader, 60)
+                new = new_leader()
+                assert new is not None
+                t_lead = new.leading_since() or t_kill
+                wait_for(lambda b=new, t0=t_lead: any(t >= t0 for t, _ in b.events("orders_recovered")), 60)
+                t_ready = min(t for t, _ in new.events("orders_recovered") if t >= t_lead)
+                lease_times.append(t_lead - t_kill)
+                ready_times.append(t_ready - t_kill)
+                print(f"  kill {i + 1}: lease {t_lead - t_kill:.3f}s, trading-ready {t_ready - t_kill:.3f}s")
+                bots.append(spawn_bot(f"bot-{a.replicas + i}", tmp, sport, url, a.ttl_ms, a.renew_ms))
+        finally:
+            for b in bots:
+                b.proc.kill()
+                b.proc.wait()
+            sim.terminate()
+            sim.wait()
+            redis_proc.terminate()
+            redis_proc.wait()
+    return lease_times, ready_times
+
+
 def describe(name: str, xs: list[float]) -> str:
     xs = sorted(xs)
     p90 = xs[min(len(xs) - 1, int(0.9 * len(xs)))]
@@ -182,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=8)
     p.add_argument("--ttl-ms", type=int, default=5000, help="the bot's default lease_ttl_ms")
     p.add_argument("--renew-ms", type=int, default=1000, help="the bot's default lease_renew_ms")
+    p.add_argument("--bots", action="store_true", help="real `tradefleet bot` processes + simulator")
     p.add_argument("--child", nargs=4, metavar=("URL", "HOLDER", "TTL", "RENEW"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
@@ -193,6 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     if binary is None:
         print("redis-server is not installed", file=sys.stderr)
         return 2
+    if a.bots:
+        lease_t, ready_t = run_bots(a, binary)
+        ttl, renew = a.ttl_ms / 1000, a.renew_ms / 1000
+        print(f"bot takeover after kill -9, {a.replicas} replicas, ttl={ttl}s renew={renew}s")
+        print(describe("standby holds lease", lease_t) + f"   bound ttl+renew={ttl + renew:.3f}s")
+        print(describe("standby trading-ready", ready_t) + "   (+ reconcile of in-flight orders)")
+        return 0
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
     with tempfile.TemporaryDirectory() as tmp:
