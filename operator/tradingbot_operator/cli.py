@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = OperatorSettings.from_env(os.environ)
     except ConfigError as e:
-        log.error(str(e))
+        log.error(str(e), extra={"event": "operator_config_error"})
         return 2
     options = RunOptions(
         namespaces=tuple(args.namespaces),
@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         asyncio.run(run_operator(options, settings, OperatorMetrics()))
+    except ConfigError as e:
+        log.error(str(e), extra={"event": "operator_config_error"})
+        return 2
     except KeyboardInterrupt:
         pass
     return 0

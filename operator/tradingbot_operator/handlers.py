@@ -3,7 +3,8 @@
     create / update(spec) / resume -> `reconcile`: validate + render, apply the children, write
                                      status (observedGeneration, conditions) and an Event
     timer (every status_interval_s) -> `refresh`: Deployment readiness and the bot's own report
-                                     into status; re-creates children if the Deployment vanished
+                                     into status; re-applies the desired state if the Deployment
+                                     vanished or was scaled by hand (a second trader must not appear)
     delete                         -> nothing to do: children carry ownerReferences, Kubernetes'
                                      garbage collector removes them (no finalizer, so deleting a
                                      TradingBot never hangs on a stopped operator)
@@ -147,16 +148,23 @@ async def refresh_bot(ctx: OperatorContext, body: kopf.Body, patch: kopf.Patch, 
     if degraded.get("status") == "True" and degraded.get("reason") == "InvalidSpec":
         return  # nothing deployed; waiting for a corrected spec
     try:
+        rendered = render(body, ctx.settings, service_monitor=False)
+    except ConfigError:  # a rule this operator version has and the one that deployed it had not
+        await reconcile_bot(ctx, body, patch, logger)
+        return
+    try:
         deployment = await ctx.kube.get("apps/v1", "Deployment", namespace, CHILD_PREFIX + name)
     except TemporaryError as e:
         ctx.metrics.errors.labels("temporary").inc()
         logger.debug(f"cannot read the Deployment: {e}")
         return
-    if deployment is None or degraded.get("reason") in OPERATOR_REASONS:
-        logger.info("children missing or refused before: applying the desired state again")
+    drifted = (
+        deployment is None or (deployment.get("spec") or {}).get("replicas") != rendered.spec.desired_replicas
+    )
+    if drifted or degraded.get("reason") in OPERATOR_REASONS:
+        logger.info("children missing, scaled by hand or refused before: applying the desired state again")
         await reconcile_bot(ctx, body, patch, logger)
         return
-    rendered = render(body, ctx.settings, service_monitor=False)
     new: dict[str, Any] = build_status(_observe(rendered, deployment, generation), status, ctx.now())
     if not rendered.spec.paused and new["readyReplicas"] > 0:
         bot = await _bot_report(ctx, namespace, name, logger)
@@ -186,11 +194,14 @@ def _degrade(
     msg: str,
 ) -> None:
     obs = Observation(generation=generation, paused=paused, invalid=msg, invalid_reason=reason)
+    before = condition(body.get("status") or {}, "Degraded") or {}
     new = build_status(obs, body.get("status") or {}, ctx.now())
     patch.status.update(new)
     meta = body.get("metadata", {})
     ctx.metrics.set_phase(meta.get("namespace", ""), meta.get("name", ""), new["phase"])
-    kopf.event(body, type="Warning", reason=reason, message=msg[:1000])
+    # One Event per distinct problem, not one per resync.
+    if (before.get("status"), before.get("reason"), before.get("message")) != ("True", reason, msg):
+        kopf.event(body, type="Warning", reason=reason, message=msg[:1000])
 
 
 def _announce(
@@ -231,5 +242,17 @@ async def _bot_report(
         return None
 
 
+BOT_REPORT_MAX_AGE_MS = 60_000
+"""A report that differs only in its timestamp is written at most this often (fewer API writes)."""
+
+
 def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    return any(old.get(k) != v for k, v in new.items())
+    for key, value in new.items():
+        if key == "bot" and isinstance(value, Mapping) and isinstance(old.get("bot"), Mapping):
+            before = dict(old["bot"])
+            age = int(value.get("updatedAt") or 0) - int(before.get("updatedAt") or 0)
+            if {**before, "updatedAt": value.get("updatedAt")} != dict(value) or age >= BOT_REPORT_MAX_AGE_MS:
+                return True
+        elif old.get(key) != value:
+            return True
+    return False

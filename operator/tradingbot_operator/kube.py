@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import urllib3
 
-from tradefleet.errors import PermanentError, TemporaryError
+from tradefleet.errors import ConfigError, PermanentError, TemporaryError
 from tradingbot_operator.render import HASH_ANNOTATION
 
 Action = Literal["created", "patched", "unchanged"]
@@ -73,13 +73,18 @@ class Kube:
 
         env = os.environ if env is None else env
         configuration = client.Configuration()
-        if env.get("KUBERNETES_SERVICE_HOST") and not env.get("KUBECONFIG"):
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        else:
-            path = env.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-            config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=path, client_configuration=configuration, persist_config=False
-            )
+        try:
+            if env.get("KUBERNETES_SERVICE_HOST") and not env.get("KUBECONFIG"):
+                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            else:
+                path = env.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+                config.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=path, client_configuration=configuration, persist_config=False
+                )
+        except (config.ConfigException, OSError) as e:
+            raise ConfigError(
+                f"no Kubernetes credentials (no in-cluster service account, no usable kubeconfig): {e}"
+            ) from e
         return cls(client.ApiClient(configuration))
 
     def close(self) -> None:
@@ -139,7 +144,7 @@ class Kube:
         self._check_owner(desired, live)
         want = (meta.get("annotations") or {}).get(HASH_ANNOTATION)
         have = ((live.get("metadata") or {}).get("annotations") or {}).get(HASH_ANNOTATION)
-        if want is not None and want == have:
+        if want is not None and want == have and not _scaled_by_hand(desired, live):
             return Applied("unchanged", live)
         patch = {k: v for k, v in desired.items() if k not in ("apiVersion", "kind")}
         what = f"patch {desired['kind']} {namespace}/{name}"
@@ -238,6 +243,12 @@ class _NotFound(TemporaryError):
 
 class _Conflict(TemporaryError):
     pass
+
+
+def _scaled_by_hand(desired: Mapping[str, Any], live: Mapping[str, Any]) -> bool:
+    """`kubectl scale` changes replicas without touching our hash: a second trader must not appear."""
+    want = (desired.get("spec") or {}).get("replicas")
+    return want is not None and (live.get("spec") or {}).get("replicas") != want
 
 
 def _api_message(body: Any) -> str | None:

@@ -225,3 +225,28 @@ async def test_refuses_to_take_over_a_deployment_owned_by_someone_else(cluster, 
         assert "controlled by another owner" in degraded["message"]
         assert cluster.get(DEPLOYMENTS, "bot-btc-usdt")["spec"] == {}  # untouched
         assert cluster.events("ApplyRefused")
+
+
+async def test_heals_a_deleted_deployment_and_a_deployment_scaled_by_hand(cluster, start_operator):
+    async with start_operator():
+        await cluster.create_bot(example("paper-btc-usdt.yaml"))
+        await wait_generation(cluster, "btc-usdt", 1)
+        first_uid = cluster.get(DEPLOYMENTS, "bot-btc-usdt")["metadata"]["uid"]
+
+        # `kubectl scale --replicas=3` would start two more traders sharing an in-process lease.
+        await cluster.request(
+            "PATCH", "/apis/apps/v1/namespaces/bots/deployments/bot-btc-usdt", {"spec": {"replicas": 3}},
+            "application/merge-patch+json",
+        )  # fmt: skip
+        await eventually(
+            lambda: cluster.get(DEPLOYMENTS, "bot-btc-usdt")["spec"]["replicas"] == 1, "scale restored"
+        )
+
+        await cluster.request("DELETE", "/apis/apps/v1/namespaces/bots/deployments/bot-btc-usdt")
+        recreated = await eventually(
+            lambda: (
+                (d := cluster.get(DEPLOYMENTS, "bot-btc-usdt")) and d["metadata"]["uid"] != first_uid and d
+            ),
+            "the Deployment to be re-created",
+        )
+        assert recreated["metadata"]["ownerReferences"][0]["name"] == "btc-usdt"
