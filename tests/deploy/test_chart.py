@@ -385,3 +385,13 @@ def test_one_secret_name_for_store_and_redis_is_refused() -> None:
     answer = install({"bots": {"storeSecretName": "same", "redisSecretName": "same"}})
     assert not answer["ok"]
     assert "bots.storeSecretName and bots.redisSecretName must differ" in answer["error"]
+
+
+def test_notes_trading_bot_is_the_paper_example_and_valid() -> None:
+    """NOTES.txt inlines the paper example (users of a packaged chart have no repo checkout)."""
+    notes = _release()["notes"]
+    block = notes.split("<<'EOF'\n", 1)[1].split("\n     EOF", 1)[0]
+    inline = yaml.safe_load("\n".join(line.removeprefix("     ") for line in block.splitlines()))
+    example = yaml.safe_load((ROOT / "crds" / "examples" / "paper-btc-usdt.yaml").read_text())
+    assert inline == example
+    assert "deploy/bot-btc-usdt" in notes
