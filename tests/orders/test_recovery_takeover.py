@@ -91,3 +91,43 @@ async def test_market_buy_beyond_book_depth_expires_partially_filled_and_positio
     m.submit_signal(make_signal(config, Side.SELL, 2))
     await until(lambda: m.position.qty < Decimal("0.00001"), what="SELL closes the partial position")
     assert (await sim_orders(sim))["duplicates"] == 0
+
+
+async def test_restart_after_summary_stored_without_fills_recovers_the_fee_into_the_position(
+    sim, store, lease, run_manager, metrics
+):
+    from tradefleet.adapters.ccxt_factory import make_binance
+    from tradefleet.domain.models import OrderUpdate
+    from tradefleet_sim.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
+
+    config = bot_config(sim)
+    signal = make_signal(config, Side.BUY, 1)
+    cid = client_order_id(signal.signal_id)
+    ex = make_binance(rest_url=sim.rest_url, api_key=DEFAULT_API_KEY, secret=DEFAULT_API_SECRET)
+    ex.options["fetchMargins"] = False
+    try:
+        placed = (await ex.create_order("BTC/USDT", "market", "buy", None, None,
+                                        {"newClientOrderId": cid, "quoteOrderQty": "100"}))["info"]  # fmt: skip
+    finally:
+        await ex.close()
+    fee = sum(Decimal(f["commission"]) for f in placed["fills"])
+    # The crashed run stored the order and the FILLED summary, but not the fills (which carry the fee).
+    await store.insert_signal(signal)
+    await store.insert_order(Order(client_order_id=cid, bot=config.name, exchange="binance", symbol=config.symbol,
+                                   side=Side.BUY, order_type="MARKET", signal_id=signal.signal_id,
+                                   status=OrderStatus.PENDING, created_at=1, updated_at=1,
+                                   quote_amount=Decimal("100")))  # fmt: skip
+    await store.apply_order_update(OrderUpdate(cid, OrderStatus.FILLED, 2, exchange_order_id=str(placed["orderId"]),
+                                               filled_qty=Decimal(placed["executedQty"]),
+                                               cum_quote=Decimal(placed["cummulativeQuoteQty"]),
+                                               exec_type="QUERY", source="rest"))  # fmt: skip
+    m = await run_manager(config=config, store=store, execution=exchange_execution(config), lease=lease,
+                          rules=sim_rules(sim), metrics=metrics)  # fmt: skip
+    assert fee > 0 and m.position.qty == Decimal(placed["executedQty"]) - fee
+
+    async def fee_stored() -> bool:
+        o = await store.get_order(cid)
+        return o is not None and o.fee == fee
+
+    await until(fee_stored, what="fills (with fees) stored after recovery")
+    assert (await sim_orders(sim))["accepted_per_client_id"] == {cid: 1}

@@ -33,6 +33,9 @@ ZERO = Decimal(0)
 
 
 class PaperExecution:
+    unknown_settle_s = 0.0
+    """Nothing is ever in flight: an order this process has not seen was never sent."""
+
     def __init__(
         self,
         levels: Levels,

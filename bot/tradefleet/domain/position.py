@@ -178,9 +178,13 @@ def merge_update(order: Order, update: OrderUpdate) -> Order:
     Fees: a stream or paper TRADE report carries that execution's fee (added once, when it brings new
     fill); a REST query ("QUERY") carries the order's total fee so far (taken if larger).
     """
-    if order.status.is_final:
-        return order
     new_fill = update.filled_qty > order.filled_qty
+    if order.status.is_final:
+        # Status and quantities are settled; only a fee total reported later may still complete it
+        # (a restart that recorded the FILLED summary but not the fills that carry the fee).
+        if update.exec_type == "QUERY" and update.fee > order.fee:
+            return replace(order, fee=update.fee, fee_asset=update.fee_asset or order.fee_asset)
+        return order
     status = order.status
     if _RANK[update.status] > _RANK[order.status] or (
         _RANK[update.status] == _RANK[order.status] and new_fill

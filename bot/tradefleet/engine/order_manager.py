@@ -141,6 +141,12 @@ class OrderManager:
                 self._last_send.setdefault(order.client_order_id, started)
                 if not await self._settle(order, wait=True):
                     await self._resend(order)
+            for order in list(self._orders.values()):
+                if order.status.is_final and order.filled_qty > 0 and order.fee == 0:
+                    # Filled, but the fills that carry the fee were not recorded before a crash: ask
+                    # again, or the position would hold the fee we never received.
+                    await self._settle(order, wait=False)
+            self._refresh_position()
             await self._check_exchange_open_orders()
             await self._take_over_latest_signal()
             await self._save_position()
@@ -248,6 +254,11 @@ class OrderManager:
             if attempt and not await self._may_trade():
                 log_event(log, "order_send_standby", logging.WARNING, client_order_id=order.client_order_id)
                 return  # still PENDING: whoever leads next reconciles it
+            if not self.lease.may_trade():
+                # The lease may have lapsed since `_act` confirmed it (the process was paused, a store
+                # write was slow): the monotonic deadline costs nothing to check as the request leaves.
+                log_event(log, "order_send_standby", logging.WARNING, client_order_id=order.client_order_id)
+                return  # still PENDING: whoever leads next reconciles it
             start = time.monotonic()
             if queued_at is not None:
                 self.metrics.latency.labels("signal_to_order").observe(start - queued_at)
@@ -337,7 +348,7 @@ class OrderManager:
                 continue
             current = self._orders.get(cid, order)
             if current.status is not OrderStatus.PENDING:
-                log_event(log, "order_unknown_to_exchange", logging.ERROR, client_order_id=cid,
+                log_event(log, "order_unknown_to_exchange", logging.WARNING, client_order_id=cid,
                           status=current.status.value)  # fmt: skip
                 return True
             return await self._never_sent(current)
@@ -406,8 +417,11 @@ class OrderManager:
             order = await self.store.get_order(cid) if is_ours(cid) else None
             if order is None:
                 return  # not ours (a manual order on the same account)
-        stored = await self.store.apply_order_update(update)
-        new = stored if stored is not None else merge_update(order, update)
+        # The store keeps the history and its own forward-only document; the manager's view follows
+        # the same pure merge, which also takes a REST query's fee total at once (the store waits
+        # for the individual fills), so the position is right as soon as the answer arrives.
+        await self.store.apply_order_update(update)
+        new = merge_update(order, update)
         self.metrics.order_updates.labels(update.status.value).inc()
         self._orders[cid] = new
         if new == order:
