@@ -152,12 +152,14 @@ async def test_redis_outage_makes_state_unknown_and_stops_trading_then_leadershi
 
 async def test_unknown_after_a_blip_adopts_its_own_unexpired_key_with_the_same_token(redis_server) -> None:
     # A connection failure that does not lose the key: the replica gets its lease back, same token.
-    lease = make(redis_server.url, "a", ttl_ms=4000, renew_ms=300)
+    states: list[str] = []
+    lease = make(redis_server.url, "a", ttl_ms=20_000, renew_ms=300, on_change=states.append)
     await lease.start()
     token = lease.fencing_token
     client = redis.Redis.from_url(redis_server.url)
     client.client_kill_filter(_type="normal", skipme=True)  # drop every other connection
-    await until(lambda: lease.state == LEADER and lease.may_trade(), what="leadership kept")
+    await until(lambda: UNKNOWN in states, what="the dropped connection to be noticed")
+    await until(lambda: lease.state == LEADER and lease.may_trade(), what="leadership back")
     assert lease.fencing_token == token
     await lease.stop()
 

@@ -198,7 +198,7 @@ class Fleet:
     def all_created(self) -> list[tuple[str, dict[str, Any]]]:
         return [(r.name, e) for r in self.replicas for e in r.created_orders()]
 
-    def wait_orders(self, n: int, timeout: float = 60.0) -> None:
+    def wait_orders(self, n: int, timeout: float = 120.0) -> None:
         wait(lambda: len(self.all_created()) >= n, timeout, f"{n} orders created")
 
     def requests_settled(self) -> int | None:
@@ -250,7 +250,7 @@ class Fleet:
             last_order = max(orders, key=lambda o: o["created_at"])
             return bool(last_order["side"] == last_signal["side"] and last_order["status"] == "FILLED")
 
-        wait(consistent, 30, "the last signal to be followed by an order")
+        wait(consistent, 60, "the last signal to be followed by an order")
 
     def close(self) -> None:
         for r in self.replicas:
