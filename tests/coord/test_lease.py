@@ -66,6 +66,9 @@ async def test_standby_takes_over_after_clean_stop_with_a_higher_fencing_token(r
     await b.start()
     assert a.may_trade() and a.state == LEADER
     assert b.state == STANDBY and not b.may_trade() and b.holder == "a"
+    assert b.snapshot() == {
+        "state": STANDBY, "holder": "a", "fencing_token": None, "last_error": None, "may_trade": False
+    }  # fmt: skip
     first = a.fencing_token
     assert first is not None
     await a.stop()  # releases the key
@@ -178,9 +181,10 @@ async def test_local_lease_leads_from_start_to_stop() -> None:
     assert lease.may_trade() and await lease.confirm() and lease.state == LEADER
     assert lease.fencing_token is not None and lease.fencing_token > 0
     assert metrics.registry.get_sample_value("tradefleet_leader") == 1
+    assert lease.snapshot()["state"] == LEADER and lease.remaining_ms() > 0
     await lease.stop()
     assert not lease.may_trade() and not await lease.confirm()
-    assert seen == [LEADER, STANDBY]
+    assert seen == [LEADER, STANDBY] and lease.remaining_ms() == 0
 
 
 def _lines(proc: subprocess.Popen[str], out: list[str]) -> None:

@@ -193,6 +193,19 @@ class LocalLease(_Transitions):
     def state(self) -> str:
         return self._state
 
+    def remaining_ms(self) -> int:
+        """No coordinator, no expiry: Binance's largest recvWindow while leading, 0 otherwise."""
+        return 60_000 if self._state == LEADER else 0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "holder": self.holder,
+            "fencing_token": self.fencing_token,
+            "last_error": None,
+            "may_trade": self.may_trade(),
+        }
+
 
 class RedisLease(_Transitions):
     """The Redis-backed lease; see the module docstring for the safety rules."""
@@ -317,7 +330,8 @@ class RedisLease(_Transitions):
         return self._other
 
     def remaining_ms(self) -> int:
-        """Milliseconds of trading validity left (0 when not the leader)."""
+        """Milliseconds of trading validity left (0 when not the leader). An order request signed
+        with recvWindow <= this cannot be accepted after the lease may have passed to another."""
         if self._state != LEADER:
             return 0
         return max(0, int((self._valid_until - time.monotonic()) * 1000))
