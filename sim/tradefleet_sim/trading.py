@@ -97,6 +97,8 @@ class Trading:
         self.by_client_id: dict[str, list[SimOrder]] = {}
         self.client_ids_seen: Counter[str] = Counter()
         self.fault_counts: Counter[str] = Counter()
+        # Every order request as (wall ms, client order id, outcome): lets tests check pacing.
+        self.requests: list[tuple[int, str, str]] = []
         self._order_ids = itertools.count(1000)
         self._trade_ids = itertools.count(5000)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -316,6 +318,9 @@ class Trading:
             "duplicates": sum(1 for n in per_cid.values() if n > 1),
             "resubmits": sum(n - 1 for n in self.client_ids_seen.values() if n > 1),
             "faults": dict(self.fault_counts),
+            "requests": [
+                {"time": t, "client_order_id": c, "outcome": o} for t, c, o in self.requests[-1000:]
+            ],
             "pending_faults": {f.name: getattr(self.faults, f.name) for f in fields(self.faults)},
             "accounts": self.accounts.describe(),
             "user_streams": self.streams.describe(),
@@ -339,8 +344,10 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
         extensions["trading"] = trading  # so tests and the sim's own /sim/state can reach it
 
     async def new_order(request: web.Request) -> web.StreamResponse:
+        cid = request.query.get("newClientOrderId", "")
         try:
             account, params = await trading.authenticate(request)
+            cid = params.get("newClientOrderId", "")
             f = trading.faults
             if f.take("rate_limit"):
                 trading.fault_counts["rate_limit"] += 1
@@ -360,7 +367,9 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
                 )
             order = trading.place(account, params)
         except BinanceError as e:
+            trading.requests.append((_wall_ms(), cid, str(e.code)))
             return _error(e)
+        trading.requests.append((_wall_ms(), cid, "accepted"))
         if f.take("lose_response"):
             trading.fault_counts["lose_response"] += 1
             if request.transport is not None:

@@ -142,3 +142,13 @@ async def test_same_signal_delivered_twice_and_after_restart_gives_one_order(sim
     await until(lambda: m2._signals.empty(), what="second manager handled the signal")
     state = await sim_orders(sim)
     assert state["client_ids_seen"] == {cid: 1} and state["duplicates"] == 0
+
+
+async def test_rate_limited_order_is_resent_only_after_retry_after(sim, store, lease, run_manager, metrics):
+    await sim_trading_fault(sim, rate_limit=1, retry_after_s=2)
+    _m, _, _, cid = await _buy(sim, store, lease, run_manager, metrics)
+    await _final(store, cid)
+    requests = [r for r in (await sim_orders(sim))["requests"] if r["client_order_id"] == cid]
+    assert [r["outcome"] for r in requests] == ["-1003", "accepted"]
+    # A lower bound only (a slow machine makes the gap longer, never shorter).
+    assert requests[1]["time"] - requests[0]["time"] >= 2000 - 5
