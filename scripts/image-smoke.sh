@@ -8,7 +8,8 @@
 #     project with --no-deps; `pip check` proves the lock is complete (nothing missing or clashing).
 #  3. From a directory outside the source tree: `tradefleet --help`, `bot --help`, `operator --help`,
 #     `sim --help`, `bot --check-config`, then a bot against the simulator until its /livez and
-#     /readyz answer 200, probed with the Dockerfile's own HEALTHCHECK command.
+#     /readyz answer 200, probed with the Dockerfile's own HEALTHCHECK command; then the operator
+#     (no API server reachable) until its Dockerfile's HEALTHCHECK passes.
 #
 # Usage: scripts/image-smoke.sh [--keep]     (PYTHON=python3.11 by default; needs 3.11)
 set -euo pipefail
@@ -94,14 +95,16 @@ TRADEFLEET_HTTP_HOST=127.0.0.1 \
   tradefleet bot --http-port "$BOT_PORT" >"$WORK/bot.log" 2>&1 &
 PIDS+=($!)
 
-# The Dockerfile's HEALTHCHECK command, with the port swapped for the free one.
-HEALTH=$(python - "$ROOT/Dockerfile.bot" <<'PY'
+# A Dockerfile's HEALTHCHECK command (the Python snippet), so the probe tested is the shipped one.
+healthcheck() {
+  python - "$1" <<'PY'
 import json, re, sys
 text = open(sys.argv[1]).read().replace("\\\n", " ")
 match = re.search(r"^HEALTHCHECK .*?CMD (\[.*\])\s*$", text, re.M)
 print(json.loads(match.group(1))[2])
 PY
-)
+}
+HEALTH=$(healthcheck "$ROOT/Dockerfile.bot")
 HEALTH=${HEALTH//127.0.0.1:8080/127.0.0.1:$BOT_PORT}
 deadline=$((SECONDS + ${SMOKE_TIMEOUT:-60}))
 until python -c "$HEALTH" 2>/dev/null; do
@@ -117,6 +120,31 @@ until python -c "import sys, urllib.request; sys.exit(0 if urllib.request.urlope
     python -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$BOT_PORT/status').read().decode())" >&2 || true
     die "the bot never became ready (/readyz) within ${SMOKE_TIMEOUT:-60}s"
   fi
+  sleep 0.5
+done
+# The operator image's entrypoint: it must start and answer its HEALTHCHECK even before the API
+# server answers (here: none, a kubeconfig pointing at a closed port).
+OP_PORT=$(free_port)
+step "operator entrypoint (:$OP_PORT, no API server)"
+cat >"$WORK/kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters: [{name: none, cluster: {server: "http://127.0.0.1:9"}}]
+contexts: [{name: none, context: {cluster: none, user: none, namespace: default}}]
+current-context: none
+users: [{name: none, user: {token: none}}]
+KC
+KUBECONFIG=$WORK/kubeconfig tradefleet operator --namespace default --http-port "$OP_PORT" >"$WORK/operator.log" 2>&1 &
+PIDS+=($!)
+OP_HEALTH=$(healthcheck "$ROOT/Dockerfile.operator")
+OP_HEALTH=${OP_HEALTH//127.0.0.1:8080/127.0.0.1:$OP_PORT}
+deadline=$((SECONDS + ${SMOKE_TIMEOUT:-60}))
+until python -c "$OP_HEALTH" 2>/dev/null; do
+  if [ $SECONDS -ge $deadline ]; then
+    tail -20 "$WORK/operator.log" >&2
+    die "the operator's HEALTHCHECK (/livez) did not pass"
+  fi
+  kill -0 "${PIDS[2]}" 2>/dev/null || { tail -20 "$WORK/operator.log" >&2; die "the operator exited"; }
   sleep 0.5
 done
 step "ok: images' install steps work and both entrypoints start"
