@@ -138,3 +138,25 @@ async def test_unknown_event_kind_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown event kind"):
         await pub.publish("trade", {})
     await pub.close()
+
+
+async def test_the_same_signal_or_order_report_from_two_replicas_is_one_stream_entry(redis_server) -> None:
+    a = RedisEventPublisher(redis_server.url, "btc-usdt")
+    b = RedisEventPublisher(redis_server.url, "btc-usdt")
+    signal = {"signal_id": "sig-1", "side": "BUY", "close": Decimal("100.5")}
+    new = {"client_order_id": "tf1", "status": "NEW", "filled_qty": Decimal(0), "fee": Decimal(0)}
+    filled = {**new, "status": "FILLED", "filled_qty": Decimal("0.5"), "fee": Decimal("0.0005")}
+    for pub in (a, b):
+        await pub.publish("signal", signal)
+        await pub.publish("order", new)
+        await pub.publish("order_update", filled)
+        await pub.close()
+    r = client(redis_server.url)
+    assert r.xlen(SIGNALS_STREAM) == 1
+    assert [json.loads(f["json"])["status"] for _, f in r.xrange(ORDERS_STREAM)] == ["NEW", "FILLED"]
+    assert (a.published, a.duplicates, b.published, b.duplicates) == (3, 0, 0, 3)
+    # Another bot's signal with the same id is another fact.
+    other = RedisEventPublisher(redis_server.url, "eth-usdt")
+    await other.publish("signal", signal)
+    await other.close()
+    assert r.xlen(SIGNALS_STREAM) == 2

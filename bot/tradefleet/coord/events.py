@@ -17,8 +17,12 @@ append to bounded in-memory buffers; one task drains them in pipelined batches. 
 down entries wait; when a buffer is full the oldest entries go first and are counted
 (`tradefleet_events_dropped_total{stream}`). Status entries get a small buffer (only the newest
 matters and the hash always gets the newest); signals and orders get a large one.
-Delivery is at least once: a batch cut by a dropped connection is sent again whole, so consumers
-dedupe by `signal_id` / `client_order_id` + status, which every payload carries.
+Every replica of a bot computes the same signals and sees the same order reports, so each would
+publish them. Signals and order updates are therefore written through a Lua script that adds the
+entry only if its identity (`signal_id`; `client_order_id` + status + cumulative fill + fee) was not
+seen in the last `dedupe_ttl_s` (a `SET NX EX` marker next to the stream): one entry per fact,
+whichever replica publishes first, and a batch re-sent after a dropped connection adds nothing twice.
+Status entries are per replica (they say which replica is what) and are not deduplicated.
 """
 
 from __future__ import annotations
@@ -63,6 +67,25 @@ KIND_STREAMS: dict[str, str] = {
 
 BATCH_MAX = 500
 
+# KEYS[1] stream, KEYS[2] marker of this entry's identity; ARGV[1] maxlen, ARGV[2] marker TTL (s),
+# ARGV[3..] field/value pairs. Returns the entry id, or false when the fact was already published.
+_XADD_ONCE = """
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
+  return false
+end
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 3))
+"""
+
+
+def identity(stream: str, payload: dict[str, object]) -> str | None:
+    """What makes two entries the same fact, whichever replica publishes it (None: no dedupe)."""
+    if stream == SIGNALS_STREAM and payload.get("signal_id"):
+        return f"signal:{payload['signal_id']}"
+    if stream == ORDERS_STREAM and payload.get("client_order_id"):
+        parts = (payload.get(k) for k in ("client_order_id", "status", "filled_qty", "cum_quote", "fee"))
+        return "order:" + ":".join(str(p) for p in parts)
+    return None
+
 
 def status_key(bot: str) -> str:
     """The hash holding a bot's latest status (`json`, `updated_at`); the operator reads it."""
@@ -92,6 +115,7 @@ def to_json(payload: object) -> str:
 class _Entry:
     stream: str
     fields: dict[str, str]
+    identity: str | None = None
 
 
 class NullPublisher:
@@ -122,6 +146,7 @@ class RedisEventPublisher:
         status_buffer_max: int = 100,
         retry_max_s: float = 5.0,
         flush_timeout_s: float = 2.0,
+        dedupe_ttl_s: int = 7 * 86400,
     ) -> None:
         if maxlen < 1 or buffer_max < 1 or status_buffer_max < 1:
             raise ValueError("maxlen and buffer sizes must be positive")
@@ -131,6 +156,8 @@ class RedisEventPublisher:
         self.status_buffer_max = status_buffer_max
         self.retry_max_s = retry_max_s
         self.flush_timeout_s = flush_timeout_s
+        self.dedupe_ttl_s = dedupe_ttl_s
+        self.duplicates = 0  # entries another replica (or an earlier attempt) had published
         self.metrics = metrics
         self.dropped: dict[str, int] = {s: 0 for s in (SIGNALS_STREAM, ORDERS_STREAM, STATUS_STREAM)}
         self.published = 0
@@ -151,6 +178,7 @@ class RedisEventPublisher:
             retry=Retry(NoBackoff(), 0),
             decode_responses=True,
         )
+        self._xadd_once = self._redis.register_script(_XADD_ONCE)
 
     # --- the EventPublisher protocol ----------------------------------------------------------
 
@@ -159,6 +187,7 @@ class RedisEventPublisher:
         if stream is None:
             raise ValueError(f"unknown event kind {kind!r}; known: {', '.join(KIND_STREAMS)}")
         entry = self._entry(stream, kind, to_json(payload))
+        entry.identity = identity(stream, payload)
         if stream == STATUS_STREAM:
             self._push(self._status, entry, self.status_buffer_max)
         else:
@@ -259,10 +288,16 @@ class RedisEventPublisher:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for e in main + status:
-                    pipe.xadd(e.stream, e.fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
+                    if e.identity is None:
+                        pipe.xadd(e.stream, e.fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
+                    else:
+                        marker = f"{e.stream}:seen:{self.bot}:{e.identity}"
+                        flat = [x for kv in e.fields.items() for x in kv]
+                        args: list[str | int] = [self.maxlen, self.dedupe_ttl_s, *flat]
+                        await self._xadd_once(keys=[e.stream, marker], args=args, client=pipe)
                 if latest is not None:
                     pipe.hset(status_key(self.bot), mapping={"json": latest[0], "updated_at": latest[1]})
-                await pipe.execute()
+                results = await pipe.execute()
         except (RedisConnectionError, RedisTimeoutError, OSError) as e:
             # Put the batch back in front, in order; the bounds then drop the oldest if needed.
             self._main.extendleft(reversed(main))
@@ -282,7 +317,9 @@ class RedisEventPublisher:
             return True
         if self._latest_status is latest:
             self._latest_status = None
-        self.published += len(main) + len(status)
+        skipped = sum(1 for r in results[: len(main) + len(status)] if r is None)
+        self.duplicates += skipped
+        self.published += len(main) + len(status) - skipped
         self.last_error = None
         self._gauge()
         return True
