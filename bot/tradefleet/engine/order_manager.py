@@ -21,6 +21,12 @@ The rules it lives by, in the order they protect the account:
 the latest signal that has no order yet and still applies (takeover), and only then lets signals
 through. What this module refuses to do: place an order without a stored record, guess an outcome,
 or trade before `recover()` has finished.
+
+Public surface (the app wires it): `OrderManager(config=, store=, execution=, lease=, rules=, metrics=,
+publisher=None)`, `await recover()` (again on every takeover), `submit_signal(signal)` (non-blocking),
+`await run()` (until cancelled), `position`, `last_order`, `trading_ready`. Signal actions stored:
+"order", "rejected", "standby", "order_in_flight", the `domain.position` reasons, and
+"not_sent: <reason>" for a stored order that was never sent and no longer applies.
 """
 
 from __future__ import annotations
@@ -138,7 +144,8 @@ class OrderManager:
                           rebuilt_qty=self.position.qty)  # fmt: skip
             for order in sorted(self._open_orders(), key=lambda o: o.created_at):
                 # Anything in flight was sent before we started: that is the send time to settle from.
-                self._last_send.setdefault(order.client_order_id, started)
+                cid = order.client_order_id
+                self._last_send[cid] = max(self._last_send.get(cid, 0.0), started)
                 if not await self._settle(order, wait=True):
                     await self._resend(order)
             for order in list(self._orders.values()):
