@@ -284,6 +284,9 @@ def test_two_replicas_only_the_leader_places_orders_each_once(fleet: Fleet) -> N
     r = redis.Redis.from_url(fleet.redis.url, decode_responses=True)
     wait(lambda: r.xlen("tradefleet:orders") >= 3 and r.xlen("tradefleet:signals") >= 3, 30, "streams")
     assert {f["bot"] for _, f in r.xrange("tradefleet:orders")} == {BOT}
+    # Both replicas publish every signal; the stream holds each once.
+    ids = [json.loads(f["json"])["signal_id"] for _, f in r.xrange("tradefleet:signals")]
+    assert len(ids) == len(set(ids)), ids
     status = json.loads(wait(lambda: r.hget(f"tradefleet:status:{BOT}", "json"), 30, "status hash"))
     assert status["bot"] == BOT and status["role"] in ("leader", "standby")
     assert int(r.hget(f"tradefleet:status:{BOT}", "updated_at") or 0) > 0
