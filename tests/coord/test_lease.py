@@ -243,3 +243,16 @@ async def test_lease_of_one_bot_does_not_block_another_bot(redis_server) -> None
     assert a.may_trade() and b.may_trade()
     await a.stop()
     await b.stop()
+
+
+async def test_replica_started_while_redis_is_down_waits_unknown_then_leads(redis_server) -> None:
+    redis_server.stop()
+    lease = make(redis_server.url, "late", ttl_ms=2000, renew_ms=300)
+    try:
+        await lease.start()  # must not raise: ingest starts while leadership is unproven
+        assert lease.state == UNKNOWN and not lease.may_trade() and lease.last_error
+        assert lease.snapshot()["last_error"].startswith("acquire: ")
+    finally:
+        redis_server.start()
+    await until(lease.may_trade, what="leadership once Redis is up")
+    await lease.stop()
