@@ -12,11 +12,13 @@ submits orders. Two implementations of `tradefleet.ports.Lease`:
 - `LocalLease`: the embedded default without `REDIS_URL` (one process, always the leader).
 
 Safety rules, in the order they matter:
-1. The local validity deadline is computed from `time.monotonic()` taken *before* the SET/renew
+1. The local validity deadline is computed from a monotonic clock read *before* the SET/renew
    request was sent (the server's TTL starts later than that, never earlier), minus a clock-drift
    allowance, minus a safety margin for an order's own flight time. `may_trade()` compares against
    that deadline on every call, so a process that was paused (SIGSTOP, GC, swapped out) sees
-   False the instant it wakes, before its renew loop has even run.
+   False the instant it wakes, before its renew loop has even run. The clock is CLOCK_BOOTTIME
+   where it exists: unlike CLOCK_MONOTONIC it keeps counting while the machine is suspended, and
+   Redis's TTL (on another machine) keeps counting too.
 2. Any Redis error makes the state `unknown` and `may_trade()` False at once: no replica trades
    while leadership cannot be proven. Errors are counted; the loop keeps trying and trading resumes
    by itself when Redis answers again.
@@ -53,6 +55,16 @@ from tradefleet.logs import log_event, now_ms
 from tradefleet.metrics import BotMetrics
 
 log = logging.getLogger(__name__)
+
+_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None)
+
+
+def _now() -> float:
+    """Seconds on a clock that never goes back and also counts suspended time (Linux)."""
+    if _BOOTTIME is not None:
+        return time.clock_gettime(_BOOTTIME)
+    return time.monotonic()
+
 
 LEADER = "leader"
 STANDBY = "standby"
@@ -292,7 +304,7 @@ class RedisLease(_Transitions):
         await self._redis.aclose()
 
     def may_trade(self) -> bool:
-        return self._state == LEADER and time.monotonic() < self._valid_until
+        return self._state == LEADER and _now() < self._valid_until
 
     async def confirm(self) -> bool:
         value = self._value
@@ -316,7 +328,7 @@ class RedisLease(_Transitions):
     @property
     def state(self) -> str:
         # A leader past its deadline (paused, or Redis slow to answer) cannot prove leadership.
-        if self._state == LEADER and time.monotonic() >= self._valid_until:
+        if self._state == LEADER and _now() >= self._valid_until:
             return UNKNOWN
         return self._state
 
@@ -334,7 +346,7 @@ class RedisLease(_Transitions):
         with recvWindow <= this cannot be accepted after the lease may have passed to another."""
         if self._state != LEADER:
             return 0
-        return max(0, int((self._valid_until - time.monotonic()) * 1000))
+        return max(0, int((self._valid_until - _now()) * 1000))
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -372,7 +384,7 @@ class RedisLease(_Transitions):
             await self._do_acquire()
 
     async def _do_acquire(self) -> None:
-        sent = time.monotonic()
+        sent = _now()
         try:
             held, fence, current = await self._acquire(
                 keys=[self.key, self.fence_key], args=[self.holder_id, self.ttl_ms]
@@ -397,7 +409,7 @@ class RedisLease(_Transitions):
             self._set(STANDBY)
 
     async def _do_renew(self, value: str) -> None:
-        sent = time.monotonic()
+        sent = _now()
         try:
             renewed = await self._renew(keys=[self.key], args=[value, self.ttl_ms])
         except (RedisError, OSError) as e:
