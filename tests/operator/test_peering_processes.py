@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import free_port
-from tests.operator.conftest import DEPLOYMENTS, eventually
+from tests.operator.conftest import DEPLOYMENTS
 from tests.operator.crd_tools import example
 from tests.operator.test_operator_lifecycle import wait_generation
 
@@ -79,7 +79,7 @@ async def test_standby_operator_takes_over_when_the_serving_one_stops(cluster, s
     )
     async with aiohttp.ClientSession() as http:
         leader, leader_port = spawn(priority=100)
-        standby, standby_port = spawn(priority=50)
+        _standby, standby_port = spawn(priority=50)
         for port in (leader_port, standby_port):
             deadline = asyncio.get_running_loop().time() + 60
             while not await ready(http, port):
