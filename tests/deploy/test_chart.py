@@ -88,7 +88,7 @@ def test_validation_catches_an_unknown_field_so_the_check_can_fail() -> None:
 def test_chart_crds_are_byte_identical_to_repo_crds(name: str) -> None:
     source = ROOT / "crds" / name
     copy = CHART / "crds" / name
-    assert copy.read_bytes() == source.read_bytes(), f"run: cp crds/{name} helm/tradefleet/crds/{name}"
+    assert copy.read_bytes() == source.read_bytes(), "stale copy: run scripts/sync-chart-copies.sh"
 
 
 def test_chart_has_no_crd_that_the_repo_lacks() -> None:
@@ -101,9 +101,7 @@ def test_dashboard_copy_is_identical_to_repo_dashboard() -> None:
     if not source.exists():
         assert not copy.exists(), "the chart ships a dashboard the repo no longer has"
         pytest.skip("dashboards/tradefleet.json is not in the repo yet")
-    assert copy.read_bytes() == source.read_bytes(), (
-        "run: cp dashboards/tradefleet.json helm/tradefleet/dashboards/"
-    )
+    assert copy.read_bytes() == source.read_bytes(), "stale copy: run scripts/sync-chart-copies.sh"
 
 
 def test_operator_follows_the_contract_args_env_port_and_probes() -> None:
