@@ -64,7 +64,7 @@ OPERATIONS = (
 
 # Label values created up front, so every series exists (as 0) from the first scrape: a panel or an
 # alert on `rate(x[5m])` then works before the first incident instead of showing "no data".
-STREAMS = ("depth", "trade", "kline")
+STREAMS = ("depth", "trade", "kline", "book_ticker")
 SIDES = ("BUY", "SELL")
 STORE_KINDS = ("price", "candle", "signal", "order", "order_update", "position")
 
@@ -86,8 +86,9 @@ class BotMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        for op in OPERATIONS:
-            self.latency.labels(op)
+        # Pre-bound children for the hot path: `labels()` is a locked dict lookup that costs ~2 µs,
+        # more than the observation itself (~1 µs); `m.op_latency["parse"].observe(dt)` skips it.
+        self.op_latency = {op: self.latency.labels(op) for op in OPERATIONS}
         self.feed_lag = Histogram(
             "tradefleet_feed_lag_seconds",
             "Exchange event time to local processing (includes clock offset to the exchange)",
@@ -97,8 +98,7 @@ class BotMetrics:
         self.messages = Counter(
             "tradefleet_messages_total", "Market-data frames received", ["stream"], registry=r
         )
-        for stream in STREAMS:
-            self.messages.labels(stream)
+        self.stream_messages = {stream: self.messages.labels(stream) for stream in STREAMS}
         self.malformed = Counter(
             "tradefleet_malformed_frames_total", "Frames that could not be parsed (skipped)", registry=r
         )
