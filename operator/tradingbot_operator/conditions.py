@@ -147,3 +147,28 @@ def _dep_condition(status: Mapping[str, Any], ctype: str) -> Mapping[str, Any] |
         if isinstance(c, Mapping) and c.get("type") == ctype:
             return c
     return None
+
+
+BOT_REPORT_MAX_AGE_MS = 60_000
+"""A bot report that differs only in its timestamp is written at most this often: one status write
+per bot per minute instead of per resync, while `updatedAt` still shows the report is fresh."""
+
+
+def status_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether writing `new` (a merge patch) would change what `old` shows."""
+    for key, value in new.items():
+        if key == "bot" and isinstance(value, Mapping):
+            before = _present(old.get("bot") or {})
+            after = _present(value)
+            age = int(after.get("updatedAt") or 0) - int(before.get("updatedAt") or 0)
+            before["updatedAt"] = after.get("updatedAt")
+            if before != after or age >= BOT_REPORT_MAX_AGE_MS:
+                return True
+        elif old.get(key) != value:
+            return True
+    return False
+
+
+def _present(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch's None means absent."""
+    return {k: v for k, v in values.items() if v is not None}

@@ -28,7 +28,7 @@ import kopf
 
 from tradefleet.errors import ConfigError, PermanentError, TemporaryError
 from tradingbot_operator import report
-from tradingbot_operator.conditions import Observation, build_status, condition
+from tradingbot_operator.conditions import Observation, build_status, condition, status_changed
 from tradingbot_operator.kube import Kube
 from tradingbot_operator.metrics import OperatorMetrics
 from tradingbot_operator.render import Rendered, render
@@ -170,7 +170,7 @@ async def refresh_bot(ctx: OperatorContext, body: kopf.Body, patch: kopf.Patch, 
         bot = await _bot_report(ctx, namespace, name, logger)
         if bot is not None:
             new["bot"] = bot
-    if _changed(status, new):
+    if status_changed(status, new):
         patch.status.update(new)
     ctx.metrics.set_phase(namespace, name, new["phase"])
 
@@ -240,19 +240,3 @@ async def _bot_report(
         ctx.metrics.errors.labels("report").inc()
         logger.debug(f"no bot report: {e}")
         return None
-
-
-BOT_REPORT_MAX_AGE_MS = 60_000
-"""A report that differs only in its timestamp is written at most this often (fewer API writes)."""
-
-
-def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    for key, value in new.items():
-        if key == "bot" and isinstance(value, Mapping) and isinstance(old.get("bot"), Mapping):
-            before = dict(old["bot"])
-            age = int(value.get("updatedAt") or 0) - int(before.get("updatedAt") or 0)
-            if {**before, "updatedAt": value.get("updatedAt")} != dict(value) or age >= BOT_REPORT_MAX_AGE_MS:
-                return True
-        elif old.get(key) != value:
-            return True
-    return False

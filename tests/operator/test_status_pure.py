@@ -133,3 +133,15 @@ def test_bots_by_phase_gauge_counts_each_bot_once():
     assert (get("Running"), get("Paused"), get("Progressing")) == (1.0, 1.0, 0.0)
     m.set_phase("a", "x", None)
     assert get("Running") == 0.0
+
+
+def test_status_is_rewritten_only_when_something_a_user_sees_changes():
+    from tradingbot_operator.conditions import status_changed
+
+    bot = to_status({**REPORT, "last_order": None}, bot="btc-usdt")
+    shown = {"phase": "Running", "bot": {k: v for k, v in bot.items() if v is not None}}
+    assert not status_changed(shown, {"phase": "Running", "bot": bot})  # None = absent in a merge patch
+    assert not status_changed(shown, {"bot": {**bot, "updatedAt": bot["updatedAt"] + 1_000}})
+    assert status_changed(shown, {"bot": {**bot, "updatedAt": bot["updatedAt"] + 60_000}})  # keep it fresh
+    assert status_changed(shown, {"bot": {**bot, "position": {**bot["position"], "qty": "0"}}})
+    assert status_changed(shown, {"phase": "Paused"})
