@@ -5,13 +5,16 @@
     timer (every status_interval_s) -> `refresh`: Deployment readiness and the bot's own report
                                      into status; re-applies the desired state if the Deployment
                                      vanished or was scaled by hand (a second trader must not appear)
-    delete                         -> nothing to do: children carry ownerReferences, Kubernetes'
-                                     garbage collector removes them (no finalizer, so deleting a
-                                     TradingBot never hangs on a stopped operator)
+    delete                         -> nothing to delete: children carry ownerReferences and
+                                     Kubernetes' garbage collector removes them. kopf keeps its
+                                     finalizer only because timers need one (it stops the timer
+                                     first), so a deletion completes as soon as an operator
+                                     replica is up: run two with --peering.
 
 Errors: our `TemporaryError` becomes `kopf.TemporaryError` (kopf retries after `retry_after`);
 a `PermanentError` (the API server refused our manifest, a name conflict) and an invalid spec
-become a Degraded condition and a Warning Event, and nothing half-deployed is left to guess at.
+become a Degraded condition saying what to fix and one Warning Event per distinct problem; an
+invalid spec deploys nothing, and existing children are left as they were.
 Handlers register on an explicit `kopf.OperatorRegistry`, so tests never share handlers.
 """
 
