@@ -136,6 +136,18 @@ class BinanceExecution:
         self._stream_task: asyncio.Task[None] | None = None
         self._markets_loaded = False
 
+    async def prepare(self) -> None:
+        """Load markets and open the user data stream before the first signal, so the first order
+        does not pay for them (at replay speed that cost a candle). The signed balance request also
+        proves the credentials at start: a wrong key fails here, loudly, not at the first signal."""
+        await self._markets()
+        try:
+            await self._ex.fetch_balance()
+        except Exception as e:
+            raise translate(e, self._ex, sending=False) from e
+        if self.stream is not None and self._stream_task is None:
+            self._stream_task = asyncio.get_running_loop().create_task(self.stream.run())
+
     async def _markets(self) -> None:
         if not self._markets_loaded:
             try:

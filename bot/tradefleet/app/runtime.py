@@ -221,6 +221,9 @@ class BotRuntime:
 
     async def _start_trading(self) -> None:
         await self._build_orders()
+        prepare = getattr(self.execution, "prepare", None)
+        if prepare is not None:
+            await self._with_retries("execution", prepare)
         await self._with_retries("recover", self.orders.recover)
         assert self.engine is not None
         self.engine.orders = self.orders
