@@ -119,7 +119,7 @@ class Kube:
         try:
             await self._call(f"list {plural}.{group} in {namespace}", probe)
             served = True
-        except _NotFound:
+        except (_NotFound, _Forbidden):  # not installed, or RBAC without it: run bots unmonitored
             served = False
         self._monitoring = (now, served)
         return served
@@ -228,7 +228,7 @@ class Kube:
             if status in (400, 422):
                 return PermanentError(f"the API server refused {what}: {message}")
             if status in (401, 403):
-                return TemporaryError(
+                return _Forbidden(
                     f"not allowed to {what} (check the operator's RBAC): {message}", retry_after=60
                 )
             return TemporaryError(f"{what} failed with HTTP {status}: {message}", retry_after=5)
@@ -243,6 +243,10 @@ class _NotFound(TemporaryError):
 
 class _Conflict(TemporaryError):
     pass
+
+
+class _Forbidden(TemporaryError):
+    """401/403: RBAC or credentials; a human may fix it, so it is retried slowly."""
 
 
 def _scaled_by_hand(desired: Mapping[str, Any], live: Mapping[str, Any]) -> bool:

@@ -215,11 +215,17 @@ def start_operator(
     cluster: Cluster, operator_settings: OperatorSettings
 ) -> Callable[..., contextlib.AbstractAsyncContextManager[RunningOperator]]:
     @contextlib.asynccontextmanager
-    async def start(peering: str | None = None, priority: int = 0) -> AsyncIterator[RunningOperator]:
+    async def start(
+        peering: str | None = None, priority: int = 0, namespaces: tuple[str, ...] = (NS,)
+    ) -> AsyncIterator[RunningOperator]:
         stop, ready = asyncio.Event(), asyncio.Event()
         metrics = OperatorMetrics()
         options = RunOptions(
-            namespaces=(NS,), peering=peering, priority=priority, http_host="127.0.0.1", http_port=free_port()
+            namespaces=namespaces,
+            peering=peering,
+            priority=priority,
+            http_host="127.0.0.1",
+            http_port=free_port(),
         )
         task = asyncio.create_task(
             run_operator(options, operator_settings, metrics, stop_flag=stop, ready_flag=ready)

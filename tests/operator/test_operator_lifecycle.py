@@ -250,3 +250,11 @@ async def test_heals_a_deleted_deployment_and_a_deployment_scaled_by_hand(cluste
             "the Deployment to be re-created",
         )
         assert recreated["metadata"]["ownerReferences"][0]["name"] == "btc-usdt"
+
+
+async def test_all_namespaces_mode_serves_bots_in_any_namespace(cluster, start_operator):
+    async with start_operator(namespaces=()):
+        await cluster.create_bot(example("paper-btc-usdt.yaml"))
+        body = await wait_generation(cluster, "btc-usdt", 1)
+        assert body["status"]["phase"] == "Progressing"
+        assert cluster.named(DEPLOYMENTS) == ["bot-btc-usdt"]
