@@ -258,3 +258,30 @@ async def test_all_namespaces_mode_serves_bots_in_any_namespace(cluster, start_o
         body = await wait_generation(cluster, "btc-usdt", 1)
         assert body["status"]["phase"] == "Progressing"
         assert cluster.named(DEPLOYMENTS) == ["bot-btc-usdt"]
+
+
+async def test_lost_create_response_is_retried_without_a_duplicate_deployment(cluster, start_operator):
+    # The API server stores the Deployment but the answer is a 500 (a lost response, as seen by
+    # the operator). The retry must find it by name and hash, not create a second one.
+    cluster.emulator["post /apis/apps/v1/namespaces/bots/deployments"][:1] << 500
+    async with start_operator() as op:
+        await cluster.create_bot(example("paper-btc-usdt.yaml"))
+        await wait_generation(cluster, "btc-usdt", 1)
+        assert op.metrics.errors.labels("temporary")._value.get() >= 1
+    assert posts(cluster, "deployments") == 1  # the one that "failed"; the retry saw it was there
+    assert cluster.named(DEPLOYMENTS) == ["bot-btc-usdt"]
+
+
+async def test_unreachable_bot_keeps_status_without_a_report_and_counts_it(cluster, start_operator):
+    async with start_operator() as op:
+        await cluster.create_bot(example("paper-btc-usdt.yaml"))
+        await wait_generation(cluster, "btc-usdt", 1)
+        cluster.set_deployment_status(
+            "bot-btc-usdt", observedGeneration=1, replicas=1, updatedReplicas=1, readyReplicas=1
+        )
+        await eventually(
+            lambda: op.metrics.errors.labels("report")._value.get() >= 1, "a failed /status read"
+        )
+        body = cluster.get(TB, "btc-usdt")
+        assert "bot" not in body["status"]
+        assert cond(body, "Ready")["status"] == "True"  # readiness comes from the Deployment
