@@ -28,7 +28,7 @@ Derived rates and ratios (the dashboard `dashboards/tradefleet.json` uses exactl
     store error rate: sum by (kind) (rate(tradefleet_store_write_failures_total[5m]))
     REST error rate:  sum by (kind) (rate(tradefleet_rest_errors_total[5m]))
     CPU (cores):      rate(process_cpu_seconds_total[5m])   (or tradefleet_process_cpu_percent / 100)
-    book age:         time() - tradefleet_book_last_update_timestamp_seconds
+    feed silence:     time() - tradefleet_last_event_timestamp_seconds
     leaders per bot (must be exactly 1):
         sum by (bot) (tradefleet_leader * on(job, instance) group_left(bot) tradefleet_bot_info)
 """
@@ -143,9 +143,9 @@ class BotMetrics:
             "tradefleet_orders_rejected_total", "Orders the exchange rejected", registry=r
         )
         self.book_in_sync = Gauge("tradefleet_book_in_sync", "1 while the local book is in sync", registry=r)
-        self.book_updated = Gauge(
-            "tradefleet_book_last_update_timestamp_seconds",
-            "Unix time of the last applied book update (age = time() - this)",
+        self.last_event = Gauge(
+            "tradefleet_last_event_timestamp_seconds",
+            "Unix time of the last market-data event the engine handled (age = time() - this)",
             registry=r,
         )
         self.connected = Gauge("tradefleet_stream_connected", "1 while the market stream is up", registry=r)

@@ -81,6 +81,9 @@ async def test_prometheus_scrapes_the_running_bot(
     ))  # fmt: skip
     assert all(0 < v < 1.0 for v in p99.values()), p99  # a frame parses/applies well under a second
     await q(http, "tradefleet_feed_lag_seconds_count > 0")
+    await q(http, "time() - tradefleet_last_event_timestamp_seconds < 30")  # read at scrape time
+    await q(http, "tradefleet_mid_price > 0")
+    await q(http, "tradefleet_last_close > 0")
 
     # CPU and memory of the bot process itself.
     rss = next(iter(values(await q(http, "process_resident_memory_bytes")).values()))

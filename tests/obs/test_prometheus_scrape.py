@@ -70,7 +70,7 @@ async def drive(metrics: BotMetrics) -> dict[str, int]:
         metrics.latency.labels("book_apply").observe(time.perf_counter() - t0)
         metrics.feed_lag.observe(max(0.0, time.time() - event.event_time / 1000))
         metrics.book_in_sync.set(1)
-        metrics.book_updated.set(time.time())
+        metrics.last_event.set(time.time())
         if i % 20 == 0:
             await asyncio.sleep(0.02)  # spread the work over a few scrapes (rate() needs two)
     return injected
@@ -121,7 +121,7 @@ async def test_prometheus_ingests_latency_cpu_memory_and_loss_counters(
     await q(http, "process_open_fds > 3")
     await q(http, "tradefleet_event_loop_delay_seconds_count > 0")
     await q(http, 'tradefleet_bot_info{bot="btc-usdt",symbol="BTC/USDT",mode="paper"} == 1')
-    await q(http, "time() - tradefleet_book_last_update_timestamp_seconds < 300")
+    await q(http, "time() - tradefleet_last_event_timestamp_seconds < 300")
 
     # The documented loss-ratio query evaluates to the injected ratio.
     ratio = values(

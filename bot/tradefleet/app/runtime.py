@@ -122,6 +122,15 @@ class BotRuntime:
         install_process_metrics(m.registry)
         m.set_identity(bot=c.name, exchange=c.exchange, symbol=c.symbol, mode=c.mode, interval=c.interval)
         self.loop_monitor = LoopMonitor(m)
+        # Read at scrape time, so the hot path pays nothing for them.
+        engine, book = self.engine, self.book
+        m.last_event.set_function(lambda: engine.state.last_event_ms / 1000)
+
+        def mid_price() -> float:
+            top = book.top()
+            return float((top[0] + top[2]) / 2) if top is not None else float("nan")
+
+        m.mid_price.set_function(mid_price)
         self.http = BotHttpServer(
             host=c.http_host,
             port=c.http_port,
