@@ -160,3 +160,32 @@ async def test_the_same_signal_or_order_report_from_two_replicas_is_one_stream_e
     await other.publish("signal", signal)
     await other.close()
     assert r.xlen(SIGNALS_STREAM) == 2
+
+
+async def test_status_hash_keeps_the_leaders_view_until_it_goes_stale(redis_server) -> None:
+    leader = RedisEventPublisher(redis_server.url, "b")
+    standby = RedisEventPublisher(redis_server.url, "b", status_stale_ms=60_000)
+    r = client(redis_server.url)
+
+    async def write(pub: RedisEventPublisher, role: str, holder: str) -> None:
+        await pub.set_status({"bot": "b", "role": role, "holder": holder})
+        await until(lambda: pub.idle, what="flush")
+
+    def role_in_hash() -> str:
+        return str(json.loads(r.hget(status_key("b"), "json") or "{}").get("role"))
+
+    await write(standby, "standby", "pod-2")
+    assert role_in_hash() == "standby"  # nobody leads yet: the standby's view is the best there is
+    await write(leader, "leader", "pod-1")
+    await write(standby, "standby", "pod-2")
+    assert role_in_hash() == "leader"  # the leader's view wins while it is fresh
+    assert r.hget(status_key("b"), "holder") == "pod-1"
+    await write(leader, "unknown", "pod-1")  # the leader's own update always replaces its view
+    assert role_in_hash() == "unknown"
+    await write(leader, "leader", "pod-1")
+    impatient = RedisEventPublisher(redis_server.url, "b", status_stale_ms=0)
+    await write(impatient, "standby", "pod-3")  # a leader's view that is too old gives way
+    assert role_in_hash() == "standby"
+    for pub in (leader, standby, impatient):
+        await pub.close()
+    assert r.xlen(STATUS_STREAM) == 6  # the stream keeps every replica's status

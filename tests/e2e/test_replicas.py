@@ -287,8 +287,14 @@ def test_two_replicas_only_the_leader_places_orders_each_once(fleet: Fleet) -> N
     # Both replicas publish every signal; the stream holds each once.
     ids = [json.loads(f["json"])["signal_id"] for _, f in r.xrange("tradefleet:signals")]
     assert len(ids) == len(set(ids)), ids
-    status = json.loads(wait(lambda: r.hget(f"tradefleet:status:{BOT}", "json"), 30, "status hash"))
-    assert status["bot"] == BOT and status["role"] in ("leader", "standby")
+    # Both replicas write the status hash; the operator must see the leader's view, not whoever wrote last.
+    leader = fleet.leader()
+    assert leader is not None
+    for _ in range(3):  # a few status rounds (one per second per replica)
+        status = json.loads(wait(lambda: r.hget(f"tradefleet:status:{BOT}", "json"), 30, "status hash"))
+        assert status["bot"] == BOT and status["role"] == "leader", status
+        assert status["holder"].startswith(leader.name + ":")
+        time.sleep(1.0)
     assert int(r.hget(f"tradefleet:status:{BOT}", "updated_at") or 0) > 0
 
 

@@ -10,7 +10,10 @@ Redis Streams, one per kind, each entry naming its bot:
 Entry fields: `bot`, `kind`, `ts` (ms) and `json` (the payload; Decimals as strings, never floats).
 Streams are capped with `XADD MAXLEN ~` (approximate trimming is O(1) amortised).
 A bot's latest status is also kept in the hash `tradefleet:status:<bot>` (fields `json`,
-`updated_at` in ms): the operator reads exactly that to fill the TradingBot's status.
+`updated_at` in ms, plus `role` and `holder`): the operator reads exactly that to fill the
+TradingBot's status. All replicas write it, so the write is a Lua script that lets the leader's
+view win: a non-leader's status replaces a leader's only once that is `status_stale_ms` old (the
+leader died or lost Redis), otherwise `kubectl get tradingbots` would flap between replicas.
 
 What this module refuses to do: block or fail the caller. `publish()` and `set_status()` only
 append to bounded in-memory buffers; one task drains them in pipelined batches. While Redis is
@@ -74,6 +77,19 @@ if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
   return false
 end
 return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 3))
+"""
+
+# KEYS[1] status hash; ARGV: json, updated_at (ms), role, holder, stale_ms. 1 = written, 0 = kept.
+_SET_STATUS = """
+if ARGV[3] ~= 'leader' then
+  local cur = redis.call('HMGET', KEYS[1], 'role', 'holder', 'updated_at')
+  if cur[1] == 'leader' and cur[2] ~= ARGV[4]
+     and (tonumber(cur[3]) or 0) + tonumber(ARGV[5]) > tonumber(ARGV[2]) then
+    return 0
+  end
+end
+redis.call('HSET', KEYS[1], 'json', ARGV[1], 'updated_at', ARGV[2], 'role', ARGV[3], 'holder', ARGV[4])
+return 1
 """
 
 
@@ -147,6 +163,7 @@ class RedisEventPublisher:
         retry_max_s: float = 5.0,
         flush_timeout_s: float = 2.0,
         dedupe_ttl_s: int = 7 * 86400,
+        status_stale_ms: int = 10_000,
     ) -> None:
         if maxlen < 1 or buffer_max < 1 or status_buffer_max < 1:
             raise ValueError("maxlen and buffer sizes must be positive")
@@ -157,6 +174,7 @@ class RedisEventPublisher:
         self.retry_max_s = retry_max_s
         self.flush_timeout_s = flush_timeout_s
         self.dedupe_ttl_s = dedupe_ttl_s
+        self.status_stale_ms = status_stale_ms
         self.duplicates = 0  # entries another replica (or an earlier attempt) had published
         self.metrics = metrics
         self.dropped: dict[str, int] = {s: 0 for s in (SIGNALS_STREAM, ORDERS_STREAM, STATUS_STREAM)}
@@ -164,7 +182,8 @@ class RedisEventPublisher:
         self.last_error: str | None = None
         self._main: deque[_Entry] = deque()  # signals and orders
         self._status: deque[_Entry] = deque()
-        self._latest_status: tuple[str, int] | None = None  # for the hash, newest only
+        # For the hash, newest only: (json, updated_at ms, role, holder)
+        self._latest_status: tuple[str, int, str, str] | None = None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -179,6 +198,7 @@ class RedisEventPublisher:
             decode_responses=True,
         )
         self._xadd_once = self._redis.register_script(_XADD_ONCE)
+        self._set_status = self._redis.register_script(_SET_STATUS)
 
     # --- the EventPublisher protocol ----------------------------------------------------------
 
@@ -198,7 +218,8 @@ class RedisEventPublisher:
         """Keep the status hash current and append the status to its stream."""
         body = to_json(status)
         ts = now_ms()
-        self._latest_status = (body, ts)
+        role, holder = str(status.get("role") or "unknown"), str(status.get("holder") or "")
+        self._latest_status = (body, ts, role, holder)
         self._push(self._status, self._entry(STATUS_STREAM, "status", body, ts), self.status_buffer_max)
         self._kick()
 
@@ -225,6 +246,11 @@ class RedisEventPublisher:
     @property
     def buffered(self) -> int:
         return len(self._main) + len(self._status)
+
+    @property
+    def idle(self) -> bool:
+        """True when everything published so far has been written (or dropped)."""
+        return self._idle.is_set()
 
     def _entry(self, stream: str, kind: str, body: str, ts: int | None = None) -> _Entry:
         stamp = now_ms() if ts is None else ts
@@ -296,7 +322,12 @@ class RedisEventPublisher:
                         args: list[str | int] = [self.maxlen, self.dedupe_ttl_s, *flat]
                         await self._xadd_once(keys=[e.stream, marker], args=args, client=pipe)
                 if latest is not None:
-                    pipe.hset(status_key(self.bot), mapping={"json": latest[0], "updated_at": latest[1]})
+                    body, ts, role, holder = latest
+                    await self._set_status(
+                        keys=[status_key(self.bot)],
+                        args=[body, ts, role, holder, self.status_stale_ms],
+                        client=pipe,
+                    )
                 results = await pipe.execute()
         except (RedisConnectionError, RedisTimeoutError, OSError) as e:
             # Put the batch back in front, in order; the bounds then drop the oldest if needed.
