@@ -136,3 +136,31 @@ def test_schema_defaults_fill_a_minimal_bot():
         "interval": "1d",
     }
     assert (spec["mode"], spec["quoteAmount"], spec["replicas"], spec["paused"]) == ("paper", "100", 1, False)
+
+
+def test_the_status_the_operator_writes_fits_the_crd_so_nothing_is_pruned():
+    from tests.operator.test_status_pure import REPORT
+    from tradingbot_operator.conditions import PHASES, Observation, build_status
+    from tradingbot_operator.report import to_status
+
+    status_schema = schema()["properties"]["status"]
+    assert status_schema["properties"]["phase"]["enum"] == list(PHASES)
+    deployment = {"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "replicas": 1}}
+    status = build_status(Observation(generation=1, deployment=deployment), None, "2026-01-01T00:00:00Z")
+    status["bot"] = {k: v for k, v in to_status(REPORT, bot="btc-usdt").items() if v is not None}
+    body = {**bot(), "status": status}
+    assert schema_errors(body) == []
+
+    def declared(value: Any, node: dict[str, Any], path: str) -> None:
+        # The API server prunes fields its structural schema does not declare: every field we write
+        # must be declared, not merely allowed.
+        if isinstance(value, dict):
+            props = node.get("properties") or {}
+            for key, sub in value.items():
+                assert key in props, f"{path}.{key} is not in the CRD's status schema"
+                declared(sub, props[key], f"{path}.{key}")
+        elif isinstance(value, list):
+            for item in value:
+                declared(item, node["items"], path + "[]")
+
+    declared(status, status_schema, "status")
