@@ -96,17 +96,18 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         # kopf's own minimal logins: the pod's service account, else $KUBECONFIG read now.
         return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
-    @kopf.on.resume(*resource, registry=registry)
-    @kopf.on.create(*resource, registry=registry)
-    @kopf.on.update(*resource, field="spec", registry=registry)
+    # Stable handler ids: kopf keys its progress annotations by them (tradefleet.io/reconcile).
+    @kopf.on.resume(*resource, id="reconcile", registry=registry)
+    @kopf.on.create(*resource, id="reconcile", registry=registry)
+    @kopf.on.update(*resource, field="spec", id="reconcile", registry=registry)
     async def reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         await reconcile_bot(ctx, body, patch, logger)
 
-    @kopf.timer(*resource, interval=ctx.settings.status_interval_s, registry=registry)
+    @kopf.timer(*resource, id="refresh", interval=ctx.settings.status_interval_s, registry=registry)
     async def refresh(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
         await refresh_bot(ctx, body, patch, logger)
 
-    @kopf.on.delete(*resource, optional=True, registry=registry)
+    @kopf.on.delete(*resource, id="forget", optional=True, registry=registry)
     def forget(name: str, namespace: str | None, **_: Any) -> None:
         ctx.metrics.set_phase(namespace or "", name, None)
 
