@@ -41,5 +41,7 @@ def test_rules_name_only_exposed_metrics(metrics: BotMetrics) -> None:
     exposed |= {s.name for m in metrics.registry.collect() for s in m.samples}
     exprs = [r["expr"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
     names = {n for e in exprs for n in re.findall(r"\b(tradefleet_[a-z0-9_]+)", e)}
-    missing = {n for n in names if n not in exposed and re.sub(r"_(bucket|sum|count|total)$", "", n) not in exposed}
+    missing = {
+        n for n in names if n not in exposed and re.sub(r"_(bucket|sum|count|total)$", "", n) not in exposed
+    }
     assert not missing, sorted(missing)
