@@ -15,11 +15,12 @@ import aiohttp
 import pytest
 
 from tests.conftest import free_port
-from tests.operator.conftest import DEPLOYMENTS
+from tests.operator.conftest import DEPLOYMENTS, eventually
 from tests.operator.crd_tools import example
 from tests.operator.test_operator_lifecycle import wait_generation
 
 pytestmark = pytest.mark.slow
+PEERINGS = "kopf.dev/v1/kopfpeerings"
 
 
 async def reconciles(http: aiohttp.ClientSession, port: int) -> float:
@@ -87,6 +88,12 @@ async def test_standby_operator_takes_over_when_the_serving_one_stops(cluster, s
                     "an operator process did not become ready"
                 )
                 await asyncio.sleep(0.2)
+        # Both announced in the peering object: the lower priority one has seen the higher one.
+        await eventually(
+            lambda: len((cluster.get(PEERINGS, "tradefleet") or {}).get("status") or {}) >= 2,
+            "both operators in the peering object",
+            timeout=60,
+        )
 
         await cluster.create_bot(example("paper-btc-usdt.yaml"))
         await wait_generation(cluster, "btc-usdt", 1)
