@@ -69,6 +69,13 @@ def test_process_collectors_report_this_process() -> None:
     assert (get("tradefleet_process_cpu_percent") or 0) > 0
 
 
+def test_installing_process_metrics_twice_on_one_registry_is_harmless() -> None:
+    registry = CollectorRegistry()
+    first = install_process_metrics(registry)
+    assert install_process_metrics(registry) is first
+    assert registry.get_sample_value("process_open_fds") is not None
+
+
 def test_loop_monitor_rejects_nonsense_and_reports_not_started_as_alive(metrics: BotMetrics) -> None:
     with pytest.raises(ValueError):
         LoopMonitor(metrics, interval=0)

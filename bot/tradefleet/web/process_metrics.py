@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterator
 
 import psutil
@@ -80,13 +81,23 @@ class PsutilCollector(Collector):
         yield switches
 
 
+_installed: weakref.WeakKeyDictionary[CollectorRegistry, PsutilCollector] = weakref.WeakKeyDictionary()
+
+
 def install_process_metrics(registry: CollectorRegistry) -> PsutilCollector:
-    """Register the standard process/GC/platform collectors and the psutil one on `registry`."""
+    """Register the standard process/GC/platform collectors and the psutil one on `registry`.
+
+    Idempotent per registry: a runtime rebuilt on the same metrics (the demo restarting a bot)
+    must not die of "Duplicated timeseries"."""
+    existing = _installed.get(registry)
+    if existing is not None:
+        return existing
     ProcessCollector(registry=registry)
     GCCollector(registry=registry)
     PlatformCollector(registry=registry)
     collector = PsutilCollector()
     registry.register(collector)
+    _installed[registry] = collector
     return collector
 
 
