@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.obs.conftest import Prometheus
 from tradefleet.metrics import BotMetrics
@@ -108,6 +109,7 @@ async def test_every_dashboard_metric_and_label_exists_in_a_real_scrape(
     assert not bad_labels, f"dashboard filters on label values that never appear: {sorted(bad_labels)}"
 
 
+@pytest.mark.slow  # a Prometheus server process
 async def test_every_dashboard_query_runs_on_real_prometheus(
     endpoint: BotHttpServer, metrics: BotMetrics, prometheus: Prometheus, http: aiohttp.ClientSession
 ) -> None:

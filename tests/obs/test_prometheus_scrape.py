@@ -15,6 +15,7 @@ import subprocess
 import time
 
 import aiohttp
+import pytest
 
 from tests.obs.conftest import Prometheus, values
 from tradefleet.adapters.binance import BinanceSpot
@@ -23,6 +24,8 @@ from tradefleet.domain.orderbook import OrderBook
 from tradefleet.errors import MalformedFrame
 from tradefleet.metrics import BotMetrics
 from tradefleet.web.http import BotHttpServer
+
+pytestmark = pytest.mark.slow  # a Prometheus server process
 
 MALFORMED_EVERY = 50
 GAP_EVERY = 199
