@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import random
 import time
+import traceback
 from collections.abc import Coroutine
 from decimal import Decimal
 from typing import Any
@@ -56,7 +57,9 @@ class SimExchange:
         self.klines: KlineReplay | None = None
         self.capture: CaptureReplay | None = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self.rest_weight: list[tuple[float, int]] = []  # (monotonic time, weight) in the last minute
+        self.rest_weight: list[tuple[float, int]] = []
+        self.failure: str | None = None  # set when a producer task crashed
+        self._close_task: asyncio.Task[int] | None = None  # (monotonic time, weight) in the last minute
 
         series = load_csv(options.klines, interval=options.kline_interval) if options.klines else None
         shape = GeneratorShape(
@@ -158,8 +161,21 @@ class SimExchange:
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
-        task.add_done_callback(_crash_loudly)
+        task.add_done_callback(self._producer_done)
         self._tasks.append(task)
+
+    def _producer_done(self, task: asyncio.Task[Any]) -> None:
+        """A producer that dies silently would look like a quiet market to every client. Print
+        the error, show it in /sim/state and close every websocket with 1011 (server error)."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        assert exc is not None
+        self.failure = f"{task.get_name()}: {exc!r}"
+        traceback.print_exception(exc)
+        self._close_task = asyncio.get_running_loop().create_task(
+            self.hub.close_all(1011, b"simulator error")
+        )
 
     async def _generate(self, market: SimMarket, gen: BookGenerator) -> None:
         """The random-walk producer: `depth_rate` diffs per second, or as fast as the slowest
@@ -216,6 +232,7 @@ class SimExchange:
             all(r["replay_done"] for r in (klines, capture) if r is not None) if (klines or capture) else True
         )
         return {
+            "failure": self.failure,
             "now_ms": self.now_ms(),
             "wall_ms": self.wall_ms(),
             "uptime_s": round(time.monotonic() - self.started_at, 3),
@@ -231,11 +248,3 @@ class SimExchange:
             "slow_disconnects": self.hub.slow_disconnects,
             "rest_weight_1m": self.used_weight(),
         }
-
-
-def _crash_loudly(task: asyncio.Task[Any]) -> None:
-    """A producer that dies silently would look like a quiet market; make it visible."""
-    if not task.cancelled() and task.exception() is not None:
-        import traceback
-
-        traceback.print_exception(task.exception())

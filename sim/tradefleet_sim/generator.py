@@ -139,9 +139,14 @@ class BookGenerator:
             for p in side.worst_prices(min(budget // 2, size - target)):
                 changes[p] = Decimal(0)
                 budget -= 1
-        while budget > 0 and levels:
+        attempts = 4 * self.shape.changes_per_side
+        while budget > 0 and levels and attempts > 0:
+            attempts -= 1
             k = min(int(rng.expovariate(1 / 12.0)), len(levels) - 1)
             price, _ = levels[k]
+            if price in changes:  # already changed in this diff (perhaps deleted as crossing): leave it
+                continue
+            budget -= 1
             roll = rng.random()
             if roll < 0.72:
                 changes[price] = self.qty(self.shape.level_notional)
@@ -149,9 +154,8 @@ class BookGenerator:
                 changes[price] = Decimal(0)
             else:  # a new level one gap deeper than level k, if that price is free
                 p = price + sign * self.tick * self._gap(k)
-                if p > 0 and p not in side.qty:
+                if p > 0 and p not in side.qty and p not in changes:
                     changes[p] = self.qty(self.shape.level_notional)
-            budget -= 1
 
     # -- re-centre -----------------------------------------------------------------------------
     def recentre(self, book: Book, price: Decimal) -> Changes:

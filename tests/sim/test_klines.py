@@ -1,0 +1,149 @@
+"""Kline history and replay: the data the SMA oracle test and the demo depend on."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+
+from tests.plugins.sim import sim_state
+from tradefleet_sim.klines import DEFAULT_KLINES, load_csv, select
+from tradefleet_sim.server import SimServer
+
+TIMEOUT = 30
+SERIES = load_csv(DEFAULT_KLINES)
+
+
+async def get_json(sim: SimServer, path: str) -> Any:
+    async with aiohttp.ClientSession() as s, s.get(sim.rest_url + path) as r:
+        assert r.status == 200, await r.text()
+        return await r.json()
+
+
+def test_loader_drops_the_unfinished_last_row_and_keeps_real_values() -> None:
+    assert len(SERIES.candles) == 3063
+    first, last = SERIES.candles[0], SERIES.candles[-1]
+    assert (first.open_time, first.open, first.close) == (
+        1502928000000,
+        Decimal("4261.48"),
+        Decimal("4285.08"),
+    )
+    assert last.open_time == 1767484800000  # 2026-01-04, the last closed day
+    assert SERIES.interval == "1d" and SERIES.symbol == "BTCUSDT"
+
+
+def test_window_rules_follow_binance() -> None:
+    rows = list(SERIES.candles[:10])
+    t = [c.open_time for c in rows]
+    assert select(rows, start=t[2], end=None, limit=3) == rows[2:5]
+    assert select(rows, start=None, end=t[5], limit=3) == rows[3:6]
+    assert select(rows, start=t[1], end=t[8], limit=100) == rows[1:9]
+    assert select(rows, start=None, end=None, limit=4) == rows[6:]
+
+
+async def test_rest_serves_history_plus_the_open_candle_as_last_row(make_sim: Any) -> None:
+    sim = await make_sim(history=260)
+    rows = await get_json(sim, "/api/v3/klines?symbol=BTCUSDT&interval=1d&limit=1000")
+    assert len(rows) == 261
+    for row, c in zip(rows[:260], SERIES.candles[:260], strict=True):
+        assert row[0] == c.open_time and row[6] == c.close_time
+        assert [Decimal(x) for x in row[1:6]] == [c.open, c.high, c.low, c.close, c.volume]
+        assert row[8] == c.trades and isinstance(row[7], str) and row[11] == "0"
+    open_row = rows[-1]
+    assert open_row[0] == SERIES.candles[260].open_time
+    assert Decimal(open_row[1]) == SERIES.candles[260].open
+    assert sim.exchange.now_ms() < open_row[6]  # still open by the sim clock
+    default = await get_json(sim, "/api/v3/klines?symbol=BTCUSDT&interval=1d")
+    assert len(default) == 261  # default limit 500 > available
+    other = await get_json(sim, "/api/v3/klines?symbol=BTCUSDT&interval=1h")
+    assert other == []
+
+
+async def test_replay_sends_progress_then_close_in_order_with_book_recentred_first(make_sim: Any) -> None:
+    history = len(SERIES.candles) - 12
+    sim = await make_sim(history=history, speed=100.0, depth_rate=5.0)
+    streams = "btcusdt@bookTicker/btcusdt@kline_1d"
+    closes: list[dict[str, Any]] = []
+    last_ticker: dict[str, Any] | None = None
+    progress_before_close = 0
+    async with aiohttp.ClientSession() as s, s.ws_connect(f"{sim.ws_url}/stream?streams={streams}") as ws:
+        while len(closes) < 12:
+            msg = await ws.receive(timeout=TIMEOUT)
+            f = json.loads(msg.data)
+            d = f["data"]
+            if f["stream"].endswith("@bookTicker"):
+                last_ticker = d
+                continue
+            k = d["k"]
+            if not k["x"]:
+                progress_before_close += 1
+                assert Decimal(k["l"]) <= Decimal(k["c"]) <= Decimal(k["h"])
+                continue
+            c = SERIES.candles[history + len(closes)]
+            assert (k["t"], k["T"]) == (c.open_time, c.close_time)
+            assert [Decimal(k[x]) for x in "ohlcv"] == [c.open, c.high, c.low, c.close, c.volume]
+            assert d["E"] >= c.close_time
+            assert (
+                last_ticker is not None and Decimal(last_ticker["b"]) == c.close
+            )  # re-centred BEFORE the close
+            assert Decimal(last_ticker["a"]) == c.close + Decimal("0.01")
+            closes.append(d)
+    assert progress_before_close == 24  # two x=false frames per candle
+    state = await sim_state(sim)
+    assert state["klines"]["replay_done"] is True and state["replay_done"] is True
+    rows = await get_json(sim, "/api/v3/klines?symbol=BTCUSDT&interval=1d&limit=20")
+    assert rows[-1][0] == SERIES.candles[-1].open_time and Decimal(rows[-1][4]) == SERIES.candles[-1].close
+
+
+async def test_market_order_right_after_a_close_fills_at_that_close(make_sim: Any) -> None:
+    history = len(SERIES.candles) - 6
+    sim = await make_sim(history=history, speed=50.0)
+    replay = sim.exchange.klines
+    market = sim.exchange.markets["BTCUSDT"]
+    async with aiohttp.ClientSession() as s, s.ws_connect(f"{sim.ws_url}/ws/btcusdt@kline_1d") as ws:
+        fills_seen = 0
+        while fills_seen < 3:
+            k = json.loads((await ws.receive(timeout=TIMEOUT)).data)["k"]
+            if not k["x"]:
+                continue
+            # No await between reading the position and filling: this is one atomic step of the sim.
+            closed = SERIES.candles[replay.position - 1]
+            fills = market.take_liquidity("BUY", base_qty=Decimal("0.01"))
+            assert fills == [(closed.close + Decimal("0.01"), Decimal("0.01"))]
+            sell = market.take_liquidity("SELL", quote_qty=Decimal("100"))
+            assert sell[0][0] == closed.close
+            fills_seen += 1
+
+
+async def test_replay_waits_for_a_subscriber_and_obeys_pause_and_start(make_sim: Any) -> None:
+    sim = await make_sim(history=300, speed=50.0)
+    state = await sim_state(sim)
+    assert state["klines"]["started"] is False and state["klines"]["position"] == 300
+    async with aiohttp.ClientSession() as s:
+        async with s.post(sim.rest_url + "/sim/control/start") as r:
+            assert (await r.json())["klines"]["started"] is True
+        async with s.ws_connect(f"{sim.ws_url}/ws/btcusdt@kline_1d") as ws:
+            await ws.receive(timeout=TIMEOUT)
+            async with s.post(sim.rest_url + "/sim/control/pause") as r:
+                paused = (await r.json())["klines"]
+            assert paused["paused"] is True
+            pos = sim.exchange.klines.position
+            # While paused, REST and the replay position do not move however long we look.
+            rows = await get_json(sim, "/api/v3/klines?symbol=BTCUSDT&interval=1d&limit=1000")
+            assert rows[-2][0] == SERIES.candles[pos - 1].open_time
+            assert sim.exchange.klines.position == pos
+            async with s.post(sim.rest_url + "/sim/control/start") as r:
+                assert (await r.json())["klines"]["paused"] is False
+            while True:
+                k = json.loads((await ws.receive(timeout=TIMEOUT)).data)["k"]
+                if k["x"] and k["t"] >= SERIES.candles[pos].open_time:
+                    break
+
+
+async def test_relabelled_interval_serves_daily_closes_as_minute_candles(make_sim: Any) -> None:
+    sim = await make_sim(kline_interval="1m", history=200)
+    rows = await get_json(sim, "/api/v3/klines?symbol=BTCUSDT&interval=1m&limit=3")
+    assert rows[-1][6] - rows[-1][0] == 59_999
+    assert Decimal(rows[-2][4]) == SERIES.candles[199].close
