@@ -3,6 +3,7 @@ rejects, delayed fills and a silent user data stream. Real sockets, ccxt as the 
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import pytest
@@ -117,15 +118,19 @@ async def test_delayed_fill_with_silent_stream_is_found_by_rest_reconciliation(s
     assert (await sim_orders(sim))["duplicates"] == 0
 
 
-async def test_standby_replica_stores_signal_as_standby_and_sends_nothing(sim, store, lease, run_manager,
-                                                                          metrics):  # fmt: skip
+async def test_standby_replica_stores_the_signal_but_leaves_its_action_to_the_leader(
+    sim, store, lease, run_manager, metrics
+):
     await lease.stop()  # this replica does not lead
-    _m, config, _signal, cid = await _buy(sim, store, lease, run_manager, metrics)
+    _m, config, signal, cid = await _buy(sim, store, lease, run_manager, metrics)
 
-    async def standby() -> bool:
-        return any(s.action == "standby" for s in await store.signals(config.name))
+    async def stored() -> bool:
+        return any(s.signal_id == signal.signal_id for s in await store.signals(config.name))
 
-    await until(standby, what="standby stored")
+    await until(stored, what="signal stored")
+    await asyncio.sleep(0.3)  # time for a (wrong) action write to land
+    # The shared store's action is the leader's to set: a standby must not overwrite it.
+    assert [s.action for s in await store.signals(config.name)] == ["pending"]
     assert await store.get_order(cid) is None
     assert (await sim_orders(sim))["client_ids_seen"] == {}
 

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -42,6 +42,7 @@ from tradefleet.errors import (
     ConfigError,
     ExchangeUnavailable,
     ExecutionUnknown,
+    LeaseLost,
     OrderRejected,
     PermanentError,
     RateLimited,
@@ -51,6 +52,10 @@ from tradefleet.logs import now_ms
 from tradefleet.metrics import BotMetrics
 
 ZERO = Decimal(0)
+
+MIN_RECV_WINDOW_MS = 100
+"""Below this much lease validity an order is not sent: a window that short would be refused by an
+exchange whose clock is a little ahead of ours, and the lease renews long before it gets there."""
 _CODE_RE = re.compile(r'"code"\s*:\s*(-?\d+)')
 
 
@@ -110,6 +115,7 @@ class BinanceExecution:
         recv_window_ms: int = 5000,
         user_stream: bool = True,
         timeout_ms: int = 10_000,
+        lease_window_ms: Callable[[], int] | None = None,
     ) -> None:
         if credentials is None:
             raise ConfigError(
@@ -127,6 +133,10 @@ class BinanceExecution:
             timeout_ms=timeout_ms,
         )
         self._ex.options["recvWindow"] = recv_window_ms
+        self.recv_window_ms = recv_window_ms
+        # The lease's remaining validity (Lease.remaining_ms): an order is signed so that the exchange
+        # refuses it once that validity is over, however long this process is paused after the check.
+        self._lease_window_ms = lease_window_ms
         # Spot only: with a key set, ccxt would also load margin pairs (a SAPI call we do not need).
         self._ex.options["fetchMargins"] = False
         self.unknown_settle_s = recv_window_ms / 1000 + 1.0
@@ -163,6 +173,7 @@ class BinanceExecution:
     async def submit(self, order: Order) -> OrderUpdate:
         await self._markets()  # a failure here happens before anything is sent
         params: dict[str, Any] = {"newClientOrderId": order.client_order_id, "newOrderRespType": "FULL"}
+        params.update(self._fenced_window())
         amount: str | None
         if order.side is Side.BUY and order.quote_amount is not None:
             params["quoteOrderQty"] = format(order.quote_amount, "f")
@@ -181,6 +192,23 @@ class BinanceExecution:
             raise err from e
         raw = result.get("info") or {}
         return self._from_raw(order, raw, fills=raw.get("fills") or [])
+
+    def _fenced_window(self) -> dict[str, int]:
+        """`timestamp` and `recvWindow` for an order request, fenced by the lease.
+
+        The timestamp is read BEFORE the lease: if the process is paused anywhere after this point
+        (SIGSTOP, a GC pause, a frozen VM), the request is only staler when it leaves, and Binance
+        refuses any request that arrives later than timestamp + recvWindow (-1021). The window ends
+        no later than the lease's own safety deadline, which already lies before another replica can
+        take the lease — so a woken ex-leader's request cannot be accepted, even with a reused client
+        order id after the first order closed."""
+        timestamp = now_ms()
+        if self._lease_window_ms is None:
+            return {"timestamp": timestamp}
+        remaining = self._lease_window_ms()
+        if remaining < MIN_RECV_WINDOW_MS:
+            raise LeaseLost(f"lease has {remaining} ms of validity left; the order is not sent")
+        return {"timestamp": timestamp, "recvWindow": min(self.recv_window_ms, remaining)}
 
     def _from_raw(self, order: Order, raw: dict[str, Any], *, fills: list[dict[str, Any]]) -> OrderUpdate:
         """The order's state from a REST body; its fills are queued as TRADE updates."""

@@ -160,7 +160,12 @@ class BotRuntime:
             from tradefleet.adapters.binance_exec import BinanceExecution
             from tradefleet.adapters.credentials import load_credentials
 
-            self.execution = BinanceExecution(c, load_credentials(required=True), metrics=self.metrics)
+            self.execution = BinanceExecution(
+                c,
+                load_credentials(required=True),
+                metrics=self.metrics,
+                lease_window_ms=self.lease.remaining_ms,
+            )
         from tradefleet.app.order_store import OrderStoreView
 
         self.orders = OrderManager(
@@ -278,7 +283,9 @@ class BotRuntime:
         store_ok = bool(self.store is not None and getattr(self.store, "healthy", False))
         checks["store"] = (store_ok, "reachable" if store_ok else "store unreachable (writes are buffered)")
         state = getattr(self.lease, "state", "unknown")
-        checks["lease"] = (state in ("leader", "standby"), f"lease state {state}")
+        error = getattr(self.lease, "last_error", None)
+        detail = f"lease state {state}" + (f" ({error})" if state == "unknown" and error else "")
+        checks["lease"] = (state in ("leader", "standby"), detail)
         ready = self.orders is not None and bool(getattr(self.orders, "trading_ready", False))
         checks["orders"] = (ready, "reconciled" if ready else "reloading and reconciling orders")
         return checks
@@ -301,6 +308,7 @@ class BotRuntime:
             "role": getattr(self.lease, "state", "unknown"),
             "holder": self.holder,
             "fencing_token": getattr(self.lease, "fencing_token", None),
+            "lease": self.lease.snapshot() if hasattr(self.lease, "snapshot") else None,
             "ready": all(ok for ok, _ in checks.values()),
             "checks": {k: {"ok": ok, "detail": d} for k, (ok, d) in checks.items()},
             "position": None

@@ -207,11 +207,15 @@ class OrderManager:
             quote_amount=self.config.quote_amount,
             price=signal.close,
         )
+        if not await self._may_trade():
+            # What is done about a signal is the leader's to record: a standby writing "standby" (or
+            # a reason from its own, possibly stale, view of the position) into the shared store would
+            # overwrite the leader's "order". It only logs; the action stays as the leader sets it.
+            log_event(log, "signal_action", signal_id=signal.signal_id, side=signal.side.value,
+                      action=STANDBY, stored=False)  # fmt: skip
+            return
         if isinstance(decision, Skip):
             await self._set_action(signal, decision.reason)
-            return
-        if not await self._may_trade():
-            await self._set_action(signal, STANDBY)
             return
         order = self._new_order(signal, cid, decision)
         if not await self.store.insert_order(order):
