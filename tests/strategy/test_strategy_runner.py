@@ -97,6 +97,8 @@ async def test_warms_up_from_history_then_signals_exactly_the_live_crossings() -
     history = History(closes)
     runner, signals = await run_runner(history, stream_from=25, upto=len(closes))
     assert runner.warmed_up
+    assert {c.symbol for c in history.candles} == {"BTC/USDT"}
+    assert runner.last_update is not None and runner.last_update.candle.symbol == "BTC/USDT"
     got = [(s.candle_open_time // DAY, s.side) for s in signals]
     assert got == naive_crosses(closes, 3, 10, start=25)
     assert got, "the fixture must contain live crossings"

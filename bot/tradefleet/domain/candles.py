@@ -13,9 +13,10 @@ from tradefleet.domain.market import KlineEvent
 from tradefleet.domain.models import Candle
 
 
-def candle_from_kline(k: KlineEvent) -> Candle:
+def candle_from_kline(k: KlineEvent, symbol: str | None = None) -> Candle:
+    """`symbol`: the bot's unified symbol (BTC/USDT), so streamed and REST candles are stored alike."""
     return Candle(
-        symbol=k.symbol,
+        symbol=symbol or k.symbol,
         interval=k.interval,
         open_time=k.open_time,
         close_time=k.close_time,

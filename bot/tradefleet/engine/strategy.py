@@ -94,7 +94,7 @@ class StrategyRunner:
             # The first frame tells where "now" is on the exchange's clock.
             self._fetch("warmup", self._warmup_since(k.open_time), k.open_time)
         if k.closed:
-            candle = candle_from_kline(k)
+            candle = candle_from_kline(k, self.config.symbol)
             if self.fetching is not None or not self.loaded:
                 self.pending[candle.open_time] = candle
             else:
