@@ -18,6 +18,7 @@ async def test_book_matches_true_book_without_faults(make_sim: MakeSim, metrics:
     async with market_path(sim, metrics) as p:
         await p.wait_in_sync()
         first = await p.assert_matches_true_book()
+        await wait_until(lambda: p.keeper.last_update_id > first, 30, "the stream moves on")
         second = await p.assert_matches_true_book()
         assert second > first
         assert p.counter("tradefleet_resyncs_total") == 1

@@ -56,76 +56,89 @@ def _parse_price(price: str) -> Decimal:
     return value
 
 
-def _parse_qty(qty: str) -> Decimal:
-    # Decimal() accepts "NaN", "-1", "1e3" and spaces; the exchange never sends those, so reject them.
-    try:
-        value = Decimal(qty)
-    except (InvalidOperation, TypeError) as e:
-        raise MalformedLevel(f"quantity {qty!r} is not a decimal number") from e
-    if not value.is_finite() or value < 0 or not _DIGITS.issuperset(qty):
-        raise MalformedLevel(f"quantity {qty!r} is not a plain non-negative decimal number")
-    return value
+def _bad_qty(qty: object) -> MalformedLevel:
+    return MalformedLevel(f"quantity {qty!r} is not a plain non-negative decimal number")
 
 
 class _Side:
-    """One side of the book: key -> (price, qty) plus a heap of sort keys, best first.
+    """One side of the book: key -> quantity string and key -> price, plus a heap of sort keys.
 
     Bids push `-price` so the heap top is the highest bid. Deleted levels stay in the heap until
     they reach the top (lazy deletion); the heap is rebuilt when stale entries dominate.
+
+    Hot path (every level of every diff): a quantity is validated and zero-tested with string
+    methods and stored as the exchange's string; `Decimal` is built only for a price the first
+    time its level appears and for quantities that are read (top of book, levels). That keeps a
+    40-level diff to a few dict operations per level.
     """
 
-    __slots__ = ("heap", "levels", "sign")
+    __slots__ = ("heap", "levels", "prices", "sign")
 
     def __init__(self, sign: int) -> None:
         self.sign = sign
-        self.levels: dict[str, tuple[Decimal, Decimal]] = {}
+        self.levels: dict[str, str] = {}
+        self.prices: dict[str, Decimal] = {}
         self.heap: list[tuple[Decimal, str]] = []
 
     def clear(self) -> None:
         self.levels.clear()
+        self.prices.clear()
         self.heap.clear()
 
     def apply(self, updates: Iterable[Level]) -> None:
         levels = self.levels
+        prices = self.prices
         heap = self.heap
+        negate = self.sign < 0
         for price, qty in updates:
-            key = level_key(price)
-            q = _parse_qty(qty)
-            if q:
-                old = levels.get(key)
-                if old is None:
-                    px = _parse_price(price)
-                    levels[key] = (px, q)
-                    heapq.heappush(heap, (-px if self.sign < 0 else px, key))
+            key = price.rstrip("0") if "." in price else price + "."  # level_key, inlined
+            # Digits with at most one dot: rejects "", "-1", "1e3", "NaN", " 1" (Decimal takes those).
+            if not qty.replace(".", "", 1).isdigit():
+                raise _bad_qty(qty)
+            if qty.strip("0."):  # non-zero
+                if key in levels:
+                    levels[key] = qty
                 else:
-                    levels[key] = (old[0], q)
-            else:
-                levels.pop(key, None)
+                    px = _parse_price(price)
+                    levels[key] = qty
+                    prices[key] = px
+                    heapq.heappush(heap, (-px if negate else px, key))
+            elif key in levels:
+                del levels[key]
+                del prices[key]
         if len(heap) > 2 * len(levels) + 256:
             self._compact()
 
     def _compact(self) -> None:
-        sign = self.sign
-        self.heap = [(-px if sign < 0 else px, key) for key, (px, _) in self.levels.items()]
+        negate = self.sign < 0
+        self.heap = [(-px if negate else px, key) for key, px in self.prices.items()]
         heapq.heapify(self.heap)
 
-    def best(self) -> tuple[Decimal, Decimal] | None:
+    def _best_key(self) -> str | None:
         heap = self.heap
         levels = self.levels
         while heap:
-            level = levels.get(heap[0][1])
-            if level is not None:
-                return level
+            key = heap[0][1]
+            if key in levels:
+                return key
             heapq.heappop(heap)
         return None
 
+    def best_price(self) -> Decimal | None:
+        key = self._best_key()
+        return None if key is None else self.prices[key]
+
+    def best(self) -> tuple[Decimal, Decimal] | None:
+        key = self._best_key()
+        return None if key is None else (self.prices[key], Decimal(self.levels[key]))
+
     def sorted_levels(self, depth: int) -> list[tuple[Decimal, Decimal]]:
         pick = heapq.nlargest if self.sign < 0 else heapq.nsmallest
-        return pick(depth, self.levels.values(), key=_price)
+        keys = pick(depth, self.prices, key=self.prices.__getitem__)
+        return [(self.prices[k], Decimal(self.levels[k])) for k in keys]
 
-
-def _price(level: tuple[Decimal, Decimal]) -> Decimal:
-    return level[0]
+    def as_dict(self) -> dict[Decimal, Decimal]:
+        return {self.prices[k]: Decimal(q) for k, q in self.levels.items()}
 
 
 class OrderBook:
@@ -166,9 +179,9 @@ class OrderBook:
         return bid[0], bid[1], ask[0], ask[1]
 
     def crossed(self) -> bool:
-        bid = self._bids.best()
-        ask = self._asks.best()
-        return bid is not None and ask is not None and bid[0] >= ask[0]
+        bid = self._bids.best_price()
+        ask = self._asks.best_price()
+        return bid is not None and ask is not None and bid >= ask
 
     def bids(self, depth: int) -> list[tuple[Decimal, Decimal]]:
         """Best (highest) bids first."""
@@ -184,10 +197,7 @@ class OrderBook:
 
     def as_dict(self) -> dict[str, dict[Decimal, Decimal]]:
         """Every level by exact decimal price; for tests and the simulator comparison."""
-        return {
-            "bids": dict(self._bids.levels.values()),
-            "asks": dict(self._asks.levels.values()),
-        }
+        return {"bids": self._bids.as_dict(), "asks": self._asks.as_dict()}
 
     def __len__(self) -> int:
         return len(self._bids.levels) + len(self._asks.levels)
