@@ -115,8 +115,17 @@ class SimMarket:
             self.hub.publish(f"{self.stream_prefix}@depth@100ms", payload)
             self.hub.publish(f"{self.stream_prefix}@depth", payload)
         self.diffs_sent += 1
+        self._publish_partial_depth()
         if self.source == "generated":  # a capture carries its own recorded bookTicker frames
             self.publish_book_ticker()
+
+    def _publish_partial_depth(self) -> None:
+        """`<symbol>@depth<5|10|20>[@100ms]`: the top levels after each diff, REST-shaped."""
+        for n in (5, 10, 20):
+            for suffix in ("", "@100ms"):
+                stream = f"{self.stream_prefix}@depth{n}{suffix}"
+                if self.hub.has_subscribers(stream):
+                    self.hub.publish(stream, self.snapshot(n))
 
     def _has_depth_subscribers(self) -> bool:
         p = self.stream_prefix

@@ -121,3 +121,13 @@ async def test_trade_frames_have_binance_fields(make_sim: Any) -> None:
     for f in got:
         assert isinstance(f["p"], str) and isinstance(f["q"], str) and isinstance(f["m"], bool)
         assert isinstance(f["T"], int) and Decimal(f["q"]) > 0
+
+
+async def test_partial_depth_stream_sends_top_levels_with_last_update_id(sim: SimServer) -> None:
+    async with aiohttp.ClientSession() as s, s.ws_connect(sim.ws_url + "/ws/btcusdt@depth5@100ms") as ws:
+        got = await frames(ws, 3)
+    for f in got:
+        assert set(f) == {"lastUpdateId", "bids", "asks"}
+        assert len(f["bids"]) == len(f["asks"]) == 5
+        assert Decimal(f["bids"][0][0]) < Decimal(f["asks"][0][0])
+    assert got[0]["lastUpdateId"] < got[1]["lastUpdateId"] < got[2]["lastUpdateId"]
