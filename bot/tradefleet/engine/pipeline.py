@@ -32,7 +32,8 @@ log = logging.getLogger("tradefleet.engine")
 
 
 class BookLike(Protocol):
-    in_sync: bool
+    @property
+    def in_sync(self) -> bool: ...
 
     def handle(self, event: object) -> bool: ...
 
