@@ -247,4 +247,10 @@ class SimExchange:
             "frames_published": self.hub.published,
             "slow_disconnects": self.hub.slow_disconnects,
             "rest_weight_1m": self.used_weight(),
+            # Other modules (trading) hang their state here; anything with describe() is shown.
+            "extensions": {
+                name: ext.describe()
+                for name, ext in self.extensions.items()
+                if callable(getattr(ext, "describe", None))
+            },
         }
