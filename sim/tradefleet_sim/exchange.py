@@ -37,7 +37,7 @@ from tradefleet_sim.faults import FaultController
 from tradefleet_sim.generator import BookGenerator, GeneratorShape
 from tradefleet_sim.hub import Hub
 from tradefleet_sim.kline_replay import KlineReplay
-from tradefleet_sim.klines import load_csv
+from tradefleet_sim.klines import DEFAULT_KLINES, load_csv
 from tradefleet_sim.market import SimMarket
 from tradefleet_sim.options import SimOptions
 from tradefleet_sim.rules import START_PRICES, SymbolRules, generated_rules, recorded_rules
@@ -71,6 +71,13 @@ class SimExchange:
             gen = BookGenerator(rules.tick_size, rules.step_size, random.Random(self.rng.random()), shape)
             self.markets[sym] = market
             self.generators[sym] = gen
+        if series is not None and series.symbol not in self.markets:
+            # The default history is BTCUSDT's; a capture-only simulator simply has no klines.
+            # A candle file given on purpose for a symbol we do not simulate is a mistake.
+            if options.klines != DEFAULT_KLINES:
+                wanted = ", ".join(options.symbols)
+                raise ValueError(f"{options.klines} holds {series.symbol} candles, not one of: {wanted}")
+            series = None
         if series is not None:
             self.klines = KlineReplay(
                 series,

@@ -147,3 +147,23 @@ async def test_relabelled_interval_serves_daily_closes_as_minute_candles(make_si
     rows = await get_json(sim, "/api/v3/klines?symbol=BTCUSDT&interval=1m&limit=3")
     assert rows[-1][6] - rows[-1][0] == 59_999
     assert Decimal(rows[-2][4]) == SERIES.candles[199].close
+
+
+async def test_klines_for_a_symbol_not_simulated_are_refused(tmp_path: Any) -> None:
+    import pytest
+
+    from tradefleet_sim.exchange import SimExchange
+    from tradefleet_sim.options import SimOptions
+
+    csv = tmp_path / "eth.csv"
+    csv.write_text(
+        "symbol,timeframe,open_time,close_time,open,high,low,close,volume,trades\n"
+        "ETHUSDT,1d,1502928000000,1503014399999,300.0,310.0,290.0,305.0,10.0,5\n"
+        "ETHUSDT,1d,1503014400000,1503100799999,305.0,310.0,290.0,300.0,10.0,5\n"
+        "ETHUSDT,1d,1503100800000,1503187199999,300.0,310.0,290.0,301.0,10.0,5\n"
+    )
+    with pytest.raises(ValueError, match="holds ETHUSDT candles"):
+        SimExchange(SimOptions(klines=csv))
+    ex = SimExchange(SimOptions(klines=csv, symbols=("ETHUSDT",), history=1))
+    assert ex.klines is not None and ex.klines.current is not None
+    assert ex.markets["ETHUSDT"].best_bid()[0] == ex.klines.current.open  # type: ignore[index]
