@@ -87,6 +87,7 @@ class SimExchange:
                 hub=self.hub,
                 market=self.markets.get(series.symbol),
                 generator=self.generators.get(series.symbol),
+                stalled_until=lambda: self.faults.stalled_until,
             )
             self.hub.on_subscribe.append(self.klines.on_subscribe)
         for sym, gen in self.generators.items():

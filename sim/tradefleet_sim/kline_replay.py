@@ -8,6 +8,9 @@ book on the candle's close, then the closing frame (x=true) with the recorded OH
 the re-centre is published before the close on the same per-client FIFO, and the true book
 stays there until the next candle's close, a market order sent in reaction to the close fills
 at about the close (if it arrives within 1/speed seconds; choose `speed` accordingly).
+The replay holds (see `holding()`) when paused, during a stall fault, and - unless started
+explicitly - while no client is subscribed to its stream, so a bot reconnecting after a drop
+finds the book still on the last close.
 
 The clock: event times follow the replayed candles (progress frame k of n at open + k/(n+1) of
 the interval, closing frame at close_time), plus the wall time since, capped below the next
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -42,6 +46,7 @@ class KlineReplay:
         hub: Hub,
         market: SimMarket | None,
         generator: BookGenerator | None,
+        stalled_until: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.series = series
         self.symbol = series.symbol
@@ -59,6 +64,8 @@ class KlineReplay:
             None if self.done else partial(self.candles[self.position], 0.0, self.tick)
         )
         self.started = False
+        self.forced = False  # started by control/autostart: advance even with nobody watching
+        self._stalled_until = stalled_until
         self._running = asyncio.Event()
         self.frames_sent = 0
         self.closes_sent = 0
@@ -77,8 +84,9 @@ class KlineReplay:
         return self.started and not self._running.is_set()
 
     # -- control -----------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, *, forced: bool = True) -> None:
         self.started = True
+        self.forced = self.forced or forced
         self._running.set()
 
     def pause(self) -> None:
@@ -86,7 +94,33 @@ class KlineReplay:
 
     def on_subscribe(self, stream: str) -> None:
         if stream == self.stream and not self.started:
-            self.start()
+            self.start(forced=False)
+
+    def holding(self) -> str | None:
+        """Why the replay is not advancing right now, or None.
+
+        Besides an explicit pause, a replay started by a subscriber holds while nobody is
+        subscribed to its stream (a bot reconnecting after a drop misses no close and finds the
+        book still on the last close), and every replay holds during a stall fault (the frames
+        it would send could only pile up)."""
+        if not self._running.is_set():
+            return "paused"
+        if self._stalled_until() > time.monotonic():
+            return "stalled"
+        if not self.forced and not self.hub.has_subscribers(self.stream):
+            return "unwatched"
+        return None
+
+    async def _wait_until_free(self) -> bool:
+        """Wait while `holding()`; True if it had to wait (the pacing schedule restarts)."""
+        waited = False
+        while (reason := self.holding()) is not None:
+            waited = True
+            if reason == "paused":
+                await self._running.wait()
+            else:
+                await asyncio.sleep(0.01)
+        return waited
 
     # -- clock -------------------------------------------------------------------------------
     def _event_time(self, index: int, step: int) -> int:
@@ -128,13 +162,11 @@ class KlineReplay:
             i = self.position
             c = self.candles[i]
             for step in range(1, self.progress_frames + 2):
-                if not self._running.is_set():
-                    await self._running.wait()
+                if await self._wait_until_free():
                     next_at = loop.time()
                 next_at += step_s
                 await asyncio.sleep(max(0.0, next_at - loop.time()))
-                if not self._running.is_set():
-                    await self._running.wait()
+                if await self._wait_until_free():
                     next_at = loop.time()
                 self._set_clock_for(i, step)
                 if step <= self.progress_frames:
@@ -174,6 +206,7 @@ class KlineReplay:
             "last_closed_time": self.candles[self.position - 1].open_time if self.position else None,
             "started": self.started,
             "paused": self.paused,
+            "holding": self.holding() if self.started and not self.done else None,
             "replay_done": self.done,
             "frames_sent": self.frames_sent,
             "closes_sent": self.closes_sent,
