@@ -119,3 +119,15 @@ def test_server_shutdown_becomes_a_stream_status(adapter: BinanceSpot, frame: st
 def test_malformed_frames_raise_malformed_frame(adapter: BinanceSpot, frame: str | bytes) -> None:
     with pytest.raises(MalformedFrame):
         adapter.parse(frame)
+
+
+def test_depth_fast_path_gives_same_event_and_still_refuses_bad_frames(adapter: BinanceSpot) -> None:
+    first = adapter.parse(DEPTH.encode())  # general path; registers the stream as a depth stream
+    assert adapter.parse(DEPTH.encode()) == first  # one-pass path
+    for bad in (DEPTH[: len(DEPTH) // 2], DEPTH.replace('"U":499869750', '"U":"x"')):
+        with pytest.raises(MalformedFrame):
+            adapter.parse(bad.encode())
+    shutdown = '{"stream":"nknusdt@depth@100ms","data":{"e":"serverShutdown","E":1}}'
+    assert adapter.parse(shutdown.encode()) == StreamStatus(
+        "server_shutdown", "exchange announced a server shutdown"
+    )

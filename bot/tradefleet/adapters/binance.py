@@ -119,6 +119,17 @@ _trade = msgspec.json.Decoder(_Trade)
 _agg = msgspec.json.Decoder(_AggTrade)
 _kline = msgspec.json.Decoder(_KlineFrame)
 
+
+class _DepthFrame(msgspec.Struct):
+    """A whole combined-stream depth frame in one typed pass (the hot path)."""
+
+    stream: str
+    data: _Depth
+
+
+_depth_frame = msgspec.json.Decoder(_DepthFrame)
+_STREAM_PREFIX = b'{"stream":"'
+
 _DEPTH, _TICKER, _TRADE, _AGG, _KLINE, _OTHER = range(6)
 SERVER_SHUTDOWN = StreamStatus("server_shutdown", "exchange announced a server shutdown")
 
@@ -145,6 +156,7 @@ class BinanceSpot:
 
     def __init__(self) -> None:
         self._routes: dict[str, int] = {}
+        self._depth_streams: set[bytes] = set()  # stream names seen to carry depth diffs
 
     def stream_url(self, base_ws_url: str, market_id: str, kline_interval: str) -> str:
         base = base_ws_url.rstrip("/")
@@ -155,6 +167,18 @@ class BinanceSpot:
         return f"{base}/stream?streams={'/'.join(streams)}"
 
     def parse(self, frame: str | bytes) -> MarketEvent | None:
+        # Fast path for depth diffs, most of the bytes we receive: read the stream name from the
+        # frame's prefix and decode the whole frame in one typed pass. Anything unexpected falls
+        # through to the general path, which decides between event, ack, shutdown and malformed.
+        if type(frame) is bytes and frame.startswith(_STREAM_PREFIX):
+            end = frame.find(b'"', 11)
+            if frame[11:end] in self._depth_streams:
+                try:
+                    d = _depth_frame.decode(frame).data
+                except msgspec.DecodeError:
+                    pass
+                else:
+                    return DepthDiff(d.symbol, d.event_time, d.first, d.final, d.bids, d.asks)
         try:
             env = _envelope.decode(frame)
         except msgspec.DecodeError as e:
@@ -163,6 +187,8 @@ class BinanceSpot:
             route = self._routes.get(env.stream)
             if route is None:
                 route = self._routes[env.stream] = _route(env.stream)
+                if route == _DEPTH:
+                    self._depth_streams.add(env.stream.encode())
             try:
                 return self._decode(route, env.stream, env.data)
             except msgspec.DecodeError as e:

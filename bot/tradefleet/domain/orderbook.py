@@ -92,10 +92,10 @@ class _Side:
         negate = self.sign < 0
         for price, qty in updates:
             key = price.rstrip("0") if "." in price else price + "."  # level_key, inlined
-            # Digits with at most one dot: rejects "", "-1", "1e3", "NaN", " 1" (Decimal takes those).
-            if not qty.replace(".", "", 1).isdigit():
-                raise _bad_qty(qty)
-            if qty.strip("0."):  # non-zero
+            if qty.strip("0."):  # non-zero (or garbage): validate, then set
+                # Digits with at most one dot: rejects "-1", "1e3", "NaN", " 1" (Decimal takes those).
+                if not qty.replace(".", "", 1).isdigit():
+                    raise _bad_qty(qty)
                 if key in levels:
                     levels[key] = qty
                 else:
@@ -103,6 +103,8 @@ class _Side:
                     levels[key] = qty
                     prices[key] = px
                     heapq.heappush(heap, (-px if negate else px, key))
+            elif qty[:1] != "0":  # "" or "." are not zero, they are garbage
+                raise _bad_qty(qty)
             elif key in levels:
                 del levels[key]
                 del prices[key]

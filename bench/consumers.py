@@ -1,0 +1,125 @@
+"""The two consumers the ingest benchmark compares, each run in its own process so CPU and RSS are
+its own: `ours` (tradefleet Feed + BinanceSpot parser + BookKeeper) and `ccxt` (ccxt.pro
+`watch_order_book`, the usual way to hold a Binance book in Python).
+
+Both see the same stream from `bench.stream_server`. Measured, identically for both:
+- throughput: diffs applied per second between the book reaching diff #warmup and the last flood
+  diff, and process CPU time per diff over the same window;
+- latency: for each paced diff, monotonic clock now minus the server's send time (carried in `E`),
+  taken right after the diff is in the book;
+- peak RSS (ru_maxrss) at the end.
+
+Usage: python -m bench.consumers {ours|ccxt} --base http://127.0.0.1:P --flood N --paced M --marks "..."
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+
+class Probe:
+    """Follows the book's update id and records the two throughput marks and paced latencies."""
+
+    def __init__(self, warm_u: int, flood_u: int, final_u: int) -> None:
+        self.warm_u, self.flood_u, self.final_u = warm_u, flood_u, final_u
+        self.marks: dict[str, tuple[float, float]] = {}
+        self.latencies_us: list[int] = []
+        self.done = asyncio.Event()
+
+    def seen(self, update_id: int, event_time: int | None) -> None:
+        if "warm" not in self.marks and update_id >= self.warm_u:
+            self.marks["warm"] = (time.perf_counter(), time.process_time())
+        if "flood" not in self.marks and update_id >= self.flood_u:
+            self.marks["flood"] = (time.perf_counter(), time.process_time())
+        if update_id > self.flood_u and event_time is not None:
+            self.latencies_us.append(time.monotonic_ns() // 1000 - event_time)
+        if update_id >= self.final_u:
+            self.done.set()
+
+
+async def run_ours(base: str, probe: Probe) -> None:
+    from bench.min_rest import MinimalRest
+    from tradefleet.adapters.binance import BinanceSpot
+    from tradefleet.adapters.feed import Feed
+    from tradefleet.domain.market import DepthDiff
+    from tradefleet.engine.book_keeper import BookKeeper
+    from tradefleet.metrics import BotMetrics
+
+    metrics = BotMetrics()
+    rest = MinimalRest(base)
+
+    def handle(event: object) -> None:
+        keeper.handle(event)
+        if type(event) is DepthDiff and keeper.in_sync:
+            probe.seen(keeper.last_update_id, event.event_time)
+
+    keeper = BookKeeper(market_id="BTCUSDT", rest=rest, depth_limit=1000, metrics=metrics, post=handle)
+    adapter = BinanceSpot()
+    url = adapter.stream_url(base.replace("http://", "ws://"), "BTCUSDT", "1m")
+    feed = Feed(adapter, url, handle, metrics, stale_after_s=30)  # type: ignore[arg-type]
+    task = asyncio.create_task(feed.run())
+    await asyncio.wait_for(probe.done.wait(), 600)
+    await feed.stop()
+    await task
+    await rest.close()
+
+
+async def run_ccxt(base: str, probe: Probe) -> None:
+    from tradefleet.adapters.ccxt_factory import make_binance
+
+    ex = make_binance(rest_url=base, ws_url=base.replace("http://", "ws://"), pro=True)
+    try:
+        last = 0
+        while not probe.done.is_set():
+            ob = await ex.watch_order_book("BTC/USDT")
+            nonce = ob["nonce"]
+            if nonce != last:
+                last = nonce
+                probe.seen(nonce, ob["timestamp"])
+    finally:
+        await ex.close()
+
+
+def percentile(values: list[int], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return float(s[min(len(s) - 1, int(q * len(s)))])
+
+
+async def main(argv: list[str]) -> dict[str, Any]:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("side", choices=("ours", "ccxt"))
+    ap.add_argument("--base", required=True)
+    ap.add_argument("--flood", type=int, required=True)
+    ap.add_argument("--paced", type=int, required=True)
+    ap.add_argument("--marks", required=True, help="the server's ready line: flood_u final_u u@1,u@1001,...")
+    ap.add_argument("--warmup", type=int, default=1000, help="diffs applied before the clock starts")
+    a = ap.parse_args(argv)
+    flood_u, final_u, *every_1000 = (int(x) for x in a.marks.split())
+    probe = Probe(warm_u=every_1000[a.warmup // 1000], flood_u=flood_u, final_u=final_u)
+    await (run_ours if a.side == "ours" else run_ccxt)(a.base, probe)
+    (t0, c0), (t1, c1) = probe.marks["warm"], probe.marks["flood"]
+    n = a.flood - a.warmup
+    lat = probe.latencies_us
+    return {
+        "side": a.side,
+        "msgs": n,
+        "msgs_per_s": n / (t1 - t0),
+        "cpu_us_per_msg": (c1 - c0) / n * 1e6,
+        "paced_samples": len(lat),
+        "p50_us": percentile(lat, 0.50),
+        "p99_us": percentile(lat, 0.99),
+        "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main(sys.argv[1:]))), flush=True)
