@@ -67,6 +67,21 @@ async def test_a_trickle_of_prices_is_written_within_the_flush_interval_without_
     await buffered.close()
 
 
+async def test_a_sample_arriving_while_the_writer_is_idle_is_written_within_the_flush_interval(
+    sqlite_store: SqliteStore, metrics: BotMetrics
+) -> None:
+    # The writer first drains what is queued, then waits with no deadline; the next sample must
+    # start the flush clock (it used to wait for a full batch or an unrelated write).
+    buffered = BufferedStore(sqlite_store, metrics, batch_max=500, flush_ms=20)
+    buffered.start()
+    buffered.enqueue_price(r.price(0))
+    assert await buffered.flush(timeout=30)  # drained: the writer now waits with no deadline
+    buffered.enqueue_price(r.price(1))
+    await eventually(lambda: buffered.buffered()["price"] == 0, what="idle writer woke for the sample")
+    assert len(await sqlite_store.prices(r.BOT)) == 2
+    await buffered.close()
+
+
 async def test_awaited_records_are_readable_when_the_call_returns_true_in_the_order_recorded(
     sqlite_store: SqliteStore, metrics: BotMetrics
 ) -> None:

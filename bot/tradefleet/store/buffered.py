@@ -222,6 +222,10 @@ class BufferedStore:
             return
         if not self._prices:
             self._prices_since = time.monotonic()
+            # The writer may be waiting with no deadline (nothing was queued): wake it once per
+            # batch so it starts the `flush_ms` clock; without this, samples waited for a full
+            # batch (`batch_max`, minutes at 10/s) or for an unrelated write.
+            self._wake.set()
         self._prices.append(sample)
         self._enqueued_price.inc()
         self._trim_prices()
