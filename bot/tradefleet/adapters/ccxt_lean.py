@@ -69,9 +69,9 @@ def install() -> bool:
         for name in getattr(errors, "__all__", None) or dir(errors):
             if not name.startswith("_"):
                 setattr(top, name, getattr(errors, name))
-        top.errors = errors
-        top.Exchange = importlib.import_module("ccxt.base.exchange").Exchange
-        top.Precise = importlib.import_module("ccxt.base.precise").Precise
+        vars(top)["errors"] = errors
+        vars(top)["Exchange"] = importlib.import_module("ccxt.base.exchange").Exchange
+        vars(top)["Precise"] = importlib.import_module("ccxt.base.precise").Precise
         precision = importlib.import_module("ccxt.base.decimal_to_precision")
         for name in dir(precision):
             if name.isupper() or name == "decimal_to_precision":
@@ -80,13 +80,13 @@ def install() -> bool:
         assert async_spec is not None and async_spec.origin is not None
         lean_async = _LeanPackage("ccxt.async_support", async_spec, Path(async_spec.origin))
         sys.modules["ccxt.async_support"] = lean_async
-        top.async_support = lean_async
+        vars(top)["async_support"] = lean_async
         for name in dir(errors):
             if not name.startswith("_"):
                 setattr(lean_async, name, getattr(errors, name))
-        lean_async.Exchange = importlib.import_module("ccxt.async_support.base.exchange").Exchange
+        vars(lean_async)["Exchange"] = importlib.import_module("ccxt.async_support.base.exchange").Exchange
         # Bound last: importing the submodule sets the package attribute to the module first.
-        lean_async.binance = importlib.import_module("ccxt.async_support.binance").binance
+        vars(lean_async)["binance"] = importlib.import_module("ccxt.async_support.binance").binance
     except Exception:
         # A ccxt layout we do not know: fall back to the ordinary import, loudly correct.
         for name in [m for m in sys.modules if m == "ccxt" or m.startswith("ccxt.")]:
