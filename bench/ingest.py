@@ -34,12 +34,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_side(side: str, flood: int, paced: int, seed: int) -> dict[str, Any]:
+def run_side(side: str, flood: int, paced: int, seed: int, pause_s: float = 3.0) -> dict[str, Any]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     server = subprocess.Popen(
         [sys.executable, "-m", "bench.stream_server", "--port", str(port), "--flood", str(flood),
-         "--paced", str(paced), "--seed", str(seed)],
+         "--paced", str(paced), "--seed", str(seed), "--pause", str(pause_s)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

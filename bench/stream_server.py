@@ -62,7 +62,8 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 
 class BenchServer:
-    def __init__(self, flood: int, paced: int, rate: float, seed: int) -> None:
+    def __init__(self, flood: int, paced: int, rate: float, seed: int, pause_s: float = 3.0) -> None:
+        self.pause_s = pause_s
         stream = generate(1 + flood + paced, seed=seed)
         self.snapshot = json.dumps(stream.snapshot, separators=(",", ":")).encode()
         info = json.loads(EXCHANGE_INFO.read_text())["response"]
@@ -148,7 +149,7 @@ class BenchServer:
                 await writer.drain()
             # Let the client drain what is still in flight before timing latency: a paced frame
             # queued behind flood frames would measure the backlog, not the pipeline.
-            await asyncio.sleep(3.0)
+            await asyncio.sleep(self.pause_s)
             loop = asyncio.get_running_loop()
             next_at = loop.time()
             for head, tail in self.paced_parts[combined]:
@@ -188,8 +189,9 @@ async def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--paced", type=int, required=True)
     ap.add_argument("--rate", type=float, default=1000.0)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--pause", type=float, default=3.0, help="seconds between flood and paced phases")
     a = ap.parse_args(argv)
-    server = BenchServer(a.flood, a.paced, a.rate, a.seed)
+    server = BenchServer(a.flood, a.paced, a.rate, a.seed, a.pause)
     srv = await asyncio.start_server(server.handle, "127.0.0.1", a.port)
     ids = server.update_ids
     # The consumers need only these marks: last id of the flood, last id of the stream.

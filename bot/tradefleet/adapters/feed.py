@@ -144,8 +144,13 @@ class Feed:
                 max_size=2**22,
             ) as ws:
                 self._ws = ws
+                if self._stopping.is_set():  # stop() came while we were still connecting
+                    self._close_reason = "stopped"
+                    return self._close_reason, False
                 self._on_connected()
-                watchdog = asyncio.create_task(self._watchdog(ws, time.monotonic()))
+                # Up to 5% early, at random: a fleet started together must not reconnect together.
+                max_age = self.max_connection_age_s * (1 - 0.05 * self._rand())
+                watchdog = asyncio.create_task(self._watchdog(ws, time.monotonic(), max_age))
                 try:
                     delivered = await self._receive(ws)
                 finally:
@@ -249,7 +254,7 @@ class Feed:
             log_event(log, "feed_malformed_frame", logging.WARNING, count=n, error=str(error)[:200],
                       prefix=bytes(frame[:80]) if isinstance(frame, bytes) else frame[:80])  # fmt: skip
 
-    async def _watchdog(self, ws: ClientConnection, opened_at: float) -> None:
+    async def _watchdog(self, ws: ClientConnection, opened_at: float, max_age: float) -> None:
         tick = max(0.01, min(1.0, self.stale_after_s / 4))
         seen, last_change = self._frames, opened_at
         while True:
@@ -262,7 +267,7 @@ class Feed:
                 self._close_reason = "stale"
                 self.metrics.stale.inc()
                 log_event(log, "feed_stale", logging.WARNING, silent_s=round(now - last_change, 1))
-            elif now - opened_at > self.max_connection_age_s:
+            elif now - opened_at > max_age:
                 self._close_reason = "max_age"
                 log_event(log, "feed_max_age", age_s=round(now - opened_at))
             else:
