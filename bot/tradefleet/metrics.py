@@ -188,27 +188,30 @@ class BotMetrics:
         self.info.labels(bot, exchange, symbol, mode, interval).set(1)
 
     def counters(self) -> dict[str, float]:
-        """Totals of the loss and error counters (summed over labels), for `/status` and the CLI."""
-        names = {
-            "messages": "tradefleet_messages_total",
-            "malformed_frames": "tradefleet_malformed_frames_total",
-            "sequence_gaps": "tradefleet_sequence_gaps_total",
-            "resyncs": "tradefleet_resyncs_total",
-            "reconnects": "tradefleet_reconnects_total",
-            "stale_streams": "tradefleet_stale_stream_total",
-            "rest_errors": "tradefleet_rest_errors_total",
-            "store_write_failures": "tradefleet_store_write_failures_total",
-            "store_dropped": "tradefleet_store_dropped_total",
-            "signals": "tradefleet_signals_total",
-            "orders": "tradefleet_orders_total",
-            "orders_rejected": "tradefleet_orders_rejected_total",
-            "lease_errors": "tradefleet_lease_errors_total",
+        """Totals of the loss and error counters (summed over labels), for `/status` and the CLI.
+
+        Collects only these counters, not the registry: `/status` is built every second, and a
+        whole-registry collect (histograms, process and GC collectors reading /proc) cost ~1.9 ms
+        each time, as much CPU as the bot's whole market-data path."""
+        counters = {
+            "messages": self.messages,
+            "malformed_frames": self.malformed,
+            "sequence_gaps": self.gaps,
+            "resyncs": self.resyncs,
+            "reconnects": self.reconnects,
+            "stale_streams": self.stale,
+            "rest_errors": self.rest_errors,
+            "store_write_failures": self.store_failures,
+            "store_dropped": self.store_dropped,
+            "signals": self.signals,
+            "orders": self.orders,
+            "orders_rejected": self.orders_rejected,
+            "lease_errors": self.lease_errors,
         }
-        wanted = {v: k for k, v in names.items()}
-        out = dict.fromkeys(names, 0.0)
-        for metric in self.registry.collect():
-            for sample in metric.samples:
-                key = wanted.get(sample.name)
-                if key is not None:
-                    out[key] += sample.value
+        out = dict.fromkeys(counters, 0.0)
+        for key, counter in counters.items():
+            for family in counter.collect():
+                for sample in family.samples:
+                    if sample.name.endswith("_total"):
+                        out[key] += sample.value
         return out
