@@ -77,6 +77,10 @@ class StrategyRunner:
         self.live_close: Decimal | None = None  # in-progress candle's close (display only)
         self.candles_processed = 0
         self.last_gap: tuple[int, int] | None = None
+        # Pre-bound metric children: `labels()` is a locked lookup that costs more than the update.
+        self._candle_latency = metrics.op_latency["candle_update"].observe
+        self._sma_short = metrics.sma.labels("short")
+        self._sma_long = metrics.sma.labels("long")
 
     @property
     def warmed_up(self) -> bool:
@@ -99,7 +103,7 @@ class StrategyRunner:
                 self.pending[candle.open_time] = candle
             else:
                 self._accept(candle)
-        self.metrics.latency.labels("candle_update").observe(time.perf_counter() - started)
+        self._candle_latency(time.perf_counter() - started)
 
     def handle_history(self, ready: HistoryReady) -> None:
         self.fetching = None
@@ -211,9 +215,9 @@ class StrategyRunner:
         self.metrics.last_price.set(float(candle.close))
         self.metrics.warmed_up.set(1 if self.cross.warmed_up else 0)
         if update.sma_short is not None:
-            self.metrics.sma.labels("short").set(float(update.sma_short))
+            self._sma_short.set(float(update.sma_short))
         if update.sma_long is not None:
-            self.metrics.sma.labels("long").set(float(update.sma_long))
+            self._sma_long.set(float(update.sma_long))
         if self.on_candle is not None:
             self.on_candle(candle, update)
 
