@@ -48,6 +48,8 @@ class BookGenerator:
         self.rng = rng
         self.shape = shape or GeneratorShape()
         self.mid_ticks = 0  # best bid sits at or below this tick, best ask above it
+        self._tick_f = float(tick)
+        self._step_f = float(step)
 
     # -- conversions -------------------------------------------------------------------------
     def price(self, ticks: int) -> Decimal:
@@ -57,9 +59,9 @@ class BookGenerator:
         return int((price / self.tick).to_integral_value(rounding=ROUND_FLOOR))
 
     def qty(self, notional: float) -> Decimal:
-        mid = float(self.price(max(self.mid_ticks, 1)))
-        base = notional / mid * math.exp(self.rng.gauss(0.0, 1.1))
-        steps = max(1, int(base / float(self.step)))
+        # Hot path (dozens of calls per diff): floats for the draw, one Decimal at the end.
+        mid = max(self.mid_ticks, 1) * self._tick_f
+        steps = max(1, int(notional / mid * math.exp(self.rng.gauss(0.0, 1.1)) / self._step_f))
         return Decimal(steps) * self.step
 
     def _gap_growth(self) -> float:
@@ -118,7 +120,7 @@ class BookGenerator:
     def _churn(self, side: BookSide, changes: dict[Decimal, Decimal], *, sign: int) -> None:
         """Random updates, deletions and insertions, heavily weighted to the top of the book."""
         rng = self.rng
-        levels = side.levels(200)
+        levels = side.levels(64)  # the churn picks level k ~ Exp(mean 12): 64 is plenty
         budget = self.shape.changes_per_side - len(changes)
         target = self.shape.levels_per_side
         size = len(side) + sum(
