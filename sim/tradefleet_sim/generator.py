@@ -101,14 +101,14 @@ class BookGenerator:
         bid_ch: dict[Decimal, Decimal] = {}
         ask_ch: dict[Decimal, Decimal] = {}
         self._uncross(book, bid_ch, ask_ch)
-        # Someone always quotes at the touch: keep a level within a tick of the mid.
-        best_bid, best_ask = self.price(self.mid_ticks), self.price(self.mid_ticks + 1)
-        if book.bids.best() is None or _best(book.bids, bid_ch, True) < best_bid - self.tick:
-            bid_ch[best_bid] = self.qty(self.shape.level_notional)
-        if book.asks.best() is None or _best(book.asks, ask_ch, False) > best_ask + self.tick:
-            ask_ch[best_ask] = self.qty(self.shape.level_notional)
         self._churn(book.bids, bid_ch, sign=-1)
         self._churn(book.asks, ask_ch, sign=+1)
+        # Someone always quotes at the touch: keep a level within a tick of the mid.
+        best_bid, best_ask = self.price(self.mid_ticks), self.price(self.mid_ticks + 1)
+        if _best(book.bids, bid_ch, bids=True) < best_bid - self.tick:
+            bid_ch[best_bid] = self.qty(self.shape.level_notional)
+        if _best(book.asks, ask_ch, bids=False) > best_ask + self.tick:
+            ask_ch[best_ask] = self.qty(self.shape.level_notional)
         return sorted(bid_ch.items(), reverse=True), sorted(ask_ch.items())
 
     def _uncross(self, book: Book, bid_ch: dict[Decimal, Decimal], ask_ch: dict[Decimal, Decimal]) -> None:
@@ -180,6 +180,13 @@ class BookGenerator:
         deep end back to the target depth."""
         top = sorted((p for p, q in changes.items() if q > 0), reverse=sign < 0)
         rest = [p for p, _ in side.levels() if p not in changes]  # best first
+        # Levels stranded far from the new price by a big move (beyond 3 spans) are withdrawn.
+        far = self.shape.span * 3 * self.mid_ticks
+        stranded = [p for p in rest if abs(self.ticks(p) - self.mid_ticks) > far]
+        for p in stranded:
+            changes[p] = Decimal(0)
+        if stranded:
+            rest = rest[: len(rest) - len(stranded)]  # they are the deepest, at the end
         target = self.shape.levels_per_side
         edge = self.ticks(top[-1])
         k = len(top)
@@ -211,9 +218,11 @@ class BookGenerator:
             total += 1
 
 
-def _best(side: BookSide, changes: dict[Decimal, Decimal], bids: bool) -> Decimal:
-    """Best price of `side` after `changes` (only removals matter here)."""
-    for p, _ in side.levels(len(changes) + 1):
-        if changes.get(p) != 0:
-            return p
-    return Decimal(0) if bids else Decimal("Infinity")
+def _best(side: BookSide, changes: dict[Decimal, Decimal], *, bids: bool) -> Decimal:
+    """Best price of `side` once `changes` are applied."""
+    added = [p for p, q in changes.items() if q > 0]
+    kept = next((p for p, _ in side.levels(len(changes) + 1) if changes.get(p) != 0), None)
+    candidates = added + ([kept] if kept is not None else [])
+    if not candidates:
+        return Decimal(0) if bids else Decimal("Infinity")
+    return max(candidates) if bids else min(candidates)

@@ -18,7 +18,7 @@ from tradefleet_sim.generator import BookGenerator, GeneratorShape
 TICK, STEP = Decimal("0.01"), Decimal("0.00001")
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32), price=st.decimals("100", "150000", places=2), jumps=st.lists(
     st.decimals("50", "200000", places=2), max_size=3))  # fmt: skip
 def test_generated_book_never_crosses_stays_on_ticks_and_keeps_its_depth(
