@@ -264,7 +264,7 @@ def _quantile(a: dict[str, Any], b: dict[str, Any], op: str, q: float) -> float 
     return None
 
 
-def measure(quick: bool, trades_per_s: float, seed: int) -> dict[str, Any]:
+def measure(quick: bool, trades_per_s: float, seed: int, bot_env_extra: dict[str, str]) -> dict[str, Any]:
     import psutil
 
     warmup_s = 8.0 if quick else 15.0
@@ -292,6 +292,7 @@ def measure(quick: bool, trades_per_s: float, seed: int) -> dict[str, Any]:
             "TRADEFLEET_HTTP_PORT": str(http_port),
         }
         bot_env.pop("REDIS_URL", None)
+        bot_env.update(bot_env_extra)
         bot_stdout = stack.enter_context(open(Path(tmp) / "bot.out", "w"))
         bot = stack.enter_context(_process(
             [sys.executable, "-m", "tradefleet.app.cli", "bot"], bot_env, logs["bot"]))  # fmt: skip
@@ -420,6 +421,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trades-per-s", type=float, default=40.0, help="BTCUSDT trades per second")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--json", action="store_true", help="also print the raw figures as JSON")
+    p.add_argument("--check", action="store_true", help="exit 1 when the bot is over the CPU or RSS budget")
+    p.add_argument(
+        "--bot-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="bot configuration override, e.g. store_flush_ms=1000 (as TRADEFLEET_KEY)",
+    )
     p.add_argument("--serve-sim", type=int, metavar="PORT", help=argparse.SUPPRESS)
     p.add_argument("--baseline-client", metavar="URL", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -429,13 +438,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline_client:
         asyncio.run(_baseline_client(args.baseline_client))
         return 0
-    result = measure(args.quick, args.trades_per_s, args.seed)
+    extra = {}
+    for item in args.bot_set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--bot-set {item!r}: expected KEY=VALUE")
+        extra[f"TRADEFLEET_{key.strip().upper()}"] = value
+    result = measure(args.quick, args.trades_per_s, args.seed, extra)
     print(report(result))
     if args.json:
         raw = {**result, "procs": [p.__dict__ | {"cpu_pct": p.cpu_pct} for p in result["procs"]]}
         raw.pop("sim_state", None)
         print(json.dumps(raw, default=str))
-    return 0
+    bot = result["procs"][0]
+    over = bot.cpu_pct >= BUDGET_CPU_PCT or bot.rss_peak_mib >= BUDGET_RSS_MIB
+    return 1 if args.check and over else 0
 
 
 if __name__ == "__main__":
