@@ -1,0 +1,32 @@
+"""The benchmarks keep working: `bench.hotpath` runs the bot's real per-frame code on generated and
+recorded frames and refuses to report a run in which any book lost sync."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_hotpath_reports_every_stream_of_both_workloads_with_books_in_sync() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.hotpath", "--quick", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(result) == {"generated", "capture"}
+    generated = result["generated"]["streams"]
+    assert set(generated) == {"depth", "trade", "kline", "book_ticker"}
+    assert {"depth", "book_ticker"} <= set(result["capture"]["streams"])
+    for workload in result.values():
+        for row in workload["streams"].values():
+            assert row["n"] > 0 and row["total_us_mean"] > 0 and row["alloc_bytes_per_msg"] > 0
+        assert workload["mix_cpu_pct"] > 0
