@@ -131,3 +131,32 @@ async def test_partial_depth_stream_sends_top_levels_with_last_update_id(sim: Si
         assert len(f["bids"]) == len(f["asks"]) == 5
         assert Decimal(f["bids"][0][0]) < Decimal(f["asks"][0][0])
     assert got[0]["lastUpdateId"] < got[1]["lastUpdateId"] < got[2]["lastUpdateId"]
+
+
+async def test_server_pings_and_drops_a_client_that_never_pongs(make_sim: Any) -> None:
+    sim = await make_sim(ping_interval=0.3)
+    async with (
+        aiohttp.ClientSession() as s,
+        s.ws_connect(sim.ws_url + "/ws/btcusdt@depth", autoping=False) as ws,
+    ):
+        kinds = []
+        while True:
+            msg = await ws.receive(timeout=TIMEOUT)
+            kinds.append(msg.type)
+            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                break
+    assert aiohttp.WSMsgType.PING in kinds  # the server pinged, we never answered, it hung up
+
+
+async def test_state_reports_markets_clients_and_replay(sim: SimServer) -> None:
+    from tests.plugins.sim import sim_state
+
+    async with aiohttp.ClientSession() as s, s.ws_connect(sim.ws_url + "/ws/btcusdt@bookTicker"):
+        state = await sim_state(sim)
+    assert state["symbols"] == ["BTCUSDT"]
+    m = state["markets"]["BTCUSDT"]
+    assert m["source"] == "generated" and m["update_id"] >= 1_000_000
+    assert Decimal(m["best_bid"]) < Decimal(m["best_ask"])
+    assert state["connected_clients"] == 1 and state["clients"][0]["streams"] == ["btcusdt@bookTicker"]
+    assert state["klines"]["started"] is False and state["replay_done"] is False
+    assert state["failure"] is None
