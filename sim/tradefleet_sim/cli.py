@@ -23,6 +23,19 @@ from tradefleet_sim.exchange import SimExchange
 from tradefleet_sim.options import SimOptions
 from tradefleet_sim.server import SimServer
 
+FAULT_HELP = """\
+faults (--fault KIND[:key=value,...][@SECONDS], also POST /sim/faults with the same keys as JSON):
+  drop                                  cut every websocket
+  gap:diffs=N[,symbol=S]                apply N depth diffs without sending them
+  malformed:count=N[,shape=...]         invalid_json | truncated | wrong_types | mixed
+  stall:seconds=S                       websockets open and silent for S seconds
+  slow_rest:delay_ms=MS[,count=N]       delay REST replies (all, or the next N)
+  fail_rest:status=429|418|500|503,count=N[,retry_after=S]
+  server_shutdown[:close_after=S]       send serverShutdown, close 1001 after S seconds
+  clear                                 end stall/slow/fail/gap faults
+example: tradefleet sim --port 8765 --fault gap:diffs=5@10 --fault-every 4
+"""
+
 
 def parse_fault(spec: str) -> tuple[float, dict[str, Any]]:
     """`gap:diffs=5@10` -> (10.0, {"kind": "gap", "diffs": 5})."""
@@ -45,7 +58,10 @@ def parse_fault(spec: str) -> tuple[float, dict[str, Any]]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="tradefleet sim", description="Binance Spot-compatible exchange simulator"
+        prog="tradefleet sim",
+        description="Binance Spot-compatible exchange simulator",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=FAULT_HELP,
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
