@@ -63,7 +63,7 @@ def free_port() -> int:
 # -- child 1: the simulator with a realistic trade rate ---------------------------------------------
 
 
-async def _serve_sim(port: int, trades_per_s: float, seed: int) -> None:
+async def _serve_sim(port: int, trades_per_s: float, tickers_per_s: float, seed: int) -> None:
     from tradefleet_sim.exchange import SimExchange
     from tradefleet_sim.options import SimOptions
     from tradefleet_sim.server import SimServer
@@ -85,24 +85,27 @@ async def _serve_sim(port: int, trades_per_s: float, seed: int) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with SimServer(exchange, port=port) as sim:
-        pump = loop.create_task(_trade_pump(exchange, trades_per_s, seed))
+        pump = loop.create_task(_trade_pump(exchange, trades_per_s, tickers_per_s, seed))
         print(f"tradefleet-sim ready rest={sim.rest_url} ws={sim.ws_url}", flush=True)
         await stop.wait()
         pump.cancel()
 
 
-async def _trade_pump(exchange: Any, trades_per_s: float, seed: int) -> None:
-    """Trades at the touch in irregular bursts (~100 ms apart), at `trades_per_s` on average."""
+async def _trade_pump(exchange: Any, trades_per_s: float, tickers_per_s: float, seed: int) -> None:
+    """Trades at the touch in irregular bursts (~100 ms apart), at `trades_per_s` on average, and
+    `tickers_per_s` extra bookTicker frames (the current top, re-sent) on top of the simulator's."""
     market = exchange.markets["BTCUSDT"]
     gen = exchange.generators["BTCUSDT"]
     rng = random.Random(seed + 1)
     loop = asyncio.get_running_loop()
     last = loop.time()
     owed = 0.0
+    tickers_owed = 0.0
     while True:
         await asyncio.sleep(0.1 * rng.uniform(0.5, 1.5))  # irregular bursts, exact mean rate
         now = loop.time()
         owed += trades_per_s * (now - last)
+        tickers_owed += tickers_per_s * (now - last)
         last = now
         while owed >= 1.0:
             owed -= 1.0
@@ -110,6 +113,9 @@ async def _trade_pump(exchange: Any, trades_per_s: float, seed: int) -> None:
             top = market.best_bid() if maker_bid else market.best_ask()
             if top is not None:
                 market.publish_trade(top[0], min(top[1], gen.qty(400.0)), buyer_is_maker=maker_bid)
+        while tickers_owed >= 1.0:
+            tickers_owed -= 1.0
+            market.publish_book_ticker(force=True)
 
 
 # -- child 2: the floor -----------------------------------------------------------------------------
@@ -264,7 +270,9 @@ def _quantile(a: dict[str, Any], b: dict[str, Any], op: str, q: float) -> float 
     return None
 
 
-def measure(quick: bool, trades_per_s: float, seed: int, bot_env_extra: dict[str, str]) -> dict[str, Any]:
+def measure(
+    quick: bool, trades_per_s: float, tickers_per_s: float, seed: int, bot_env_extra: dict[str, str]
+) -> dict[str, Any]:
     import psutil
 
     warmup_s = 8.0 if quick else 15.0
@@ -275,7 +283,8 @@ def measure(quick: bool, trades_per_s: float, seed: int, bot_env_extra: dict[str
         sim_port = free_port()
         sim = stack.enter_context(_process(
             [sys.executable, "-m", "bench.footprint", "--serve-sim", str(sim_port),
-             "--trades-per-s", str(trades_per_s), "--seed", str(seed)], env, logs["sim"]))  # fmt: skip
+             "--trades-per-s", str(trades_per_s), "--tickers-per-s", str(tickers_per_s),
+             "--seed", str(seed)], env, logs["sim"]))  # fmt: skip
         ready = _wait_line(sim, "tradefleet-sim ready", 60)
         rest_url = ready.split("rest=")[1].split()[0]
         ws_url = ready.split("ws=")[1].split()[0]
@@ -419,6 +428,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.footprint", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="20 s window instead of 60 s")
     p.add_argument("--trades-per-s", type=float, default=40.0, help="BTCUSDT trades per second")
+    p.add_argument(
+        "--tickers-per-s",
+        type=float,
+        default=0.0,
+        help="extra bookTicker frames per second (the bot subscribes but ignores them)",
+    )
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--json", action="store_true", help="also print the raw figures as JSON")
     p.add_argument("--check", action="store_true", help="exit 1 when the bot is over the CPU or RSS budget")
@@ -433,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline-client", metavar="URL", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve_sim is not None:
-        asyncio.run(_serve_sim(args.serve_sim, args.trades_per_s, args.seed))
+        asyncio.run(_serve_sim(args.serve_sim, args.trades_per_s, args.tickers_per_s, args.seed))
         return 0
     if args.baseline_client:
         asyncio.run(_baseline_client(args.baseline_client))
@@ -444,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         if not sep:
             p.error(f"--bot-set {item!r}: expected KEY=VALUE")
         extra[f"TRADEFLEET_{key.strip().upper()}"] = value
-    result = measure(args.quick, args.trades_per_s, args.seed, extra)
+    result = measure(args.quick, args.trades_per_s, args.tickers_per_s, args.seed, extra)
     print(report(result))
     if args.json:
         raw = {**result, "procs": [p.__dict__ | {"cpu_pct": p.cpu_pct} for p in result["procs"]]}
