@@ -10,7 +10,9 @@ Public surface (the orders module and tests rely on it):
 - `take_liquidity(side, base_qty=None, quote_qty=None)` -> fills `[(price, qty)]`: walks the
   book like a MARKET order (exactly one of the two amounts; quote amounts buy whole steps),
   removes the liquidity, and publishes the resulting depth diff, bookTicker and one
-  trade/aggTrade per price level. An empty list means nothing could be filled.
+  trade/aggTrade per price level. An empty list means nothing could be filled. On a replayed
+  capture market it still works but its ids then overlap the recorded ones still to come, so
+  trade on generated markets.
 - `apply(bids, asks)` applies a diff and publishes it (used by producers).
 
 Every change goes through `apply`, which gives each diff `U = previous u + 1`, so the stream
