@@ -198,3 +198,14 @@ async def test_invalid_stream_url_fails_loudly(url: str, metrics: BotMetrics) ->
     feed = make_feed(url, Recorder(), metrics)
     with pytest.raises(ConfigError):
         await asyncio.wait_for(feed.run(), 20)
+
+
+async def test_stop_during_backoff_returns_promptly_and_leaves_gauge_down(metrics: BotMetrics) -> None:
+    feed = make_feed(f"ws://127.0.0.1:{free_port()}/stream?streams=x@depth", Recorder(), metrics,
+                     reconnect_base_s=60, reconnect_max_s=60)  # fmt: skip
+    task = asyncio.create_task(feed.run())
+    await wait_until(lambda: reconnects(metrics, "connect_failed") >= 1, what="first failed attempt")
+    await feed.stop()  # the loop is now sleeping a 30-60 s backoff: stop must cut it short
+    await asyncio.wait_for(task, 20)
+    assert not feed.connected
+    assert (metrics.registry.get_sample_value("tradefleet_stream_connected") or 0) == 0
