@@ -160,3 +160,19 @@ async def test_state_reports_markets_clients_and_replay(sim: SimServer) -> None:
     assert state["connected_clients"] == 1 and state["clients"][0]["streams"] == ["btcusdt@bookTicker"]
     assert state["klines"]["started"] is False and state["replay_done"] is False
     assert state["failure"] is None
+
+
+async def test_a_client_that_stops_reading_is_disconnected_not_fed_a_stream_with_holes(make_sim: Any) -> None:
+    import asyncio
+    import time
+
+    from tests.plugins.sim import sim_state
+
+    sim = await make_sim(depth_rate=400.0, send_queue=50, levels_per_side=1000, changes_per_side=200)
+    async with aiohttp.ClientSession() as s, s.ws_connect(sim.ws_url + "/ws/btcusdt@depth") as ws:
+        await ws.receive(timeout=TIMEOUT)  # then never read again: kernel buffers fill, the queue overflows
+        deadline = time.monotonic() + 60
+        while (await sim_state(sim))["slow_disconnects"] < 1:
+            assert time.monotonic() < deadline, "a non-reading client was never disconnected"
+            await asyncio.sleep(0.1)
+        assert (await sim_state(sim))["connected_clients"] == 0
