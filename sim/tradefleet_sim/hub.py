@@ -164,11 +164,20 @@ class Hub:
         return n
 
     async def close_all(self, code: int = 1001, message: bytes = b"server shutdown") -> int:
+        """Close every connection with a close frame, all at once; a peer that does not answer
+        the handshake within 2 s is cut, so shutting down never waits on a stuck client."""
         clients = list(self.clients.values())
-        for c in clients:
+
+        async def close(c: Client) -> None:
             c.closing = True
-            with contextlib.suppress(Exception):
-                await c.ws.close(code=code, message=message)
+            try:
+                await asyncio.wait_for(c.ws.close(code=code, message=message), 2.0)
+            except Exception:
+                transport = c.request.transport
+                if transport is not None:
+                    transport.abort()
+
+        await asyncio.gather(*(close(c) for c in clients))
         return len(clients)
 
     def describe(self) -> list[dict[str, Any]]:
