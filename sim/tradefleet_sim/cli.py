@@ -136,10 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         opts, later = options_from(args)
-        # Fail on a bad fault spec before binding the port.
-        probe = SimExchange(opts) if later else None
+        # Fail on a bad fault spec before binding the port (startup faults fail in SimExchange).
+        probe = SimExchange(opts)
         for _, req in later:
-            assert probe is not None
             probe.faults.validate(req)
         asyncio.run(serve(opts, args.host, args.port, later))
     except (ValueError, OSError) as e:

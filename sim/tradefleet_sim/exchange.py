@@ -107,6 +107,8 @@ class SimExchange:
             self.capture = CaptureReplay(cap, self.markets, speed=options.capture_speed)
             self.capture.seed()
             self.hub.on_subscribe.append(self.capture.on_subscribe)
+        for req in options.startup_faults:  # a bad fault must fail here, before any port is bound
+            self.faults.validate(req)
 
     # -- public helpers ----------------------------------------------------------------------
     def now_ms(self) -> int:

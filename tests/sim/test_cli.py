@@ -27,6 +27,8 @@ def test_bad_options_exit_2_with_a_reason(capsys: pytest.CaptureFixture[str]) ->
     assert "unknown capture" in capsys.readouterr().err
     assert main(["--port", "0", "--fault", "explode@3"]) == 2
     assert "unknown fault kind" in capsys.readouterr().err
+    assert main(["--port", "0", "--fault", "gap:diffs=0"]) == 2
+    assert "'diffs' must be an integer >= 1" in capsys.readouterr().err
 
 
 @pytest.mark.slow
