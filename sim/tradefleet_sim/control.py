@@ -1,6 +1,9 @@
 """The simulator's own HTTP API for tests and the demo, under `/sim/` (never Binance's paths).
 
-- `GET /sim/state`: symbols, update ids, replay positions, fault counters, connected clients.
+- `GET /sim/state`: `symbols`, `markets` (update_id, best bid/ask, diffs sent/withheld),
+  `klines` (position, started, paused, holding, replay_done), `capture`, `replay_done`,
+  `faults` (counters per kind, pending REST faults, stall left), `clients`,
+  `connected_clients`, `now_ms` (sim clock), `wall_ms`, `failure`, `extensions`.
 - `GET /sim/book?symbol=X[&limit=N]`: the TRUE book (all levels by default), to compare with a
   client's local book.
 - `POST /sim/control/start`, `POST /sim/control/pause`: the kline/capture replay.

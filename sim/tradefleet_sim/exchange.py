@@ -14,7 +14,9 @@ Public surface (the orders module `trading.py` and tests rely on it):
 - `exchange.faults`: the `FaultController`; `exchange.klines`: the `KlineReplay` or None;
   `exchange.capture`: the `CaptureReplay` or None.
 - `start_replay()` / `pause_replay()`, `state()` (what `/sim/state` returns).
-- `extensions: dict[str, Any]`: a place for other modules (trading) to hang their state.
+- `extensions: dict[str, Any]`: a place for other modules (trading) to hang their state;
+  anything there with a `describe()` method appears under `extensions` in `/sim/state`.
+- `failure`: None, or which producer crashed and why (all websockets are then closed with 1011).
 
 Lifecycle: `await exchange.start()` launches the background producers (generated diffs,
 replays, periodic faults); `await exchange.stop()` cancels them. It refuses to run without a
