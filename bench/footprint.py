@@ -41,6 +41,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -271,12 +272,15 @@ def _quantile(a: dict[str, Any], b: dict[str, Any], op: str, q: float) -> float 
 
 
 def measure(
-    quick: bool, trades_per_s: float, tickers_per_s: float, seed: int, bot_env_extra: dict[str, str]
+    window_s: float,
+    warmup_s: float,
+    trades_per_s: float,
+    tickers_per_s: float,
+    seed: int,
+    bot_env_extra: dict[str, str],
 ) -> dict[str, Any]:
     import psutil
 
-    warmup_s = 8.0 if quick else 15.0
-    window_s = 20.0 if quick else 60.0
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     with tempfile.TemporaryDirectory(prefix="tf-footprint-") as tmp, contextlib.ExitStack() as stack:
         logs = {n: stack.enter_context(open(Path(tmp) / f"{n}.log", "w")) for n in ("sim", "bot", "base")}
@@ -307,8 +311,6 @@ def measure(
             [sys.executable, "-m", "tradefleet.app.cli", "bot"], bot_env, logs["bot"]))  # fmt: skip
         assert bot.stdout is not None
         # The bot logs JSON lines to stdout: copy them off the pipe so it never blocks on a full pipe.
-        import threading
-
         copier = threading.Thread(target=_copy, args=(bot.stdout, bot_stdout), daemon=True)
         copier.start()
         http = f"http://127.0.0.1:{http_port}"
@@ -427,6 +429,8 @@ def report(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.footprint", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="20 s window instead of 60 s")
+    p.add_argument("--window", type=float, help="measured seconds (default 60, 20 with --quick)")
+    p.add_argument("--warmup", type=float, help="seconds between ready and measuring (default 15, 8)")
     p.add_argument("--trades-per-s", type=float, default=40.0, help="BTCUSDT trades per second")
     p.add_argument(
         "--tickers-per-s",
@@ -459,12 +463,14 @@ def main(argv: list[str] | None = None) -> int:
         if not sep:
             p.error(f"--bot-set {item!r}: expected KEY=VALUE")
         extra[f"TRADEFLEET_{key.strip().upper()}"] = value
-    result = measure(args.quick, args.trades_per_s, args.tickers_per_s, args.seed, extra)
-    print(report(result))
-    if args.json:
-        raw = {**result, "procs": [p.__dict__ | {"cpu_pct": p.cpu_pct} for p in result["procs"]]}
+    window = args.window if args.window is not None else 20.0 if args.quick else 60.0
+    warmup = args.warmup if args.warmup is not None else 8.0 if args.quick else 15.0
+    result = measure(window, warmup, args.trades_per_s, args.tickers_per_s, args.seed, extra)
+    if args.json:  # before the report: the report's last line stays the last line
+        raw = {**result, "procs": [q.__dict__ | {"cpu_pct": q.cpu_pct} for q in result["procs"]]}
         raw.pop("sim_state", None)
         print(json.dumps(raw, default=str))
+    print(report(result))
     bot = result["procs"][0]
     over = bot.cpu_pct >= BUDGET_CPU_PCT or bot.rss_peak_mib >= BUDGET_RSS_MIB
     return 1 if args.check and over else 0
