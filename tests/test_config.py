@@ -62,7 +62,9 @@ def test_invalid_values_say_what_to_fix(changes: dict[str, object], message: str
 def test_values_of_the_wrong_type_name_the_key() -> None:
     with pytest.raises(ConfigError, match="short_window in environment: 'ten' is not valid"):
         BotConfig.load(None, {"TRADEFLEET_SHORT_WINDOW": "ten"})
-    with pytest.raises(ConfigError, match=r"json_logs in config: .maybe. is not valid \(must be true or false\)"):
+    with pytest.raises(
+        ConfigError, match=r"json_logs in config: .maybe. is not valid \(must be true or false\)"
+    ):
         BotConfig.from_mapping({"json_logs": "maybe"})
 
 
