@@ -2,6 +2,8 @@
 
     python -m bench.footprint            # 60 s measured window after warm-up (~1.5 min in all)
     python -m bench.footprint --quick    # 20 s window (~35 s in all)
+    python -m bench.footprint --check    # exit 1 if the bot is over budget (CPU < 5 %, RSS < 100 MiB)
+    python -m bench.footprint --tickers-per-s 100 --bot-set store_flush_ms=1000   # what-ifs
 
 Three processes, all started here:
 - the simulator (`tradefleet_sim`'s SimExchange + SimServer, in a child process started with
@@ -12,7 +14,8 @@ Three processes, all started here:
   in real time, a kline frame every 2 s as Binance pushes them. `tradefleet sim` itself cannot be
   used here: its generator sends at most one trade per diff (≤ 10/s) and its CLI does not set
   even that, so this child adds a trade pump next to the generator, through the market's own
-  `publish_trade`; everything else is the simulator unchanged;
+  `publish_trade` (and, with `--tickers-per-s`, extra bookTicker frames through
+  `publish_book_ticker`); everything else is the simulator unchanged;
 - the bot: `tradefleet bot` in paper mode, SQLite store in a temporary directory, pointed at the
   simulator with TRADEFLEET_REST_URL / TRADEFLEET_WS_URL, 1-minute interval;
 - the floor: a bare websocket client (`--baseline-client URL`, same `websockets` client and

@@ -1,7 +1,7 @@
 """Hot-path micro-benchmark: one bot's per-frame work, in process, on realistic frames.
 
-    python -m bench.hotpath            # ~20 s
-    python -m bench.hotpath --quick    # ~5 s
+    python -m bench.hotpath            # ~10 s
+    python -m bench.hotpath --quick    # ~2 s
     python -m bench.hotpath --json     # the figures as one JSON object (for before/after records)
 
 What runs is the bot's real code, nothing stubbed on the path: `BinanceSpot.parse` on the raw
@@ -401,7 +401,7 @@ def run(quick: bool) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="fewer frames and repeats (~5 s)")
+    p.add_argument("--quick", action="store_true", help="fewer frames and repeats (~2 s)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = p.parse_args(argv)
     started = time.perf_counter()
