@@ -251,13 +251,19 @@ def _delta(a: dict[str, Any], b: dict[str, Any], name: str, **labels: str) -> fl
     return total
 
 
-def _quantile(a: dict[str, Any], b: dict[str, Any], op: str, q: float) -> float | None:
-    """histogram_quantile over the window's bucket deltas, in microseconds."""
-    name = "tradefleet_operation_latency_seconds_bucket"
+def _quantile(
+    a: dict[str, Any],
+    b: dict[str, Any],
+    op: str,
+    q: float,
+    name: str = "tradefleet_operation_latency_seconds",
+) -> float | None:
+    """histogram_quantile over the window's bucket deltas, in microseconds (`op` "" = no label)."""
+    name = f"{name}_bucket"
     buckets: list[tuple[float, float]] = []
     for key, value in b.get(name, {}).items():
         labels = dict(key)
-        if labels.get("operation") != op:
+        if op and labels.get("operation") != op:
             continue
         buckets.append((float(labels["le"]), value - a.get(name, {}).get(key, 0.0)))
     buckets.sort()
@@ -373,6 +379,10 @@ def measure(
             for op in ("parse", "book_apply", "candle_update", "store_write")
         },
         "counters": counters,
+        "loop_delay_us": (
+            _quantile(m0, m1, "", 0.5, "tradefleet_event_loop_delay_seconds"),
+            _quantile(m0, m1, "", 0.99, "tradefleet_event_loop_delay_seconds"),
+        ),
         "bot_log_lines": log_lines,
         "sim_state": json.loads(state_text) if state_text.startswith("{") else {},
     }
@@ -415,6 +425,8 @@ def report(r: dict[str, Any]) -> str:
                  f"in all")  # fmt: skip
     for op, (p50, p99) in r["latency_us"].items():
         lines.append(f"latency {op:14} p50 {_us(p50):>10}  p99 {_us(p99):>10}")
+    p50, p99 = r["loop_delay_us"]
+    lines.append(f"event loop delay (monitor ticks) p50 {_us(p50):>10}  p99 {_us(p99):>10}")
     lines.append(f"in the window: {r['counters']}, {r['bot_log_lines']} log lines")
     ok_cpu = bot.cpu_pct < BUDGET_CPU_PCT
     ok_rss = bot.rss_peak_mib < BUDGET_RSS_MIB
