@@ -40,6 +40,45 @@ def test_decimal_equal_price_strings_are_the_same_level(a: str, b: str) -> None:
     assert book.bids(10) == [(D(a), D(2))]
 
 
+# Plain decimal strings as exchanges write them, with 0-18 decimals and optional trailing zeros.
+_decimal_strings = st.builds(
+    lambda whole, frac, zeros, dot: f"{whole}.{frac}{'0' * zeros}" if frac or zeros or dot else str(whole),
+    st.integers(0, 10**12),
+    st.text("0123456789", max_size=18),
+    st.integers(0, 8),
+    st.booleans(),
+).filter(lambda s: Decimal(s) > 0 and len(s.partition(".")[2].rstrip("0")) <= 18)
+
+
+@given(_decimal_strings, _decimal_strings)
+def test_level_keys_are_equal_and_ordered_exactly_as_decimals(a: str, b: str) -> None:
+    ka, kb = level_key(a), level_key(b)
+    assert (ka == kb) == (Decimal(a) == Decimal(b))
+    assert (ka < kb) == (Decimal(a) < Decimal(b))
+    assert level_key(f"{Decimal(a):f}") == ka  # any other spelling of the same decimal
+    assert Decimal(f"{ka}e-18") == Decimal(a)  # the key is the price in units of 10^-18, exactly
+
+
+@given(st.lists(st.tuples(_decimal_strings, st.integers(0, 3)), max_size=60))
+def test_book_side_orders_and_merges_levels_like_a_decimal_dict(updates: list[tuple[str, int]]) -> None:
+    book = OrderBook()
+    truth: dict[Decimal, Decimal] = {}
+    for price, qty in updates:
+        book.apply([(price, f"{qty}.00000000" if qty == 0 else str(qty))], [])
+        if qty:
+            truth[Decimal(price)] = Decimal(qty)
+        else:
+            truth.pop(Decimal(price), None)
+    assert book.bids(100) == sorted(truth.items(), reverse=True)
+    assert book.as_dict()["bids"] == truth
+
+
+def test_price_with_more_decimals_than_the_key_scale_is_refused_not_rounded() -> None:
+    with pytest.raises(MalformedLevel, match="decimals"):
+        OrderBook().apply([("1." + "0" * 18 + "1", "1")], [])
+    assert level_key("1." + "1" * 18 + "000") == level_key("1." + "1" * 18)
+
+
 @pytest.mark.parametrize(("a", "b"), [("0.1", "0.01"), ("1.0", "10"), ("100", "10.0")])
 def test_different_prices_never_share_a_level(a: str, b: str) -> None:
     assert level_key(a) != level_key(b)
@@ -70,13 +109,15 @@ def test_readded_level_after_delete_is_found_once_with_new_quantity() -> None:
     assert len(book._bids.heap) < 300
 
 
-@pytest.mark.parametrize("bad", ["abc", "-1", "1e3", "NaN", "", " 1", "1.2.3", "0", "."])
+@pytest.mark.parametrize(
+    "bad", ["abc", "-1", "1e3", "NaN", "", " 1", "1.2.3", "0", ".", "1_0", "+1", "٣", "0.0"]
+)
 def test_malformed_price_is_refused(bad: str) -> None:
     with pytest.raises(MalformedLevel):
         OrderBook().apply([(bad, "1")], [])
 
 
-@pytest.mark.parametrize("bad", ["abc", "-1", "1e3", "NaN", "", "Infinity"])
+@pytest.mark.parametrize("bad", ["abc", "-1", "1e3", "NaN", "", "Infinity", "²", "0²", "1_0"])
 def test_malformed_quantity_is_refused(bad: str) -> None:
     with pytest.raises(MalformedLevel):
         OrderBook().apply([("100", bad)], [])
