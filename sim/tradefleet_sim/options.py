@@ -45,6 +45,10 @@ class SimOptions:
     capture_speed: float = 1.0
     """Time compression of the capture replay (1 = as recorded; 0 = no pauses)."""
     fault_every: float | None = None
+    rest_faults_on_orders: bool = True
+    """Whether REST faults (slow_rest, fail_rest) also hit the signed trading endpoints. The demo turns
+    this off so its scheduled faults test market data while orders fill on their own candle (order-path
+    faults have their own controls: `POST /sim/orders/faults`)."""
     """Inject a random fault every this many seconds."""
     seed: int = 7
     ping_interval: float = 20.0

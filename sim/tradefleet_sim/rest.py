@@ -17,11 +17,15 @@ import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from tradefleet_sim.klines import INTERVAL_MS, KlineWindowError, rest_row, select
 from tradefleet_sim.streams import EXCHANGE
+
+if TYPE_CHECKING:
+    from tradefleet_sim.exchange import SimExchange
 
 WEIGHT: web.RequestKey[int] = web.RequestKey("weight", int)
 _DIGITS = re.compile(r"^[0-9]{1,20}$")
@@ -155,6 +159,8 @@ async def binance_edge(request: web.Request, handler: Handler) -> web.StreamResp
     if not request.path.startswith(("/api/", "/sapi/")):
         return await handler(request)
     exchange = request.app[EXCHANGE]
+    if not exchange.options.rest_faults_on_orders and request.path.startswith(_SIGNED_PATHS):
+        return await _plain(request, handler, exchange)
     delay, failure = exchange.faults.next_rest_fault()
     if delay:
         await asyncio.sleep(delay)
@@ -163,6 +169,13 @@ async def binance_edge(request: web.Request, handler: Handler) -> web.StreamResp
         if failure.status in (418, 429):
             headers["Retry-After"] = str(failure.retry_after)
         return web.json_response(failure.body(), status=failure.status, headers=headers)
+    return await _plain(request, handler, exchange)
+
+
+_SIGNED_PATHS = ("/api/v3/order", "/api/v3/openOrders", "/api/v3/account", "/api/v3/myTrades")
+
+
+async def _plain(request: web.Request, handler: Handler, exchange: SimExchange) -> web.StreamResponse:
     try:
         response = await handler(request)
     except BinanceError as e:

@@ -175,3 +175,17 @@ async def test_each_malformed_shape_is_not_a_valid_depth_update(sim: SimServer, 
             if not isinstance(f.get("U"), int):
                 assert shape == "wrong_types"
                 return
+
+
+async def test_rest_faults_can_spare_the_signed_trading_endpoints(make_sim: Any) -> None:
+    sim = await make_sim(rest_faults_on_orders=False)
+    await sim_fault(sim, kind="fail_rest", status=503, count=1)
+    async with aiohttp.ClientSession() as s:
+        # An order request (unsigned here, so refused by the trading API itself) is not the fault's target...
+        async with s.post(sim.rest_url + "/api/v3/order?symbol=BTCUSDT") as r:
+            assert r.status != 503
+        # ...the next market-data request is.
+        async with s.get(sim.rest_url + "/api/v3/depth?symbol=BTCUSDT&limit=5") as r:
+            assert r.status == 503
+        async with s.get(sim.rest_url + "/api/v3/depth?symbol=BTCUSDT&limit=5") as r:
+            assert r.status == 200

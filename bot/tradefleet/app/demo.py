@@ -147,6 +147,10 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             "history": args.long,  # the bot warms up on exactly the long window: every later cross is live
             "speed": args.speed,
             "fault_every": None if args.no_faults else args.fault_every,
+            # Scheduled faults hit market data (streams and public REST); orders fill on their candle,
+            # so the summary's P&L can be held against the naive backtest. Order-path faults (lost
+            # responses, 5xx, 429, rejects) are proven in tests/orders.
+            "rest_faults_on_orders": False,
         }
     )
     async with SimServer(SimExchange(options), port=0) as sim:
