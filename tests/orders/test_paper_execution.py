@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal as D
 
 import pytest
 
 from tradefleet.adapters.paper import PaperExecution
 from tradefleet.domain.models import Order, OrderStatus, Side
-from tradefleet.errors import OrderRejected
+from tradefleet.errors import ExchangeUnavailable, OrderRejected
 
 ASKS = [(D("100"), D("1")), (D("101"), D("2"))]
 BIDS = [(D("99"), D("1")), (D("98"), D("1"))]
@@ -46,11 +47,30 @@ async def test_sell_beyond_the_book_expires_with_what_it_filled():
     assert u.fee == D("197") * D("0.001") and u.fee_asset == "Y"
 
 
-async def test_empty_book_expires_unfilled_and_a_repeated_id_is_refused():
-    p = paper(lambda side, depth: [])
+async def test_empty_book_is_not_sent_and_a_repeated_id_is_refused():
+    p = PaperExecution(lambda side, depth: [], D("0.001"), base_asset="X", quote_asset="Y", book_wait_s=0.1)
+    with pytest.raises(ExchangeUnavailable, match="resyncing"):
+        await p.submit(order(Side.BUY, quote="10"))
+    # Not sent means not known: the same id may go again once the book is back.
+    assert await p.query(order(Side.BUY, quote="10")) is None
+    p._levels = book
     u = await p.submit(order(Side.BUY, quote="10"))
-    assert u.status is OrderStatus.EXPIRED and u.filled_qty == 0
+    assert u.status is OrderStatus.FILLED
     with pytest.raises(OrderRejected):
         await p.submit(order(Side.BUY, quote="10"))
     assert (await p.query(order(Side.BUY, quote="10"))) is not None
     assert await p.query(order(Side.BUY, quote="10", cid="tf-other")) is None
+
+
+async def test_order_waits_for_a_resyncing_book_then_fills_at_it():
+    levels: list[tuple[D, D]] = []
+    p = PaperExecution(lambda side, depth: levels[:depth], D("0"), base_asset="X", quote_asset="Y")
+
+    async def book_comes_back() -> None:
+        await asyncio.sleep(0.1)
+        levels.extend(ASKS)
+
+    task = asyncio.create_task(book_comes_back())
+    u = await p.submit(order(Side.BUY, quote="100"))
+    await task
+    assert u.status is OrderStatus.FILLED and u.cum_quote == D("100")

@@ -25,7 +25,7 @@ from decimal import Decimal
 
 from tradefleet.domain.models import Order, OrderStatus, OrderUpdate, Side
 from tradefleet.domain.position import quantize_down
-from tradefleet.errors import OrderRejected
+from tradefleet.errors import ExchangeUnavailable, OrderRejected
 from tradefleet.logs import now_ms
 
 Levels = Callable[[Side, int], list[tuple[Decimal, Decimal]]]
@@ -46,6 +46,7 @@ class PaperExecution:
         step_size: Decimal = ZERO,
         depth: int = 1000,
         clock: Callable[[], int] = now_ms,
+        book_wait_s: float = 10.0,
     ) -> None:
         self._levels = levels
         self._fee_rate = fee_rate
@@ -54,6 +55,9 @@ class PaperExecution:
         self._step = step_size
         self._depth = depth
         self._clock = clock
+        # An exchange always has a book; ours may be resyncing after a gap or a reconnect. An order
+        # waits this long for it, then is reported as not sent (the manager retries the same id).
+        self._book_wait_s = book_wait_s
         self._orders: dict[str, OrderUpdate] = {}
         self._queue: asyncio.Queue[OrderUpdate] = asyncio.Queue()
         self._ids = itertools.count(1)
@@ -65,6 +69,7 @@ class PaperExecution:
             raise OrderRejected("Duplicate order sent.", code=-2010)
         if (order.quantity is None) == (order.quote_amount is None):
             raise OrderRejected("exactly one of quantity and quote_amount must be set", code=-1102)
+        await self._wait_for_book(order.side)
         exchange_id = f"paper-{next(self._ids)}"
         now = self._clock()
         report = functools.partial(
@@ -110,6 +115,17 @@ class PaperExecution:
         for u in updates:
             self._queue.put_nowait(u)
         return summary
+
+    async def _wait_for_book(self, side: Side) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._book_wait_s
+        while not self._levels(side, 1):
+            if loop.time() >= deadline:
+                raise ExchangeUnavailable(
+                    f"paper: the local book has had no {side.value} liquidity for {self._book_wait_s:g} s "
+                    "(resyncing?); the order was not filled"
+                )
+            await asyncio.sleep(0.02)
 
     def _walk(self, order: Order) -> tuple[list[tuple[Decimal, Decimal]], bool]:
         """The fills, and whether the order is complete (False: the book ran out first)."""
