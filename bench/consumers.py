@@ -9,7 +9,12 @@ Both see the same stream from `bench.stream_server`. Measured, identically for b
   taken right after the diff is in the book;
 - peak RSS (ru_maxrss) at the end.
 
-Usage: python -m bench.consumers {ours|ccxt} --base http://127.0.0.1:P --flood N --paced M --marks "..."
+Two more sides measure the websocket client alone (`recv-websockets`, `recv-aiohttp`): they fetch
+the snapshot (the server floods only after that), then receive the flood frames and drop them, so
+the difference is the receive path's own cost (the feed's choice of client rests on it).
+
+Usage: python -m bench.consumers {ours|ccxt|recv-websockets|recv-aiohttp} --base http://127.0.0.1:P \
+           --flood N --paced M --marks "..."
 Prints one JSON object.
 """
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import resource
 import sys
@@ -64,6 +70,7 @@ async def run_ours(base: str, probe: Probe) -> None:
     adapter = BinanceSpot()
     url = adapter.stream_url(base.replace("http://", "ws://"), "BTCUSDT", "1m")
     feed = Feed(adapter, url, handle, metrics, stale_after_s=30)  # type: ignore[arg-type]
+    settle_gc()
     task = asyncio.create_task(feed.run())
     await asyncio.wait_for(probe.done.wait(), 600)
     await feed.stop()
@@ -75,6 +82,7 @@ async def run_ccxt(base: str, probe: Probe) -> None:
     from tradefleet.adapters.ccxt_factory import make_binance
 
     ex = make_binance(rest_url=base, ws_url=base.replace("http://", "ws://"), pro=True)
+    settle_gc()
     try:
         last = 0
         while not probe.done.is_set():
@@ -87,6 +95,42 @@ async def run_ccxt(base: str, probe: Probe) -> None:
         await ex.close()
 
 
+async def run_recv(base: str, probe: Probe, client: str, frames: int, warmup: int) -> None:
+    """Receive `frames` frames with a bare client; the probe's marks are frame counts."""
+    import aiohttp
+
+    url = base.replace("http://", "ws://") + "/stream?streams=btcusdt@depth@100ms"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/api/v3/depth?symbol=BTCUSDT&limit=1000") as r:
+            await r.read()  # the server floods only after a snapshot was served
+        if client == "aiohttp":
+            async with session.ws_connect(url, compress=0, max_msg_size=2**22, decode_text=False) as ws:
+                for n in range(1, frames + 1):
+                    msg = await ws.receive()
+                    if msg.type is not aiohttp.WSMsgType.TEXT:
+                        raise RuntimeError(f"unexpected {msg.type}")
+                    probe.seen(n, None)
+            return
+    from websockets.asyncio.client import connect
+
+    async with connect(url, compression=None, max_size=2**22, proxy=None) as conn:
+        for n in range(1, frames + 1):
+            await conn.recv(decode=False)
+            probe.seen(n, None)
+
+
+GC_MODE = "default"
+
+
+def settle_gc() -> None:
+    """Called once a consumer is set up (everything imported), right before it starts receiving."""
+    if GC_MODE == "freeze":
+        gc.collect()
+        gc.freeze()
+    elif GC_MODE == "off":
+        gc.disable()
+
+
 def percentile(values: list[int], q: float) -> float:
     if not values:
         return float("nan")
@@ -96,16 +140,25 @@ def percentile(values: list[int], q: float) -> float:
 
 async def main(argv: list[str]) -> dict[str, Any]:
     ap = argparse.ArgumentParser()
-    ap.add_argument("side", choices=("ours", "ccxt"))
+    ap.add_argument("side", choices=("ours", "ccxt", "recv-websockets", "recv-aiohttp"))
     ap.add_argument("--base", required=True)
     ap.add_argument("--flood", type=int, required=True)
     ap.add_argument("--paced", type=int, required=True)
     ap.add_argument("--marks", required=True, help="the server's ready line: flood_u final_u u@1,u@1001,...")
     ap.add_argument("--warmup", type=int, default=1000, help="diffs applied before the clock starts")
+    ap.add_argument("--gc", choices=("default", "freeze", "off"), default="default",
+                    help="freeze: gc.freeze() once set up (start-up objects never rescanned)")  # fmt: skip
     a = ap.parse_args(argv)
+    global GC_MODE
+    GC_MODE = a.gc
     flood_u, final_u, *every_1000 = (int(x) for x in a.marks.split())
-    probe = Probe(warm_u=every_1000[a.warmup // 1000], flood_u=flood_u, final_u=final_u)
-    await (run_ours if a.side == "ours" else run_ccxt)(a.base, probe)
+    if a.side.startswith("recv-"):
+        frames = 1 + a.flood  # the first diff, then the flood; marks count frames
+        probe = Probe(warm_u=a.warmup + 1, flood_u=frames, final_u=frames)
+        await run_recv(a.base, probe, a.side.removeprefix("recv-"), frames, a.warmup)
+    else:
+        probe = Probe(warm_u=every_1000[a.warmup // 1000], flood_u=flood_u, final_u=final_u)
+        await (run_ours if a.side == "ours" else run_ccxt)(a.base, probe)
     (t0, c0), (t1, c1) = probe.marks["warm"], probe.marks["flood"]
     n = a.flood - a.warmup
     lat = probe.latencies_us

@@ -32,3 +32,10 @@ def test_each_consumer_runs_end_to_end_on_a_tiny_stream(side: str) -> None:
     assert result["msgs"] == 1000 and result["msgs_per_s"] > 0
     assert result["paced_samples"] > 50 and result["p99_us"] > 0
     assert result["rss_mib"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("side", ["recv-websockets", "recv-aiohttp"])
+def test_each_receive_only_client_takes_the_whole_flood(side: str) -> None:
+    result = run_side(side, flood=2000, paced=50, seed=5, pause_s=0.5)
+    assert result["msgs"] == 1000 and result["msgs_per_s"] > 0 and result["cpu_us_per_msg"] > 0
