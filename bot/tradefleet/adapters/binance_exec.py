@@ -131,6 +131,7 @@ class BinanceExecution:
             secret=credentials.secret,
             testnet=testnet,
             timeout_ms=timeout_ms,
+            client_rate_limit=False,  # orders are rare; Binance's 429/Retry-After is obeyed upstream
         )
         self._ex.options["recvWindow"] = recv_window_ms
         self.recv_window_ms = recv_window_ms
