@@ -107,8 +107,9 @@ class _Side:
             except KeyError:  # first time this exact string is seen
                 key = self._new_key(price)
             if qty.strip("0."):  # non-zero (or garbage): validate, then set
-                # ASCII digits with at most one dot: rejects "-1", "1e3", "NaN", " 1", "²".
-                if not (qty.isascii() and qty.replace(".", "", 1).isdigit()):
+                # Decimal digits with at most one dot: rejects "-1", "1e3", "NaN", " 1", "1_0", "²".
+                # isdecimal, not isdigit: it refuses "²" (which Decimal() cannot read) in one call.
+                if not qty.replace(".", "", 1).isdecimal():
                     raise _bad_qty(qty)
                 if key not in levels and key not in self.heaped:
                     self.heaped.add(key)
@@ -167,7 +168,7 @@ class _Side:
 class OrderBook:
     """Bids and asks of one market. Mutated only through `BookSync` in normal use."""
 
-    __slots__ = ("_asks", "_bids", "_top", "_top_levels")
+    __slots__ = ("_asks", "_best_keys", "_bids", "_top", "_top_levels")
 
     def __init__(self) -> None:
         keys: dict[str, int] = {}
@@ -175,8 +176,12 @@ class OrderBook:
         self._asks = _Side(+1, keys)
         self._top: tuple[Decimal, Decimal, Decimal, Decimal] | None = None
         self._top_levels: tuple[Level, Level] | None = None
+        # (best bid key, best ask key) as found by crossed(), valid until the next change: the sync
+        # checks for a crossed book and the engine then reads the top, after every diff.
+        self._best_keys: tuple[int | None, int | None] | None = None
 
     def clear(self) -> None:
+        self._best_keys = None
         self._bids.clear()
         self._asks.clear()
 
@@ -187,6 +192,7 @@ class OrderBook:
     def apply(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Set each level's quantity (zero deletes). Raises MalformedLevel; the book may then be
         partly updated, so the caller must discard it (BookSync does)."""
+        self._best_keys = None
         self._bids.apply(bids)
         self._asks.apply(asks)
 
@@ -196,12 +202,19 @@ class OrderBook:
     def best_ask(self) -> tuple[Decimal, Decimal] | None:
         return self._asks.best()
 
+    def _best(self) -> tuple[int | None, int | None]:
+        best = self._best_keys
+        if best is None:
+            best = self._best_keys = (self._bids.best_key(), self._asks.best_key())
+        return best
+
     def top(self) -> tuple[Decimal, Decimal, Decimal, Decimal] | None:
         """(bid, bid_qty, ask, ask_qty), or None while either side is empty."""
-        bid = self._bids.best_level()
-        ask = self._asks.best_level()
-        if bid is None or ask is None:
+        bid_key, ask_key = self._best()
+        if bid_key is None or ask_key is None:
             return None
+        bid = self._bids.levels[bid_key]
+        ask = self._asks.levels[ask_key]
         # Read after every diff, changed by few: the Decimals are rebuilt only when either best
         # level is another tuple than last time (a new quantity arrives as a new tuple).
         cached = self._top_levels
@@ -211,8 +224,7 @@ class OrderBook:
         return self._top
 
     def crossed(self) -> bool:
-        bid = self._bids.best_key()
-        ask = self._asks.best_key()
+        bid, ask = self._best()
         return bid is not None and ask is not None and bid >= ask
 
     def bids(self, depth: int) -> list[tuple[Decimal, Decimal]]:
