@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(0 if a.no_receive else rounds):
         for side, results in recv.items():
             results.append(run_side(side, flood, paced, a.seed))
-    print(f"{'receive only':<16}{'msgs/s':>10}{'cpu µs/msg':>12}")
+    if not a.no_receive:
+        print(f"{'receive only':<16}{'msgs/s':>10}{'cpu µs/msg':>12}")
     for side, results in recv.items():
         if not results:
             continue
