@@ -101,39 +101,40 @@ def test_live_path_over_websockets_gives_the_17_crossings_pandas_gives(tmp_path:
     assert summary["duplicates"] == 0
 
 
-def test_exchange_mode_orders_fill_at_the_crossing_and_pnl_matches_a_naive_backtest(tmp_path: Path) -> None:
-    # 2024-03 onwards: 200 warm-up candles, then ~460 live ones with 4 crossings. 8 candles/s leaves
-    # each order 125 ms to fill on the candle that caused it (orders take ~12 ms here; ccxt's client-side
-    # rate limiter can hold the first one ~200 ms right after start-up).
-    start = 2400
+def window_2023_08(tmp_path: Path) -> tuple[Path, list[tuple[str, str]]]:
+    """2023-08 onwards: 200 warm-up candles, then ~680 live ones with 5 crossings (the first, a SELL
+    while flat, is stored with its reason, so 4 orders)."""
+    start = 2180
     klines, closes = write_subset(tmp_path, start, None)
-    events, summary = run_demo(tmp_path, "--klines", str(klines), "--no-faults", "--speed", "8")
-    expected = [(to_iso(t), side) for t, side in oracle_days(closes, start)]
-    assert signal_days(events) == expected and len(expected) == 4
-    assert summary["duplicates"] == 0
-    actionable = summary["orders"]
-    assert actionable == summary["filled"] == summary["sim_orders"]
-    assert actionable == 4
+    return klines, [(to_iso(t), side) for t, side in oracle_days(closes, start)]
+
+
+def test_signed_orders_fill_at_each_crossings_close_and_pnl_matches_a_naive_backtest(tmp_path: Path) -> None:
+    # 20 candles/s leaves an order 50 ms to fill on the candle that caused it (it takes ~2-15 ms here).
+    klines, expected = window_2023_08(tmp_path)
+    events, summary = run_demo(tmp_path, "--klines", str(klines), "--no-faults", "--speed", "20")
+    assert signal_days(events) == expected and len(expected) == 5
+    assert summary["duplicates"] == 0 and summary["error"] is None
+    assert summary["orders"] == summary["filled"] == summary["sim_orders"] == 4
     pnl, backtest = Decimal(summary["realized_pnl_quote"]), Decimal(summary["backtest_realized_pnl_quote"])
-    traded = Decimal(1000) * actionable
     # Fills walk a real book one tick from the close and sizes round to the lot step: cents, not dollars.
-    assert abs(pnl - backtest) <= traded * Decimal("0.0005"), (pnl, backtest)
+    assert abs(pnl - backtest) <= Decimal(4000) * Decimal("0.0005"), (pnl, backtest)
     assert Decimal(summary["position_qty"]) < Decimal("0.0001")  # flat but for sub-lot dust
     orders = [e for e in events if e.get("event") == "order"]
     assert {o["status"] for o in orders} >= {"PENDING", "FILLED"}
 
 
-def test_signals_survive_dropped_connections_gaps_and_failing_rest(tmp_path: Path) -> None:
-    start = 2500
-    klines, closes = write_subset(tmp_path, start, 2900)
-    events, summary = run_demo(
-        tmp_path, "--klines", str(klines), "--speed", "15", "--fault-every", "1", "--mode", "paper"
-    )
-    expected = [(to_iso(t), side) for t, side in oracle_days(closes, start)]
-    assert signal_days(events) == expected and expected
+def test_through_a_fault_every_second_every_crossing_is_traded_exactly_once(tmp_path: Path) -> None:
+    # The simulator drops connections, skips sequence ranges, sends malformed frames, stalls and fails
+    # public REST every second. A close missed in a disconnect is refetched over REST before deciding,
+    # so its signal can come (and fill) a few candles late at replay speed -- which is why P&L is held
+    # against the backtest in the fault-free test above, not here.
+    klines, expected = window_2023_08(tmp_path)
+    events, summary = run_demo(tmp_path, "--klines", str(klines), "--speed", "20", "--fault-every", "1")
+    assert signal_days(events) == expected
     assert summary["duplicates"] == 0 and summary["error"] is None
+    assert summary["orders"] == summary["filled"] == summary["sim_orders"] == 4
+    assert Decimal(summary["position_qty"]) < Decimal("0.0001")
     log = [json.loads(x) for x in (tmp_path / "demo.log").read_text().splitlines() if x.startswith("{")]
-    kinds = {e.get("event") for e in log}
-    assert "feed_connected" in kinds and "book_synced" in kinds
-    reconnects = sum(1 for e in log if e.get("event") == "feed_connected")
-    assert reconnects >= 2, "the simulator's faults must have forced at least one reconnect"
+    assert sum(1 for e in log if e.get("event") == "feed_connected") >= 5, "faults must force reconnects"
+    assert any(e.get("event") == "book_synced" for e in log)
