@@ -143,6 +143,14 @@ class BotMetrics:
             "tradefleet_orders_rejected_total", "Orders the exchange rejected", registry=r
         )
         self.book_in_sync = Gauge("tradefleet_book_in_sync", "1 while the local book is in sync", registry=r)
+        self.ticker_checks = Counter(
+            "tradefleet_book_ticker_checks_total",
+            "bookTicker frames whose update id equals the book's, compared with the book's top",
+            ["result"],
+            registry=r,
+        )
+        for result in ("match", "mismatch"):
+            self.ticker_checks.labels(result)
         self.last_event = Gauge(
             "tradefleet_last_event_timestamp_seconds",
             "Unix time of the last market-data event the engine handled (age = time() - this)",

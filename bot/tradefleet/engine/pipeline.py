@@ -112,6 +112,11 @@ class BotEngine:
         self._spawn = spawn or self._spawn_task
         self._signals: asyncio.Queue[Signal] = asyncio.Queue()
         self._last_sample_ms = 0
+        self._pending_ticker: BookTicker | None = None
+        self._ticker_checks = {
+            True: metrics.ticker_checks.labels("match"),
+            False: metrics.ticker_checks.labels("mismatch"),
+        }
         self._on_candle_hook = on_candle
         self.strategy = StrategyRunner(
             config,
@@ -139,8 +144,11 @@ class BotEngine:
         try:
             if handler is not None:
                 handler(event)
-            elif self.book.handle(event):
-                self._record_top()
+            else:
+                if self.book.handle(event):
+                    self._record_top()
+                if self._pending_ticker is not None:
+                    self._check_pending_ticker()
         except Exception:
             log.exception(
                 "event handling failed", extra={"event": "engine_error", "kind": type(event).__name__}
@@ -185,8 +193,46 @@ class BotEngine:
         self.state.last_exchange_ts = trade.event_time
 
     def _on_book_ticker(self, ticker: BookTicker) -> None:
-        # The diff stream is authoritative for the book; the ticker only serves as a cross-check in tests.
-        pass
+        """A live cross-check: the diff stream builds the book, and when the book reaches the update id
+        a bookTicker frame carries, the exchange's best bid/ask must equal ours. Tickers are real-time
+        while depth comes in 100 ms batches, so a ticker usually arrives before the diff that contains
+        its update: the newest one waits (one slot) until the book gets there. A mismatch is counted
+        and logged, never acted on: the sequence checks already resync a broken book."""
+        if not self.book.in_sync:
+            self._pending_ticker = None
+            return
+        last = self.book.last_update_id
+        if ticker.update_id == last:
+            self._check_ticker(ticker)
+        elif ticker.update_id > last:
+            self._pending_ticker = ticker
+
+    def _check_pending_ticker(self) -> None:
+        ticker = self._pending_ticker
+        assert ticker is not None
+        last = self.book.last_update_id
+        if last >= ticker.update_id or not self.book.in_sync:
+            self._pending_ticker = None
+            if last == ticker.update_id and self.book.in_sync:
+                self._check_ticker(ticker)
+
+    def _check_ticker(self, ticker: BookTicker) -> None:
+        top = self.book.top()
+        if top is None:
+            return
+        bid, bid_qty, ask, ask_qty = top
+        same = (
+            bid == Decimal(ticker.bid)
+            and ask == Decimal(ticker.ask)
+            and bid_qty == Decimal(ticker.bid_qty)
+            and ask_qty == Decimal(ticker.ask_qty)
+        )
+        self._ticker_checks[same].inc()
+        if not same:
+            log_event(
+                log, "book_ticker_mismatch", logging.WARNING, update_id=ticker.update_id,
+                book=[str(v) for v in top], ticker=[ticker.bid, ticker.bid_qty, ticker.ask, ticker.ask_qty],
+            )  # fmt: skip
 
     def _on_candle(self, candle: Candle, update: SmaUpdate) -> None:
         self.sink.enqueue_candle(candle)
