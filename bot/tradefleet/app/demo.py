@@ -287,8 +287,8 @@ class LiveView:
             f" malformed {self.sample('tradefleet_malformed_frames_total'):.0f}"
         )
         signals = rt.engine.state.signals if rt.engine else 0
-        elapsed = now - self.started
-        return f"[{elapsed:5.1f}s] {book} | {rate:6.0f} upd/s | {faults}{sma} | pos {pos} | signals {signals}"
+        head = f"[{now - self.started:5.1f}s] {book} | {rate:6.0f} upd/s"
+        return f"{head} | {faults}{sma} | pos {pos:f} | signals {signals}"
 
     def _reconnects(self) -> list[float]:
         out = []
@@ -326,10 +326,10 @@ async def summarize(
         "sell_signals": sum(1 for s in signals if s.side.value == "SELL"),
         "orders": len(orders),
         "filled": len(filled),
-        "position_qty": str(position.qty if position else Decimal(0)),
-        "realized_pnl_quote": str(position.realized_pnl_quote if position else Decimal(0)),
-        "backtest_realized_pnl_quote": str(backtest.realized_pnl_quote),
-        "backtest_position_qty": str(backtest.position_qty),
+        "position_qty": format(position.qty if position else Decimal(0), "f"),
+        "realized_pnl_quote": format(position.realized_pnl_quote if position else Decimal(0), "f"),
+        "backtest_realized_pnl_quote": format(backtest.realized_pnl_quote, "f"),
+        "backtest_position_qty": format(backtest.position_qty, "f"),
         "duplicates": int(sim_orders.get("duplicates", 0)),
         "sim_orders": len(sim_orders.get("orders", [])) if sim_orders else None,
         "store": str(store_path),

@@ -314,9 +314,9 @@ class BotRuntime:
             "position": None
             if pos is None
             else {
-                "qty": str(pos.qty),
-                "cost_quote": str(pos.cost_quote),
-                "realized_pnl_quote": str(pos.realized_pnl_quote),
+                "qty": format(pos.qty, "f"),
+                "cost_quote": format(pos.cost_quote, "f"),
+                "realized_pnl_quote": format(pos.realized_pnl_quote, "f"),
             },
             "last_signal": None
             if sig is None
