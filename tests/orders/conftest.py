@@ -115,24 +115,22 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await s.close()
 
 
-@pytest.fixture(params=["sqlite", "app_view"])
+@pytest.fixture(params=["sqlite", "buffered"])
 async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """The raw SQLite store, and the shape the bot's runtime hands the order manager: the buffered
-    writer behind `OrderStoreView` (where `apply_order_update` returns None)."""
+    """The raw SQLite store, and what the bot's runtime hands the order manager: the buffered
+    writer (orders durable before they are sent; `apply_order_update` returns None)."""
     raw = open_store(f"sqlite:///{tmp_path}/orders.sqlite")
     await raw.open()
     if request.param == "sqlite":
         yield raw
         await raw.close()
         return
-    from tradefleet.app.order_store import OrderStoreView
     from tradefleet.store.buffered import BufferedStore
 
     buffered = BufferedStore(raw, BotMetrics(), flush_ms=20)
     buffered.start()
-    view = OrderStoreView(buffered)
-    yield view  # type: ignore[misc]
-    await view.close()
+    yield buffered
+    await buffered.close()
 
 
 @pytest.fixture

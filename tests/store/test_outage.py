@@ -4,6 +4,7 @@ written twice, and the counters tell the truth."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import sqlite3
@@ -251,4 +252,23 @@ async def test_a_write_that_hangs_times_out_is_retried_and_still_lands_exactly_o
     assert await store.signals(r.BOT) == [sig]
     assert await store.prices(r.BOT) == [r.price(i) for i in range(30)]
     assert buffered.healthy
+    await buffered.close()
+
+
+async def test_an_order_insert_waits_through_a_lock_until_durable_and_lands_once(
+    sqlite_store: SqliteStore, lock: WriteLock, metrics: BotMetrics
+) -> None:
+    """The order manager's rule "stored before sent": while the store cannot be written, the PENDING
+    insert does not return (so no request can leave); once it can, it returns the store's answer."""
+    buffered = buffered_over(sqlite_store, metrics)
+    o = r.order()
+    lock.hold()
+    insert = asyncio.create_task(buffered.insert_order(o))
+    await asyncio.sleep(0.5)
+    assert not insert.done(), "an order insert must not return while the store cannot be written"
+    assert sample(metrics, "tradefleet_store_write_failures_total", kind="order") >= 1
+    lock.release()
+    assert await asyncio.wait_for(insert, 10) is True
+    assert await buffered.insert_order(o) is False  # that client order id exists: the store says so
+    assert [x.client_order_id for x in await buffered.orders(o.bot)] == [o.client_order_id]
     await buffered.close()

@@ -166,11 +166,9 @@ class BotRuntime:
                 metrics=self.metrics,
                 lease_window_ms=self.lease.remaining_ms,
             )
-        from tradefleet.app.order_store import OrderStoreView
-
         self.orders = OrderManager(
             config=c,
-            store=OrderStoreView(self.store),
+            store=self.store,  # the buffered store: orders durable before sent, the rest never dropped
             execution=self.execution,
             lease=self.lease,
             rules=rules,

@@ -428,6 +428,65 @@ class BufferedStore:
         self._healthy = True
         self._failures_in_row = 0
 
+    # -- the Store protocol's writes, with this buffer's promises --------------------------------
+    # Handed to the order manager (which takes any Store), the buffered store is the whole store:
+    # - `insert_order` goes straight to the store and waits until the PENDING record is durable,
+    #   retrying through an outage: no order leaves before it is recorded (an order we could not
+    #   record is one a restart could not reconcile), and while the store is down signals wait in the
+    #   manager's queue. It keeps the store's answer (False: that client order id already exists).
+    # - everything else goes through the never-drop queue, in order; the booleans say "durable" (True)
+    #   or "queued while the store is down" (False), and `apply_order_update` returns None, so the
+    #   manager merges the update into its in-memory order with the store's own forward-only rule.
+
+    async def open(self) -> None:
+        await self.store.open()
+
+    async def insert_order(self, order: Order) -> bool:
+        delay = RETRY_MIN_S
+        while True:
+            started = time.perf_counter()
+            try:
+                inserted = await self.store.insert_order(order)
+            except TemporaryError as e:
+                self.metrics.store_failures.labels("order").inc()
+                self.metrics.store_retries.inc()
+                wait = min(e.retry_after or delay, self.retry_max_s)
+                log.warning(
+                    "order_store_wait",
+                    extra={
+                        "event": "order_store_wait",
+                        "client_order_id": order.client_order_id,
+                        "error": str(e),
+                        "wait_s": round(wait, 3),
+                    },
+                )
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, self.retry_max_s)
+                continue
+            self.metrics.latency.labels("store_write").observe(time.perf_counter() - started)
+            return inserted
+
+    async def insert_signal(self, signal: Signal) -> bool:
+        return await self.record_signal(signal)
+
+    async def update_signal_action(self, signal_id: str, action: str) -> None:
+        await self.record_signal_action(signal_id, action)
+
+    async def apply_order_update(self, update: OrderUpdate) -> Order | None:
+        await self.record_update(update)
+        return None
+
+    async def save_position(self, position: Position) -> None:
+        await self.record_position(position)
+
+    async def write_prices(self, samples: Sequence[PriceSample]) -> None:
+        for sample in samples:
+            self.enqueue_price(sample)
+
+    async def write_candles(self, candles: Sequence[Candle]) -> None:
+        for candle in candles:
+            self.enqueue_candle(candle)
+
     # -- reads pass through ----------------------------------------------------------------------
 
     async def ping(self) -> None:
