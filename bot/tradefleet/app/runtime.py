@@ -201,7 +201,6 @@ class BotRuntime:
         return task
 
     def _on_lease_change(self, state: str) -> None:
-        self.metrics.leader.set(1 if state == "leader" else 0)
         log_event(log, "lease", state=state, holder=self.holder)
         if state == "leader" and self.orders is not None and self.orders.trading_ready:
             # Takeover: reload and reconcile before the next order (re-entrant; the first recovery

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -67,7 +67,6 @@ class EngineState:
     last_trade_price: str | None = None
     signals: int = 0
     last_signal: Signal | None = None
-    recent_signals: list[Signal] = field(default_factory=list)
 
 
 def signal_fields(s: Signal) -> dict[str, Any]:
@@ -182,7 +181,6 @@ class BotEngine:
     def _on_status(self, status: StreamStatus) -> None:
         if status.kind == "connected":
             self.state.connected = True
-            self.strategy.on_reconnect()
         elif status.kind in ("disconnected", "stale", "server_shutdown"):
             self.state.connected = False
         if self.book.handle(status):
@@ -247,7 +245,6 @@ class BotEngine:
             signal = await self._signals.get()
             self.state.signals += 1
             self.state.last_signal = signal
-            self.state.recent_signals = [*self.state.recent_signals[-19:], signal]
             log_event(log, "signal", **signal_fields(signal))
             await self.sink.record_signal(signal)
             if self.publisher is not None:

@@ -113,10 +113,6 @@ class StrategyRunner:
         else:
             self._drain(candles)
 
-    def on_reconnect(self) -> None:
-        """After a reconnect closed candles may have been missed: backfill up to the next stream close."""
-        # Nothing to do eagerly: the next closed candle reveals any gap through CandleClock.
-
     # -- internals ----------------------------------------------------------------------------------
 
     def _warmup_since(self, current_open: int) -> int:
