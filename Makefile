@@ -6,12 +6,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint check install bench clean kind-up kind-down helm-venv
+.PHONY: demo test test-latest lint check install bench clean kind-up kind-down helm-venv
 
-$(STAMP): pyproject.toml
+# The tests run on the locked versions (requirements/test.lock: the images' runtime pins plus the
+# test tools, with hashes), so a new upstream release cannot turn CI red by itself; `make test-latest`
+# tries the newest releases on purpose. Regenerate the locks with scripts/lock.sh.
+$(STAMP): pyproject.toml requirements/test.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements/test.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,11 +32,20 @@ lint: $(STAMP)
 test: lint helm-venv
 	$(BIN)/pytest -q -p no:cacheprovider
 
+# Non-blocking canary (not part of `make test`/CI): every dependency at its newest release in
+# .venv-latest/, then the whole suite. A failure here is a break to investigate before re-locking.
+test-latest:
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/pip install --quiet --upgrade pip
+	.venv-latest/bin/pip install --quiet --upgrade -e '.[test]'
+	.venv-latest/bin/pip list --format=freeze > .venv-latest/versions.txt
+	.venv-latest/bin/pytest -q -p no:cacheprovider
+
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingest --quick
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .venv-latest .pytest_cache .mypy_cache .ruff_cache build *.egg-info
 
 # Python >= 3.12 venv with helm-sdkpy (real Helm library) for tests/deploy; fails loudly if no 3.12.
 helm-venv:
