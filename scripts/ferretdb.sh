@@ -38,7 +38,9 @@ if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "version: $FERRETDB_V
   exit 0
 fi
 
-command -v go >/dev/null || { echo "ferretdb.sh: Go is not installed (need go >= 1.24)" >&2; exit 1; }
+# Go from go.dev's tarball lives in /usr/local/go, often not on root's PATH in CI.
+command -v go >/dev/null || PATH="$PATH:/usr/local/go/bin"
+command -v go >/dev/null || { echo "ferretdb.sh: Go is not installed (need go >= 1.24; Debian 12's 1.19 is too old)" >&2; exit 1; }
 
 mkdir -p "$root/bin" "$root/src"
 export GOMODCACHE="$root/gomod" GOCACHE="$root/gocache" GOPATH="$root/gopath"

@@ -5,8 +5,10 @@ asyncio, no thread pool.
 
 Collections (in the database named by the URL, default `tradefleet`):
 - `prices`: a time-series collection (timeField `ts`, metaField `meta` = {bot, symbol}, granularity
-  seconds). `ts` is the LOCAL receive time (`local_ts`), because (bot, update_id, local_ts) is a
-  sample's identity and the newest-first read sorts on it; the exchange time is kept as a field.
+  seconds), or an ordinary collection with a unique sample-identity index where the server has no
+  time-series (DocumentDB, Cosmos DB, FerretDB: see `mongo_schema`). `ts` is the LOCAL receive
+  time (`local_ts`), because (bot, update_id, local_ts) is a sample's identity and the newest-first
+  read sorts on it; the exchange time is kept as a field.
 - `candles`, `signals`, `orders`, `order_updates`, `positions`: ordinary collections whose `_id` is
   the natural key (see `mongo_docs`), plus secondary indexes for the reads and a unique index on
   candles' (symbol, interval, open_time).
@@ -28,7 +30,8 @@ lose an update nor count a fee twice.
 Errors: AutoReconnect (so NotPrimary and ServerSelectionTimeout), NetworkTimeout, connection
 failures and retryable server errors become `StoreUnavailable`; DuplicateKeyError is handled as an
 idempotent no-op where expected; an invalid URL is a `ConfigError`; the rest is `PermanentError`.
-Needs MongoDB 6.0 or newer (time-series secondary indexes on the metaField).
+Needs MongoDB 6.0 or newer (time-series secondary indexes on the metaField), or a look-alike whose
+gaps `mongo_schema` detects.
 """
 
 from __future__ import annotations
