@@ -7,12 +7,19 @@
 #
 # How to run it (SQLite backend: no other server needed; one directory holds all data):
 #   ferretdb --handler=sqlite --sqlite-url=file:/DATA/DIR/ --state-dir=/DATA/DIR \
-#            --listen-addr=127.0.0.1:27017 --debug-addr=- --telemetry=disable --log-level=warn
-#   - the data dir must exist and end with "/" in --sqlite-url; one SQLite file per database
-#   - in a container listen on 0.0.0.0:27017; no authentication (FerretDB 1.x over SQLite has no
-#     users), so clients connect with mongodb://HOST:27017/ and no credentials
+#            --listen-addr=127.0.0.1:27017 --debug-addr=- --telemetry=disable --log-level=warn \
+#            --test-enable-new-auth --setup-database=admin --setup-username=root --setup-password=PASSWORD
+#   - the data dir must exist; --sqlite-url must end with "/"; one SQLite file per database
+#   - the last line turns on SCRAM-SHA-256 authentication with a `root` user in `admin`, so compose's
+#     own store URL (mongodb://root:PASSWORD@mongodb:27017/tradefleet?authSource=admin) works as is;
+#     restarting on the same data dir with the same flags is fine. Without it there is no auth at all
+#     and a client that sends credentials is refused ("Unsupported authentication mechanism").
+#   - in a container listen on 0.0.0.0:27017; `ferretdb ping` is no healthcheck for auth mode, a
+#     TCP connect to the port is (it listens once the backend is ready)
 #   - --telemetry=disable is required here: nothing may talk to beacon.ferretdb.com
 #   - the binary is static (CGO_ENABLED=0, pure-Go SQLite), so it runs in any Linux image
+#   - what FerretDB 1.x lacks that tradefleet meets: time-series collections, BSON Decimal128 (it
+#     drops the connection); the store detects both (bot/tradefleet/store/mongo_schema.py)
 #
 # Why FerretDB 1.x over SQLite: 2.x needs the DocumentDB PostgreSQL extension (not in Debian);
 # 1.x over PostgreSQL would need a PostgreSQL server per test run; SQLite needs nothing.

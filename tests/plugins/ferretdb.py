@@ -12,6 +12,7 @@ fresh machine with Go works without `.ci/run`; a machine without Go fails loudly
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -46,18 +47,23 @@ def ferretdb_version() -> str:
 class FerretDB:
     """One FerretDB process on a free loopback port with its own SQLite data directory.
 
+    Authentication is on, as on compose's `mongodb` service: a `root` user in `admin` with a random
+    password, SCRAM-SHA-256 (FerretDB 1.x's "new auth", still flagged experimental there), so the
+    store's URLs carry credentials and `authSource=admin` exactly as in production.
+
     `kill()` then `start()` is a crash and restart on the same port and data: what a client sees
     when its MongoDB server dies and comes back."""
 
     def __init__(self, data: Path) -> None:
         self.data = data
         self.port = free_port()
+        self.password = secrets.token_hex(12)
         self.proc: subprocess.Popen[bytes] | None = None
         data.mkdir(parents=True, exist_ok=True)
 
     @property
     def url(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/"
+        return f"mongodb://root:{self.password}@127.0.0.1:{self.port}/?authSource=admin"
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -70,6 +76,10 @@ class FerretDB:
                 "--debug-addr=-",
                 "--telemetry=disable",
                 "--log-level=error",
+                "--test-enable-new-auth",
+                "--setup-database=admin",
+                "--setup-username=root",
+                f"--setup-password={self.password}",
             ],
             stdout=subprocess.DEVNULL,
             stderr=(self.data / "ferretdb.log").open("ab"),

@@ -16,6 +16,7 @@ from tests.store import records as r
 from tests.store.test_outage import BUFFERED, DROPPED, ENQUEUED, FAILURES, buffered_over
 from tests.store.waiting import eventually, sample
 from tradefleet.domain.models import OrderStatus
+from tradefleet.errors import PermanentError
 from tradefleet.metrics import BotMetrics
 from tradefleet.store.mongo import MongoStore
 
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.mongo
 
 def store_on(server: FerretDB) -> MongoStore:
     # Short server selection: each attempt during the outage fails fast instead of waiting 5 s.
-    return MongoStore(f"{server.url}?serverSelectionTimeoutMS=300&connectTimeoutMS=300", database="tf_outage")
+    return MongoStore(f"{server.url}&serverSelectionTimeoutMS=300&connectTimeoutMS=300", database="tf_outage")
 
 
 async def test_server_killed_mid_stream_and_restarted_loses_nothing_and_duplicates_nothing(
@@ -106,4 +107,15 @@ async def test_data_written_before_a_kill_is_there_after_the_restart(ferretdb: F
     assert await reopened.prices(r.BOT) == [r.price(i) for i in range(50)]
     assert await reopened.candles(r.SYMBOL, "1m") == [r.candle(0), r.candle(1, closed=False)]
     await reopened.close()
+    await store.close()
+
+
+async def test_a_wrong_password_is_a_permanent_error_that_does_not_show_the_password(
+    ferretdb: FerretDB,
+) -> None:
+    wrong = "not-" + ferretdb.password
+    store = MongoStore(ferretdb.url.replace(ferretdb.password, wrong), database="tf_outage")
+    with pytest.raises(PermanentError, match="Authentication failed") as raised:
+        await store.open()
+    assert wrong not in str(raised.value) and ferretdb.password not in str(raised.value)
     await store.close()
