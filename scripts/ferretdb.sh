@@ -14,8 +14,9 @@
 #     own store URL (mongodb://root:PASSWORD@mongodb:27017/tradefleet?authSource=admin) works as is;
 #     restarting on the same data dir with the same flags is fine. Without it there is no auth at all
 #     and a client that sends credentials is refused ("Unsupported authentication mechanism").
-#   - in a container listen on 0.0.0.0:27017; `ferretdb ping` is no healthcheck for auth mode, a
-#     TCP connect to the port is (it listens once the backend is ready)
+#   - in a container listen on 0.0.0.0:27017. Healthcheck: `ferretdb ping` with the SAME flags as the
+#     server (it connects to --listen-addr, authenticates with the --setup-* user and pings; exit 1
+#     when down, after its 30 s --setup-timeout). Without --setup-database it skips and exits 0.
 #   - --telemetry=disable is required here: nothing may talk to beacon.ferretdb.com
 #   - the binary is static (CGO_ENABLED=0, pure-Go SQLite), so it runs in any Linux image
 #   - what FerretDB 1.x lacks that tradefleet meets: time-series collections, BSON Decimal128 (it
