@@ -41,7 +41,17 @@ FERRETDB_SUM="h1:trrUU0LbmusMbyubhPS1IELncvrIwKrsRT2LW1UUWCw="
 root="${TRADEFLEET_FERRETDB_DIR:-/var/cache/tradefleet/ferretdb}"
 bin="$root/bin/ferretdb"
 
-if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "version: $FERRETDB_VERSION\$"; then
+current() { [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "version: $FERRETDB_VERSION\$"; }
+if current; then
+  echo "$bin"
+  exit 0
+fi
+
+# One build at a time on this machine (parallel test runs or CI jobs share the cache).
+mkdir -p "$root"
+exec 9>"$root/.lock"
+flock 9
+if current; then
   echo "$bin"
   exit 0
 fi
