@@ -72,7 +72,6 @@ DEFAULT_SERVER_SELECTION_MS = 5000
 (the driver's default is 30 s, which would stall the buffered writer for that long per attempt)."""
 
 _DUPLICATE_KEY = 11000
-_TRANSIENT_CODES = TRANSIENT_CODES
 _OPEN_STATUSES = [OrderStatus.PENDING.value, OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value]
 _FOLD_ATTEMPTS = 20
 
@@ -86,12 +85,12 @@ def translate(error: PyMongoError, where: str) -> Exception:
     if isinstance(error, WTimeoutError):
         return StoreUnavailable(f"mongodb store {where}: write concern timed out: {error}", retry_after=1.0)
     if isinstance(error, OperationFailure) and (
-        error.code in _TRANSIENT_CODES or error.has_error_label("RetryableWriteError")
+        error.code in TRANSIENT_CODES or error.has_error_label("RetryableWriteError")
     ):
         return StoreUnavailable(f"mongodb store {where} unavailable: {error}", retry_after=1.0)
     if isinstance(error, BulkWriteError):
         codes = {w.get("code") for w in (error.details or {}).get("writeErrors", [])}
-        if codes & _TRANSIENT_CODES or (error.details or {}).get("writeConcernErrors"):
+        if codes & TRANSIENT_CODES or (error.details or {}).get("writeConcernErrors"):
             return StoreUnavailable(f"mongodb store {where}: batch partly failed: {error}", retry_after=1.0)
     if isinstance(error, ConfigurationError | InvalidURI):
         return ConfigError(f"store_url for {where} is not valid: {error}")
