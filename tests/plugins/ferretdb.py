@@ -66,25 +66,31 @@ class FerretDB:
         return f"mongodb://root:{self.password}@127.0.0.1:{self.port}/?authSource=admin"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                ferretdb_binary(),
-                "--handler=sqlite",
-                f"--sqlite-url=file:{self.data}/",
-                f"--state-dir={self.data}",
-                f"--listen-addr=127.0.0.1:{self.port}",
-                "--debug-addr=-",
-                "--telemetry=disable",
-                "--log-level=error",
-                "--test-enable-new-auth",
-                "--setup-database=admin",
-                "--setup-username=root",
-                f"--setup-password={self.password}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=(self.data / "ferretdb.log").open("ab"),
-        )
-        wait_for_port(self.port, timeout=30)
+        log = self.data / "ferretdb.log"
+        with log.open("ab") as stderr:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [
+                    ferretdb_binary(),
+                    "--handler=sqlite",
+                    f"--sqlite-url=file:{self.data}/",
+                    f"--state-dir={self.data}",
+                    f"--listen-addr=127.0.0.1:{self.port}",
+                    "--debug-addr=-",
+                    "--telemetry=disable",
+                    "--log-level=error",
+                    "--test-enable-new-auth",
+                    "--setup-database=admin",
+                    "--setup-username=root",
+                    f"--setup-password={self.password}",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+        try:
+            wait_for_port(self.port, timeout=30)
+        except TimeoutError:
+            self.stop()
+            pytest.fail(f"FerretDB did not listen on {self.port}; its log:\n{log.read_text()[-3000:]}")
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, connections drop mid-request."""
@@ -95,7 +101,8 @@ class FerretDB:
 
     def _stop(self, sig: int) -> None:
         if self.proc is not None:
-            self.proc.send_signal(sig)
+            if self.proc.poll() is None:
+                self.proc.send_signal(sig)
             self.proc.wait(timeout=10)
             self.proc = None
 
