@@ -99,9 +99,19 @@ class FerretDB:
     def stop(self) -> None:
         self._stop(signal.SIGTERM)
 
+    def pause(self) -> None:
+        """SIGSTOP: the port still accepts connections (the kernel does), nothing answers."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def _stop(self, sig: int) -> None:
         if self.proc is not None:
             if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGCONT)  # a paused process would not act on SIGTERM
                 self.proc.send_signal(sig)
             self.proc.wait(timeout=10)
             self.proc = None

@@ -13,11 +13,12 @@ import pytest
 
 from tests.plugins.ferretdb import FerretDB
 from tests.store import records as r
-from tests.store.test_outage import BUFFERED, DROPPED, ENQUEUED, FAILURES, buffered_over
+from tests.store.test_outage import BUFFERED, DROPPED, ENQUEUED, FAILURES, RETRIES, buffered_over
 from tests.store.waiting import eventually, sample
 from tradefleet.domain.models import OrderStatus
 from tradefleet.errors import PermanentError
 from tradefleet.metrics import BotMetrics
+from tradefleet.store import BufferedStore
 from tradefleet.store.mongo import MongoStore
 
 pytestmark = pytest.mark.mongo
@@ -118,4 +119,36 @@ async def test_a_wrong_password_is_a_permanent_error_that_does_not_show_the_pass
     with pytest.raises(PermanentError, match="Authentication failed") as raised:
         await store.open()
     assert wrong not in str(raised.value) and ferretdb.password not in str(raised.value)
+    await store.close()
+
+
+async def test_a_server_that_hangs_then_wakes_up_applies_every_abandoned_attempt_exactly_once(
+    ferretdb: FerretDB, metrics: BotMetrics
+) -> None:
+    """SIGSTOP: requests already sent sit in the socket unanswered, the writer gives up on them after
+    its write timeout and tries again; on SIGCONT the server works through what it still holds and
+    the retries. Each record must be stored once. (Which request a pause catches is up to timing; the
+    deterministic proof that a price insert is idempotent is the racing-writers test in
+    test_mongo_servers.py, which fails every time without the unique identity index.)"""
+    store = store_on(ferretdb)
+    await store.open()
+    buffered = BufferedStore(store, metrics, retry_max_s=0.2, write_timeout_s=0.3, flush_ms=5, batch_max=20)
+    buffered.start()
+    for i in range(40):
+        buffered.enqueue_price(r.price(i))
+    assert await buffered.flush(timeout=30)
+
+    ferretdb.pause()
+    sig = r.signal()
+    assert await buffered.record_signal(sig) is False  # answered within the write timeout
+    for i in range(40, 120):
+        buffered.enqueue_price(r.price(i))
+    await eventually(lambda: sample(metrics, RETRIES) >= 3, what="timed-out attempts retried")
+    ferretdb.resume()
+
+    assert await buffered.flush(timeout=60)
+    assert await store.signals(r.BOT) == [sig]
+    assert await store.prices(r.BOT, limit=10_000) == [r.price(i) for i in range(120)]
+    assert buffered.healthy
+    await buffered.close()
     await store.close()
