@@ -62,7 +62,7 @@ command -v go >/dev/null || { echo "ferretdb.sh: Go is not installed (need go >=
 
 mkdir -p "$root/bin" "$root/src"
 export GOMODCACHE="$root/gomod" GOCACHE="$root/gocache" GOPATH="$root/gopath"
-export GOFLAGS="-mod=mod -modcacherw" CGO_ENABLED=0 GOTOOLCHAIN=local
+export GOFLAGS="-mod=readonly -modcacherw" CGO_ENABLED=0 GOTOOLCHAIN=local
 
 start=$(date +%s)
 info=$(go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION")
