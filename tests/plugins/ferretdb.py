@@ -15,6 +15,7 @@ import os
 import secrets
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -100,9 +101,18 @@ class FerretDB:
         self._stop(signal.SIGTERM)
 
     def pause(self) -> None:
-        """SIGSTOP: the port still accepts connections (the kernel does), nothing answers."""
+        """SIGSTOP: the port still accepts connections (the kernel does), nothing answers.
+
+        Returns once every thread is stopped: the signal takes effect asynchronously, and on a busy
+        machine a request sent right after `kill` could otherwise still be served."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.proc.pid}/task")
+        deadline = time.monotonic() + 10
+        while not all(_state(t) in "Tt" for t in tasks.iterdir()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"FerretDB (pid {self.proc.pid}) did not stop within 10 s")
+            time.sleep(0.005)
 
     def resume(self) -> None:
         assert self.proc is not None
@@ -119,6 +129,14 @@ class FerretDB:
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+
+def _state(task: Path) -> str:
+    """A thread's state letter from /proc (after the parenthesised command name); "" if it is gone."""
+    try:
+        return (task / "stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return "T"  # an exited thread does not serve requests
 
 
 @pytest.fixture(scope="session")
