@@ -52,6 +52,7 @@ from tradefleet.domain.position import (
     merge_update,
     position_from_orders,
 )
+from tradefleet.engine.risk_gate import RiskGate
 from tradefleet.errors import (
     ExecutionUnknown,
     OrderRejected,
@@ -94,6 +95,7 @@ class OrderManager:
         rules: SymbolRules,
         metrics: BotMetrics,
         publisher: EventPublisher | None = None,
+        risk: RiskGate | None = None,
         reconcile_interval_s: float = 5.0,
         max_send_attempts: int = 5,
         crash_at: str | None = None,
@@ -106,6 +108,7 @@ class OrderManager:
         self.filters = filters_from_rules(rules)
         self.metrics = metrics
         self.publisher = publisher
+        self.risk = risk
         self.reconcile_interval_s = reconcile_interval_s
         self.max_send_attempts = max_send_attempts
         # Test hook: SIGKILL this process right after the PENDING order is stored ("after_store") or
@@ -217,6 +220,13 @@ class OrderManager:
         if isinstance(decision, Skip):
             await self._set_action(signal, decision.reason)
             return
+        if self.risk is not None:  # the fleet's rules: kill switch, caps, rate (domain.risk)
+            denial = await self.risk.before_send(
+                signal.signal_id, decision.side, decision.quote_amount, self.position
+            )
+            if denial is not None:
+                await self._set_action(signal, denial)
+                return
         order = self._new_order(signal, cid, decision)
         if not await self.store.insert_order(order):
             # Someone (another replica, an earlier run) stored it first: follow that order instead.
@@ -443,6 +453,8 @@ class OrderManager:
         if new.filled_qty != order.filled_qty or new.fee != order.fee:
             self._refresh_position()
             await self._save_position()
+        if self.risk is not None and new.status.is_final and not self._open_orders():
+            await self.risk.order_final(self.position)  # the reservation becomes what is held
         if self.publisher is not None:
             with contextlib.suppress(Exception):
                 await self.publisher.publish("order", _order_payload(new))
