@@ -12,9 +12,11 @@ The rules it lives by, in the order they protect the account:
    Retry-After, -1021) is re-sent with the same id after the wait.
 3. Before each send the lease must say we may trade, the coordinator must confirm it, and the order
    carries the fencing token. Otherwise the signal is stored with the action "standby".
-4. A signal that cannot act (BUY while long, SELL while flat, below the minimum notional, standby) is
+4. The fleet's risk gate (`engine.risk_gate`, rules in `domain.risk`) is asked right before an order
+   is created: a halt, a cap or the order-rate guard is stored as the action "risk: <reason>".
+5. A signal that cannot act (BUY while long, SELL while flat, below the minimum notional, standby) is
    stored with its reason. Nothing is dropped silently.
-5. The position is a fold over the stored orders' cumulative fills (`domain.position`), recomputed
+6. The position is a fold over the stored orders' cumulative fills (`domain.position`), recomputed
    after every update, so it can never drift from the order history.
 
 `recover()` reloads orders from the store, reconciles every non-final one with the exchange, acts on
@@ -24,7 +26,8 @@ or trade before `recover()` has finished.
 
 Public surface (the app wires it): `OrderManager(config=, store=, execution=, lease=, rules=, metrics=,
 publisher=None)`, `await recover()` (again on every takeover), `submit_signal(signal)` (non-blocking),
-`await run()` (until cancelled), `position`, `last_order`, `trading_ready`. Signal actions stored:
+`await run()` (until cancelled), `await drain(timeout_s)` (SIGTERM: stop taking signals, let the
+order in flight become final), `position`, `last_order`, `trading_ready`. Signal actions stored:
 "order", "rejected", "standby", "order_in_flight", the `domain.position` reasons, and
 "not_sent: <reason>" for a stored order that was never sent and no longer applies.
 """
@@ -124,6 +127,7 @@ class OrderManager:
         self._signals: asyncio.Queue[tuple[Signal, float]] = asyncio.Queue()
         self._lock = asyncio.Lock()
         self._ready = asyncio.Event()
+        self._draining = False
 
     # ---- public API -----------------------------------------------------------------------------
 
@@ -175,6 +179,17 @@ class OrderManager:
                 signal, queued_at = await self._signals.get()
                 await self._handle(signal, queued_at)
 
+    async def drain(self, timeout_s: float) -> bool:
+        """Stop taking signals, then wait (at most `timeout_s`) until no signal is being acted on and
+        no order is in flight. True when the bot may exit without leaving an order half done."""
+        self._draining = True
+        deadline = time.monotonic() + timeout_s
+        while self._lock.locked() or self._open_orders():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
     async def _handle(self, signal: Signal, queued_at: float) -> None:
         """Act on one signal; a temporary failure (store, lease, exchange) is retried with the same
         signal (acting is idempotent: the order id is fixed and checked first), never dropped."""
@@ -183,6 +198,11 @@ class OrderManager:
             await self._ready.wait()
             try:
                 async with self._lock:
+                    if self._draining:
+                        # Stopping: the signal is in the store (the engine recorded it before it came
+                        # here); the next leader's takeover acts on it. Never half of an order.
+                        log_event(log, "signal_deferred", signal_id=signal.signal_id, reason="stopping")
+                        return
                     await self._act(signal, queued_at)
                 return
             except PermanentError as e:
