@@ -215,6 +215,10 @@ class BotRuntime:
     def _flatten(self, halt: Halt) -> None:
         """Submit the halt's one SELL for this bot; its id is a function of the halt, so however often
         this is called, by whichever replica, the order is placed once."""
+        from tradefleet.domain.position import is_long
+
+        if self.orders is None or not is_long(self.orders.position, self.orders.filters):
+            return  # flat, or only dust no order can sell: nothing to close
         c = self.config
         now = now_ms()
         mark = self._mark() or Decimal(0)

@@ -1,0 +1,230 @@
+"""A fleet of real `tradefleet bot` processes (one per name) on one real redis-server and one simulator
+process, for the risk-control tests.
+
+The simulator replays a candle series the test writes (`zigzag`, `rise_then_fall`), served as 1-minute
+candles at a few candles per second: with SMA windows 2/5, every bot sees the same crossover on the same
+candle close, so every bot signals in the same instant — the race the fleet cap must survive. Each bot
+has its own SQLite store (bots share the simulator's one account; a shared store would let one bot
+adopt another's order reports) and its own JSON log; orders are counted on the simulator (`/sim/orders`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import free_port, wait_for_port
+
+SIM_KEY, SIM_SECRET = "tradefleet-sim-key", "tradefleet-sim-secret"
+START_MS = 1_700_000_000_000 - 1_700_000_000_000 % 60_000
+
+
+def wait(cond: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def http_json(url: str, method: str = "GET", body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    if method == "POST" and data is None:
+        data = b""
+    req = urllib.request.Request(url, method=method, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def ms(iso: str) -> int:
+    return int(dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def write_candles(path: Path, closes: Iterable[float]) -> Path:
+    """A kline CSV (the simulator's format) with these closes, one minute apart, plus the dropped last."""
+    rows = ["symbol,timeframe,open_time,close_time,open,high,low,close,volume,trades"]
+    prev: float | None = None
+    closes = [*closes, 0.0]
+    for i, close in enumerate(closes):
+        close = close or (prev or 100.0)
+        open_ = prev if prev is not None else close
+        t = START_MS + i * 60_000
+        rows.append(
+            f"BTCUSDT,1m,{t},{t + 59_999},{open_:.2f},{max(open_, close):.2f},{min(open_, close):.2f},"
+            f"{close:.2f},10.0,100"
+        )
+        prev = close
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def zigzag(n: int, *, base: float = 30_000.0, step: float = 300.0, leg: int = 3) -> list[float]:
+    """Up `leg` candles, down `leg` candles, ...: an SMA 2/5 crossover every `leg` candles or so."""
+    out, price = [], base
+    for i in range(n):
+        price += step if (i // leg) % 2 == 0 else -step
+        out.append(price)
+    return out
+
+
+class Sim:
+    def __init__(self, tmp: Path, candles: Path, *, speed: float, history: int = 20) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = (tmp / "sim.log").open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tradefleet.app.cli", "sim", "--port", str(self.port),
+             "--klines", str(candles), "--speed", str(speed), "--history", str(history),
+             "--depth-rate", "4", "--levels", "200"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_for_port(self.port, timeout=30)
+
+    def orders(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = http_json(self.url + "/sim/orders")["orders"]
+        return sorted(result, key=lambda o: o["orderId"])
+
+    def describe(self) -> dict[str, Any]:
+        result: dict[str, Any] = http_json(self.url + "/sim/orders")
+        return result
+
+    def pause(self) -> None:
+        http_json(self.url + "/sim/control/pause", "POST")
+
+    def start(self) -> None:
+        http_json(self.url + "/sim/control/start", "POST")
+
+    def order_faults(self, **faults: Any) -> None:
+        http_json(self.url + "/sim/orders/faults", "POST", faults)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        self.log.close()
+
+
+class Bot:
+    """One `tradefleet bot` process (a replica when `name` repeats with a shared `store`)."""
+
+    def __init__(
+        self, tmp: Path, sim: Sim, redis_url: str | None, name: str, *, replica: str | None = None,
+        store: Path | None = None, **settings: Any,
+    ) -> None:  # fmt: skip
+        self.name = name
+        self.id = replica or name
+        self.tmp = tmp
+        self.http_port = free_port()
+        self.db = store or tmp / f"{name}.sqlite"
+        self.log_path = tmp / f"{self.id}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEFLEET_") and k != "REDIS_URL"}
+        config = {
+            "name": name, "mode": "testnet", "interval": "1m", "short_window": "2", "long_window": "5",
+            "quote_amount": "100", "rest_url": sim.url, "ws_url": f"ws://127.0.0.1:{sim.port}",
+            "ws_api_url": f"ws://127.0.0.1:{sim.port}/ws-api/v3", "store_url": f"sqlite:///{self.db}",
+            "http_port": str(self.http_port), "http_host": "127.0.0.1", "lease_ttl_ms": "2000",
+            "lease_renew_ms": "400", "depth_limit": "100", "store_flush_ms": "50",
+            "reservation_ttl_ms": "3000",
+        }  # fmt: skip
+        config.update({k: str(v) for k, v in settings.items()})
+        env.update({f"TRADEFLEET_{k.upper()}": v for k, v in config.items()})
+        env.update(POD_NAME=self.id, TRADEFLEET_API_KEY=SIM_KEY, TRADEFLEET_API_SECRET=SIM_SECRET)
+        if redis_url:
+            env["REDIS_URL"] = redis_url
+        self.out = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tradefleet.app.cli", "bot"],
+            env=env,
+            stdout=self.out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                e = json.loads(line)
+                if isinstance(e, dict) and (name is None or e.get("event") == name):
+                    out.append(e)
+        return out
+
+    def created(self) -> list[dict[str, Any]]:
+        """Orders this process created (logged once, PENDING, before the request leaves)."""
+        return [e for e in self.events("order") if e.get("status") == "PENDING"]
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = http_json(f"http://127.0.0.1:{self.http_port}/status")
+            return result
+        except (OSError, ValueError):
+            return None
+
+    def qty(self) -> Decimal | None:
+        s = self.status()
+        pos = s.get("position") if s else None
+        return Decimal(pos["qty"]) if pos else None
+
+    def trading(self) -> bool:
+        s = self.status()
+        return bool(s and s["checks"]["orders"]["ok"] and s["checks"]["candles"]["ok"])
+
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        """Rows of this bot from its store, read with sqlite3 directly (a witness independent of the bot)."""
+        if not self.db.exists():
+            return []
+        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)
+        conn.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in conn.execute(f"SELECT * FROM {table} WHERE bot = ?", (self.name,))]  # noqa: S608
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            conn.close()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.out.close()
+
+
+def cli(*args: str, redis_url: str | None = None) -> dict[str, Any]:
+    """Run the real `tradefleet` command; its one JSON line."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEFLEET_") and k != "REDIS_URL"}
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    done = subprocess.run(
+        [sys.executable, "-m", "tradefleet.app.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
