@@ -59,9 +59,8 @@ def write_candles(path: Path, closes: Iterable[float]) -> Path:
     """A kline CSV (the simulator's format) with these closes, one minute apart, plus the dropped last."""
     rows = ["symbol,timeframe,open_time,close_time,open,high,low,close,volume,trades"]
     prev: float | None = None
-    closes = [*closes, 0.0]
-    for i, close in enumerate(closes):
-        close = close or (prev or 100.0)
+    series = list(closes)
+    for i, close in enumerate([*series, series[-1]]):
         open_ = prev if prev is not None else close
         t = START_MS + i * 60_000
         rows.append(
@@ -189,7 +188,7 @@ class Bot:
         conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)
         conn.row_factory = sqlite3.Row
         try:
-            return [dict(r) for r in conn.execute(f"SELECT * FROM {table} WHERE bot = ?", (self.name,))]  # noqa: S608
+            return [dict(r) for r in conn.execute(f"SELECT * FROM {table} WHERE bot = ?", (self.name,))]
         except sqlite3.OperationalError:
             return []
         finally:
@@ -221,6 +220,7 @@ def cli(*args: str, redis_url: str | None = None) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", "tradefleet.app.cli", *args],
         env=env,
+        check=False,
         capture_output=True,
         text=True,
         timeout=60,
