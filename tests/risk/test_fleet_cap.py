@@ -68,7 +68,9 @@ def test_fleet_cap_holds_when_every_bot_buys_in_the_same_instant(
         sim.pause()
         time.sleep(1.0)
         timeline = _exposure_timeline(sim, bots)
-        denied = [s for b in bots for s in b.rows("signals") if str(s["action"]).startswith("risk: fleet_cap")]
+        denied = [
+            s for b in bots for s in b.rows("signals") if str(s["action"]).startswith("risk: fleet_cap")
+        ]
         print(f"\nfleet cap {cap}: sizes {amounts}; {len(timeline)} orders on the exchange; "
               f"max total held {max(timeline)}; {len(denied)} BUYs refused for the cap")  # fmt: skip
         assert max(timeline) <= cap, timeline
