@@ -20,6 +20,7 @@ Handlers register on an explicit `kopf.OperatorRegistry`, so tests never share h
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
@@ -169,14 +170,22 @@ async def refresh_bot(ctx: OperatorContext, body: kopf.Body, patch: kopf.Patch, 
         logger.info("children missing, scaled by hand or refused before: applying the desired state again")
         await reconcile_bot(ctx, body, patch, logger)
         return
-    new: dict[str, Any] = build_status(_observe(rendered, deployment, generation), status, ctx.now())
-    if not rendered.spec.paused and new["readyReplicas"] > 0:
+    obs = _observe(rendered, deployment, generation)
+    bot = None
+    if not rendered.spec.paused and obs.deployment is not None and _ready(obs.deployment) > 0:
         bot = await _bot_report(ctx, namespace, name, logger)
         if bot is not None:
-            new["bot"] = bot
+            obs = dataclasses.replace(obs, risk=bot.get("risk"))
+    new: dict[str, Any] = build_status(obs, status, ctx.now())
+    if bot is not None:
+        new["bot"] = bot
     if status_changed(status, new):
         patch.status.update(new)
     ctx.metrics.set_phase(namespace, name, new["phase"])
+
+
+def _ready(deployment: Mapping[str, Any]) -> int:
+    return int(((deployment.get("status") or {}).get("readyReplicas")) or 0)
 
 
 def _observe(rendered: Rendered, deployment: Mapping[str, Any] | None, generation: int) -> Observation:

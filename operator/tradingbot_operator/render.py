@@ -32,6 +32,10 @@ from tradingbot_operator.spec import BotSpec, SecretKeyRef, parse_spec
 
 CONFIG_DIR = "/etc/tradefleet"
 CONFIG_KEY = "bot.yaml"
+HALT_KEY = "halt.json"
+# SIGTERM: the bot waits up to stop_order_grace_s for an order in flight, then flushes the store and
+# releases its lease; the pod's grace period must cover all of it, or the kubelet kills it mid-order.
+SHUTDOWN_MARGIN_S = 20
 CREDENTIALS_DIR = "/var/run/secrets/tradefleet"
 HTTP_PORT = 8080
 BOT_UID = 10001
@@ -103,12 +107,15 @@ def _meta(spec: BotSpec, name: str) -> dict[str, Any]:
 
 
 def render_config_map(spec: BotSpec) -> dict[str, Any]:
+    """bot.yaml, and the kill-switch file for spec.risk.halted. Only bot.yaml feeds the pods'
+    checksum annotation: halting or resuming a bot must not roll its pods (the running bot reads the
+    file again every poll; the kubelet refreshes the mounted file within its sync period)."""
     text = yaml.safe_dump(spec.bot_config(), sort_keys=True, default_flow_style=False)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta(spec, spec.child_name + "-config"),
-        "data": {CONFIG_KEY: text},
+        "data": {CONFIG_KEY: text, HALT_KEY: json.dumps(spec.halt_file(), sort_keys=True)},
     }
 
 
@@ -182,7 +189,7 @@ def render_deployment(spec: BotSpec, settings: OperatorSettings, *, config_check
             "name": "config",
             "configMap": {
                 "name": spec.child_name + "-config",
-                "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}],
+                "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}, {"key": HALT_KEY, "path": HALT_KEY}],
             },
         },
         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
@@ -219,7 +226,7 @@ def render_deployment(spec: BotSpec, settings: OperatorSettings, *, config_check
                 "spec": {
                     "automountServiceAccountToken": False,  # the bot never talks to Kubernetes
                     "enableServiceLinks": False,
-                    "terminationGracePeriodSeconds": 30,
+                    "terminationGracePeriodSeconds": spec.stop_order_grace_s + SHUTDOWN_MARGIN_S,
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": BOT_UID,

@@ -189,7 +189,9 @@ class BotRuntime:
 
         c = self.config
         self.risk_state = (
-            RedisRiskState(c.redis_url, c.risk_scope) if c.redis_url else LocalRiskState(c.risk_halt_file)
+            RedisRiskState(c.redis_url, c.risk_scope, halt_file=c.risk_halt_file)
+            if c.redis_url
+            else LocalRiskState(c.risk_halt_file)
         )
         empty = Position(bot=c.name, symbol=c.symbol)
         return RiskGate(

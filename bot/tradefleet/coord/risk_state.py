@@ -121,8 +121,12 @@ class RedisRiskState:
     """`ports.RiskState` on Redis: one round trip per call, no retries inside (the caller's next
     poll is the retry, and a failed read makes the switch state unknown, which opens nothing)."""
 
-    def __init__(self, redis_url: str, scope: str, *, timeout_s: float = 0.5) -> None:
+    def __init__(
+        self, redis_url: str, scope: str, *, timeout_s: float = 0.5, halt_file: str | None = None
+    ) -> None:
         self.scope = scope
+        # The operator's switch (spec.risk.halted, a mounted file) is read next to Redis's.
+        self.halt_file = Path(halt_file) if halt_file else None
         self.prefix = f"tradefleet:risk:{scope}"
         # decode_responses=True: every reply is str; the stubs cannot say so, hence Any.
         self._redis: Any = aioredis.Redis.from_url(
@@ -149,7 +153,7 @@ class RedisRiskState:
 
     async def halts(self) -> list[Halt]:
         raw: dict[str, str] = await self._redis.hgetall(self.halts_key)
-        return [halt_from_json(v) for v in raw.values()]
+        return [*(halt_from_json(v) for v in raw.values()), *read_halt_file(self.halt_file).values()]
 
     async def halt(self, h: Halt) -> Halt:
         """Set a halt unless one of the same scope is already in force (then that one is kept, so a
