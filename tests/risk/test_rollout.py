@@ -50,7 +50,9 @@ def test_sigterm_during_an_order_in_flight_ends_with_it_final_and_the_new_pod_ta
         term_ms = int(time.time() * 1000)
         assert old.proc.wait(timeout=30) == 0
 
-        fills = [e for e in old.events("order") if e["client_order_id"] == in_flight and e["status"] == "FILLED"]
+        fills = [
+            e for e in old.events("order") if e["client_order_id"] == in_flight and e["status"] == "FILLED"
+        ]
         stopped = old.events("stopped")
         assert fills and stopped and ms(fills[0]["time"]) <= ms(stopped[0]["time"]), "exited before the fill"
         drained = old.events("orders_drained")
