@@ -114,3 +114,25 @@ def test_halt_with_flatten_stops_every_bot_closes_each_position_once_and_resume_
     )
     sim.start()
     wait(lambda: all(len(b.created()) > before[b.name] for b in bots), 120, "every bot trading again")
+
+
+def test_without_redis_the_file_switch_halts_a_single_bot_and_resume_lifts_it(tmp_path: Path) -> None:
+    """The embedded default (no REDIS_URL, in-process lease): `tradefleet halt --file` is the switch."""
+    sim = Sim(tmp_path, write_candles(tmp_path / "zigzag.csv", zigzag(600)), speed=1.5)
+    switch = tmp_path / "HALT"
+    bot = Bot(tmp_path, sim, None, "solo", risk_halt_file=switch)
+    try:
+        wait(lambda: len(bot.created()) >= 1, 120, "the bot trading")
+        halted = cli("halt", "--file", str(switch), "--reason", "maintenance", "--by", "pytest")["halted"]
+        seen = wait(lambda: bot.events("risk_halt_seen"), 30, "the bot to see the file")
+        seen_ms = ms(seen[0]["time"])
+        wait(lambda: any(str(s["action"]).startswith("risk: halted (fleet: maintenance") for s in bot.rows("signals")),
+             60, "a refused signal")  # fmt: skip
+        assert [e for e in bot.created() if ms(e["time"]) >= seen_ms] == []
+        print(f"\nfile switch: seen {seen_ms - halted['at_ms']} ms after the halt")
+        before = len(bot.created())
+        cli("resume", "--file", str(switch), "--by", "pytest")
+        wait(lambda: len(bot.created()) > before, 120, "trading again after resume")
+    finally:
+        bot.stop()
+        sim.stop()
