@@ -56,10 +56,13 @@ class Rendered:
     deployment: dict[str, Any]
     service: dict[str, Any]
     service_monitor: dict[str, Any] | None
+    disruption_budget: dict[str, Any] | None = None
 
     def objects(self) -> list[dict[str, Any]]:
         """In apply order: the config before the pods that mount it."""
         objs = [self.config_map, self.deployment, self.service]
+        if self.disruption_budget is not None:
+            objs.append(self.disruption_budget)
         return [*objs, self.service_monitor] if self.service_monitor is not None else objs
 
 
@@ -72,11 +75,12 @@ def render(body: Mapping[str, Any], settings: OperatorSettings, *, service_monit
     deployment = render_deployment(spec, settings, config_checksum=checksum)
     service = render_service(spec)
     monitor = render_service_monitor(spec) if service_monitor else None
-    objs = [o for o in (config_map, deployment, service, monitor) if o is not None]
+    pdb = render_disruption_budget(spec) if spec.redis is not None else None
+    objs = [o for o in (config_map, deployment, service, pdb, monitor) if o is not None]
     kopf.adopt(objs, owner=body)  # type: ignore[arg-type]  # owner refs, namespace, owner's labels
     for obj in objs:
         obj["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = desired_hash(obj)
-    return Rendered(spec, config_map, deployment, service, monitor)
+    return Rendered(spec, config_map, deployment, service, monitor, pdb)
 
 
 def desired_hash(obj: Mapping[str, Any]) -> str:
@@ -252,6 +256,20 @@ def render_service(spec: BotSpec) -> dict[str, Any]:
             "selector": selector_labels(spec),
             "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
         },
+    }
+
+
+def render_disruption_budget(spec: BotSpec) -> dict[str, Any]:
+    """With the Redis lease (replicas may overlap): a voluntary disruption (node drain) evicts at most
+    one replica at a time, so with two or more a warm standby is always there to take the lease the
+    evicted leader releases on SIGTERM (after its order in flight is final). maxUnavailable, not
+    minAvailable: with one replica a drain must still be able to proceed (the bot then restarts
+    elsewhere and is leaderless for its start-up; run two replicas for continuity)."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(spec, spec.child_name),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(spec)}},
     }
 
 

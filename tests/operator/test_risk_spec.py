@@ -72,3 +72,19 @@ def test_halted_writes_the_kill_switch_file_without_rolling_the_pods() -> None:
     assert "spec.risk.halted" in h.by
     again = rendered(maxFleetQuote="500", halted=True, haltReason="desk closed", flatten=True)
     assert again.config_map["data"]["halt.json"] == halted.config_map["data"]["halt.json"]
+
+
+def test_with_the_redis_lease_a_disruption_budget_evicts_one_replica_at_a_time() -> None:
+    import kubernetes_validate
+
+    body = tb(replicas=2, redis={"secretKeyRef": {"name": "r", "key": "url"}})
+    r = render(body, SETTINGS, service_monitor=False)
+    pdb = r.disruption_budget
+    assert pdb is not None and pdb in r.objects()
+    kubernetes_validate.validate(pdb, "1.37.0", strict=True)
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": r.deployment["spec"]["selector"]}
+    assert pdb["metadata"]["ownerReferences"][0]["kind"] == "TradingBot"
+    strategy = r.deployment["spec"]["strategy"]
+    assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    # Without Redis (Recreate, in-process lease) there is nothing to keep available.
+    assert render(tb(), SETTINGS, service_monitor=False).disruption_budget is None
