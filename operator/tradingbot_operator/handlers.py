@@ -31,7 +31,7 @@ import aiohttp
 import kopf
 
 from tradefleet.errors import ConfigError, PermanentError, TemporaryError
-from tradingbot_operator import report
+from tradingbot_operator import report, risk_switch
 from tradingbot_operator.conditions import Observation, build_status, condition, status_changed
 from tradingbot_operator.kube import Kube
 from tradingbot_operator.metrics import OperatorMetrics
@@ -136,6 +136,14 @@ async def reconcile_bot(
         ctx.metrics.errors.labels("temporary").inc()
         raise kopf.TemporaryError(str(e), delay=e.retry_after or 10.0) from e
 
+    if ctx.settings.redis_url:
+        try:
+            done = await risk_switch.sync_with_redis(ctx.settings.redis_url, rendered.spec)
+            if done != "unchanged":
+                logger.info(f"kill switch {done} in Redis from spec.risk.halted")
+        except Exception as e:  # the mounted halt.json still carries it, just slower
+            ctx.metrics.errors.labels("temporary").inc()
+            logger.warning(f"could not mirror spec.risk.halted into Redis: {e!r}")
     new = build_status(_observe(rendered, applied["Deployment"].live, generation), status, ctx.now())
     patch.status.update(new)
     ctx.metrics.reconciles.labels("ok").inc()

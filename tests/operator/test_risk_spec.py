@@ -88,3 +88,25 @@ def test_with_the_redis_lease_a_disruption_budget_evicts_one_replica_at_a_time()
     assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     # Without Redis (Recreate, in-process lease) there is nothing to keep available.
     assert render(tb(), SETTINGS, service_monitor=False).disruption_budget is None
+
+
+async def test_the_operator_mirrors_spec_halted_into_redis_and_lifts_only_its_own_halt(redis_server) -> None:
+    from tradefleet.coord.risk_state import RedisRiskState, new_halt
+    from tradingbot_operator.risk_switch import sync_with_redis
+
+    halted = rendered(halted=True, haltReason="desk closed", flatten=True).spec
+    running = rendered().spec
+    state = RedisRiskState(redis_server.url, "default")
+    try:
+        assert await sync_with_redis(redis_server.url, halted) == "halted"
+        assert await sync_with_redis(redis_server.url, halted) == "unchanged"
+        (h,) = await state.halts()
+        assert h.halt_id == next(iter(halted.halt_file().values()))["halt_id"]  # the file's halt: one flatten
+        assert await sync_with_redis(redis_server.url, running) == "resumed"
+        assert await state.halts() == []
+        # A halt a human (or the bot's own limit) set is not lifted by a spec without halted.
+        await state.halt(new_halt("loss", "bot btc-usdt (risk limit)", bot="btc-usdt"))
+        assert await sync_with_redis(redis_server.url, running) == "unchanged"
+        assert len(await state.halts()) == 1
+    finally:
+        await state.close()
