@@ -54,6 +54,7 @@ RISK_LIMITS = {
     "maxQuoteAssetQuote": "max_quote_asset_quote",
     "maxDailyLossQuote": "max_daily_loss_quote",
     "maxDrawdownQuote": "max_drawdown_quote",
+    "maxFleetDailyLossQuote": "max_fleet_daily_loss_quote",
 }
 RISK_KEYS = frozenset({*RISK_LIMITS, "maxOrdersPerMinute", "stopOrderGraceSeconds", "scope", "halted",
                        "haltReason", "flatten"})  # fmt: skip

@@ -91,3 +91,33 @@ async def test_a_buy_reserves_fleet_room_and_the_final_order_releases_it(redis_s
     finally:
         await state.close()
         await other.close()
+
+
+async def test_the_fleets_summed_daily_loss_halts_every_bot_of_the_scope(redis_server: RedisServer) -> None:
+    """Two bots each below their own limit; together past the fleet's: the scope is halted."""
+    states = [RedisRiskState(redis_server.url, "f") for _ in range(2)]
+    gates = []
+    for i, state in enumerate(states):
+        g = gate(state, BotMetrics(CollectorRegistry()), max_fleet_daily_loss_quote="15", risk_scope="f")
+        g.bot = f"b{i}"
+        gates.append(g)
+    marks = {"v": Decimal(100)}
+    long_ = Position("b", "BTC/USDT", qty=Decimal(1), cost_quote=Decimal(100))
+    try:
+        for g in gates:
+            g.position, g.mark = (lambda: long_), (lambda: marks["v"])
+            await g.poll_once()  # the day starts at equity 0
+        marks["v"] = Decimal(92)  # each bot -8: 16 together
+        await gates[0].poll_once()
+        assert not gates[0].halts  # the other bot's loss is not published yet
+        await gates[1].poll_once()
+        assert [h.bot for h in gates[1].halts] == [None] and gates[1].halts[0].reason.startswith(
+            "fleet_daily_loss"
+        )
+        await gates[0].poll_once()
+        assert gates[0].halts and gates[0].halts[0].bot is None  # every bot of the scope sees it
+        denial = await gates[0].before_send("s", Side.BUY, Decimal(1), FLAT)
+        assert denial is not None and "fleet: fleet_daily_loss" in denial
+    finally:
+        for s in states:
+            await s.close()

@@ -82,6 +82,14 @@ return now
 """
 
 
+_SET_PNL = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '|' .. string.format('%.0f', now + tonumber(ARGV[3])))
+return now
+"""
+
+
 def to_units(amount: Decimal) -> int:
     return int((amount / UNIT).to_integral_value())
 
@@ -138,6 +146,7 @@ class RedisRiskState:
         )
         self._reserve = self._redis.register_script(_RESERVE)
         self._set = self._redis.register_script(_SET)
+        self._set_pnl = self._redis.register_script(_SET_PNL)
 
     @property
     def halts_key(self) -> str:
@@ -212,6 +221,20 @@ class RedisRiskState:
                 out[bot] = Exposure(from_units(units), quote, int(expires))
         return out
 
+    async def report_pnl(self, bot: str, pnl: Decimal, ttl_ms: int) -> None:
+        await self._set_pnl(keys=[f"{self.prefix}:pnl"], args=[bot, str(pnl), ttl_ms])
+
+    async def fleet_pnl(self) -> dict[str, Decimal]:
+        raw: dict[str, str] = await self._redis.hgetall(f"{self.prefix}:pnl")
+        sec, usec = await self._redis.time()
+        now = sec * 1000 + usec // 1000
+        out: dict[str, Decimal] = {}
+        for bot, value in raw.items():
+            pnl, expires = value.rsplit("|", 1)
+            if int(expires) > now:
+                out[bot] = Decimal(pnl)
+        return out
+
     async def close(self) -> None:
         await self._redis.aclose()
 
@@ -224,6 +247,7 @@ class LocalRiskState:
         self.halt_file = Path(halt_file) if halt_file else None
         self._halts: dict[str, Halt] = {}
         self._table: dict[str, Exposure] = {}
+        self._pnl: dict[str, tuple[Decimal, int]] = {}
 
     async def halts(self) -> list[Halt]:
         out = dict(self._halts)
@@ -261,6 +285,13 @@ class LocalRiskState:
     async def exposure(self) -> dict[str, Exposure]:
         now = _ms()
         return {b: e for b, e in self._table.items() if e.expires_ms > now}
+
+    async def report_pnl(self, bot: str, pnl: Decimal, ttl_ms: int) -> None:
+        self._pnl[bot] = (pnl, _ms() + ttl_ms)
+
+    async def fleet_pnl(self) -> dict[str, Decimal]:
+        now = _ms()
+        return {b: p for b, (p, exp) in self._pnl.items() if exp > now}
 
     async def close(self) -> None:
         return None

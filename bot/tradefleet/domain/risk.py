@@ -58,6 +58,8 @@ class RiskLimits:
     """Fall of equity from its highest mark that halts the bot."""
     max_orders_per_minute: int = 0
     """Orders one bot may send in any 60 s; one more trips the bot's halt (a runaway loop)."""
+    max_fleet_daily_loss_quote: Decimal = ZERO
+    """Sum of every live bot's loss since 00:00 UTC in the scope that halts the whole fleet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +235,17 @@ def loss_breach(track: EquityTrack, value: Decimal, limits: RiskLimits) -> str |
     drawdown = track.peak - value
     if limits.max_drawdown_quote > 0 and drawdown >= limits.max_drawdown_quote:
         return f"{DRAWDOWN}: {drawdown} below peak {track.peak}, limit {limits.max_drawdown_quote}"
+    return None
+
+
+def fleet_loss_breach(day_pnl: Mapping[str, Decimal], limits: RiskLimits) -> str | None:
+    """The reason to halt the fleet when the bots' summed P&L today reaches the fleet's loss limit."""
+    if limits.max_fleet_daily_loss_quote <= 0 or not day_pnl:
+        return None
+    loss = -sum(day_pnl.values(), ZERO)
+    if loss >= limits.max_fleet_daily_loss_quote:
+        cap = limits.max_fleet_daily_loss_quote
+        return f"fleet_{DAILY_LOSS}: {len(day_pnl)} bots lost {loss} today, limit {cap}"
     return None
 
 

@@ -37,6 +37,7 @@ from tradefleet.domain.risk import (
     check_order,
     deny,
     equity,
+    fleet_loss_breach,
     halts_for,
     loss_breach,
     orders_in_last_minute,
@@ -196,7 +197,8 @@ class RiskGate:
         self.metrics.risk_exposure.set(float(amount))
 
     async def _check_loss(self, position: Position, now: int) -> None:
-        if not (self.limits.max_daily_loss_quote or self.limits.max_drawdown_quote):
+        lim = self.limits
+        if not (lim.max_daily_loss_quote or lim.max_drawdown_quote or lim.max_fleet_daily_loss_quote):
             return
         value = equity(position, self.mark())
         self.track = track_equity(self.track, value, now)
@@ -206,11 +208,24 @@ class RiskGate:
         breach = loss_breach(self.track, value, self.limits)
         if breach is not None and not any(h.bot == self.bot for h in self.halts):
             await self.trip(breach)
+        if lim.max_fleet_daily_loss_quote > 0:
+            try:
+                await self.state.report_pnl(
+                    self.bot, value - self.track.day_start, self.config.reservation_ttl_ms
+                )
+                fleet = fleet_loss_breach(await self.state.fleet_pnl(), lim)
+            except Exception as e:
+                self.last_error = repr(e)[:200]
+                return
+            if fleet is not None and not any(h.bot is None for h in self.halts):
+                await self.trip(fleet, fleet_wide=True)
 
-    async def trip(self, reason: str) -> None:
-        """Halt this bot (in the shared state, so every replica and the operator see it)."""
+    async def trip(self, reason: str, *, fleet_wide: bool = False) -> None:
+        """Halt this bot, or the whole scope for the fleet's loss limit (in the shared state, so every
+        replica, every bot of the scope and the operator see it)."""
         at = self.clock()
-        h = Halt(f"{at}-{secrets.token_hex(4)}", reason, f"bot {self.bot} (risk limit)", at, bot=self.bot)
+        bot = None if fleet_wide else self.bot
+        h = Halt(f"{at}-{secrets.token_hex(4)}", reason, f"bot {self.bot} (risk limit)", at, bot=bot)
         with contextlib.suppress(Exception):
             h = await self.state.halt(h)
             log_event(log, "risk_tripped", logging.ERROR, halt_id=h.halt_id, reason=h.reason)
