@@ -311,9 +311,7 @@ class BotRuntime:
             # terminationGracePeriodSeconds is set above stop_order_grace_s); the lease is released
             # below, so the next leader takes over at once instead of after the TTL.
             with contextlib.suppress(Exception):
-                done = await self.orders.drain(self.config.stop_order_grace_s)
-                log_event(log, "orders_drained", logging.INFO if done else logging.WARNING, settled=done,
-                          open_orders=[o.client_order_id for o in self.orders._open_orders()])  # fmt: skip
+                await self.orders.drain(self.config.stop_order_grace_s)
         if self.feed is not None:
             with contextlib.suppress(Exception):
                 await self.feed.stop()

@@ -184,11 +184,13 @@ class OrderManager:
         no order is in flight. True when the bot may exit without leaving an order half done."""
         self._draining = True
         deadline = time.monotonic() + timeout_s
-        while self._lock.locked() or self._open_orders():
+        while busy := self._lock.locked() or bool(self._open_orders()):
             if time.monotonic() >= deadline:
-                return False
+                break
             await asyncio.sleep(0.05)
-        return True
+        log_event(log, "orders_drained", logging.WARNING if busy else logging.INFO, settled=not busy,
+                  open_orders=[o.client_order_id for o in self._open_orders()])  # fmt: skip
+        return not busy
 
     async def _handle(self, signal: Signal, queued_at: float) -> None:
         """Act on one signal; a temporary failure (store, lease, exchange) is retried with the same
