@@ -224,10 +224,14 @@ class BotRuntime:
         c = self.config
         now = now_ms()
         mark = self._mark() or Decimal(0)
+        # Dated on the last closed candle (the exchange's clock, like every strategy signal), so the next
+        # strategy signal sorts after it: a takeover acts on the newest signal, never on a stale flatten.
+        last = self.engine.strategy.last_update if self.engine is not None else None
+        open_t, close_t = (last.candle.open_time, last.candle.close_time) if last is not None else (0, 0)
         signal = Signal(
             signal_id=flatten_signal_id(halt, c.name), bot=c.name, exchange=c.exchange, symbol=c.symbol,
-            interval=c.interval, side=Side.SELL, candle_open_time=now, candle_close_time=now, close=mark,
-            sma_short=mark, sma_long=mark, created_at=now,
+            interval=c.interval, side=Side.SELL, candle_open_time=open_t, candle_close_time=close_t,
+            close=mark, sma_short=mark, sma_long=mark, created_at=now,
         )  # fmt: skip
         log_event(log, "risk_flatten", halt_id=halt.halt_id, signal_id=signal.signal_id)
         self.orders.submit_signal(signal)
