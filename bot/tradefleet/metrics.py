@@ -66,6 +66,8 @@ OPERATIONS = (
 # alert on `rate(x[5m])` then works before the first incident instead of showing "no data".
 STREAMS = ("depth", "trade", "kline", "book_ticker")
 SIDES = ("BUY", "SELL")
+# `domain.risk` denial reasons (the word after "risk: ").
+RISK_REASONS = ("halted", "risk_state_unknown", "position_cap", "fleet_cap", "quote_asset_cap", "order_rate")
 STORE_KINDS = ("price", "candle", "signal", "order", "order_update", "position")
 
 
@@ -202,6 +204,8 @@ class BotMetrics:
         self.risk_denials = Counter(
             "tradefleet_risk_denials_total", "Orders the risk rules refused", ["reason"], registry=r
         )
+        for reason in RISK_REASONS:
+            self.risk_denials.labels(reason)
         self.risk_exposure = Gauge(
             "tradefleet_risk_exposure_quote",
             "Quote this bot holds or has reserved in the fleet's exposure table",

@@ -151,3 +151,18 @@ def test_peak_is_the_running_maximum_and_drawdown_never_negative(values: list[in
         t = track_equity(t, D(v), i)
         assert t.peak == max(values[: i + 1])
         assert t.peak - D(v) >= 0
+
+
+def test_every_denial_reason_is_a_pre_created_metric_label() -> None:
+    from tradefleet.domain import risk
+    from tradefleet.metrics import RISK_REASONS
+
+    reasons = {
+        risk.HALTED,
+        risk.STATE_UNKNOWN,
+        risk.POSITION_CAP,
+        risk.FLEET_CAP,
+        risk.QUOTE_ASSET_CAP,
+        risk.ORDER_RATE,
+    }
+    assert reasons == set(RISK_REASONS)
