@@ -66,7 +66,7 @@ def test_check_order_table(side, amount, position, signal_id, view, limits, want
 def test_halt_denial_names_who_and_why() -> None:
     got = check_order(Side.BUY, D(1), FLAT, signal_id="s", view=RiskView(halts=(FLEET_HALT,)),
                       limits=RiskLimits(), now_ms=NOW)  # fmt: skip
-    assert got == "risk: halted (fleet: exchange down; by ops)"
+    assert got == "risk: halted (fleet: exchange down; by ops at 1970-01-01T00:00:01Z)"
 
 
 def test_halts_for_keeps_the_fleet_and_own_halts_fleet_first() -> None:

@@ -19,6 +19,7 @@ What the rules guarantee and what they do not is written in DESIGN.md ("Risk con
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -78,6 +79,15 @@ class Halt:
     def scope(self) -> str:
         return "fleet" if self.bot is None else f"bot {self.bot}"
 
+    def describe(self) -> str:
+        """Who halted what, why and when: the text stored on every signal this halt refuses."""
+        when = ""
+        if self.at_ms > 0:
+            when = " at " + dt.datetime.fromtimestamp(self.at_ms / 1000, dt.UTC).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            )
+        return f"{self.scope}: {self.reason}; by {self.by}{when}"
+
 
 @dataclass(frozen=True, slots=True)
 class RiskView:
@@ -117,8 +127,7 @@ def check_order(
     """None when the order may leave, else the reason it may not (see module docstring)."""
     flatten = is_flatten(signal_id)
     if view.halts and not (flatten and side is Side.SELL):
-        h = view.halts[0]
-        return deny(HALTED, f"{h.scope}: {h.reason}; by {h.by}")
+        return deny(HALTED, view.halts[0].describe())
     if flatten:
         return None  # the halt's own SELL: closing is what was asked for
     if not view.state_known and side is Side.BUY:
