@@ -28,13 +28,21 @@ from typing import Any
 from tradefleet.coord.risk_state import LocalRiskState, RedisRiskState, halt_to_json, new_halt
 
 
+def _who() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a container's uid without a passwd entry
+        user = f"uid{os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
 def _parser(prog: str, halting: bool) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n", 1)[0] if __doc__ else None)
     p.add_argument("--bot", help="one bot (TradingBot name); default: the whole scope")
     p.add_argument("--scope", default=os.environ.get("TRADEFLEET_RISK_SCOPE", "default"), help="risk_scope")
     p.add_argument("--redis-url", default=os.environ.get("REDIS_URL"), help="default: $REDIS_URL")
     p.add_argument("--file", help="the kill-switch file of a bot without Redis (its risk_halt_file)")
-    p.add_argument("--by", default=f"{getpass.getuser()}@{socket.gethostname()}", help="who (recorded)")
+    p.add_argument("--by", default=_who(), help="who (recorded; default user@host)")
     if halting:
         p.add_argument("--reason", required=True, help="why (recorded, shown on every refused signal)")
         p.add_argument("--flatten", action="store_true", help="also close open positions, once each")
@@ -44,9 +52,7 @@ def _parser(prog: str, halting: bool) -> argparse.ArgumentParser:
 def _state(args: argparse.Namespace) -> Any:
     if args.file:
         return LocalRiskState(args.file)
-    if args.redis_url:
-        return RedisRiskState(args.redis_url, args.scope, timeout_s=5.0)
-    raise SystemExit("tradefleet: give --redis-url (or REDIS_URL) or --file")
+    return RedisRiskState(args.redis_url, args.scope, timeout_s=5.0)
 
 
 async def _halt(args: argparse.Namespace) -> dict[str, Any]:
@@ -69,6 +75,9 @@ async def _resume(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace, halting: bool) -> int:
+    if not (args.file or args.redis_url):
+        print("tradefleet: give --redis-url (or REDIS_URL) or --file (a bot without Redis)", file=sys.stderr)
+        return 2
     try:
         out = asyncio.run(_halt(args) if halting else _resume(args))
     except (OSError, ConnectionError, TimeoutError) as e:
