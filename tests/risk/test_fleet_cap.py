@@ -83,16 +83,25 @@ def test_fleet_cap_holds_when_every_bot_buys_in_the_same_instant(
             b.stop()
 
 
+@pytest.mark.parametrize("holding", ["position", "order_in_flight"])
 def test_a_bot_killed_holding_the_room_blocks_the_fleet_only_until_its_ttl(
-    tmp_path: Path, sim: Sim, redis_server: RedisServer
+    tmp_path: Path, sim: Sim, redis_server: RedisServer, holding: str
 ) -> None:
     ttl_ms = 6000
+    if holding == "order_in_flight":
+        sim.order_faults(delay_fill_ms=600_000)  # every BUY answers NEW and stays open: reserved, unfilled
     bots = [
         Bot(tmp_path, sim, redis_server.url, f"ttl-{i}", max_fleet_quote=100, reservation_ttl_ms=ttl_ms)
         for i in range(2)
     ]
+
+    def holder() -> Bot | None:
+        if holding == "position":
+            return next((b for b in bots if (b.qty() or 0) > 0), None)
+        return next((b for b in bots if any(e["status"] == "NEW" for e in b.events("order"))), None)
+
     try:
-        winner = wait(lambda: next((b for b in bots if (b.qty() or 0) > 0), None), 180, "one bot long")
+        winner = wait(holder, 180, f"one bot holding the room ({holding})")
         loser = next(b for b in bots if b is not winner)
         winner.kill(signal.SIGKILL)
         killed_ms = int(time.time() * 1000)
@@ -103,7 +112,7 @@ def test_a_bot_killed_holding_the_room_blocks_the_fleet_only_until_its_ttl(
              "the other bot to buy once the dead bot's entry expired")  # fmt: skip
         first = min(ms(e["time"]) for e in loser.created() if ms(e["time"]) > killed_ms)
         refused = [s for s in loser.rows("signals") if str(s["action"]).startswith("risk: fleet_cap")]
-        print(f"\nkill -9 with the room held: the other bot bought {first - killed_ms} ms after the kill "
+        print(f"\nkill -9 holding the room ({holding}): the other bot bought {first - killed_ms} ms after the kill "
               f"(entry TTL {ttl_ms} ms); {len(refused)} of its BUYs refused for the cap before")  # fmt: skip
         assert refused, "the loser was never refused: the dead bot did not hold the room"
         assert winner.name not in r.hgetall("tradefleet:risk:default:exposure")
