@@ -10,36 +10,27 @@ adopt another's order reports) and its own JSON log; orders are counted on the s
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import free_port, wait_for_port
+from tests.e2e import test_replicas as replicas
+from tests.e2e.test_replicas import _ms as ms
+from tests.e2e.test_replicas import wait
+
+__all__ = ["Bot", "Sim", "cli", "ms", "wait", "write_candles", "zigzag"]
 
 SIM_KEY, SIM_SECRET = "tradefleet-sim-key", "tradefleet-sim-secret"
 START_MS = 1_700_000_000_000 - 1_700_000_000_000 % 60_000
-
-
-def wait(cond: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def http_json(url: str, method: str = "GET", body: Any = None) -> Any:
@@ -49,10 +40,6 @@ def http_json(url: str, method: str = "GET", body: Any = None) -> Any:
     req = urllib.request.Request(url, method=method, data=data, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=5) as resp:
         return json.loads(resp.read() or b"null")
-
-
-def ms(iso: str) -> int:
-    return int(dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def write_candles(path: Path, closes: Iterable[float]) -> Path:
@@ -81,7 +68,9 @@ def zigzag(n: int, *, base: float = 30_000.0, step: float = 300.0, leg: int = 3)
     return out
 
 
-class Sim:
+class Sim(replicas.Sim):
+    """The replica tests' simulator process, replaying the test's own candles."""
+
     def __init__(self, tmp: Path, candles: Path, *, speed: float, history: int = 20) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -94,16 +83,12 @@ class Sim:
         )  # fmt: skip
         wait_for_port(self.port, timeout=30)
 
-    def orders(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = http_json(self.url + "/sim/orders")["orders"]
-        return sorted(result, key=lambda o: o["orderId"])
+    def orders(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        """Every order the exchange accepted, in the order it executed them."""
+        return sorted(super().orders()["orders"], key=lambda o: o["orderId"])
 
     def describe(self) -> dict[str, Any]:
-        result: dict[str, Any] = http_json(self.url + "/sim/orders")
-        return result
-
-    def pause(self) -> None:
-        http_json(self.url + "/sim/control/pause", "POST")
+        return replicas.Sim.orders(self)
 
     def start(self) -> None:
         http_json(self.url + "/sim/control/start", "POST")
@@ -111,14 +96,11 @@ class Sim:
     def order_faults(self, **faults: Any) -> None:
         http_json(self.url + "/sim/orders/faults", "POST", faults)
 
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=20)
-        self.log.close()
 
-
-class Bot:
-    """One `tradefleet bot` process (a replica when `name` repeats with a shared `store`)."""
+class Bot(replicas.Replica):
+    """One `tradefleet bot` process (a replica when `name` repeats with a shared `store`). The replica
+    tests' class reads its log, /status and stops it; only the process it starts differs (any name and
+    settings, its own store), so `__init__` replaces the parent's rather than extending it."""
 
     def __init__(
         self, tmp: Path, sim: Sim, redis_url: str | None, name: str, *, replica: str | None = None,
@@ -152,25 +134,8 @@ class Bot:
             stderr=subprocess.STDOUT,
         )
 
-    def events(self, name: str | None = None) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log_path.read_text().splitlines():
-            with contextlib.suppress(ValueError):
-                e = json.loads(line)
-                if isinstance(e, dict) and (name is None or e.get("event") == name):
-                    out.append(e)
-        return out
-
     def created(self) -> list[dict[str, Any]]:
-        """Orders this process created (logged once, PENDING, before the request leaves)."""
-        return [e for e in self.events("order") if e.get("status") == "PENDING"]
-
-    def status(self) -> dict[str, Any] | None:
-        try:
-            result: dict[str, Any] = http_json(f"http://127.0.0.1:{self.http_port}/status")
-            return result
-        except (OSError, ValueError):
-            return None
+        return self.created_orders()
 
     def qty(self) -> Decimal | None:
         s = self.status()
@@ -194,22 +159,8 @@ class Bot:
         finally:
             conn.close()
 
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
     def kill(self, sig: int = signal.SIGKILL) -> None:
         self.proc.send_signal(sig)
-
-    def stop(self) -> None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.out.close()
 
 
 def cli(*args: str, redis_url: str | None = None) -> dict[str, Any]:
