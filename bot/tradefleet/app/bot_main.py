@@ -66,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         config = load_config(args, dict(os.environ))
+        # Credentials are read (and registered with the log scrubber) before logging starts, so an
+        # exchange mode without them, or with two sources, is refused here, not in a task later.
+        from tradefleet.adapters.credentials import load_credentials
+
+        load_credentials(required=config.mode != "paper")
     except ConfigError as e:
         print(f"tradefleet bot: {e}", file=sys.stderr)
         return 2

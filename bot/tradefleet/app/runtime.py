@@ -13,13 +13,14 @@ import asyncio
 import contextlib
 import logging
 import random
+import sys
 from collections.abc import Coroutine
 from typing import Any
 
 from tradefleet.config import BotConfig
 from tradefleet.domain.models import BotId
 from tradefleet.engine.pipeline import BotEngine
-from tradefleet.errors import PermanentError, TemporaryError
+from tradefleet.errors import ConfigError, PermanentError, TemporaryError
 from tradefleet.logs import iso_ms, log_event, now_ms
 from tradefleet.metrics import BotMetrics
 from tradefleet.ports import SymbolRules
@@ -47,6 +48,8 @@ class BotRuntime:
         self.feed: Any = None
         self.book: Any = None
         self.started_ms = now_ms()
+        self.exit_code = 0
+        """Non-zero when the process stops because the exchange refused it for good (see `_fatal`)."""
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -223,12 +226,24 @@ class BotRuntime:
             self._spawn(self.feed.run())
             self._spawn(self.engine.run_signals())
             self._spawn(self._publish_status())
-            self._spawn(self._start_trading())
+            self._spawn(self._fatal_on_refusal("start_trading", self._start_trading()))
             log_event(log, "started", http_port=self.http.port)
             await self._stop.wait()
-            return 0
+            return self.exit_code
         finally:
             await self._shutdown()
+
+    async def _fatal_on_refusal(self, step: str, coro: Coroutine[Any, Any, None]) -> None:
+        """A refusal no retry can help (unknown symbol, bad API key or signature, bad configuration)
+        stops the process with a clear message and exit code 3, instead of a task that dies unseen
+        and a bot that is never ready."""
+        try:
+            await coro
+        except (PermanentError, ConfigError) as e:
+            log_event(log, "fatal", logging.CRITICAL, step=step, error=str(e)[:500])
+            print(f"tradefleet bot: {step} refused: {str(e)[:500]}", file=sys.stderr)
+            self.exit_code = 3
+            self._stop.set()
 
     async def _start_trading(self) -> None:
         await self._build_orders()
