@@ -30,7 +30,7 @@ from tradefleet.domain.candles import CandleClock, candle_from_kline, find_gaps,
 from tradefleet.domain.market import KlineEvent
 from tradefleet.domain.models import Candle, Signal
 from tradefleet.domain.sma_cross import SmaCrossover, SmaUpdate, signal_id
-from tradefleet.errors import TemporaryError
+from tradefleet.errors import MalformedFrame, TemporaryError
 from tradefleet.logs import log_event, now_ms
 from tradefleet.metrics import BotMetrics
 from tradefleet.ports import MarketRest
@@ -140,6 +140,8 @@ class StrategyRunner:
                 return
             except TemporaryError as e:
                 self.metrics.rest_errors.labels(type(e).__name__).inc()
+                if isinstance(e.__cause__, MalformedFrame):  # a bad number in the history: none of it used
+                    self.metrics.malformed.inc()
                 wait = e.retry_after if e.retry_after is not None else delay * (0.5 + random.random())
                 log_event(log, "history_retry", logging.WARNING, purpose=purpose, error=str(e), wait_s=wait)
                 await asyncio.sleep(wait)
