@@ -223,6 +223,7 @@ class BotRuntime:
             await self.http.start()
             self._spawn(self.loop_monitor.run())
             await self.lease.start()
+            await self._resume_point()
             self._spawn(self.feed.run())
             self._spawn(self.engine.run_signals())
             self._spawn(self._publish_status())
@@ -232,6 +233,18 @@ class BotRuntime:
             return self.exit_code
         finally:
             await self._shutdown()
+
+    async def _resume_point(self) -> None:
+        """Tell the strategy the newest crossing this bot had stored, so crossings after it that the
+        warm-up history shows (the bot was down) are stored as missed rather than forgotten."""
+        assert self.engine is not None
+        try:
+            stored = await asyncio.wait_for(self.store.store.signals(self.config.name), 10)
+        except Exception as e:  # the store is down: the newest-candle rule still applies
+            log_event(log, "resume_point_unknown", logging.WARNING, error=repr(e)[:200])
+            return
+        if stored:
+            self.engine.strategy.resume_after_ms = max(s.candle_open_time for s in stored)
 
     async def _fatal_on_refusal(self, step: str, coro: Coroutine[Any, Any, None]) -> None:
         """A refusal no retry can help (unknown symbol, bad API key or signature, bad configuration)
@@ -247,12 +260,14 @@ class BotRuntime:
 
     async def _start_trading(self) -> None:
         await self._build_orders()
+        assert self.engine is not None
+        # Signals decided from now on queue in the order manager and are acted on once it has
+        # recovered; before (#11), those arriving during recovery were stored but never handed over.
+        self.engine.orders = self.orders
         prepare = getattr(self.execution, "prepare", None)
         if prepare is not None:
             await self._with_retries("execution", prepare)
         await self._with_retries("recover", self.orders.recover)
-        assert self.engine is not None
-        self.engine.orders = self.orders
         log_event(log, "trading_ready", position_qty=str(self.orders.position.qty))
         await self.orders.run()
 

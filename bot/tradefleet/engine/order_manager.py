@@ -69,6 +69,10 @@ STANDBY = "standby"
 ORDER = "order"
 REJECTED = "rejected"
 NOT_SENT = "not_sent"
+PENDING = "pending"
+SUPERSEDED = "superseded"
+"""Action of a stored signal that was never acted on and is older than another one also never acted
+on: only the newest still applies after a restart or takeover (#11)."""
 
 
 def filters_from_rules(rules: SymbolRules) -> Filters:
@@ -194,6 +198,8 @@ class OrderManager:
 
     async def _act(self, signal: Signal, queued_at: float) -> None:
         await self.store.insert_signal(signal)
+        if signal.action != PENDING:
+            return  # decided already (e.g. missed while the bot was down): stored with its reason
         cid = client_order_id(signal.signal_id)
         if cid in self._orders:
             return  # this signal already has its order (a replay, a second delivery)
@@ -398,14 +404,25 @@ class OrderManager:
         return None
 
     async def _take_over_latest_signal(self) -> None:
+        """Every stored signal still `pending` with no order gets an outcome (#11): the newest is
+        acted on (if it is the newest signal of all), the older ones are stored as superseded.
+        Before, only the newest stored signal was looked at, and older pending ones stayed pending
+        for good (after 40 kill -9 restarts, 6 of them, two SELLs while long)."""
         signals = await self.store.signals(self.config.name)
         if not signals:
             return
-        latest = max(signals, key=lambda s: (s.candle_close_time, s.created_at))
-        if client_order_id(latest.signal_id) in self._orders:
+        ordered = sorted(signals, key=lambda s: (s.candle_close_time, s.created_at))
+        latest = ordered[-1]
+        if not await self._may_trade():
+            return  # the leader's to decide; a standby writes nothing
+        for s in ordered[:-1]:
+            if s.action == PENDING and client_order_id(s.signal_id) not in self._orders:
+                log_event(log, "signal_superseded", signal_id=s.signal_id, by=latest.signal_id)
+                await self._set_action(s, f"{SUPERSEDED} by {latest.signal_id}")
+        if client_order_id(latest.signal_id) in self._orders or latest.action not in (PENDING, STANDBY):
             return
         log_event(log, "signal_takeover", signal_id=latest.signal_id, side=latest.side.value)
-        await self._act(latest, time.monotonic())
+        await self._act(dataclasses.replace(latest, action=PENDING), time.monotonic())
 
     async def _check_exchange_open_orders(self) -> None:
         try:
