@@ -22,6 +22,7 @@ anything else is a programming error and propagates unchanged.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -192,6 +193,10 @@ class SqliteStore:
         self.busy_timeout_ms = busy_timeout_ms
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        self._identity: tuple[int, int] | None = None
+        """(device, inode) of the file the connection opened: a file deleted or replaced under a
+        running bot is noticed (#11). SQLite itself keeps writing to the unlinked inode, and every
+        record written after the deletion would be lost at exit while /readyz said "reachable"."""
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
@@ -207,10 +212,37 @@ class SqliteStore:
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
             self._conn = self._connect()  # a previous open failed (file locked): try again now
+        self._check_same_file()
         try:
             return fn(self._conn)
         except sqlite3.Error as e:
             _raise_translated(e, self.path)
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        if self.path == ":memory:" or self.path.startswith("file:"):
+            return None
+        st = os.stat(self.path)
+        return (st.st_dev, st.st_ino)
+
+    def _check_same_file(self) -> None:
+        """Refuse to go on writing into a database file that is no longer at its path: the records
+        stay in the buffered store's queue (dumped at shutdown) and /readyz names the problem."""
+        if self._identity is None:
+            return
+        try:
+            now = self._file_identity()
+        except FileNotFoundError:
+            raise StoreUnavailable(
+                f"database file {self.path} was deleted under the running bot; writes are held "
+                "(restore the file and restart the bot; records still queued are dumped at shutdown)"
+            ) from None
+        except OSError as e:
+            raise StoreUnavailable(f"database file {self.path}: {e.strerror}") from None
+        if now != self._identity:
+            raise StoreUnavailable(
+                f"database file {self.path} was replaced under the running bot (another inode); writes "
+                "are held; restart the bot to use the new file"
+            )
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -223,6 +255,7 @@ class SqliteStore:
             conn.execute("PRAGMA journal_mode = WAL")  # ":memory:" answers "memory", which is fine
             conn.execute("PRAGMA synchronous = FULL")
             migrate(conn, self.path)
+            self._identity = self._file_identity()
         except BaseException as e:
             conn.close()
             if isinstance(e, sqlite3.Error):
