@@ -272,3 +272,30 @@ async def test_an_order_insert_waits_through_a_lock_until_durable_and_lands_once
     assert await buffered.insert_order(o) is False  # that client order id exists: the store says so
     assert [x.client_order_id for x in await buffered.orders(o.bot)] == [o.client_order_id]
     await buffered.close()
+
+
+async def test_store_opened_while_its_file_is_read_only_recovers_once_it_is_writable(
+    tmp_path: Path, metrics: BotMetrics
+) -> None:
+    # #11: SQLite opens an unwritable file read-only, without an error, and that connection stayed
+    # read-only: every write failed with SQLITE_READONLY long after the file was writable again.
+    path = tmp_path / "ro.sqlite"
+    first = SqliteStore(str(path))
+    await first.open()
+    await first.close()  # a clean close: no WAL left, only the database file
+    if not _chattr("+i", path):
+        pytest.skip("chattr +i does not work on this filesystem (e.g. tmpfs) or without root")
+    store = SqliteStore(str(path))
+    try:
+        await store.open()  # succeeds: read-only
+        buffered = buffered_over(store, metrics)
+        signal = r.signal(0)
+        assert await buffered.record_signal(signal) is False
+        with pytest.raises(StoreUnavailable, match="readonly"):
+            await store.ping()
+    finally:
+        _chattr("-i", path)
+    assert await buffered.flush(timeout=30)
+    await store.ping()
+    assert [s.signal_id for s in await store.signals(r.BOT)] == [signal.signal_id]
+    await buffered.close()

@@ -76,6 +76,11 @@ _CANDLE_COLUMNS = "symbol, interval, open_time, close_time, open, high, low, clo
 _PRICE_COLUMNS = "bot, exchange, symbol, exchange_ts, local_ts, update_id, bid, bid_qty, ask, ask_qty"
 
 
+def _primary(error: sqlite3.Error) -> int | None:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
 def translate(error: sqlite3.Error, where: str) -> Exception:
     """The tradefleet error for an sqlite3 error (returned, for the caller to raise `from` it)."""
     code = getattr(error, "sqlite_errorcode", None)
@@ -216,6 +221,11 @@ class SqliteStore:
         try:
             return fn(self._conn)
         except sqlite3.Error as e:
+            if _primary(e) == sqlite3.SQLITE_READONLY:
+                # SQLite opened this file read-only and stays so: drop the connection and open the
+                # file again next time, or the store keeps failing after the file is writable (#11).
+                self._conn.close()
+                self._conn = None
             _raise_translated(e, self.path)
 
     def _file_identity(self) -> tuple[int, int] | None:
