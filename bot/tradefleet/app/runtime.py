@@ -326,6 +326,11 @@ class BotRuntime:
         checks["lease"] = (state in ("leader", "standby"), detail)
         ready = self.orders is not None and bool(getattr(self.orders, "trading_ready", False))
         checks["orders"] = (ready, "reconciled" if ready else "reloading and reconciling orders")
+        mismatch = getattr(getattr(self.orders, "position_check", None), "mismatch", None)
+        checks["position"] = (
+            mismatch is None,
+            mismatch or "agrees with the exchange account (or not checked)",
+        )
         return checks
 
     def status(self) -> dict[str, Any]:

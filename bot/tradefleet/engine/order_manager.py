@@ -52,6 +52,7 @@ from tradefleet.domain.position import (
     merge_update,
     position_from_orders,
 )
+from tradefleet.engine.position_check import PositionCheck
 from tradefleet.errors import (
     ExecutionUnknown,
     OrderRejected,
@@ -70,6 +71,8 @@ ORDER = "order"
 REJECTED = "rejected"
 NOT_SENT = "not_sent"
 PENDING = "pending"
+POSITION_CHECK_S = 30.0
+"""How often the stored position is compared with the exchange account between takeovers."""
 SUPERSEDED = "superseded"
 """Action of a stored signal that was never acted on and is older than another one also never acted
 on: only the newest still applies after a restart or takeover (#11)."""
@@ -118,6 +121,9 @@ class OrderManager:
         # "Never seen" by the exchange is final only this long after the last send (recvWindow + margin).
         self.unknown_settle_s = float(getattr(execution, "unknown_settle_s", 6.0))
         self.position = Position(bot=config.name, symbol=config.symbol)
+        # The stored position against the exchange account, on start, takeover and periodically (#11).
+        self.position_check = PositionCheck(execution, metrics, self.filters.step_size, publisher)
+        self._position_checked = 0.0
         self.last_order: Order | None = None
         self.trading_ready = False
         self._orders: dict[str, Order] = {}
@@ -161,6 +167,9 @@ class OrderManager:
             await self._check_exchange_open_orders()
             await self._take_over_latest_signal()
             await self._save_position()
+            if not self._open_orders():
+                await self.position_check.check(self.position.qty)
+                self._position_checked = time.monotonic()
         self.trading_ready = True
         self._ready.set()
         log_event(log, "orders_recovered", orders=len(self._orders), position_qty=self.position.qty)
@@ -489,6 +498,12 @@ class OrderManager:
                     for order in self._open_orders():
                         if not await self._settle(order, wait=False) and order.status is OrderStatus.PENDING:
                             await self._resend(order)
+                    if (
+                        not self._open_orders()
+                        and time.monotonic() - self._position_checked >= POSITION_CHECK_S
+                    ):
+                        await self.position_check.check(self.position.qty)
+                        self._position_checked = time.monotonic()
             except TemporaryError as e:
                 log_event(log, "reconcile_failed", logging.WARNING, error=str(e))
 
