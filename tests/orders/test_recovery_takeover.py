@@ -152,3 +152,20 @@ async def test_every_pending_signal_gets_an_outcome_on_recover_and_only_the_newe
     for s in signals[:-1]:
         assert actions[s.signal_id] == f"superseded by {newest.signal_id}"
     assert [o.signal_id for o in await store.orders(config.name)] == [newest.signal_id]
+
+
+async def test_a_standby_never_writes_the_leaders_positions_row(sim, store, run_manager, metrics):
+    # #11: standbys rebuilt a position from the reports they happened to see and wrote it over the
+    # leader's row. A replica that may not trade reads and recovers, but writes no position.
+    from tradefleet.coord.lease import LocalLease
+    from tradefleet.domain.models import Position
+
+    config = bot_config(sim)
+    leaders = Position(bot=config.name, symbol=config.symbol, qty=Decimal("0.5"))
+    await store.save_position(leaders)
+    standby = LocalLease("standby-holder")  # never started: standby, may not trade
+    m = await run_manager(config=config, store=store, execution=exchange_execution(config), lease=standby,
+                          rules=sim_rules(sim), metrics=metrics)  # fmt: skip
+    assert m.trading_ready and m.position.qty == 0
+    saved = await store.load_position(config.name, config.symbol)
+    assert saved is not None and saved.qty == Decimal("0.5")

@@ -519,6 +519,11 @@ class OrderManager:
         self.metrics.position_qty.set(float(self.position.qty))
 
     async def _save_position(self) -> None:
+        if not self.lease.may_trade():
+            # The positions row is the leader's (#11): a standby's view is only as complete as the
+            # reports it happened to see, and writing it overwrote the leader's. Order updates are
+            # the exchange's facts, merged forward-only, so any replica may still record those.
+            return
         try:
             await self.store.save_position(self.position)
         except TemporaryError as e:
