@@ -299,3 +299,29 @@ async def test_store_opened_while_its_file_is_read_only_recovers_once_it_is_writ
     await store.ping()
     assert [s.signal_id for s in await store.signals(r.BOT)] == [signal.signal_id]
     await buffered.close()
+
+
+def test_a_sqlite_file_on_a_network_filesystem_is_refused_and_local_disks_are_not() -> None:
+    # #11: the embedded store supports processes on one host's local disk; SQLite's locks do not hold
+    # on NFS/CIFS, so two hosts could both write. (A real NFS mount needs a server this machine does
+    # not run; the mount table is the input here, the local case reads the real /proc/self/mounts.)
+    from tradefleet.store.sqlite import network_filesystem
+
+    mounts = "/dev/vda / ext4 rw 0 0\nserver:/export /mnt/shared nfs4 rw 0 0\n"
+    assert network_filesystem("/mnt/shared/bots/bot.sqlite", mounts) == "nfs4"
+    assert network_filesystem("/mnt/sharedX/bot.sqlite", mounts) is None
+    assert network_filesystem("/var/lib/bot.sqlite", mounts) is None
+    assert network_filesystem("/tmp/bot.sqlite") is None  # this machine's real mount table
+
+
+async def test_opening_a_sqlite_store_on_a_network_filesystem_fails_with_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tradefleet.store.sqlite as sqlite_mod
+    from tradefleet.errors import PermanentError
+
+    monkeypatch.setattr(sqlite_mod, "network_filesystem", lambda path: "nfs4")
+    store = SqliteStore(str(tmp_path / "bot.sqlite"))
+    with pytest.raises(PermanentError, match="nfs4 network filesystem.*use MongoDB to share a store"):
+        await store.open()
+    await store.close()

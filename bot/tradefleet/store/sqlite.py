@@ -76,6 +76,37 @@ _CANDLE_COLUMNS = "symbol, interval, open_time, close_time, open, high, low, clo
 _PRICE_COLUMNS = "bot, exchange, symbol, exchange_ts, local_ts, update_id, bid, bid_qty, ask, ask_qty"
 
 
+NETWORK_FILESYSTEMS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "fuse.sshfs", "afs", "lustre", "9p"}
+)
+"""Filesystems where SQLite's POSIX locks and WAL shared memory are not reliable (SQLite's own FAQ)."""
+
+
+def network_filesystem(path: str, mounts: str | None = None) -> str | None:
+    """The network filesystem type `path` lives on, or None (local, or unknown: no /proc).
+
+    What the embedded store supports (#11): several processes of one bot on one host's local disk
+    (WAL and POSIX locks serialise them; a process paused inside a write blocks writes, and so orders,
+    until it resumes or dies: safe, not highly available). Anything else, processes on different
+    hosts through a network filesystem, is refused at open; several hosts share MongoDB."""
+    if mounts is None:
+        try:
+            with open("/proc/self/mounts") as f:
+                mounts = f.read()
+        except OSError:
+            return None
+    target = os.path.realpath(os.path.dirname(os.path.abspath(path)) or ".")
+    best, best_type = "", None
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = parts[1].replace("\\040", " ")
+        if (target == point or target.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+            best, best_type = point, parts[2]
+    return best_type if best_type in NETWORK_FILESYSTEMS else None
+
+
 def _primary(error: sqlite3.Error) -> int | None:
     code = getattr(error, "sqlite_errorcode", None)
     return code & 0xFF if isinstance(code, int) else None
@@ -255,6 +286,14 @@ class SqliteStore:
             )
 
     def _connect(self) -> sqlite3.Connection:
+        if self.path != ":memory:" and not self.path.startswith("file:"):
+            fs = network_filesystem(self.path)
+            if fs is not None:
+                raise PermanentError(
+                    f"sqlite store {self.path} is on a {fs} network filesystem: SQLite's locks and WAL "
+                    "shared memory do not work there, and two processes could both write. The embedded "
+                    "store supports processes on one host's local disk; use MongoDB to share a store"
+                )
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout_ms / 1000)
         except sqlite3.Error as e:
