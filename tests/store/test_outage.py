@@ -322,6 +322,6 @@ async def test_opening_a_sqlite_store_on_a_network_filesystem_fails_with_what_to
 
     monkeypatch.setattr(sqlite_mod, "network_filesystem", lambda path: "nfs4")
     store = SqliteStore(str(tmp_path / "bot.sqlite"))
-    with pytest.raises(PermanentError, match="nfs4 network filesystem.*use MongoDB to share a store"):
+    with pytest.raises(PermanentError, match=r"nfs4 network filesystem.*use MongoDB to share a store"):
         await store.open()
     await store.close()
