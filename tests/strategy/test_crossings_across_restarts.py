@@ -34,7 +34,7 @@ def crossing_indexes(closes: list[Decimal]) -> list[int]:
     return [i for i, c in enumerate(history.candles) if cross.on_close(c).cross is not None]
 
 
-async def restart_at(current: int, resume_after: int | None) -> list[Signal]:
+async def restart_at(current: int, resume_after: int | None, extra: int = 40) -> list[Signal]:
     """A runner whose first kline frame is candle `current` (open), as after a restart; the local
     clock is the real wall clock, decades after these candles."""
     history = History(closes())
@@ -42,7 +42,7 @@ async def restart_at(current: int, resume_after: int | None) -> list[Signal]:
     events: asyncio.Queue[object] = asyncio.Queue()
     tasks: list[asyncio.Task[None]] = []
     runner = StrategyRunner(
-        BotConfig(short_window=SHORT, long_window=LONG, warmup_extra=40),
+        BotConfig(short_window=SHORT, long_window=LONG, warmup_extra=extra),
         history,  # type: ignore[arg-type]
         BotMetrics(),
         post=events.put_nowait,
@@ -84,3 +84,17 @@ async def test_crossings_after_the_last_stored_signal_are_stored_as_missed_and_o
     # With nothing stored (a first start) older crossings are only history.
     signals = await restart_at(last + 3, resume_after=None)
     assert signals == []
+
+
+async def test_a_bot_down_longer_than_its_warm_up_window_still_stores_every_crossing_it_missed() -> None:
+    # Down from just after the first crossing until well past the warm-up window (long + extra = 12
+    # candles here): the warm-up reaches back to the newest stored signal instead.
+    crossings = crossing_indexes(closes())
+    first, *between, last = crossings
+    day = 86_400_000
+    assert last - first > LONG + 2
+    signals = await restart_at(last + 1, resume_after=first * day, extra=2)
+    assert [(s.candle_open_time // day, s.action) for s in signals] == [
+        *[(i, MISSED) for i in between],
+        (last, "pending"),
+    ]

@@ -39,6 +39,8 @@ from tradefleet.ports import MarketRest
 
 log = logging.getLogger("tradefleet.strategy")
 
+MAX_CATCHUP = 5_000
+"""Candles a restarted bot fetches at most to find the crossings it missed while it was down."""
 MISSED = "missed_while_down"
 """Stored action of a crossing that closed while no process of this bot was running (not acted on)."""
 
@@ -124,7 +126,16 @@ class StrategyRunner:
     # -- internals ----------------------------------------------------------------------------------
 
     def _warmup_since(self, current_open: int) -> int:
-        return current_open - (self.config.long_window + self.config.warmup_extra) * self.interval_ms
+        back = (self.config.long_window + self.config.warmup_extra) * self.interval_ms
+        since = current_open - back
+        if self.resume_after_ms is not None:
+            # Reach back to the newest stored signal (#11): crossings while the bot was down for
+            # longer than the warm-up window must be seen to be stored as missed. Bounded, so a
+            # bot revived after years does not page through all of history.
+            since = max(
+                min(since, self.resume_after_ms - back), current_open - MAX_CATCHUP * self.interval_ms
+            )
+        return since
 
     def _fetch(self, purpose: str, since: int, until: int) -> None:
         self.fetching = purpose
