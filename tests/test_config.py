@@ -59,6 +59,58 @@ def test_invalid_values_say_what_to_fix(changes: dict[str, object], message: str
         BotConfig().replace(**changes)
 
 
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"quote_amount": "Infinity"},
+            "quote_amount in config: 'Infinity' is not valid (must be a finite number)",
+        ),
+        ({"quote_amount": "NaN"}, "quote_amount in config: 'NaN' is not valid (must be a finite number)"),
+        ({"quote_amount": "1e30"}, "quote_amount 1E+30 is above 1E+9 per order"),
+        ({"fee_rate": "nan"}, "fee_rate in config: 'nan' is not valid (must be a finite number)"),
+        ({"stale_after_s": "nan"}, "stale_after_s in config: 'nan' is not valid (must be a finite number)"),
+        ({"reconnect_max_s": float("inf")}, "reconnect_max_s in config: inf is not valid"),
+        ({"log_level": "LOUD"}, "log_level 'LOUD' must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ({"lease_ttl_ms": 0, "lease_renew_ms": 0}, "lease_renew_ms must be at least 10"),
+        ({"store_batch_max": -5}, "store_buffer_max and store_batch_max must be at least 1"),
+        ({"store_buffer_max": 0}, "store_buffer_max and store_batch_max must be at least 1"),
+        ({"store_flush_ms": 0}, "store_flush_ms must be at least 1"),
+        ({"warmup_extra": -1}, "warmup_extra must be 0 or more"),
+        ({"max_connection_age_s": 0}, "max_connection_age_s must be in (0, 86400]"),
+        ({"max_connection_age_s": 90000}, "max_connection_age_s must be in (0, 86400]"),
+        (
+            {"max_connection_age_s": 5, "stale_after_s": 10},
+            "max_connection_age_s must be longer than stale_after_s",
+        ),
+        (
+            {"ws_url": "http://127.0.0.1:8765"},
+            "ws_url 'http://127.0.0.1:8765' must start with ws:// or wss://",
+        ),
+        ({"ws_api_url": "ws://"}, "ws_api_url 'ws://' must start with ws:// or wss:// and name a host"),
+        ({"rest_url": "ftp://x"}, "rest_url 'ftp://x' must start with http:// or https://"),
+        ({"store_url": "sqlite://x.db"}, "store_url for SQLite must be sqlite:///relative/path"),
+        ({"long_window": 20000}, "long_window must be at most 10000"),
+        ({"symbol": ["BTC/USDT"]}, "symbol in config: ['BTC/USDT'] is not valid (must be a single value"),
+        ({"stale_after_s": True}, "stale_after_s in config: True is not valid (must be a number)"),
+    ],
+)
+def test_every_value_is_checked_for_type_finiteness_and_range(
+    values: dict[str, object], message: str
+) -> None:
+    import re
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        BotConfig.from_mapping(values)
+
+
+def test_non_finite_values_are_refused_when_built_directly_too() -> None:
+    with pytest.raises(ConfigError, match="quote_amount must be a finite decimal number"):
+        BotConfig(quote_amount=Decimal("Infinity"))
+    with pytest.raises(ConfigError, match="stale_after_s must be a finite number of seconds"):
+        BotConfig(stale_after_s=float("nan"))
+
+
 def test_values_of_the_wrong_type_name_the_key() -> None:
     with pytest.raises(ConfigError, match="short_window in environment: 'ten' is not valid"):
         BotConfig.load(None, {"TRADEFLEET_SHORT_WINDOW": "ten"})
@@ -97,6 +149,21 @@ def test_bot_check_config_accepts_overrides_and_refuses_typos() -> None:
     assert "unknown environment variable TRADEFLEET_LONG_WINDOWS" in bad.stderr
     bad = run_cli("bot", "--check-config", "--set", "short_window")
     assert bad.returncode == 2 and "expected KEY=VALUE" in bad.stderr
+
+
+def test_check_config_refuses_exchange_modes_without_credentials_or_with_two_sources(tmp_path: Path) -> None:
+    live = run_cli("bot", "--check-config", "--set", "mode=live")
+    assert live.returncode == 2 and "exchange mode needs API credentials" in live.stderr
+    (tmp_path / "key").write_text("key-from-file\n")
+    both = run_cli(
+        "bot", "--check-config", "--set", "mode=testnet",
+        env={"TRADEFLEET_API_KEY": "key-from-env", "TRADEFLEET_API_KEY_FILE": str(tmp_path / "key"),
+             "TRADEFLEET_API_SECRET": "secret-from-env"},
+    )  # fmt: skip
+    assert both.returncode == 2 and "both TRADEFLEET_API_KEY and TRADEFLEET_API_KEY_FILE" in both.stderr
+    assert "key-from-env" not in both.stderr + both.stdout and "secret-from-env" not in both.stderr
+    loud = run_cli("bot", "--check-config", "--set", "log_level=LOUD")
+    assert loud.returncode == 2 and "log_level 'LOUD' must be one of" in loud.stderr
 
 
 def test_cli_lists_commands_and_refuses_unknown_ones() -> None:

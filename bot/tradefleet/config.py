@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,13 @@ INTERVALS_MS: dict[str, int] = {
     "1w": 604_800_000,
 }
 MODES = ("paper", "testnet", "live")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MAX_QUOTE_AMOUNT = Decimal("1e9")
+"""Per-order quote spend above this is a typo or an overflow, not a strategy (and an `Infinity`
+would sweep the whole visible book in paper mode, or loop forever on "unknown outcome")."""
+MAX_WINDOW = 10_000
+MAX_CONNECTION_AGE_S = 24 * 3600.0
+"""Binance closes every connection at 24 h; asking for more only means being cut without warning."""
 EXCHANGES = ("binance",)
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}/[A-Z0-9]{2,20}$")
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -234,9 +242,19 @@ def _convert(key: str, value: Any, source: str) -> Any:
                 raise ValueError("must be a whole number")
             return int(value)
         if kind == "float":
-            return float(value)
+            if isinstance(value, bool):
+                raise ValueError("must be a number")
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError("must be a finite number")
+            return number
         if kind == "Decimal":
-            return Decimal(str(value))
+            if isinstance(value, bool):
+                raise ValueError("must be a number")
+            amount = Decimal(str(value).strip())
+            if not amount.is_finite():
+                raise ValueError("must be a finite number")
+            return amount
         if kind == "bool":
             if isinstance(value, bool):
                 return value
@@ -247,6 +265,8 @@ def _convert(key: str, value: Any, source: str) -> Any:
             raise ValueError("must be true or false")
         if "None" in kind and value == "":
             return None
+        if not isinstance(value, str | int | float):
+            raise ValueError("must be a single value, not a list or mapping")
         return str(value)
     except (ValueError, TypeError, InvalidOperation) as e:
         raise ConfigError(f"{key} in {source}: {value!r} is not valid ({e})") from e
@@ -265,8 +285,29 @@ def _problems(c: BotConfig) -> Any:
         yield "short_window must be at least 1"
     if c.short_window >= c.long_window:
         yield f"short_window ({c.short_window}) must be smaller than long_window ({c.long_window})"
+    for key in ("short_window", "long_window", "http_port", "depth_limit", "price_sample_ms",
+                "lease_ttl_ms", "lease_renew_ms", "store_buffer_max", "store_batch_max",
+                "store_flush_ms", "warmup_extra"):  # fmt: skip
+        value = getattr(c, key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            yield f"{key} must be a whole number, not {value!r}"
+            return
+    for key in ("quote_amount", "fee_rate"):
+        value = getattr(c, key)
+        if not isinstance(value, Decimal) or not value.is_finite():
+            yield f"{key} must be a finite decimal number, not {value!r}"
+            return
+    for key in ("stale_after_s", "reconnect_max_s", "max_connection_age_s"):
+        value = getattr(c, key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            yield f"{key} must be a finite number of seconds, not {value!r}"
+            return
+    if c.long_window > MAX_WINDOW:
+        yield f"long_window must be at most {MAX_WINDOW}"
     if c.quote_amount <= 0:
         yield "quote_amount must be positive"
+    elif c.quote_amount > MAX_QUOTE_AMOUNT:
+        yield f"quote_amount {c.quote_amount} is above {MAX_QUOTE_AMOUNT} per order (what one BUY spends)"
     if c.mode not in MODES:
         yield f"mode {c.mode!r} must be one of {', '.join(MODES)}"
     if not (c.store_url.startswith("sqlite://") or c.store_url.startswith("mongodb")):
@@ -281,6 +322,8 @@ def _problems(c: BotConfig) -> Any:
         yield "price_sample_ms must be 0 (every update) or positive"
     if not 0 <= c.fee_rate < 1:
         yield "fee_rate must be in [0, 1)"
+    if c.lease_renew_ms < 10:
+        yield "lease_renew_ms must be at least 10 (the lease is renewed this often)"
     if c.lease_renew_ms * 2 > c.lease_ttl_ms:
         yield "lease_renew_ms must be at most half of lease_ttl_ms"
     if not NAME_RE.match(c.risk_scope):
@@ -297,6 +340,25 @@ def _problems(c: BotConfig) -> Any:
         yield "stop_order_grace_s must not be negative"
     if c.stale_after_s <= 0 or c.reconnect_max_s <= 0:
         yield "stale_after_s and reconnect_max_s must be positive"
+    if not 0 < c.max_connection_age_s <= MAX_CONNECTION_AGE_S:
+        yield f"max_connection_age_s must be in (0, {MAX_CONNECTION_AGE_S:g}] (Binance cuts at 24 h)"
+    elif c.max_connection_age_s <= c.stale_after_s:
+        yield "max_connection_age_s must be longer than stale_after_s"
+    if c.store_buffer_max < 1 or c.store_batch_max < 1:
+        yield "store_buffer_max and store_batch_max must be at least 1"
+    if c.store_flush_ms < 1:
+        yield "store_flush_ms must be at least 1"
+    if c.warmup_extra < 0:
+        yield "warmup_extra must be 0 or more"
+    if c.log_level.upper() not in LOG_LEVELS:
+        yield f"log_level {c.log_level!r} must be one of {', '.join(LOG_LEVELS)}"
+    for key, schemes in (("rest_url", ("http://", "https://")), ("ws_url", ("ws://", "wss://")),
+                         ("ws_api_url", ("ws://", "wss://"))):  # fmt: skip
+        url = getattr(c, key)
+        if url is not None and (not url.startswith(schemes) or len(url) <= len(url.split("://")[0]) + 3):
+            yield f"{key} {url!r} must start with {' or '.join(schemes)} and name a host"
+    if c.store_url.startswith("sqlite://") and not c.store_url.startswith("sqlite:///"):
+        yield "store_url for SQLite must be sqlite:///relative/path or sqlite:////absolute/path"
 
 
 _ = field  # dataclasses.field kept for subclasses' documented defaults

@@ -177,6 +177,11 @@ class BotMetrics:
             "tradefleet_event_publish_errors_total", "Event batches Redis did not accept", registry=r
         )
         self.position_qty = Gauge("tradefleet_position_qty", "Open position in the base asset", registry=r)
+        self.position_mismatch = Gauge(
+            "tradefleet_position_mismatch_qty",
+            "Exchange account balance of the base asset minus the stored position (0 when they agree)",
+            registry=r,
+        )
         self.sma = Gauge("tradefleet_sma", "Current SMA values", ["window"], registry=r)
         self.last_price = Gauge("tradefleet_last_close", "Close of the last closed candle", registry=r)
         self.mid_price = Gauge(

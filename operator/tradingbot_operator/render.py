@@ -139,7 +139,12 @@ def _env(spec: BotSpec, settings: OperatorSettings) -> list[dict[str, Any]]:
     # is optional, so a cluster without MongoDB/Redis still runs bots on their embedded defaults.
     store = spec.store or SecretKeyRef(settings.default_store_secret)
     redis = spec.redis or SecretKeyRef(settings.default_redis_secret)
-    env.append(_secret_env("TRADEFLEET_STORE_URL", store, optional=spec.store is None))
+    # Replicas must share one store: with the default Secret missing, each pod would fall back to its
+    # own embedded SQLite file and a new leader would not see the old one's orders (#11). So with
+    # several replicas the default store Secret is required: a missing one stops the pods from
+    # starting (CreateContainerConfigError names it) instead of trading on per-pod files.
+    shared = spec.replicas > 1
+    env.append(_secret_env("TRADEFLEET_STORE_URL", store, optional=spec.store is None and not shared))
     env.append(_secret_env("REDIS_URL", redis, optional=spec.redis is None))
     if spec.credentials_secret is not None:
         env.append({"name": "TRADEFLEET_API_KEY_FILE", "value": f"{CREDENTIALS_DIR}/api-key"})

@@ -31,6 +31,27 @@ SECRET_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
 QUANTITY_RE = re.compile(
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?[0-9]+))?$"
 )
+# An image reference as containerd and the kubelet parse it (distribution/reference): a lower-case
+# registry host (optional port) and path, then an optional tag and digest. Upper case anywhere before
+# the tag makes "invalid reference format: repository name must be lowercase" at pull time (#11).
+_IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_DOMAIN = r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]{1,5})?"
+IMAGE_RE = re.compile(
+    rf"^(?:{_IMAGE_DOMAIN}/)?{_IMAGE_COMPONENT}(?:/{_IMAGE_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[a-z0-9]+(?:[+._-][a-z0-9]+)*:[0-9a-fA-F]{32,})?$"
+)
+# Kubernetes quantity suffixes (resource.Quantity) as multipliers of the base unit.
+_QUANTITY_SUFFIX = {
+    "": Decimal(1), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
+    "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"), "T": Decimal("1e12"),
+    "P": Decimal("1e15"), "E": Decimal("1e18"),
+    **{f"{p}i": Decimal(1024) ** (i + 1) for i, p in enumerate("KMGTPE")},
+}  # fmt: skip
+# What a bot pod may ask for: below it cannot run, above it no node will ever schedule it.
+RESOURCE_BOUNDS = {
+    "cpu": (Decimal("0.001"), Decimal(256), "1m to 256 cores"),
+    "memory": (Decimal(32 * 1024**2), Decimal(1024**4), "32Mi to 1Ti"),
+}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 MAX_REPLICAS = 5
@@ -235,8 +256,11 @@ def _collect(name: str, spec: Mapping[str, Any], out: dict[str, Any]) -> Iterato
         out["paused"] = paused
 
     image = spec.get("image")
-    if image is not None and (not isinstance(image, str) or not image or any(c.isspace() for c in image)):
-        yield f"spec.image {image!r} must be an image reference without spaces"
+    if image is not None and (not isinstance(image, str) or not IMAGE_RE.match(image) or len(image) > 512):
+        yield (
+            f"spec.image {image!r} is not an image reference a node can pull: [registry[:port]/]path[:tag]"
+            "[@sha256:digest], registry and path in lower case (e.g. ghcr.io/acme/tradefleet-bot:1.2)"
+        )
     else:
         out["image"] = image
     policy = spec.get("imagePullPolicy")
@@ -370,11 +394,39 @@ def _resources(resources: Any, out: dict[str, Any]) -> Iterator[str]:
             elif isinstance(qty, bool) or not QUANTITY_RE.match(str(qty)):
                 yield f"spec.resources.{part}.{res} {qty!r} is not a quantity (e.g. 100m, 256Mi)"
             else:
-                parsed[res] = str(qty)
+                low, high, text = RESOURCE_BOUNDS[res]
+                value = quantity_value(str(qty))
+                if not low <= value <= high:
+                    yield f"spec.resources.{part}.{res} {qty!r} is outside what a bot pod can use ({text})"
+                else:
+                    parsed[res] = str(qty)
         out[part] = parsed
     unknown = sorted(set(resources) - {"requests", "limits"})
     if unknown:
         yield f"unknown field(s) spec.resources.{', spec.resources.'.join(unknown)}"
+    # Requests above the limits the pod will get (the operator's defaults included) are refused by
+    # the API server only when the Deployment is created, after the ConfigMap already exists.
+    from tradingbot_operator.render import DEFAULT_LIMITS, DEFAULT_REQUESTS
+
+    requests = {**DEFAULT_REQUESTS, **out.get("requests", {})}
+    limits = {**DEFAULT_LIMITS, **out.get("limits", {})}
+    for res in sorted(set(requests) & set(limits)):
+        if quantity_value(requests[res]) > quantity_value(limits[res]):
+            yield (
+                f"spec.resources.requests.{res} {requests[res]!r} is above the limit {limits[res]!r}"
+                + ("" if res in out.get("limits", {}) else " the operator sets by default")
+                + f"; raise spec.resources.limits.{res} or lower the request"
+            )
+
+
+def quantity_value(text: str) -> Decimal:
+    """A Kubernetes quantity (already matched by QUANTITY_RE) in its base unit (cores, bytes)."""
+    number = re.match(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", text)
+    assert number is not None
+    suffix = text[number.end() :]
+    if suffix[:1] in ("e", "E") and suffix not in _QUANTITY_SUFFIX:
+        return Decimal(number.group()) * Decimal(10) ** int(suffix[1:])
+    return Decimal(number.group()) * _QUANTITY_SUFFIX[suffix]
 
 
 def _is_int(value: Any) -> bool:

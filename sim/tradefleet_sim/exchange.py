@@ -39,7 +39,7 @@ from tradefleet_sim.faults import FaultController
 from tradefleet_sim.generator import BookGenerator, GeneratorShape
 from tradefleet_sim.hub import Hub
 from tradefleet_sim.kline_replay import KlineReplay
-from tradefleet_sim.klines import DEFAULT_KLINES, load_csv
+from tradefleet_sim.klines import DEFAULT_KLINES, load_csv, ws_payload
 from tradefleet_sim.market import SimMarket
 from tradefleet_sim.options import SimOptions
 from tradefleet_sim.rules import START_PRICES, SymbolRules, generated_rules, recorded_rules
@@ -92,6 +92,7 @@ class SimExchange:
                 stalled_until=lambda: self.faults.stalled_until,
             )
             self.hub.on_subscribe.append(self.klines.on_subscribe)
+            self.faults.open_kline = self._open_kline_payload
         for sym, gen in self.generators.items():
             start = START_PRICES.get(sym, Decimal("100.00"))
             if self.klines is not None and self.klines.symbol == sym and self.klines.current is not None:
@@ -113,6 +114,12 @@ class SimExchange:
             self.faults.validate(req)
 
     # -- public helpers ----------------------------------------------------------------------
+    def _open_kline_payload(self) -> dict[str, Any] | None:
+        k = self.klines
+        if k is None or k.current is None:
+            return None
+        return ws_payload(k.symbol, k.interval, k.current, closed=False, event_time=k.clock_ms())
+
     def now_ms(self) -> int:
         if self.klines is not None:
             return self.klines.clock_ms()

@@ -4,7 +4,8 @@ One request shape serves `POST /sim/faults`, the CLI's `--fault` and `--fault-ev
 
     {"kind": "drop"}                                   cut every websocket (no close handshake)
     {"kind": "gap", "diffs": 5, "symbol": "BTCUSDT"}   apply the next N diffs without sending them
-    {"kind": "malformed", "count": 3, "shape": "mixed"} invalid_json | truncated | wrong_types | mixed
+    {"kind": "malformed", "count": 3, "shape": "mixed"} invalid_json | truncated | wrong_types |
+                                                       bad_numbers | mixed
     {"kind": "stall", "seconds": 3}                    websockets stay open and silent, then resume
     {"kind": "slow_rest", "delay_ms": 500, "count": 10} delay REST replies (count omitted: until cleared)
     {"kind": "fail_rest", "status": 429, "count": 2, "retry_after": 1}   429 | 418 | 500 | 503
@@ -41,6 +42,11 @@ FAULT_KEYS: dict[str, set[str]] = {
     "clear": set(),
 }
 SHAPES = ("invalid_json", "truncated", "wrong_types")
+EXTRA_SHAPES = ("bad_numbers",)
+"""Not in `mixed` (which keeps its meaning): well-formed frames of each subscribed stream whose numbers
+are poison (NaN/Infinity closes, 1e30, zero and negative prices, Unicode digits, thousands of digits);
+the kline one is the open candle marked closed, so a bot that accepts it replaces a real candle."""
+BAD_NUMBERS = ("NaN", "Infinity", "-Infinity", "1e30", "0", "-5.0", "\u0661\u0662", "1" * 3000, "1_0", " 1")
 FAIL_STATUSES = (418, 429, 500, 503)
 
 
@@ -90,6 +96,9 @@ class FaultController:
         self.rest_delay_ms = 0
         self.rest_delay_left: int | None = None  # None: until cleared
         self.rest_failures: list[RestFailure] = []
+        self.open_kline: Callable[[], dict[str, Any] | None] = lambda: None
+        """The open candle's `@kline` payload (set by the exchange when it replays klines)."""
+        self._bad_numbers = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- the one entry point -----------------------------------------------------------------
@@ -117,10 +126,9 @@ class FaultController:
         symbol = request.get("symbol")
         if symbol is not None and symbol not in self.markets:
             raise FaultError(f"no market {symbol!r}; markets: {', '.join(self.markets)}")
-        if request.get("shape", "mixed") not in (*SHAPES, "mixed"):
-            raise FaultError(
-                f"unknown malformed shape {request['shape']!r}; known: {', '.join((*SHAPES, 'mixed'))}"
-            )
+        if request.get("shape", "mixed") not in (*SHAPES, *EXTRA_SHAPES, "mixed"):
+            known = ", ".join((*SHAPES, *EXTRA_SHAPES, "mixed"))
+            raise FaultError(f"unknown malformed shape {request['shape']!r}; known: {known}")
         if "status" in request and request["status"] not in FAIL_STATUSES:
             raise FaultError(f"fail_rest status must be one of {FAIL_STATUSES}, not {request['status']!r}")
         return str(kind)
@@ -150,8 +158,58 @@ class FaultController:
         sent = 0
         for i in range(count):
             s = SHAPES[i % len(SHAPES)] if shape == "mixed" else shape
+            if s == "bad_numbers":
+                sent += self._send_bad_numbers()
+                continue
             sent += self.hub.send_all(functools.partial(self._malformed_frame, shape=s))
         return {"count": count, "shape": shape, "frames": sent}
+
+    def _send_bad_numbers(self) -> int:
+        """One poisoned frame per subscribed stream of every client (one hub send per stream)."""
+        sent = 0
+        width = max((len(c.streams) for c in self.hub.clients.values()), default=0)
+        for index in range(width):
+            sent += self.hub.send_all(functools.partial(self._bad_number_frame, index=index))
+        return sent
+
+    def _bad_number_frame(self, client: Client, index: int) -> str | None:
+        if index >= len(client.streams):
+            return None
+        stream = client.streams[index]
+        symbol, _, name = stream.partition("@")
+        symbol = symbol.upper()
+        self._bad_numbers += 1
+        bad = BAD_NUMBERS[self._bad_numbers % len(BAD_NUMBERS)]
+        now = self.clock()
+        if name.startswith("depth"):
+            m = self.markets.get(symbol)
+            u = m.update_id + 1 if m is not None else 1
+            data: dict[str, Any] = {"e": "depthUpdate", "E": now, "s": symbol, "U": u, "u": u,
+                                    "b": [["1.00", "1.00"], [bad, "2.0"]], "a": []}  # fmt: skip
+        elif name == "bookTicker":
+            data = {"u": 1, "s": symbol, "b": bad, "B": "1.0", "a": "2.0", "A": "1.0"}
+        elif name in ("trade", "aggTrade"):
+            data = {
+                "e": name,
+                "E": now,
+                "s": symbol,
+                "t": 1,
+                "a": 1,
+                "p": bad,
+                "q": "0.1",
+                "T": now,
+                "m": False,
+            }
+        elif name.startswith("kline_"):
+            payload = self.open_kline()
+            if payload is None:
+                return None
+            k = dict(payload["k"], x=True)  # the open candle, "closed" early, with a poisoned close
+            k["c"] = bad
+            data = dict(payload, k=k)
+        else:
+            return None
+        return client.frame(stream, dumps(data))
 
     def _malformed_frame(self, client: Client, shape: str) -> str | None:
         stream = client.streams[0] if client.streams else "btcusdt@depth@100ms"

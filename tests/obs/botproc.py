@@ -44,6 +44,8 @@ class BotProcess:
         }
         self.log = tmp / "bot.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] = {}
+        """Extra environment for the process (credentials: they are never config)."""
 
     @property
     def url(self) -> str:
@@ -54,6 +56,7 @@ class BotProcess:
         path.write_text(yaml.safe_dump(self.config))
         # A pod's environment: none of the developer's TRADEFLEET_* variables (unknown ones are refused).
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEFLEET_") and k != "REDIS_URL"}
+        env.update(self.env)
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "tradefleet.app.cli", "bot", "--config", str(path)],

@@ -230,3 +230,13 @@ def test_every_problem_is_reported_at_once():
 def test_names_too_long_for_the_bots_service_are_refused():
     with pytest.raises(ConfigError, match="at most 59 characters"):
         render(tb(name="a" * 60), SETTINGS, service_monitor=False)
+
+
+def test_several_replicas_require_the_shared_store_secret_instead_of_per_pod_sqlite():
+    # #11: with the default store Secret missing, each replica fell back to its own SQLite file in its
+    # own emptyDir; a new leader then did not see the old leader's orders.
+    redis = {"redis": {"secretKeyRef": {"name": "r", "key": "url"}}}
+    one = env(container(tb(**redis)))["TRADEFLEET_STORE_URL"]
+    two = env(container(tb(replicas=2, **redis)))["TRADEFLEET_STORE_URL"]
+    assert one["secretKeyRef"]["optional"] is True
+    assert two == {"secretKeyRef": {"name": "st", "key": "url", "optional": False}}

@@ -14,7 +14,7 @@ from tradefleet.adapters.credentials import Credentials, load_credentials
 from tradefleet.adapters.userdata import parse_execution_report, subscribe_request
 from tradefleet.domain.models import OrderStatus
 from tradefleet.errors import ConfigError
-from tradefleet.logs import JsonFormatter, log_event
+from tradefleet.logs import JsonFormatter, SecretScrubber, log_event, setup_logging
 from tradefleet.logs import now_ms as wall_ms
 from tradefleet_sim.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
 
@@ -30,16 +30,63 @@ def test_secret_never_in_repr_str_or_logs(caplog):
     assert "s3cr3t" not in line and "EXAMPLEKEY" not in line
 
 
+@pytest.mark.parametrize("json_lines", [True, False])
+def test_registered_credentials_are_scrubbed_from_every_logger_message_args_extras_and_tracebacks(json_lines):
+    import io
+
+    out = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging("DEBUG", json_lines=json_lines, stream=out)
+        c = load_credentials(
+            {"TRADEFLEET_API_KEY": "KEYCANARY-123456", "TRADEFLEET_API_SECRET": "SECCANARY-654321"}
+        )
+        assert c is not None
+        sig = "ab" * 32
+        # ccxt's own DEBUG line for a signed request: headers as args, the signature in the URL.
+        logging.getLogger("ccxt.base.exchange").debug(
+            "%s %s, Request: %s %s", "POST", f"http://x/api/v3/order?timestamp=1&signature={sig}",
+            {"X-MBX-APIKEY": c.api_key}, None,
+        )  # fmt: skip
+        logging.getLogger("urllib3.connectionpool").warning("X-MBX-APIKEY: %s", "UNREGISTERED-KEY-VALUE")
+        log_event(logging.getLogger("tradefleet.t"), "boom", logging.ERROR, detail=f"secret={c.secret}")
+        try:
+            raise RuntimeError(f"request failed with key {c.api_key} and secret {c.secret}")
+        except RuntimeError:
+            logging.getLogger("aiohttp.client").exception("failed %s", c.secret)
+        logging.getLogger("x").info("%d%%", 5)  # ordinary formatting still works
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    text = out.getvalue()
+    for value in ("KEYCANARY-123456", "SECCANARY-654321", sig, "UNREGISTERED-KEY-VALUE"):
+        assert value not in text
+    assert text.count("***") >= 6 and "5%" in text
+
+
+def test_scrubber_ignores_values_too_short_to_be_credentials():
+    s = SecretScrubber(["abc"])
+    assert s.scrub("abc def") == "abc def"
+
+
 def test_credentials_from_mounted_files_and_env(tmp_path):
     (tmp_path / "k").write_text("key-from-file\n")
     (tmp_path / "s").write_text("secret-from-file\n")
     c = load_credentials({"TRADEFLEET_API_KEY_FILE": str(tmp_path / "k"),
                           "TRADEFLEET_API_SECRET_FILE": str(tmp_path / "s")})  # fmt: skip
     assert c == Credentials("key-from-file", "secret-from-file")
-    assert load_credentials({"TRADEFLEET_API_KEY": "k", "TRADEFLEET_API_SECRET": "s"}) == Credentials(
-        "k", "s"
-    )
+    assert load_credentials(
+        {"TRADEFLEET_API_KEY": "key-from-env", "TRADEFLEET_API_SECRET": "secret-from-env"}
+    ) == Credentials("key-from-env", "secret-from-env")
     assert load_credentials({}) is None
+
+
+def test_a_value_too_short_or_with_spaces_to_be_a_credential_is_refused():
+    # Too short to be scrubbed from logs by value, or mangled (a space) by the secret store.
+    for key, secret in (("k", "secret-value"), ("key-value", "s"), ("key value", "secret-value")):
+        with pytest.raises(ConfigError, match="not an API credential"):
+            load_credentials({"TRADEFLEET_API_KEY": key, "TRADEFLEET_API_SECRET": secret})
 
 
 @pytest.mark.parametrize(

@@ -131,3 +131,41 @@ async def test_restart_after_summary_stored_without_fills_recovers_the_fee_into_
 
     await until(fee_stored, what="fills (with fees) stored after recovery")
     assert (await sim_orders(sim))["accepted_per_client_id"] == {cid: 1}
+
+
+async def test_every_pending_signal_gets_an_outcome_on_recover_and_only_the_newest_is_acted_on(
+    sim, store, lease, run_manager, metrics
+):
+    # Three signals stored by processes that were killed before acting (#11: before, only the newest
+    # was looked at and the others stayed pending for good).
+    config = bot_config(sim)
+    signals = [make_signal(config, side, n) for n, side in enumerate((Side.BUY, Side.SELL, Side.BUY), 1)]
+    for s in signals:
+        await store.insert_signal(s)
+    m = await run_manager(config=config, store=store, execution=exchange_execution(config), lease=lease,
+                          rules=sim_rules(sim), metrics=metrics)  # fmt: skip
+    assert m.trading_ready
+    newest = signals[-1]
+    assert (await sim_orders(sim))["accepted_per_client_id"] == {client_order_id(newest.signal_id): 1}
+    actions = {s.signal_id: s.action for s in await store.signals(config.name)}
+    assert actions[newest.signal_id] == "order"
+    for s in signals[:-1]:
+        assert actions[s.signal_id] == f"superseded by {newest.signal_id}"
+    assert [o.signal_id for o in await store.orders(config.name)] == [newest.signal_id]
+
+
+async def test_a_standby_never_writes_the_leaders_positions_row(sim, store, run_manager, metrics):
+    # #11: standbys rebuilt a position from the reports they happened to see and wrote it over the
+    # leader's row. A replica that may not trade reads and recovers, but writes no position.
+    from tradefleet.coord.lease import LocalLease
+    from tradefleet.domain.models import Position
+
+    config = bot_config(sim)
+    leaders = Position(bot=config.name, symbol=config.symbol, qty=Decimal("0.5"))
+    await store.save_position(leaders)
+    standby = LocalLease("standby-holder")  # never started: standby, may not trade
+    m = await run_manager(config=config, store=store, execution=exchange_execution(config), lease=standby,
+                          rules=sim_rules(sim), metrics=metrics)  # fmt: skip
+    assert m.trading_ready and m.position.qty == 0
+    saved = await store.load_position(config.name, config.symbol)
+    assert saved is not None and saved.qty == Decimal("0.5")

@@ -272,3 +272,56 @@ async def test_an_order_insert_waits_through_a_lock_until_durable_and_lands_once
     assert await buffered.insert_order(o) is False  # that client order id exists: the store says so
     assert [x.client_order_id for x in await buffered.orders(o.bot)] == [o.client_order_id]
     await buffered.close()
+
+
+async def test_store_opened_while_its_file_is_read_only_recovers_once_it_is_writable(
+    tmp_path: Path, metrics: BotMetrics
+) -> None:
+    # #11: SQLite opens an unwritable file read-only, without an error, and that connection stayed
+    # read-only: every write failed with SQLITE_READONLY long after the file was writable again.
+    path = tmp_path / "ro.sqlite"
+    first = SqliteStore(str(path))
+    await first.open()
+    await first.close()  # a clean close: no WAL left, only the database file
+    if not _chattr("+i", path):
+        pytest.skip("chattr +i does not work on this filesystem (e.g. tmpfs) or without root")
+    store = SqliteStore(str(path))
+    try:
+        await store.open()  # succeeds: read-only
+        buffered = buffered_over(store, metrics)
+        signal = r.signal(0)
+        assert await buffered.record_signal(signal) is False
+        with pytest.raises(StoreUnavailable, match="readonly"):
+            await store.ping()
+    finally:
+        _chattr("-i", path)
+    assert await buffered.flush(timeout=30)
+    await store.ping()
+    assert [s.signal_id for s in await store.signals(r.BOT)] == [signal.signal_id]
+    await buffered.close()
+
+
+def test_a_sqlite_file_on_a_network_filesystem_is_refused_and_local_disks_are_not() -> None:
+    # #11: the embedded store supports processes on one host's local disk; SQLite's locks do not hold
+    # on NFS/CIFS, so two hosts could both write. (A real NFS mount needs a server this machine does
+    # not run; the mount table is the input here, the local case reads the real /proc/self/mounts.)
+    from tradefleet.store.sqlite import network_filesystem
+
+    mounts = "/dev/vda / ext4 rw 0 0\nserver:/export /mnt/shared nfs4 rw 0 0\n"
+    assert network_filesystem("/mnt/shared/bots/bot.sqlite", mounts) == "nfs4"
+    assert network_filesystem("/mnt/sharedX/bot.sqlite", mounts) is None
+    assert network_filesystem("/var/lib/bot.sqlite", mounts) is None
+    assert network_filesystem("/tmp/bot.sqlite") is None  # this machine's real mount table
+
+
+async def test_opening_a_sqlite_store_on_a_network_filesystem_fails_with_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tradefleet.store.sqlite as sqlite_mod
+    from tradefleet.errors import PermanentError
+
+    monkeypatch.setattr(sqlite_mod, "network_filesystem", lambda path: "nfs4")
+    store = SqliteStore(str(tmp_path / "bot.sqlite"))
+    with pytest.raises(PermanentError, match=r"nfs4 network filesystem.*use MongoDB to share a store"):
+        await store.open()
+    await store.close()

@@ -5,9 +5,12 @@ stream names and field letters. It turns one combined-stream frame (`{"stream":â
 one event of `tradefleet.domain.market`, with msgspec typed decoders (a wrong type or a missing
 field is a `MalformedFrame`, not a KeyError three layers later).
 
-What it refuses to do: own a socket, retry, or interpret numbers. Prices and quantities stay the
-exchange's decimal strings; the order book decides how to read them. It does not require the `b`/`a`
-order ids of `@trade` (Binance removed them in 2024-06).
+What it refuses to do: own a socket, retry, or pass on a number that could poison state. Prices and
+quantities stay the exchange's decimal strings, but every ticker, trade and kline number is checked
+by `domain.numbers` first (plain ASCII decimal, bounded, prices positive, a kline's low <= open,
+close <= high): one bad field makes the whole frame a `MalformedFrame`, counted and skipped. Depth
+levels are checked by the order book itself, which discards itself on a bad one (the hot path).
+It does not require the `b`/`a` order ids of `@trade` (Binance removed them in 2024-06).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from tradefleet.domain import numbers
 from tradefleet.domain.market import (
     BookTicker,
     DepthDiff,
@@ -218,16 +222,32 @@ class BinanceSpot:
             return DepthDiff(d.symbol, d.event_time, d.first, d.final, d.bids, d.asks)
         if route == _TICKER:
             t = _ticker.decode(data)
+            numbers.price(t.bid, "bookTicker bid")
+            numbers.price(t.ask, "bookTicker ask")
+            numbers.quantity(t.bid_qty, "bookTicker bid quantity")
+            numbers.quantity(t.ask_qty, "bookTicker ask quantity")
             return BookTicker(t.symbol, t.update_id, t.bid, t.bid_qty, t.ask, t.ask_qty)
         if route == _TRADE:
             tr = _trade.decode(data)
+            numbers.price(tr.price, "trade price")
+            numbers.quantity(tr.qty, "trade quantity")
             return Trade(tr.symbol, tr.event_time, tr.trade_id, tr.price, tr.qty, tr.trade_time, tr.maker)
         if route == _AGG:
             ag = _agg.decode(data)
+            numbers.price(ag.price, "aggTrade price")
+            numbers.quantity(ag.qty, "aggTrade quantity")
             return Trade(ag.symbol, ag.event_time, ag.agg_id, ag.price, ag.qty, ag.trade_time, ag.maker)
         if route == _KLINE:
             kf = _kline.decode(data)
             k = kf.k
+            numbers.check_candle(
+                numbers.price(k.open, "kline open"), numbers.price(k.high, "kline high"),
+                numbers.price(k.low, "kline low"), numbers.price(k.close, "kline close"),
+                k.open_time, k.close_time,
+            )  # fmt: skip
+            numbers.quantity(k.volume, "kline volume")
+            if k.trades < 0:
+                raise MalformedFrame(f"kline trades {k.trades} is negative")
             return KlineEvent(
                 kf.symbol, kf.event_time, k.interval, k.open_time, k.close_time,
                 k.open, k.high, k.low, k.close, k.volume, k.trades, k.closed,

@@ -275,6 +275,22 @@ class BinanceExecution:
             fills = [dict(f, tradeId=f.get("id")) for f in fills]
         return self._from_raw(order, raw, fills=fills)
 
+    async def base_balance(self) -> Decimal:
+        """The account's total (free + locked) balance of the bot's base asset, from the exchange's own
+        decimal strings (ccxt's unified balance is float)."""
+        asset = self.symbol.split("/")[0]
+        try:
+            body = await self._ex.private_get_account()
+        except Exception as e:
+            raise translate(e, self._ex, sending=False) from e
+        try:
+            for b in body["balances"]:
+                if b["asset"] == asset:
+                    return Decimal(str(b["free"])) + Decimal(str(b["locked"]))
+        except (KeyError, TypeError, ArithmeticError) as e:
+            raise ExchangeUnavailable(f"account: unexpected body: {e!r}"[:300], retry_after=1.0) from e
+        return ZERO
+
     async def open_orders(self, symbol: str) -> list[OrderUpdate]:
         await self._markets()
         try:

@@ -6,7 +6,9 @@ the variable and the file for the same value is an error: two sources that may d
 ends up trading on the wrong account.
 
 The secret never appears in `repr`, `str`, logs or error messages; the key is shown only by its first
-four characters, enough to tell two accounts apart in a log. This module refuses to read credentials
+four characters, enough to tell two accounts apart in a log. Loading credentials registers both
+values with the log scrubber (`logs.register_secrets`), so no logger, ours or a library's, can
+write them afterwards. This module refuses to read credentials
 from `BotConfig` (a ConfigMap is not a secret store).
 """
 
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tradefleet.errors import ConfigError
+from tradefleet.logs import MIN_SECRET_LEN, register_secrets
 
 KEY_ENV = "TRADEFLEET_API_KEY"
 SECRET_ENV = "TRADEFLEET_API_SECRET"
@@ -78,4 +81,11 @@ def load_credentials(env: Mapping[str, str] | None = None, *, required: bool = F
     if key is None or secret is None:
         missing = KEY_ENV if key is None else SECRET_ENV
         raise ConfigError(f"API key and secret must be set together; {missing} (or its _FILE) is missing")
+    for name, value in ((KEY_ENV, key), (SECRET_ENV, secret)):
+        if len(value) < MIN_SECRET_LEN or not value.isprintable() or any(c.isspace() for c in value):
+            raise ConfigError(
+                f"{name} (or its _FILE) is not an API credential: at least {MIN_SECRET_LEN} printable "
+                "characters without spaces"
+            )
+    register_secrets(key, secret)
     return Credentials(api_key=key, secret=secret)

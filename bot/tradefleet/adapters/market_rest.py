@@ -23,9 +23,16 @@ import ccxt.async_support as ccxt
 import msgspec
 
 from tradefleet.adapters.ccxt_factory import make_binance
+from tradefleet.domain import numbers
 from tradefleet.domain.market import DepthSnapshot
 from tradefleet.domain.models import Candle
-from tradefleet.errors import ExchangeUnavailable, PermanentError, RateLimited, TradefleetError
+from tradefleet.errors import (
+    ExchangeUnavailable,
+    MalformedFrame,
+    PermanentError,
+    RateLimited,
+    TradefleetError,
+)
 from tradefleet.ports import SymbolRules
 
 KLINES_PAGE = 1000  # Binance's maximum per /api/v3/klines request
@@ -137,7 +144,8 @@ class CcxtMarketRest:
             try:
                 rows = msgspec.convert(body, list[_Kline], strict=False)
                 page = [_candle(symbol, interval, row) for row in rows]
-            except (msgspec.ValidationError, InvalidOperation) as e:
+            except (msgspec.ValidationError, InvalidOperation, MalformedFrame) as e:
+                # The whole page is refused (the strategy counts it as malformed and refetches).
                 raise ExchangeUnavailable(f"klines {market_id}: unexpected body: {e}", retry_after=1.0) from e
             page = [c for c in page if since_ms <= c.open_time < until_ms]
             if not page:
@@ -161,16 +169,23 @@ class CcxtMarketRest:
 
 
 def _candle(symbol: str, interval: str, row: _Kline) -> Candle:
+    """One REST kline row, its numbers checked like the stream's (`domain.numbers`): MalformedNumber
+    for any bad field, and the caller refuses the whole page, so no part of it is used."""
+    open_, high = numbers.price(row[1], "kline open"), numbers.price(row[2], "kline high")
+    low, close = numbers.price(row[3], "kline low"), numbers.price(row[4], "kline close")
+    numbers.check_candle(open_, high, low, close, row[0], row[6])
+    if row[8] < 0:
+        raise numbers.MalformedNumber(f"kline trades {row[8]} is negative")
     return Candle(
         symbol=symbol,
         interval=interval,
         open_time=row[0],
         close_time=row[6],
-        open=Decimal(row[1]),
-        high=Decimal(row[2]),
-        low=Decimal(row[3]),
-        close=Decimal(row[4]),
-        volume=Decimal(row[5]),
+        open=open_,
+        high=high,
+        low=low,
+        close=close,
+        volume=numbers.quantity(row[5], "kline volume"),
         closed=True,
         trades=row[8],
     )

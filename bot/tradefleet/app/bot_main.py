@@ -20,7 +20,7 @@ import uuid
 from typing import Any
 
 from tradefleet.config import BotConfig
-from tradefleet.errors import ConfigError
+from tradefleet.errors import ConfigError, PermanentError
 from tradefleet.logs import log_event, setup_logging
 from tradefleet.metrics import BotMetrics
 
@@ -66,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         config = load_config(args, dict(os.environ))
+        # Credentials are read (and registered with the log scrubber) before logging starts, so an
+        # exchange mode without them, or with two sources, is refused here, not in a task later.
+        from tradefleet.adapters.credentials import load_credentials
+
+        load_credentials(required=config.mode != "paper")
     except ConfigError as e:
         print(f"tradefleet bot: {e}", file=sys.stderr)
         return 2
@@ -92,3 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         log_event(log, "config_error", logging.ERROR, error=str(e))
         print(f"tradefleet bot: {e}", file=sys.stderr)
         return 2
+    except PermanentError as e:  # e.g. a store that cannot be used at all: say so, no traceback
+        log_event(log, "fatal", logging.CRITICAL, error=str(e)[:500])
+        print(f"tradefleet bot: {e}", file=sys.stderr)
+        return 3

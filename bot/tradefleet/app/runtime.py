@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sys
 from collections.abc import Coroutine
 from decimal import Decimal
 from typing import Any
@@ -21,7 +22,7 @@ from tradefleet.config import BotConfig
 from tradefleet.domain.models import BotId, Position, Side, Signal
 from tradefleet.domain.risk import Halt, flatten_signal_id
 from tradefleet.engine.pipeline import BotEngine
-from tradefleet.errors import PermanentError, TemporaryError
+from tradefleet.errors import ConfigError, PermanentError, TemporaryError
 from tradefleet.logs import iso_ms, log_event, now_ms
 from tradefleet.metrics import BotMetrics
 from tradefleet.ports import SymbolRules
@@ -30,6 +31,7 @@ log = logging.getLogger("tradefleet.runtime")
 
 BINANCE_WS = "wss://stream.binance.com:9443"
 TESTNET_WS = "wss://stream.testnet.binance.vision"
+STORE_FLUSH_AT_STOP_S = 7.0
 
 
 class BotRuntime:
@@ -51,6 +53,8 @@ class BotRuntime:
         self.feed: Any = None
         self.book: Any = None
         self.started_ms = now_ms()
+        self.exit_code = 0
+        """Non-zero when the process stops because the exchange refused it for good (see `_fatal`)."""
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -280,24 +284,51 @@ class BotRuntime:
             await self.http.start()
             self._spawn(self.loop_monitor.run())
             await self.lease.start()
+            await self._resume_point()
             self._spawn(self.feed.run())
             self._spawn(self.engine.run_signals())
             self._spawn(self._publish_status())
-            self._spawn(self._start_trading())
+            self._spawn(self._fatal_on_refusal("start_trading", self._start_trading()))
             log_event(log, "started", http_port=self.http.port)
             await self._stop.wait()
-            return 0
+            return self.exit_code
         finally:
             await self._shutdown()
 
+    async def _resume_point(self) -> None:
+        """Tell the strategy the newest crossing this bot had stored, so crossings after it that the
+        warm-up history shows (the bot was down) are stored as missed rather than forgotten."""
+        assert self.engine is not None
+        try:
+            stored = await asyncio.wait_for(self.store.store.signals(self.config.name), 10)
+        except Exception as e:  # the store is down: the newest-candle rule still applies
+            log_event(log, "resume_point_unknown", logging.WARNING, error=repr(e)[:200])
+            return
+        if stored:
+            self.engine.strategy.resume_after_ms = max(s.candle_open_time for s in stored)
+
+    async def _fatal_on_refusal(self, step: str, coro: Coroutine[Any, Any, None]) -> None:
+        """A refusal no retry can help (unknown symbol, bad API key or signature, bad configuration)
+        stops the process with a clear message and exit code 3, instead of a task that dies unseen
+        and a bot that is never ready."""
+        try:
+            await coro
+        except (PermanentError, ConfigError) as e:
+            log_event(log, "fatal", logging.CRITICAL, step=step, error=str(e)[:500])
+            print(f"tradefleet bot: {step} refused: {str(e)[:500]}", file=sys.stderr)
+            self.exit_code = 3
+            self._stop.set()
+
     async def _start_trading(self) -> None:
         await self._build_orders()
+        assert self.engine is not None
+        # Signals decided from now on queue in the order manager and are acted on once it has
+        # recovered; before (#11), those arriving during recovery were stored but never handed over.
+        self.engine.orders = self.orders
         prepare = getattr(self.execution, "prepare", None)
         if prepare is not None:
             await self._with_retries("execution", prepare)
         await self._with_retries("recover", self.orders.recover)
-        assert self.engine is not None
-        self.engine.orders = self.orders
         self._spawn(self.risk.run())
         log_event(log, "trading_ready", position_qty=str(self.orders.position.qty))
         await self.orders.run()
@@ -307,6 +338,12 @@ class BotRuntime:
             await asyncio.sleep(1.0)
             with contextlib.suppress(Exception):
                 await self.publisher.set_status(self.status())
+
+    async def _close_store(self) -> None:
+        """Flush for at most STORE_FLUSH_AT_STOP_S, inside the 10 s each shutdown step is given: before
+        (#11), the store's own 30 s flush was cut by that limit and the promised dump of what could
+        not be written (`store_unwritten`, `store_close_incomplete`) never appeared."""
+        await self.store.close(timeout=STORE_FLUSH_AT_STOP_S)
 
     async def _shutdown(self) -> None:
         log_event(log, "stopping", bot=self.config.name)
@@ -327,7 +364,7 @@ class BotRuntime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for closer in (
             getattr(self.lease, "stop", None),
-            getattr(self.store, "close", None),
+            self._close_store if self.store is not None else None,
             getattr(self.publisher, "close", None),
             getattr(self.risk_state, "close", None),
             getattr(getattr(self, "execution", None), "close", None),
@@ -346,13 +383,22 @@ class BotRuntime:
     def readiness(self) -> dict[str, tuple[bool, str]]:
         checks = self.engine.readiness() if self.engine else {"engine": (False, "starting")}
         store_ok = bool(self.store is not None and getattr(self.store, "healthy", False))
-        checks["store"] = (store_ok, "reachable" if store_ok else "store unreachable (writes are buffered)")
+        why = getattr(self.store, "last_error", None)
+        checks["store"] = (
+            store_ok,
+            "reachable" if store_ok else f"store unreachable (writes are buffered): {why or 'no answer'}",
+        )
         state = getattr(self.lease, "state", "unknown")
         error = getattr(self.lease, "last_error", None)
         detail = f"lease state {state}" + (f" ({error})" if state == "unknown" and error else "")
         checks["lease"] = (state in ("leader", "standby"), detail)
         ready = self.orders is not None and bool(getattr(self.orders, "trading_ready", False))
         checks["orders"] = (ready, "reconciled" if ready else "reloading and reconciling orders")
+        mismatch = getattr(getattr(self.orders, "position_check", None), "mismatch", None)
+        checks["position"] = (
+            mismatch is None,
+            mismatch or "agrees with the exchange account (or not checked)",
+        )
         return checks
 
     def status(self) -> dict[str, Any]:

@@ -66,6 +66,7 @@ KIND_STREAMS: dict[str, str] = {
     "order_update": ORDERS_STREAM,
     "orders": ORDERS_STREAM,
     "status": STATUS_STREAM,
+    "position_mismatch": STATUS_STREAM,  # engine.position_check: stored position vs the account
 }
 
 BATCH_MAX = 500

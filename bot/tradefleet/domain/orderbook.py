@@ -37,11 +37,27 @@ from tradefleet.errors import TradefleetError
 
 _DIGITS = frozenset("0123456789.")
 SCALE = 18  # price keys are integers in units of 10^-18: exact for any price with <= 18 decimals
+# Integer digits a price may have (leading zeros aside): the native book keys prices as 128-bit
+# integers, and 10^20 * 10^18 still fits; both books refuse the same prices. No market quotes 10^20.
+MAX_WHOLE = 20
 _KEY_CACHE_MAX = 16_384  # distinct price strings remembered per book (~3 MiB at most)
 
 
 class MalformedLevel(TradefleetError):
     """A price or quantity that is not a plain, non-negative decimal string."""
+
+
+MAX_NUMBER_CHARS = 64
+"""Longest price or quantity string read at all (safety, #11): `int()` of thousands of digits raised a
+plain ValueError after part of a diff was applied. Longer strings are refused before any parsing."""
+
+
+def _bad_number(text: str) -> bool:
+    """The full rule for a quantity string that passed the hot path's cheap checks (non-zero, ASCII
+    digits and at most one dot) but is long: at most MAX_WHOLE integer digits (leading zeros aside),
+    SCALE decimals (trailing zeros aside), MAX_NUMBER_CHARS characters."""
+    whole, _, frac = text.partition(".")
+    return len(text) > MAX_NUMBER_CHARS or len(whole.lstrip("0")) > MAX_WHOLE or len(frac.rstrip("0")) > SCALE
 
 
 def level_key(price: str) -> int:
@@ -50,7 +66,7 @@ def level_key(price: str) -> int:
     Decimal-equal prices get the same key and keys order as the prices do ("0.3513" and
     "0.35130000" are one level). Refuses anything but a plain positive decimal number, and prices
     with more than SCALE significant decimals (no exchange quotes those; rounding would merge
-    levels)."""
+    levels) or more than MAX_WHOLE integer digits."""
     if not price or not price.isascii() or not _DIGITS.issuperset(price) or price.count(".") > 1:
         raise MalformedLevel(f"price {price!r} is not a plain decimal number")
     whole, _, frac = price.partition(".")
@@ -59,6 +75,8 @@ def level_key(price: str) -> int:
         raise MalformedLevel(f"price {price!r} is not a decimal number")
     if len(frac) > SCALE:
         raise MalformedLevel(f"price {price!r} has more than {SCALE} decimals")
+    if len(whole) > MAX_WHOLE and len(whole.lstrip("0")) > MAX_WHOLE:
+        raise MalformedLevel(f"price {price!r} has more than {MAX_WHOLE} integer digits")
     key = int((whole or "0") + frac.ljust(SCALE, "0"))
     if key <= 0:
         raise MalformedLevel(f"price {price!r} must be positive")
@@ -103,6 +121,7 @@ class _Side:
     def apply(self, updates: Iterable[Level]) -> None:
         levels = self.levels
         keys = self.keys
+        max_whole = MAX_WHOLE
         for level in updates:
             price, qty = level
             try:
@@ -111,14 +130,19 @@ class _Side:
                 key = self._new_key(price)
             if qty.strip("0."):  # non-zero (or garbage): validate, then set
                 # Decimal digits with at most one dot: rejects "-1", "1e3", "NaN", " 1", "1_0", "²".
-                # isdecimal, not isdigit: it refuses "²" (which Decimal() cannot read) in one call.
-                if not qty.replace(".", "", 1).isdecimal():
+                # isdecimal, not isdigit: it refuses "²" (which Decimal() cannot read) in one call;
+                # isascii refuses Unicode digits ("١"), which Decimal() would read (#11).
+                if not qty.replace(".", "", 1).isdecimal() or not qty.isascii():
+                    raise _bad_qty(qty)
+                if len(qty) > max_whole and _bad_number(qty):  # 21+ characters: the full rule
                     raise _bad_qty(qty)
                 if key not in levels and key not in self.heaped:
                     self.heaped.add(key)
                     heapq.heappush(self.heap, key * self.sign)
                 levels[key] = level
             elif qty[:1] != "0":  # "" or "." are not zero, they are garbage
+                # (Any run of 0s and dots that starts with "0" deletes the level: its only effect is
+                # a deletion, and checking its form cost ~10% of the hot path; see check_levels.)
                 raise _bad_qty(qty)
             elif key in levels:
                 del levels[key]
@@ -126,6 +150,8 @@ class _Side:
             self._compact()
 
     def _new_key(self, price: str) -> int:
+        if len(price) > MAX_NUMBER_CHARS:  # before any parsing: int() of 5000 digits raises ValueError
+            raise MalformedLevel(f"price {price[:40]!r}... is longer than {MAX_NUMBER_CHARS} characters")
         key = level_key(price)  # validates: MalformedLevel for anything but a plain price
         keys = self.keys
         if len(keys) >= _KEY_CACHE_MAX:
@@ -250,6 +276,25 @@ class OrderBook:
         return len(self._bids.levels) + len(self._asks.levels)
 
 
+def check_levels(*sides: Iterable[Level]) -> str | None:
+    """What is wrong with the first bad level of a diff, or None; changes nothing. The same rules as
+    `level_key` and `_Side.apply` (which inline them for speed)."""
+    for levels in sides:
+        for price, qty in levels:
+            try:
+                if type(price) is not str or type(qty) is not str or len(price) > MAX_NUMBER_CHARS:
+                    raise MalformedLevel(f"level ({str(price)[:40]!r}, {str(qty)[:40]!r}) is not two strings")
+                level_key(price)
+                if qty.strip("0."):
+                    if not qty.replace(".", "", 1).isdecimal() or not qty.isascii() or _bad_number(qty):
+                        raise _bad_qty(qty)
+                elif qty[:1] != "0":
+                    raise _bad_qty(qty)
+            except MalformedLevel as e:
+                return str(e)
+    return None
+
+
 class Outcome(enum.Enum):
     """What one diff or snapshot did to the sync state."""
 
@@ -261,6 +306,7 @@ class Outcome(enum.Enum):
     CROSSED = "crossed"  # best bid >= best ask: the book is corrupt; discarded, new snapshot needed
     SYNCED = "synced"  # snapshot accepted and buffered diffs applied
     SNAPSHOT_TOO_OLD = "snapshot_too_old"  # the buffered stream starts after it: fetch another
+    REJECTED = "rejected"  # malformed diff while waiting for a snapshot: skipped, nothing changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +364,12 @@ class BookSync:
         if diff.symbol != self.market_id:
             return SyncResult(Outcome.IGNORED, f"diff for {diff.symbol}, book is {self.market_id}")
         if not self._in_sync:
+            # Checked now, not when replayed: a bad diff is counted even if the snapshot makes it
+            # old, and never buffered (#11). Skipping it is safe: if the book needed it, the
+            # snapshot will not line up and another is fetched.
+            problem = check_levels(diff.bids, diff.asks)
+            if problem is not None:
+                return SyncResult(Outcome.REJECTED, f"diff u={diff.final_update_id}: {problem}")
             self._buffer.append(diff)
             return _BUFFERED
         if diff.final_update_id <= self._last_id:

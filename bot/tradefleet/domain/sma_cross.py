@@ -2,6 +2,10 @@
 
 Exact arithmetic: closes are Decimal and the running sums are Decimal, so each SMA equals the naive
 mean of its window to the last digit (no float drift over thousands of candles), at O(1) per candle.
+The sums are kept in `numbers.SUM_CONTEXT`, which is exact for every value the parsers accept and
+raises on anything inexact: a close of 1e30 in the default 28-digit context once rounded the running
+sum and left the short SMA off by 8x for good. A close that is not finite and positive is refused
+before it touches the sums (the parsers refuse it first; this is the last line).
 
 Crossover rules (what a naive `sign(short - long)` change detector gives):
 - the relation is "above" when short > long, "below" when short < long; equality keeps the previous
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from tradefleet.domain.models import Candle, Side
+from tradefleet.domain.numbers import SUM_CONTEXT
 
 
 class RollingMean:
@@ -34,10 +39,14 @@ class RollingMean:
         self._total = Decimal(0)
 
     def push(self, value: Decimal) -> Decimal | None:
+        if not value.is_finite() or value <= 0:
+            raise ValueError(f"a close must be a finite positive number, not {value}")
+        total = SUM_CONTEXT.add(self._total, value)  # raises (Inexact) rather than drift
+        if len(self._values) >= self.window:
+            total = SUM_CONTEXT.subtract(total, self._values[0])
+            self._values.popleft()
         self._values.append(value)
-        self._total += value
-        if len(self._values) > self.window:
-            self._total -= self._values.popleft()
+        self._total = total
         return self.value
 
     @property
@@ -93,6 +102,8 @@ class SmaCrossover:
                 f"candle {candle.open_time} is not after the last one ({self.last_open_time}); "
                 "feed each closed candle once, in order"
             )
+        if not candle.close.is_finite() or candle.close <= 0:  # before any state changes
+            raise ValueError(f"candle {candle.open_time} close {candle.close} is not a finite positive price")
         self.last_open_time = candle.open_time
         s = self.short.push(candle.close)
         lng = self.long.push(candle.close)

@@ -147,6 +147,10 @@ class BookKeeper:
             return False
         if outcome is Outcome.IGNORED:
             return False
+        if outcome is Outcome.REJECTED:  # bad numbers while waiting: counted, skipped, nothing changed
+            self.metrics.malformed.inc()
+            log_event(log, "book_diff_rejected", logging.WARNING, market=self.market_id, detail=result.detail)
+            return False
         return self._lost_sync(result)
 
     def _on_snapshot(self, ready: SnapshotReady) -> bool:

@@ -55,6 +55,7 @@ from tradefleet.domain.position import (
     merge_update,
     position_from_orders,
 )
+from tradefleet.engine.position_check import PositionCheck
 from tradefleet.engine.risk_gate import RiskGate
 from tradefleet.errors import (
     ExecutionUnknown,
@@ -73,6 +74,12 @@ STANDBY = "standby"
 ORDER = "order"
 REJECTED = "rejected"
 NOT_SENT = "not_sent"
+PENDING = "pending"
+POSITION_CHECK_S = 30.0
+"""How often the stored position is compared with the exchange account between takeovers."""
+SUPERSEDED = "superseded"
+"""Action of a stored signal that was never acted on and is older than another one also never acted
+on: only the newest still applies after a restart or takeover (#11)."""
 
 
 def filters_from_rules(rules: SymbolRules) -> Filters:
@@ -120,6 +127,9 @@ class OrderManager:
         # "Never seen" by the exchange is final only this long after the last send (recvWindow + margin).
         self.unknown_settle_s = float(getattr(execution, "unknown_settle_s", 6.0))
         self.position = Position(bot=config.name, symbol=config.symbol)
+        # The stored position against the exchange account, on start, takeover and periodically (#11).
+        self.position_check = PositionCheck(execution, metrics, self.filters.step_size, publisher)
+        self._position_checked = 0.0
         self.last_order: Order | None = None
         self.trading_ready = False
         self._orders: dict[str, Order] = {}
@@ -164,6 +174,9 @@ class OrderManager:
             await self._check_exchange_open_orders()
             await self._take_over_latest_signal()
             await self._save_position()
+            if not self._open_orders():
+                await self.position_check.check(self.position.qty)
+                self._position_checked = time.monotonic()
         self.trading_ready = True
         self._ready.set()
         log_event(log, "orders_recovered", orders=len(self._orders), position_qty=self.position.qty)
@@ -219,6 +232,8 @@ class OrderManager:
 
     async def _act(self, signal: Signal, queued_at: float) -> None:
         await self.store.insert_signal(signal)
+        if signal.action != PENDING:
+            return  # decided already (e.g. missed while the bot was down): stored with its reason
         cid = client_order_id(signal.signal_id)
         if cid in self._orders:
             return  # this signal already has its order (a replay, a second delivery)
@@ -430,14 +445,25 @@ class OrderManager:
         return None
 
     async def _take_over_latest_signal(self) -> None:
+        """Every stored signal still `pending` with no order gets an outcome (#11): the newest is
+        acted on (if it is the newest signal of all), the older ones are stored as superseded.
+        Before, only the newest stored signal was looked at, and older pending ones stayed pending
+        for good (after 40 kill -9 restarts, 6 of them, two SELLs while long)."""
         signals = await self.store.signals(self.config.name)
         if not signals:
             return
-        latest = max(signals, key=lambda s: (s.candle_close_time, s.created_at))
-        if client_order_id(latest.signal_id) in self._orders:
+        ordered = sorted(signals, key=lambda s: (s.candle_close_time, s.created_at))
+        latest = ordered[-1]
+        if not await self._may_trade():
+            return  # the leader's to decide; a standby writes nothing
+        for s in ordered[:-1]:
+            if s.action == PENDING and client_order_id(s.signal_id) not in self._orders:
+                log_event(log, "signal_superseded", signal_id=s.signal_id, by=latest.signal_id)
+                await self._set_action(s, f"{SUPERSEDED} by {latest.signal_id}")
+        if client_order_id(latest.signal_id) in self._orders or latest.action not in (PENDING, STANDBY):
             return
         log_event(log, "signal_takeover", signal_id=latest.signal_id, side=latest.side.value)
-        await self._act(latest, time.monotonic())
+        await self._act(dataclasses.replace(latest, action=PENDING), time.monotonic())
 
     async def _check_exchange_open_orders(self) -> None:
         try:
@@ -506,6 +532,12 @@ class OrderManager:
                     for order in self._open_orders():
                         if not await self._settle(order, wait=False) and order.status is OrderStatus.PENDING:
                             await self._resend(order)
+                    if (
+                        not self._open_orders()
+                        and time.monotonic() - self._position_checked >= POSITION_CHECK_S
+                    ):
+                        await self.position_check.check(self.position.qty)
+                        self._position_checked = time.monotonic()
             except TemporaryError as e:
                 log_event(log, "reconcile_failed", logging.WARNING, error=str(e))
 
@@ -521,6 +553,11 @@ class OrderManager:
         self.metrics.position_qty.set(float(self.position.qty))
 
     async def _save_position(self) -> None:
+        if not self.lease.may_trade():
+            # The positions row is the leader's (#11): a standby's view is only as complete as the
+            # reports it happened to see, and writing it overwrote the leader's. Order updates are
+            # the exchange's facts, merged forward-only, so any replica may still record those.
+            return
         try:
             await self.store.save_position(self.position)
         except TemporaryError as e:

@@ -7,8 +7,10 @@ arrive meanwhile are buffered and merged, so nothing between history and stream 
 
 A closed candle that does not follow the last one (a disconnect, a dropped frame) pauses decisions
 until the missing range is refetched; gaps are never averaged over. History crossings are warm-up, not
-signals — except a crossing on the newest closed candle if it closed less than one interval ago
-(the bot was restarting when it happened); its deterministic id makes acting on it at most once.
+signals — except a crossing on the newest closed candle (judged against the exchange's current
+candle, never the local clock: the bot was restarting when it happened), which is acted on, and
+crossings after the newest signal already stored, which are stored as missed; deterministic ids make
+each stored and acted on at most once.
 
 Synchronous `handle_*` methods for the engine's loop; fetches run as spawned tasks whose results come
 back through `post`.
@@ -29,13 +31,18 @@ from tradefleet.config import BotConfig
 from tradefleet.domain.candles import CandleClock, candle_from_kline, find_gaps, merge
 from tradefleet.domain.market import KlineEvent
 from tradefleet.domain.models import Candle, Signal
-from tradefleet.domain.sma_cross import SmaCrossover, SmaUpdate, signal_id
-from tradefleet.errors import TemporaryError
+from tradefleet.domain.sma_cross import Cross, SmaCrossover, SmaUpdate, signal_id
+from tradefleet.errors import MalformedFrame, TemporaryError
 from tradefleet.logs import log_event, now_ms
 from tradefleet.metrics import BotMetrics
 from tradefleet.ports import MarketRest
 
 log = logging.getLogger("tradefleet.strategy")
+
+MAX_CATCHUP = 5_000
+"""Candles a restarted bot fetches at most to find the crossings it missed while it was down."""
+MISSED = "missed_while_down"
+"""Stored action of a crossing that closed while no process of this bot was running (not acted on)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +84,9 @@ class StrategyRunner:
         self.live_close: Decimal | None = None  # in-progress candle's close (display only)
         self.candles_processed = 0
         self.last_gap: tuple[int, int] | None = None
+        self.resume_after_ms: int | None = None
+        """Candle open time of the newest signal this bot had stored before it started (set by the
+        app before market data flows); crossings after it found in the warm-up history were missed."""
         # Pre-bound metric children: `labels()` is a locked lookup that costs more than the update.
         self._candle_latency = metrics.op_latency["candle_update"].observe
         self._sma_short = metrics.sma.labels("short")
@@ -116,7 +126,16 @@ class StrategyRunner:
     # -- internals ----------------------------------------------------------------------------------
 
     def _warmup_since(self, current_open: int) -> int:
-        return current_open - (self.config.long_window + self.config.warmup_extra) * self.interval_ms
+        back = (self.config.long_window + self.config.warmup_extra) * self.interval_ms
+        since = current_open - back
+        if self.resume_after_ms is not None:
+            # Reach back to the newest stored signal (#11): crossings while the bot was down for
+            # longer than the warm-up window must be seen to be stored as missed. Bounded, so a
+            # bot revived after years does not page through all of history.
+            since = max(
+                min(since, self.resume_after_ms - back), current_open - MAX_CATCHUP * self.interval_ms
+            )
+        return since
 
     def _fetch(self, purpose: str, since: int, until: int) -> None:
         self.fetching = purpose
@@ -140,6 +159,8 @@ class StrategyRunner:
                 return
             except TemporaryError as e:
                 self.metrics.rest_errors.labels(type(e).__name__).inc()
+                if isinstance(e.__cause__, MalformedFrame):  # a bad number in the history: none of it used
+                    self.metrics.malformed.inc()
                 wait = e.retry_after if e.retry_after is not None else delay * (0.5 + random.random())
                 log_event(log, "history_retry", logging.WARNING, purpose=purpose, error=str(e), wait_s=wait)
                 await asyncio.sleep(wait)
@@ -160,12 +181,13 @@ class StrategyRunner:
             self.pending = {c.open_time: c for c in candles}
             self._fetch("warmup", ready.since, ready.until)
             return
-        last_cross = None
+        crosses = []
         for candle in history:
             update = self.cross.on_close(candle)
             self.candle_clock.advance(candle.open_time)
             self._after_candle(candle, update)
-            last_cross = update.cross if update.cross and update.cross.candle is candle else None
+            if update.cross is not None:
+                crosses.append(update.cross)
         self.pending.clear()
         self.loaded = True
         log_event(
@@ -176,10 +198,26 @@ class StrategyRunner:
             sma_short=self.cross.short.value,
             sma_long=self.cross.long.value,
         )
-        if last_cross is not None and last_cross.candle.close_time >= self.clock() - self.interval_ms:
-            self._emit(last_cross.side, last_cross.candle, last_cross.sma_short, last_cross.sma_long)
+        self._emit_history_crosses(crosses, ready.until)
         # With less history than the long window, the stream's candles complete the warm-up.
         self._drain(live)
+
+    def _emit_history_crosses(self, crosses: list[Cross], current_open: int) -> None:
+        """Crossings found in the warm-up history, judged on the exchange's clock only (#11).
+
+        `current_open` is the open time of the candle the exchange is forming now (from its own
+        kline frame). A crossing on the newest closed candle (the one just before it) is still this
+        bot's to act on: the process may have been killed after deciding it and before storing it.
+        Older crossings after `resume_after_ms` (the newest signal this bot had stored) were missed
+        while the bot was down: each is stored once, with the reason, never acted on (its price is
+        gone). Crossings at or before `resume_after_ms` are already stored; with nothing stored
+        (a first start) older history is only history."""
+        for cross in crosses:
+            candle = cross.candle
+            if candle.open_time + self.interval_ms >= current_open:
+                self._emit(cross.side, candle, cross.sma_short, cross.sma_long)
+            elif self.resume_after_ms is not None and candle.open_time > self.resume_after_ms:
+                self._emit(cross.side, candle, cross.sma_short, cross.sma_long, action=MISSED)
 
     def _drain(self, candles: list[Candle]) -> None:
         for candle in candles:
@@ -217,7 +255,7 @@ class StrategyRunner:
         if self.on_candle is not None:
             self.on_candle(candle, update)
 
-    def _emit(self, side: Any, candle: Candle, s: Decimal, lng: Decimal) -> None:
+    def _emit(self, side: Any, candle: Candle, s: Decimal, lng: Decimal, action: str = "pending") -> None:
         c = self.config
         sig = Signal(
             signal_id=signal_id(c.name, c.exchange, c.symbol, c.interval, candle.open_time, side),
@@ -232,6 +270,7 @@ class StrategyRunner:
             sma_short=s,
             sma_long=lng,
             created_at=self.clock(),
+            action=action,
         )
         self.metrics.signals.labels(side.value).inc()
         self.on_signal(sig)

@@ -22,6 +22,7 @@ anything else is a programming error and propagates unchanged.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -73,6 +74,42 @@ _SIGNAL_COLUMNS = (
 )
 _CANDLE_COLUMNS = "symbol, interval, open_time, close_time, open, high, low, close, volume, closed, trades"
 _PRICE_COLUMNS = "bot, exchange, symbol, exchange_ts, local_ts, update_id, bid, bid_qty, ask, ask_qty"
+
+
+NETWORK_FILESYSTEMS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "fuse.sshfs", "afs", "lustre", "9p"}
+)
+"""Filesystems where SQLite's POSIX locks and WAL shared memory are not reliable (SQLite's own FAQ)."""
+
+
+def network_filesystem(path: str, mounts: str | None = None) -> str | None:
+    """The network filesystem type `path` lives on, or None (local, or unknown: no /proc).
+
+    What the embedded store supports (#11): several processes of one bot on one host's local disk
+    (WAL and POSIX locks serialise them; a process paused inside a write blocks writes, and so orders,
+    until it resumes or dies: safe, not highly available). Anything else, processes on different
+    hosts through a network filesystem, is refused at open; several hosts share MongoDB."""
+    if mounts is None:
+        try:
+            with open("/proc/self/mounts") as f:
+                mounts = f.read()
+        except OSError:
+            return None
+    target = os.path.realpath(os.path.dirname(os.path.abspath(path)) or ".")
+    best, best_type = "", None
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = parts[1].replace("\\040", " ")
+        if (target == point or target.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+            best, best_type = point, parts[2]
+    return best_type if best_type in NETWORK_FILESYSTEMS else None
+
+
+def _primary(error: sqlite3.Error) -> int | None:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
 
 
 def translate(error: sqlite3.Error, where: str) -> Exception:
@@ -192,6 +229,10 @@ class SqliteStore:
         self.busy_timeout_ms = busy_timeout_ms
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        self._identity: tuple[int, int] | None = None
+        """(device, inode) of the file the connection opened: a file deleted or replaced under a
+        running bot is noticed (#11). SQLite itself keeps writing to the unlinked inode, and every
+        record written after the deletion would be lost at exit while /readyz said "reachable"."""
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
@@ -207,12 +248,52 @@ class SqliteStore:
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
             self._conn = self._connect()  # a previous open failed (file locked): try again now
+        self._check_same_file()
         try:
             return fn(self._conn)
         except sqlite3.Error as e:
+            if _primary(e) == sqlite3.SQLITE_READONLY:
+                # SQLite opened this file read-only and stays so: drop the connection and open the
+                # file again next time, or the store keeps failing after the file is writable (#11).
+                self._conn.close()
+                self._conn = None
             _raise_translated(e, self.path)
 
+    def _file_identity(self) -> tuple[int, int] | None:
+        if self.path == ":memory:" or self.path.startswith("file:"):
+            return None
+        st = os.stat(self.path)
+        return (st.st_dev, st.st_ino)
+
+    def _check_same_file(self) -> None:
+        """Refuse to go on writing into a database file that is no longer at its path: the records
+        stay in the buffered store's queue (dumped at shutdown) and /readyz names the problem."""
+        if self._identity is None:
+            return
+        try:
+            now = self._file_identity()
+        except FileNotFoundError:
+            raise StoreUnavailable(
+                f"database file {self.path} was deleted under the running bot; writes are held "
+                "(restore the file and restart the bot; records still queued are dumped at shutdown)"
+            ) from None
+        except OSError as e:
+            raise StoreUnavailable(f"database file {self.path}: {e.strerror}") from None
+        if now != self._identity:
+            raise StoreUnavailable(
+                f"database file {self.path} was replaced under the running bot (another inode); writes "
+                "are held; restart the bot to use the new file"
+            )
+
     def _connect(self) -> sqlite3.Connection:
+        if self.path != ":memory:" and not self.path.startswith("file:"):
+            fs = network_filesystem(self.path)
+            if fs is not None:
+                raise PermanentError(
+                    f"sqlite store {self.path} is on a {fs} network filesystem: SQLite's locks and WAL "
+                    "shared memory do not work there, and two processes could both write. The embedded "
+                    "store supports processes on one host's local disk; use MongoDB to share a store"
+                )
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout_ms / 1000)
         except sqlite3.Error as e:
@@ -223,6 +304,7 @@ class SqliteStore:
             conn.execute("PRAGMA journal_mode = WAL")  # ":memory:" answers "memory", which is fine
             conn.execute("PRAGMA synchronous = FULL")
             migrate(conn, self.path)
+            self._identity = self._file_identity()
         except BaseException as e:
             conn.close()
             if isinstance(e, sqlite3.Error):
