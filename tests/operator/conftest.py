@@ -95,14 +95,6 @@ class EmulatedCluster:
     async def delete_bot(self, name: str) -> None:
         await self.request("DELETE", f"/apis/tradefleet.io/v1alpha1/namespaces/{NS}/tradingbots/{name}")
 
-    def set_deployment_status(self, name: str, **status: Any) -> None:
-        """What the Deployment controller would write (no controller runs against the emulator)."""
-        for (res, ns, n), obj in self.emulator.objects.items():
-            if res == DEPLOYMENTS and ns == NS and n == name:
-                obj.patch({"status": status})
-                return
-        raise AssertionError(f"no Deployment {name}")
-
 
 def declare_resources(emulator: ClusterEmulator, *, service_monitors: bool) -> None:
     verbs = {"get", "list", "watch", "create", "patch", "update", "delete"}
