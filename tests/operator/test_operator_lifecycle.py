@@ -233,3 +233,27 @@ async def test_unreachable_bot_keeps_status_without_a_report_and_counts_it(clust
         body = cluster.get(TB, "btc-usdt")
         assert "bot" not in body["status"]
         assert cond(body, "Ready")["status"] == "True"  # readiness comes from the Deployment
+
+
+async def test_the_charts_role_is_the_authority_a_missing_verb_stops_the_operator(cluster, start_operator):
+    """The operator runs with the chart's ServiceAccount token: take `create` on Deployments out of
+    the chart's Role and the real API server refuses the call (403, retried as temporary: a human
+    may fix RBAC; the retry comes a minute later, too slow to wait for here)."""
+    path = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{cluster.ns}/roles/{cluster.release}-tradefleet-operator-bots"
+    role = cluster.kube.api("GET", path)
+    rules = [dict(r) for r in role["rules"]]
+    for rule in rules:
+        if "deployments" in rule["resources"]:
+            rule["verbs"] = [v for v in rule["verbs"] if v != "create"]
+    cluster.kube.api("PATCH", path, {"rules": rules})
+    async with start_operator() as op:
+        await cluster.create_bot(example("paper-btc-usdt.yaml"))
+        await eventually(lambda: op.metrics.errors.labels("temporary")._value.get() >= 1, "a refused create")
+        assert cluster.get(DEPLOYMENTS, "bot-btc-usdt") is None
+        denied = cluster.kube.api(
+            "POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            {"spec": {"user": f"system:serviceaccount:{cluster.ns}:{cluster.service_account}",
+                      "resourceAttributes": {"namespace": cluster.ns, "verb": "create", "group": "apps",
+                                             "resource": "deployments"}}},
+        )  # fmt: skip
+        assert denied["status"]["allowed"] is False
