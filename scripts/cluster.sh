@@ -123,11 +123,14 @@ EOF
 up() {
   if alive kube-apiserver && alive etcd && alive kube-controller-manager && [ -f "$DIR/kubeconfig" ]; then
     read -r _ _ API_PORT _ <"$DIR/ports"
-    if curl -sf -o /dev/null --max-time 5 --cacert "$DIR/pki/ca.crt" --cert "$DIR/pki/admin.crt" \
-      --key "$DIR/pki/admin.key" "https://127.0.0.1:$API_PORT/readyz"; then
-      log "already up: KUBECONFIG=$DIR/kubeconfig"
-      return
-    fi
+    for _ in 1 2 3 4 5 6; do # a loaded machine may answer slowly: do not restart a healthy cluster
+      if curl -sf -o /dev/null --max-time 5 --cacert "$DIR/pki/ca.crt" --cert "$DIR/pki/admin.crt" \
+        --key "$DIR/pki/admin.key" "https://127.0.0.1:$API_PORT/readyz"; then
+        log "already up: KUBECONFIG=$DIR/kubeconfig"
+        return
+      fi
+      sleep 1
+    done
   fi
   down
   bash "$ROOT/scripts/k8s-build.sh" >&2

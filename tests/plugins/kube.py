@@ -31,6 +31,7 @@ K8S_CACHE = Path(os.environ.get("TRADEFLEET_K8S_CACHE", "/var/cache/tradefleet/k
 HELM = K8S_CACHE / "bin" / "helm"
 FAKE_NODE = "tradefleet-test-node"
 _names = itertools.count(1)
+_report: dict[str, Any] = {"started": "", "passed": 0, "failed": 0, "seconds": 0.0, "kube_tests": set()}
 
 
 def _kubectl_binary() -> str:
@@ -175,7 +176,7 @@ def _start(base: Path) -> KubeCluster:
         pytest.fail(
             f"scripts/cluster.sh up failed (a real control plane is required):\n{proc.stderr[-5000:]}"
         )
-    sys.stderr.write(proc.stderr.splitlines()[-1] + "\n" if proc.stderr else "")
+    _report["started"] = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
     config = yaml.safe_load((base / "kubeconfig").read_text())
     url = config["clusters"][0]["cluster"]["server"]
     http = requests.Session()
@@ -237,3 +238,26 @@ def kube_ns(kube: KubeCluster) -> Iterator[str]:
     name = kube.namespace()
     yield name
     kube.api("DELETE", f"/api/v1/namespaces/{name}", ok=False)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    _report["kube_tests"] = {i.nodeid for i in items if "kube" in getattr(i, "fixturenames", ())}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.nodeid in _report["kube_tests"] and (report.when == "call" or report.outcome != "passed"):
+        _report["seconds"] += report.duration
+        if report.when == "call" and report.outcome == "passed":
+            _report["passed"] += 1
+        elif report.outcome == "failed":
+            _report["failed"] += 1
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """For the CI log: the control plane started, and what ran against it."""
+    if _report["started"]:
+        terminalreporter.write_line(f"kubernetes {_report['started']}")
+        terminalreporter.write_line(
+            f"kubernetes: {_report['passed']} tests passed, {_report['failed']} failed against the real"
+            f" API server ({_report['seconds']:.0f} s in those tests)"
+        )
