@@ -223,13 +223,16 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
             "wait", "--for=condition=Established", "--timeout=60s",
             "crd/tradingbots.tradefleet.io", "crd/kopfpeerings.kopf.dev",
         )  # fmt: skip
-        cluster.api("POST", "/api/v1/nodes", {"metadata": {"name": FAKE_NODE}})
+        _wait_for_garbage_collection_of_tradingbots(cluster)
+        if cluster.get(f"/api/v1/nodes/{FAKE_NODE}") is None:
+            cluster.api("POST", "/api/v1/nodes", {"metadata": {"name": FAKE_NODE}})
         yield cluster
     finally:
         cluster.http.close()
-        subprocess.run(
-            ["bash", str(CLUSTER_SH), "down", str(base)], capture_output=True, timeout=120, check=False
-        )
+        if not reuse:  # a cluster the caller started is the caller's to stop
+            subprocess.run(
+                ["bash", str(CLUSTER_SH), "down", str(base)], capture_output=True, timeout=120, check=False
+            )
 
 
 @pytest.fixture
