@@ -38,7 +38,9 @@ async def test_creates_owned_children_then_reports_ready_and_position(cluster, s
         body = cluster.get(TB, "btc-usdt")
         assert body["status"]["observedGeneration"] == 1
         assert cond(body, "Ready")["status"] == "False"
-        assert cluster.events("Created")
+        await eventually(
+            lambda: cluster.events("Created"), "a Created event"
+        )  # kopf posts events in the background
 
         # The pod becomes ready (the Deployment controller reports it); the bot reports a position.
         await cluster.pods_ready("bot-btc-usdt")
@@ -101,7 +103,9 @@ async def test_spec_change_patches_deployment_config_and_advances_observed_gener
         assert after["metadata"]["uid"] == before["metadata"]["uid"]  # patched, not replaced
         assert after["metadata"]["generation"] == before["metadata"]["generation"] + 1
         assert cluster.named(DEPLOYMENTS) == ["bot-btc-usdt"]
-        assert cluster.events("Updated")
+        await eventually(
+            lambda: cluster.events("Updated"), "a Updated event"
+        )  # kopf posts events in the background
 
 
 async def test_pause_scales_to_zero_with_paused_condition_then_resume_restores_replicas(
@@ -117,7 +121,9 @@ async def test_pause_scales_to_zero_with_paused_condition_then_resume_restores_r
         assert cond(body, "Paused")["status"] == "True"
         assert cond(body, "Ready")["reason"] == "Paused"
         assert body["status"]["phase"] == "Paused"
-        assert cluster.events("Paused")
+        await eventually(
+            lambda: cluster.events("Paused"), "a Paused event"
+        )  # kopf posts events in the background
         # The real Deployment controller scales the ReplicaSet down and reports it.
         await eventually(
             lambda: cond(cluster.get(TB, "btc-usdt"), "Progressing").get("reason") == "ScaledDown",
@@ -129,7 +135,9 @@ async def test_pause_scales_to_zero_with_paused_condition_then_resume_restores_r
         body = await wait_generation(cluster, "btc-usdt", 3)
         assert cluster.get(DEPLOYMENTS, "bot-btc-usdt")["spec"]["replicas"] == 1
         assert cond(body, "Paused")["status"] == "False"
-        assert cluster.events("Resumed")
+        await eventually(
+            lambda: cluster.events("Resumed"), "a Resumed event"
+        )  # kopf posts events in the background
 
 
 async def test_delete_releases_the_bot_and_children_go_with_their_owner(cluster, start_operator):
@@ -194,7 +202,9 @@ async def test_refuses_to_take_over_a_deployment_owned_by_someone_else(cluster, 
         assert "controlled by another owner" in degraded["message"]
         untouched = cluster.get(DEPLOYMENTS, "bot-btc-usdt")
         assert untouched["spec"] == theirs["spec"] and untouched["metadata"]["generation"] == 1
-        assert cluster.events("ApplyRefused")
+        await eventually(
+            lambda: cluster.events("ApplyRefused"), "a ApplyRefused event"
+        )  # kopf posts events in the background
 
 
 async def test_heals_a_deleted_deployment_and_a_deployment_scaled_by_hand(cluster, start_operator):
