@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-latest lint check install bench clean kind-up kind-down helm-venv
+.PHONY: demo test test-latest lint check install bench clean kind-up kind-down k8s-build cluster-up cluster-down
 
 # The tests run on the locked versions (requirements/test.lock: the images' runtime pins plus the
 # test tools, with hashes), so a new upstream release cannot turn CI red by itself; `make test-latest`
@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint helm-venv
+test: lint k8s-build
 	$(BIN)/pytest -q -p no:cacheprovider
 
 # Non-blocking canary (not part of `make test`/CI): every dependency at its newest release in
@@ -47,13 +47,22 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) .venv-latest .pytest_cache .mypy_cache .ruff_cache build *.egg-info
 
-# Python >= 3.12 venv with helm-sdkpy (real Helm library) for tests/deploy; fails loudly if no 3.12.
-helm-venv:
-	bash scripts/helm-venv.sh
-
 # A local kind cluster with both images, the chart and the example paper bot (needs docker, kind, helm).
 kind-up:
 	bash scripts/kind-up.sh
 
 kind-down:
 	bash scripts/kind-down.sh
+
+# Kubernetes from source (etcd, kube-apiserver, kube-controller-manager, helm), pinned, built once
+# into /var/cache/tradefleet/k8s/ (needs Go; the first build takes many minutes, later ones none).
+k8s-build:
+	bash scripts/k8s-build.sh
+
+# A throwaway control plane on loopback for a contributor: writes .cluster/kubeconfig (admin).
+# The tests start their own (tests/plugins/kube.py). Both targets are idempotent.
+cluster-up:
+	bash scripts/cluster.sh up .cluster
+
+cluster-down:
+	bash scripts/cluster.sh down .cluster

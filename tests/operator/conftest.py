@@ -1,5 +1,11 @@
-"""Operator fixtures: an emulated API server on a real port, the real operator in-process, and a
-stand-in for the bots' /status endpoints (a real aiohttp server serving contract reports)."""
+"""Operator fixtures: a real kube-apiserver (tests/plugins/kube.py) with the chart's ServiceAccount
+and RBAC installed by the real helm CLI, the real operator in-process logged in with that
+ServiceAccount's token, and a stand-in for the bots' /status endpoints (a real aiohttp server
+serving contract reports).
+
+`emulated_cluster` (kmock plus tests/operator/emulator.py) remains only for what a real server
+cannot be made to do on demand: answer a create with a 500 after storing the object, and audit
+every request the operator makes against operator/rbac.yaml."""
 
 from __future__ import annotations
 
@@ -19,10 +25,12 @@ from kmock import ResourceInfo, Server
 from tests.conftest import free_port
 from tests.operator.crd_tools import apply_defaults
 from tests.operator.emulator import ClusterEmulator
+from tests.plugins.kube import ROOT, KubeCluster
 from tradingbot_operator.cli import RunOptions, run_operator
 from tradingbot_operator.metrics import OperatorMetrics
 from tradingbot_operator.settings import OperatorSettings
 
+CHART = ROOT / "helm" / "tradefleet"
 NS = "bots"
 TB = "tradefleet.io/v1alpha1/tradingbots"
 DEPLOYMENTS = "apps/v1/deployments"
@@ -34,7 +42,7 @@ T = TypeVar("T")
 
 
 @dataclass
-class Cluster:
+class EmulatedCluster:
     """The emulated API server plus a client that talks to it over HTTP like kubectl does."""
 
     emulator: ClusterEmulator
@@ -87,14 +95,6 @@ class Cluster:
     async def delete_bot(self, name: str) -> None:
         await self.request("DELETE", f"/apis/tradefleet.io/v1alpha1/namespaces/{NS}/tradingbots/{name}")
 
-    def set_deployment_status(self, name: str, **status: Any) -> None:
-        """What the Deployment controller would write (no controller runs against the emulator)."""
-        for (res, ns, n), obj in self.emulator.objects.items():
-            if res == DEPLOYMENTS and ns == NS and n == name:
-                obj.patch({"status": status})
-                return
-        raise AssertionError(f"no Deployment {name}")
-
 
 def declare_resources(emulator: ClusterEmulator, *, service_monitors: bool) -> None:
     verbs = {"get", "list", "watch", "create", "patch", "update", "delete"}
@@ -122,15 +122,98 @@ def declare_resources(emulator: ClusterEmulator, *, service_monitors: bool) -> N
         )
 
 
+def _path(resource: str, namespace: str, name: str = "") -> str:
+    """`group/version/plural` (or `v1/plural`) to its namespaced API path."""
+    parts = resource.split("/")
+    prefix = "/api/v1" if len(parts) == 2 else f"/apis/{parts[0]}/{parts[1]}"
+    return f"{prefix}/namespaces/{namespace}/{parts[-1]}" + (f"/{name}" if name else "")
+
+
+@dataclass
+class Cluster:
+    """A namespace of the real control plane, read and written as the admin (the operator under
+    test logs in with the chart's ServiceAccount instead, see `cluster`)."""
+
+    kube: KubeCluster
+    ns: str
+    release: str
+    service_account: str
+
+    def get(self, resource: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        return self.kube.get(_path(resource, namespace or self.ns, name))
+
+    def named(self, resource: str, namespace: str | None = None) -> list[str]:
+        """Names of live objects, leaving out the chart release's own (its operator Deployment...)
+        and the CA bundle kube-controller-manager publishes into every namespace."""
+        selector = {"labelSelector": f"app.kubernetes.io/instance!={self.release}"}
+        items = self.kube.api("GET", _path(resource, namespace or self.ns), params=selector)["items"]
+        return sorted(
+            i["metadata"]["name"]
+            for i in items
+            if not i["metadata"].get("deletionTimestamp") and i["metadata"]["name"] != "kube-root-ca.crt"
+        )
+
+    def events(self, reason: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.kube.api("GET", _path(EVENTS, self.ns))["items"]
+        return [e for e in items if e.get("reason") == reason]
+
+    async def request(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> Any:
+        headers = {"Content-Type": content_type} if content_type else {}
+        return await asyncio.to_thread(self.kube.api, method, path, body, headers=headers)
+
+    async def create_bot(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        body = {**manifest, "metadata": {**manifest.get("metadata", {}), "namespace": self.ns}}
+        result: dict[str, Any] = await self.request("POST", _path(TB, self.ns), body)
+        return result
+
+    async def patch_spec(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "PATCH", _path(TB, self.ns, name), {"spec": spec}, "application/merge-patch+json"
+        )
+        return result
+
+    async def delete_bot(self, name: str) -> None:
+        await self.request("DELETE", _path(TB, self.ns, name))
+
+    async def pods_ready(self, deployment: str) -> None:
+        """Play the kubelet for the Deployment's pods (created by the real ReplicaSet controller):
+        the real controllers then report them in the Deployment's status."""
+        dep = await eventually(lambda: self.get(DEPLOYMENTS, deployment), f"Deployment {deployment}")
+        labels = dep["spec"]["selector"]["matchLabels"]
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        await eventually(
+            lambda: self.kube.make_ready(self.ns, selector) >= (dep["spec"].get("replicas") or 1),
+            f"pods of {deployment}",
+        )
+
+
+@pytest.fixture
+def cluster(kube: KubeCluster, kube_ns: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cluster:
+    """A namespace with the chart installed by `helm install` (its ServiceAccount, Role,
+    RoleBinding and KopfPeering; no operator pod runs: there is no node), and $KUBECONFIG holding
+    that ServiceAccount's token, so the operator started by the test has the chart's RBAC only."""
+    release = kube_ns
+    kube.helm(
+        "install", release, str(CHART), "-n", kube_ns, "--skip-crds",
+        "-f", str(CHART / "ci" / "minimal-values.yaml"),
+    )  # fmt: skip
+    accounts = kube.api("GET", f"/api/v1/namespaces/{kube_ns}/serviceaccounts")["items"]
+    (account,) = [a["metadata"]["name"] for a in accounts if a["metadata"]["name"].endswith("-operator")]
+    kubeconfig = kube.token_kubeconfig(kube_ns, account, tmp_path / "operator.kubeconfig")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    return Cluster(kube, kube_ns, release, account)
+
+
 @pytest.fixture
 def service_monitors() -> bool:
     return False
 
 
 @pytest.fixture
-async def cluster(
+async def emulated_cluster(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, service_monitors: bool
-) -> AsyncIterator[Cluster]:
+) -> AsyncIterator[EmulatedCluster]:
     async with ClusterEmulator() as emulator, Server(emulator) as server:
         declare_resources(emulator, service_monitors=service_monitors)
         url = str(server.url).rstrip("/")
@@ -157,7 +240,7 @@ async def cluster(
             # server task are born here instead.
             async with session.get(url + "/version") as resp:
                 await resp.read()
-            yield Cluster(emulator, url, session)
+            yield EmulatedCluster(emulator, url, session)
 
 
 @dataclass
@@ -212,12 +295,19 @@ def operator_settings(bot_reports: BotReports) -> OperatorSettings:
 
 @pytest.fixture
 def start_operator(
-    cluster: Cluster, operator_settings: OperatorSettings
+    request: pytest.FixtureRequest, operator_settings: OperatorSettings
 ) -> Callable[..., contextlib.AbstractAsyncContextManager[RunningOperator]]:
+    """Start the operator in-process, serving the namespace of the test's cluster fixture."""
+    if "emulated_cluster" in request.fixturenames:
+        served: tuple[str, ...] = (NS,)
+    else:
+        served = (request.getfixturevalue("cluster").ns,)
+
     @contextlib.asynccontextmanager
     async def start(
-        peering: str | None = None, priority: int = 0, namespaces: tuple[str, ...] = (NS,)
+        peering: str | None = None, priority: int = 0, namespaces: tuple[str, ...] | None = None
     ) -> AsyncIterator[RunningOperator]:
+        namespaces = served if namespaces is None else namespaces
         stop, ready = asyncio.Event(), asyncio.Event()
         metrics = OperatorMetrics()
         options = RunOptions(

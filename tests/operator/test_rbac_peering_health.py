@@ -1,5 +1,6 @@
 """The operator as deployed: HA through kopf peering, its own endpoints, and RBAC that allows
-exactly the calls it makes (every call from a full lifecycle is checked against operator/rbac.yaml)."""
+exactly the calls it makes (every call from a full lifecycle is checked against operator/rbac.yaml
+on the emulator; the real API server enforces the chart's RBAC in every real-cluster test)."""
 
 from __future__ import annotations
 
@@ -47,8 +48,11 @@ def test_rbac_manifest_is_valid_and_grants_no_wildcards_secrets_or_deletes():
 
 @pytest.mark.parametrize("service_monitors", [True])
 async def test_peered_operator_runs_a_bot_with_service_monitor_and_every_call_is_allowed_by_rbac(
-    cluster, start_operator
+    emulated_cluster, start_operator
 ):
+    # The emulator records every request, so each call is checked against operator/rbac.yaml (the
+    # plain-manifest install); the chart's RBAC is enforced by the real server in the other tests.
+    cluster = emulated_cluster
     await cluster.request(
         "POST", "/apis/kopf.dev/v1/namespaces/bots/kopfpeerings", {"metadata": {"name": "tradefleet"}}
     )
