@@ -42,6 +42,17 @@ class History:
         self.missing_once.clear()
         return out
 
+    async def server_time_ms(self) -> int:
+        return self.now
+
+
+class Clocked(History):
+    """History whose exchange clock says candle `current` is the open one (its first ms + 1 hour)."""
+
+    def __init__(self, closes: list[Decimal], current: int) -> None:
+        super().__init__(closes)
+        self.now = current * DAY + 3_600_000
+
 
 def closes_with_crosses() -> list[Decimal]:
     # 30 flat-ish candles, then down (SELL), then up (BUY), then down (SELL).
@@ -104,6 +115,40 @@ async def test_warms_up_from_history_then_signals_exactly_the_live_crossings() -
     assert got, "the fixture must contain live crossings"
     # warm-up fetched the closed candles before the first streamed one
     assert history.calls[0][1] == 25 * DAY
+
+
+async def test_warms_up_from_the_exchange_clock_when_no_kline_frame_ever_comes() -> None:
+    """A bot (re)started after a replay ended, or while the stream is quiet: no frame arrives, yet it
+    must load its history and become ready (it used to wait for the first frame for ever). Candles
+    streamed afterwards then give exactly the live crossings."""
+    closes = closes_with_crosses()
+    history = Clocked(closes, current=40)
+    cfg = BotConfig(short_window=3, long_window=10, warmup_extra=2)
+    signals: list[Signal] = []
+    events: asyncio.Queue[object] = asyncio.Queue()
+    runner = StrategyRunner(
+        cfg,
+        history,  # type: ignore[arg-type]
+        BotMetrics(),
+        post=events.put_nowait,
+        spawn=asyncio.ensure_future,
+        on_signal=signals.append,
+        clock=lambda: 0,
+    )
+    runner.start()
+    runner.start()  # idempotent: one warm-up
+    ready = await asyncio.wait_for(events.get(), 5)
+    assert isinstance(ready, HistoryReady)
+    runner.handle_history(ready)
+    assert runner.warmed_up and events.empty()
+    assert runner.cross.last_open_time == 39 * DAY  # every candle closed by the exchange's clock
+    until = history.now - DAY + 1
+    assert history.calls == [(until - 12 * DAY, until)]
+    assert signals == []  # history crossings are warm-up, not signals
+    for i in range(40, len(closes)):
+        runner.handle_kline(kline(i, closes[i]))
+    assert [(s.candle_open_time // DAY, s.side) for s in signals] == naive_crosses(closes, 3, 10, start=40)
+    assert signals
 
 
 async def test_closed_candles_arriving_during_warmup_are_not_lost() -> None:

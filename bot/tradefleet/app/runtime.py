@@ -281,6 +281,7 @@ class BotRuntime:
             self._spawn(self.loop_monitor.run())
             await self.lease.start()
             self._spawn(self.feed.run())
+            self.engine.start()
             self._spawn(self.engine.run_signals())
             self._spawn(self._publish_status())
             self._spawn(self._start_trading())

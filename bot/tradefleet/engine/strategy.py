@@ -1,9 +1,11 @@
 """The SMA-crossover strategy runner: warm-up from REST history, then closed candles from the stream.
 
-Warm-up waits for the first kline frame of the stream, whose open time says which candle is current
-on the exchange's clock (so a replayed exchange running in 2018 and the live one in 2026 work alike,
-with no local clock involved), then fetches the closed candles before it over REST. Closed klines that
-arrive meanwhile are buffered and merged, so nothing between history and stream is lost.
+Warm-up starts at once from the exchange's clock (`GET /api/v3/time`: a replayed exchange running in
+2018 and the live one in 2026 work alike, no local clock involved) and fetches the candles closed by
+then over REST; the first kline frame, if it comes first, starts it the same way from its open time.
+It never waits for a frame: a bot (re)started while the market sends none (a replay that ended or is
+paused, a quiet stream) must still load its history and become ready. Closed klines that arrive
+meanwhile are buffered and merged, so nothing between history and stream is lost.
 
 A closed candle that does not follow the last one (a disconnect, a dropped frame) pauses decisions
 until the missing range is refetched; gaps are never averaged over. History crossings are warm-up, not
@@ -89,6 +91,12 @@ class StrategyRunner:
 
     # -- events from the engine ---------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Begin warm-up from the exchange's clock (the engine calls this once, at start-up)."""
+        if not self.loaded and self.fetching is None and self.candle_clock.last_open_time is None:
+            self.fetching = "warmup"
+            self.spawn(self._warmup_from_clock())
+
     def handle_kline(self, k: KlineEvent) -> None:
         if k.interval != self.config.interval:
             return
@@ -117,6 +125,23 @@ class StrategyRunner:
 
     def _warmup_since(self, current_open: int) -> int:
         return current_open - (self.config.long_window + self.config.warmup_extra) * self.interval_ms
+
+    async def _warmup_from_clock(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                now = await self.rest.server_time_ms()
+                break
+            except Exception as e:  # the exchange is not answering yet: keep asking, slowly
+                self.metrics.rest_errors.labels(type(e).__name__).inc()
+                wait = getattr(e, "retry_after", None) or delay * (0.5 + random.random())
+                log_event(log, "history_retry", logging.WARNING, purpose="clock", error=str(e), wait_s=wait)
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, self.config.reconnect_max_s)
+        # Candles closed by `now` are history; the one open at `now` (open time above `until`) and
+        # later ones come from the stream, so a crossing on them is a live signal, never dropped.
+        until = now - self.interval_ms + 1
+        await self._fetch_task("warmup", self._warmup_since(until), until)
 
     def _fetch(self, purpose: str, since: int, until: int) -> None:
         self.fetching = purpose
