@@ -11,6 +11,7 @@
 #   debian:bookworm-slim             debootstrap --variant=minbase bookworm, slimmed like the official
 #   python:3.11-slim-bookworm (+ python:3.11-slim)   Debian's python3 + the machine's local CAs
 #   redis:7.2, prom/prometheus:v2.55.1               Debian's redis-server and prometheus
+#   tradefleet-test/ferretdb:1      tests only: the compose test's `mongodb` (FerretDB over SQLite)
 # Idempotent: run it as often as you like; it starts the engine (scripts/docker-engine.sh) first.
 # Prints one "images: <what> <seconds>s" line per step, so CI logs show what was built and how long.
 set -euo pipefail
@@ -73,20 +74,31 @@ CFG
   "$DOCKER" import --change 'CMD ["bash"]' "$tar" debian:bookworm-slim >/dev/null
 }
 
-# stand_in TAG DOCKERFILE [EXTRA_TAG]: build FROM debian:bookworm-slim unless the recipe is unchanged.
+# stand_in TAG DOCKERFILE [EXTRA_TAG [FILE]]: build FROM debian:bookworm-slim unless the recipe
+# (Dockerfile, local CAs, FILE put in the context, base image) is unchanged.
 stand_in() {
-  local tag=$1 dockerfile=$2 extra=${3:-} ctx recipe
+  local tag=$1 dockerfile=$2 extra=${3:-} file=${4:-} ctx recipe
   ctx=$(mktemp -d)
   mkdir -p "$ctx/ca"
   cp /usr/local/share/ca-certificates/*.crt "$ctx/ca/" 2>/dev/null || true
   cp "$dockerfile" "$ctx/Dockerfile"
-  recipe=$(cat "$ctx/Dockerfile" "$ctx"/ca/* 2>/dev/null | sha256sum | cut -c1-16)-$("$DOCKER" image inspect --format '{{.Id}}' debian:bookworm-slim | cut -c8-19)
+  [ -z "$file" ] || cp "$file" "$ctx/"
+  recipe=$(cat "$ctx/Dockerfile" "$ctx"/ca/* ${file:+"$file"} 2>/dev/null | sha256sum | cut -c1-16)-$("$DOCKER" image inspect --format '{{.Id}}' debian:bookworm-slim | cut -c8-19)
   if [ "$(label_of "$tag")" != "$recipe" ]; then
     DOCKER_BUILDKIT=0 "$DOCKER" build -q --network host --label "tradefleet.recipe=$recipe" -t "$tag" "$ctx" >/dev/null \
       || { rm -rf "$ctx"; echo "images: building $tag failed" >&2; exit 1; }
   fi
   [ -z "$extra" ] || "$DOCKER" tag "$tag" "$extra"
   rm -rf "$ctx"
+}
+
+# The compose test's `mongodb` stand-in: FerretDB (scripts/ferretdb.sh builds it from the Go module
+# proxy) in a tiny image. Without that binary the compose test says so and runs without it.
+ferretdb() {
+  local bin=${FERRETDB_BIN:-/var/cache/tradefleet/ferretdb/bin/ferretdb}
+  if [ ! -x "$bin" ] && [ -f scripts/ferretdb.sh ]; then bin=$(bash scripts/ferretdb.sh | tail -1); fi
+  if [ ! -x "$bin" ]; then echo "images: no FerretDB binary ($bin): skipping tradefleet-test/ferretdb" >&2; return 0; fi
+  stand_in tradefleet-test/ferretdb:1 tests/images/ferretdb.Dockerfile "" "$bin"
 }
 
 product() {  # product NAME: tradefleet-NAME:$TAG from Dockerfile.NAME, with the chosen builder
@@ -102,6 +114,7 @@ if [ "$WHAT" = all ] || [ "$WHAT" = base ]; then
   timed "base python:3.11-slim-bookworm" stand_in python:3.11-slim-bookworm scripts/base-images/python.Dockerfile python:3.11-slim
   timed "base redis:7.2" stand_in redis:7.2 scripts/base-images/redis.Dockerfile
   timed "base prom/prometheus:v2.55.1" stand_in prom/prometheus:v2.55.1 scripts/base-images/prometheus.Dockerfile
+  timed "test tradefleet-test/ferretdb:1" ferretdb
 fi
 if [ "$WHAT" = all ] || [ "$WHAT" = product ]; then
   timed "tradefleet-bot:$TAG ($BUILDER)" product bot
