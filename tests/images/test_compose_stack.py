@@ -18,7 +18,8 @@ import pytest
 
 from tests.images.conftest import COMPOSE_CONFIG, DOCKER, TIMINGS, docker, http, ip_of, offline, run, wait_for
 
-pytestmark = pytest.mark.slow
+# Generous: the first run on a machine builds the base and product images inside the fixtures.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 BOTS = ("bot-1", "bot-2")
 FERRETDB_URL = "mongodb://mongodb:27017/tradefleet"

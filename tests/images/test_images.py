@@ -14,7 +14,8 @@ import pytest
 
 from tests.images.conftest import DOCKER, ROOT, docker, http, ip_of, run, wait_for
 
-pytestmark = pytest.mark.slow
+# Generous: the first run on a machine builds the base and product images inside the fixtures.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 # Budgets (README "Container images"). Today's (main before issue 12) bot image was 459 MB on the
 # same base; the issue's target is at most two thirds of it.

@@ -151,6 +151,33 @@ async def test_warms_up_from_the_exchange_clock_when_no_kline_frame_ever_comes()
     assert signals
 
 
+async def test_clock_started_warmup_still_signals_candles_first_seen_on_the_stream() -> None:
+    """The clock says candle 45 is open, but the stream showed candles from 40 on while the history
+    fetch was in flight: those closed live, so their crossings are signals, exactly as when the first
+    frame starts the warm-up."""
+    closes = closes_with_crosses()
+    history = Clocked(closes, current=45)
+    events: asyncio.Queue[object] = asyncio.Queue()
+    signals: list[Signal] = []
+    runner = StrategyRunner(
+        BotConfig(short_window=3, long_window=10, warmup_extra=2),
+        history,  # type: ignore[arg-type]
+        BotMetrics(),
+        post=events.put_nowait,
+        spawn=asyncio.ensure_future,
+        on_signal=signals.append,
+        clock=lambda: 0,
+    )
+    runner.start()
+    for i in range(40, 45):
+        runner.handle_kline(kline(i, closes[i]))
+    runner.handle_history(await asyncio.wait_for(events.get(), 5))  # type: ignore[arg-type]
+    for i in range(45, len(closes)):
+        runner.handle_kline(kline(i, closes[i]))
+    assert [(s.candle_open_time // DAY, s.side) for s in signals] == naive_crosses(closes, 3, 10, start=40)
+    assert len(history.calls) == 1
+
+
 async def test_closed_candles_arriving_during_warmup_are_not_lost() -> None:
     closes = closes_with_crosses()
     history = History(closes)

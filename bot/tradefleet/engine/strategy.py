@@ -79,6 +79,9 @@ class StrategyRunner:
         self.live_close: Decimal | None = None  # in-progress candle's close (display only)
         self.candles_processed = 0
         self.last_gap: tuple[int, int] | None = None
+        # Open time of the first kline frame seen: candles from there on were seen live on the stream,
+        # so their crossings are signals even if the clock-started warm-up also fetched them.
+        self.stream_from: int | None = None
         # Pre-bound metric children: `labels()` is a locked lookup that costs more than the update.
         self._candle_latency = metrics.op_latency["candle_update"].observe
         self._sma_short = metrics.sma.labels("short")
@@ -102,6 +105,8 @@ class StrategyRunner:
             return
         self.live_close = Decimal(k.close)
         started = time.perf_counter()
+        if self.stream_from is None:
+            self.stream_from = k.open_time
         if not self.loaded and self.fetching is None and self.candle_clock.last_open_time is None:
             # The first frame tells where "now" is on the exchange's clock.
             self._fetch("warmup", self._warmup_since(k.open_time), k.open_time)
@@ -141,7 +146,9 @@ class StrategyRunner:
         # Candles closed by `now` are history; the one open at `now` (open time above `until`) and
         # later ones come from the stream, so a crossing on them is a live signal, never dropped.
         until = now - self.interval_ms + 1
-        await self._fetch_task("warmup", self._warmup_since(until), until)
+        # Frames seen meanwhile make those candles live: the window must end before the first.
+        anchor = until if self.stream_from is None else min(until, self.stream_from)
+        await self._fetch_task("warmup", self._warmup_since(anchor), until)
 
     def _fetch(self, purpose: str, since: int, until: int) -> None:
         self.fetching = purpose
@@ -175,8 +182,9 @@ class StrategyRunner:
                 await asyncio.sleep(self.config.reconnect_max_s)
 
     def _finish_warmup(self, candles: list[Candle], ready: HistoryReady) -> None:
-        history = [c for c in candles if c.open_time < ready.until]
-        live = [c for c in candles if c.open_time >= ready.until]
+        until = ready.until if self.stream_from is None else min(ready.until, self.stream_from)
+        history = [c for c in candles if c.open_time < until]
+        live = [c for c in candles if c.open_time >= until]
         gaps = find_gaps([c.open_time for c in history], self.interval_ms)
         if gaps:
             # Refetch instead of averaging over missing candles.
