@@ -62,6 +62,22 @@ def closes_with_crosses() -> list[Decimal]:
     return seq + [Decimal(140 - 6 * i) for i in range(15)]
 
 
+def spawning_runner(history: History) -> tuple[StrategyRunner, asyncio.Queue[object], list[Signal]]:
+    """A runner (short 3, long 10) whose fetches run as real tasks; results come back on `events`."""
+    events: asyncio.Queue[object] = asyncio.Queue()
+    signals: list[Signal] = []
+    runner = StrategyRunner(
+        BotConfig(short_window=3, long_window=10, warmup_extra=2),
+        history,  # type: ignore[arg-type]
+        BotMetrics(),
+        post=events.put_nowait,
+        spawn=asyncio.ensure_future,
+        on_signal=signals.append,
+        clock=lambda: 0,
+    )
+    return runner, events, signals
+
+
 async def run_runner(history: History, stream_from: int, upto: int, short: int = 3, long: int = 10):
     cfg = BotConfig(short_window=short, long_window=long, warmup_extra=2)
     signals: list[Signal] = []
@@ -123,18 +139,7 @@ async def test_warms_up_from_the_exchange_clock_when_no_kline_frame_ever_comes()
     streamed afterwards then give exactly the live crossings."""
     closes = closes_with_crosses()
     history = Clocked(closes, current=40)
-    cfg = BotConfig(short_window=3, long_window=10, warmup_extra=2)
-    signals: list[Signal] = []
-    events: asyncio.Queue[object] = asyncio.Queue()
-    runner = StrategyRunner(
-        cfg,
-        history,  # type: ignore[arg-type]
-        BotMetrics(),
-        post=events.put_nowait,
-        spawn=asyncio.ensure_future,
-        on_signal=signals.append,
-        clock=lambda: 0,
-    )
+    runner, events, signals = spawning_runner(history)
     runner.start()
     runner.start()  # idempotent: one warm-up
     ready = await asyncio.wait_for(events.get(), 5)
@@ -157,17 +162,7 @@ async def test_clock_started_warmup_still_signals_candles_first_seen_on_the_stre
     frame starts the warm-up."""
     closes = closes_with_crosses()
     history = Clocked(closes, current=45)
-    events: asyncio.Queue[object] = asyncio.Queue()
-    signals: list[Signal] = []
-    runner = StrategyRunner(
-        BotConfig(short_window=3, long_window=10, warmup_extra=2),
-        history,  # type: ignore[arg-type]
-        BotMetrics(),
-        post=events.put_nowait,
-        spawn=asyncio.ensure_future,
-        on_signal=signals.append,
-        clock=lambda: 0,
-    )
+    runner, events, signals = spawning_runner(history)
     runner.start()
     for i in range(40, 45):
         runner.handle_kline(kline(i, closes[i]))
@@ -199,18 +194,7 @@ async def test_gap_in_history_is_refetched_not_averaged_over() -> None:
 async def test_missed_live_candle_is_backfilled_before_deciding() -> None:
     closes = closes_with_crosses()
     history = History(closes)
-    cfg = BotConfig(short_window=3, long_window=10, warmup_extra=2)
-    signals: list[Signal] = []
-    events: asyncio.Queue[object] = asyncio.Queue()
-    runner = StrategyRunner(
-        cfg,
-        history,  # type: ignore[arg-type]
-        BotMetrics(),
-        post=events.put_nowait,
-        spawn=asyncio.ensure_future,
-        on_signal=signals.append,
-        clock=lambda: 0,
-    )
+    runner, events, signals = spawning_runner(history)
 
     async def settle() -> None:
         for _ in range(50):
