@@ -18,7 +18,7 @@ APT=(-o Dir::Etc::SourceList="$C/apt/sources.list" -o Dir::Etc::SourceParts=/dev
      -o Dir::State::Lists="$C/apt/lists" -o Dir::Cache::Archives="$C/apt/archives" -o Debug::NoLocking=1)
 apt-get "${APT[@]}" update -qq >&2
 (cd "$C/debs" && apt-get "${APT[@]}" download docker-compose >&2)
-deb=$(ls -t "$C"/debs/docker-compose_*.deb | head -1)
+deb=$(find "$C/debs" -name 'docker-compose_*.deb' -printf '%T@ %p\n' | sort -rn | head -1 | cut -d' ' -f2-)
 rm -rf "$C/root" && dpkg -x "$deb" "$C/root"
 found=$(find "$C/root" -type f -name docker-compose -perm -u+x | head -1)
 [ -n "$found" ] || { echo "compose.sh: no docker-compose binary in $deb" >&2; exit 1; }

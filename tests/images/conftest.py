@@ -7,6 +7,7 @@ At the end of the run a summary says what was built and how long each build and 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -92,13 +93,23 @@ def docker_engine() -> str:
 
 
 @pytest.fixture(scope="session")
-def images(docker_engine: str) -> dict[str, str]:
-    """Base images (cached) and both product images built with the classic builder."""
-    started = time.monotonic()
-    out = run("bash", "scripts/images.sh", "all", timeout=3600)
-    TIMINGS.extend(line for line in out.splitlines() if line.startswith("images: "))
-    TIMINGS.append(f"images: all steps {time.monotonic() - started:.1f}s")
-    return {"bot": "tradefleet-bot:dev", "operator": "tradefleet-operator:dev"}
+def images(docker_engine: str) -> Iterator[dict[str, str]]:
+    """Base images (cached) and both product images built with the classic builder.
+
+    The engine and its tags are the machine's: another clone's test run would re-tag
+    tradefleet-bot:dev under this one's feet, so a run holds a machine-wide lock from building its
+    images to its last image test (other runs wait; scripts/images.sh has its own lock)."""
+    lock_path = Path("/var/cache/tradefleet/images/tests.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
+        waited = time.monotonic()
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        TIMINGS.append(f"waited {time.monotonic() - waited:.1f}s for other runs' image tests")
+        started = time.monotonic()
+        out = run("bash", "scripts/images.sh", "all", timeout=3600)
+        TIMINGS.extend(line for line in out.splitlines() if line.startswith("images: "))
+        TIMINGS.append(f"images: all steps {time.monotonic() - started:.1f}s")
+        yield {"bot": "tradefleet-bot:dev", "operator": "tradefleet-operator:dev"}
 
 
 @pytest.fixture
@@ -122,9 +133,10 @@ class offline:
         self.rule = ["DOCKER-USER", "-s", subnet, "!", "-d", subnet, "-j", "DROP"]
 
     def __enter__(self) -> None:
-        self.ok = (
-            subprocess.run(["iptables", "-I", *self.rule], capture_output=True, check=False).returncode == 0
-        )
+        proc = subprocess.run(["iptables", "-I", *self.rule], capture_output=True, text=True, check=False)
+        self.ok = proc.returncode == 0
+        if not self.ok:  # the test would not be offline: say so rather than pretend
+            raise AssertionError(f"could not add the DOCKER-USER rule {self.rule}: {proc.stderr}")
 
     def __exit__(self, *exc: object) -> None:
         if self.ok:

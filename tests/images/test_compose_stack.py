@@ -22,7 +22,6 @@ from tests.images.conftest import COMPOSE_CONFIG, DOCKER, TIMINGS, docker, http,
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 BOTS = ("bot-1", "bot-2")
-FERRETDB_URL = "mongodb://mongodb:27017/tradefleet"
 SQLITE_URL = "sqlite:////data/tradefleet.sqlite"
 READ_STORE = """
 import asyncio, json, os
@@ -63,6 +62,10 @@ class Stack:
         wait_for(f"{bot} /readyz 200", lambda: http(self.url(bot) + "/readyz")[0] == 200, timeout,
                  lambda: f"{self.status(bot).get('checks')}\n{self.logs(bot)}")  # fmt: skip
 
+    def subnet(self) -> str:
+        fmt = "{{range .IPAM.Config}}{{.Subnet}}{{end}}"
+        return docker("network", "inspect", "-f", fmt, f"{self.project}_default").strip()
+
     def logs(self, service: str) -> str:
         return docker("logs", "--tail", "25", self.container(service), check=False)
 
@@ -91,14 +94,15 @@ def stack(images: dict[str, str]) -> Iterator[Stack]:
 
 
 def _store_url(stack: Stack) -> str:
-    """FerretDB as `mongodb` if this checkout's MongoDB store runs on it (it needs the time-series
-    fallback); otherwise each bot on SQLite in its /data volume, said loudly in the summary."""
+    """ "" (compose's own URL: FerretDB as `mongodb`) if this checkout's MongoDB store runs on it (it
+    needs the time-series and Decimal128 fallbacks); otherwise each bot on SQLite in its /data
+    volume, said loudly in the summary."""
     stack.compose("up", "-d", "--wait", "mongodb")
-    probe = stack.compose("run", "--rm", "--no-deps", "-e", f"TRADEFLEET_STORE_URL={FERRETDB_URL}",
-                          "--entrypoint", "python", "bot-1", "-c", READ_STORE, check=False)  # fmt: skip
-    if probe.strip().startswith("{") or '"signals"' in probe:
-        TIMINGS.append("compose: bots stored on FerretDB (the `mongodb` stand-in)")
-        return FERRETDB_URL
+    probe = stack.compose("run", "--rm", "--no-deps", "--entrypoint", "python", "bot-1", "-c", READ_STORE,
+                          check=False)  # fmt: skip
+    if '"signals"' in probe:
+        TIMINGS.append("compose: bots stored on FerretDB (the `mongodb` stand-in), compose's own store URL")
+        return ""
     TIMINGS.append(
         "compose: NOTE bots stored on SQLite: this checkout's MongoDB store does not run on FerretDB"
     )
@@ -122,11 +126,11 @@ def test_offline_stack_fails_over_restarts_ready_and_keeps_its_store_across_down
         steps.append(f"compose: {what} at {time.monotonic() - t0:.1f}s")
 
     store_url = _store_url(stack)
-    stack.env["TRADEFLEET_TEST_STORE_URL"] = store_url
-    stack.compose("up", "-d")
-    subnet = docker("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
-                    f"{stack.project}_default").strip()  # fmt: skip
-    with offline(subnet):
+    if store_url:
+        stack.env["TRADEFLEET_TEST_STORE_URL"] = store_url
+    # The network exists now (mongodb is up): from here on the stack reaches nothing off this machine.
+    with offline(stack.subnet()):
+        stack.compose("up", "-d")
         for bot in BOTS:
             stack.wait_ready(bot)
         step("both bots ready")
@@ -187,10 +191,12 @@ def test_offline_stack_fails_over_restarts_ready_and_keeps_its_store_across_down
         signals, orders = stack.stored()
         assert signals and orders, "nothing stored: the stack never traded"
         stack.compose("down", "--timeout", "10")
-        stack.compose("up", "-d")
-        for bot in BOTS:
-            stack.wait_ready(bot)
-        after_signals, after_orders = stack.stored()
+        stack.compose("up", "--no-start")  # a new network: hold it offline before anything runs
+        with offline(stack.subnet()):
+            stack.compose("up", "-d")
+            for bot in BOTS:
+                stack.wait_ready(bot)
+            after_signals, after_orders = stack.stored()
         assert signals <= after_signals and orders <= after_orders, "down/up lost stored signals or orders"
         step(f"down/up kept {len(signals)} signals and {len(orders)} orders")
     TIMINGS.extend(steps)
