@@ -94,21 +94,24 @@ class KlineReplay:
         source = self.series.candles
         mirrored = self.laps % 2 == 0
         last = self.candles[-1]
-        start, trade_id = last.close_time + 1, last.first_trade_id + last.trades
+        # Open times keep the recorded spacing (a short candle, like Binance's 2018-02-08 one, keeps
+        # its own close time and does not shift the ones after it off the interval grid).
+        base = last.open_time + INTERVAL_MS[self.interval]
+        first_open, final_open = source[0].open_time, source[-1].open_time
+        trade_id = last.first_trade_id + last.trades
         lap: list[Candle] = []
         for c in reversed(source) if mirrored else source:
-            length = c.close_time - c.open_time
+            open_time = base + (final_open - c.open_time if mirrored else c.open_time - first_open)
             lap.append(
                 replace(
                     c,
-                    open_time=start,
-                    close_time=start + length,
+                    open_time=open_time,
+                    close_time=open_time + c.close_time - c.open_time,
                     open=c.close if mirrored else c.open,
                     close=c.open if mirrored else c.close,
                     first_trade_id=trade_id,
                 )
             )
-            start += length + 1
             trade_id += c.trades
         self.laps += 1
         self.candles.extend(lap)

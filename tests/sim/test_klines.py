@@ -249,7 +249,9 @@ async def test_looping_replay_never_leaves_a_dead_market_and_keeps_prices_contin
 
 
 def test_looping_replay_keeps_only_the_newest_two_laps() -> None:
-    series = KlineSeries(SERIES.symbol, SERIES.interval, SERIES.candles[:10])
+    # Candles 170-179 hold Binance's short 2018-02-08 candle (an outage): laps must stay on the grid.
+    series = KlineSeries(SERIES.symbol, SERIES.interval, SERIES.candles[170:180])
+    assert any(c.close_time - c.open_time != 86_399_999 for c in series.candles)
     replay = KlineReplay(series, history=10, speed=1.0, progress_frames=0, hub=Hub(queue_size=10, stalled_until=lambda: 0.0), market=None,
                          generator=None, loop=True)  # fmt: skip
     times = [c.open_time for c in replay.candles]
@@ -259,6 +261,7 @@ def test_looping_replay_keeps_only_the_newest_two_laps() -> None:
         assert len(replay.candles) <= 20 and replay.laps == lap
         times = [c.open_time for c in replay.candles]
         assert all(b - a == 86_400_000 for a, b in itertools.pairwise(times))
+        assert all(c.open_time <= c.close_time < c.open_time + 86_400_000 for c in replay.candles)
         closes = [c.close for c in replay.candles[-10:]]
         if lap % 2:  # mirrored: newest first, each candle's open is the recorded close
             assert closes == [c.open for c in reversed(series.candles)]
