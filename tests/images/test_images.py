@@ -115,7 +115,7 @@ def test_each_image_carries_only_what_its_process_imports(images: dict[str, str]
     if kind == "bot":
         assert {"kopf", "kubernetes"}.isdisjoint(_distributions(tag))
     else:
-        assert {"ccxt", "pymongo", "redis", "websockets"}.isdisjoint(_distributions(tag))
+        assert {"ccxt", "pymongo", "websockets", "msgspec"}.isdisjoint(_distributions(tag))
 
 
 def test_image_sizes_stay_within_the_published_budget(images: dict[str, str]) -> None:
