@@ -55,6 +55,10 @@ class MarketRest(Protocol):
 
     async def fetch_symbol_rules(self, symbol: str) -> SymbolRules: ...
 
+    async def server_time_ms(self) -> int:
+        """The exchange's clock (`GET /api/v3/time`): where "now" is for candles and warm-up."""
+        ...
+
     async def close(self) -> None: ...
 
 

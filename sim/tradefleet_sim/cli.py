@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kline-interval", default=None, help="serve the candles under this interval label")
     p.add_argument("--history", type=int, default=260, help="closed candles served before the replay")
     p.add_argument("--speed", type=float, default=200.0, help="replayed candles per second")
+    p.add_argument(
+        "--loop", action="store_true", help="after the last candle, replay mirrored then forwards, for ever"
+    )
     p.add_argument("--progress-frames", type=int, default=2, help="x=false frames before each close")
     p.add_argument("--autostart", action="store_true", help="start replays now, not on first subscriber")
     p.add_argument(
@@ -104,6 +107,7 @@ def options_from(args: argparse.Namespace) -> tuple[SimOptions, list[tuple[float
         kline_interval=args.kline_interval,
         history=args.history,
         speed=args.speed,
+        loop=args.loop,
         progress_frames=args.progress_frames,
         autostart=args.autostart,
         depth_rate=args.depth_rate,

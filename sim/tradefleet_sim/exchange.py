@@ -90,6 +90,7 @@ class SimExchange:
                 market=self.markets.get(series.symbol),
                 generator=self.generators.get(series.symbol),
                 stalled_until=lambda: self.faults.stalled_until,
+                loop=options.loop,
             )
             self.hub.on_subscribe.append(self.klines.on_subscribe)
             self.faults.open_kline = self._open_kline_payload

@@ -15,7 +15,11 @@ finds the book still on the last close.
 The clock: event times follow the replayed candles (progress frame k of n at open + k/(n+1) of
 the interval, closing frame at close_time), plus the wall time since, capped below the next
 scheduled event so time never runs backwards. After the last candle no more klines are sent,
-`done` is true and the clock keeps running from the last close.
+`done` is true and the clock keeps running from the last close - unless `loop` is set: then the
+series is played again mirrored in time (each candle's open and close swapped, last candle first),
+then forwards again, for ever, on consecutive candle times. Mirroring keeps the price continuous at
+each turn (a lap ends where the next begins) with recorded values only, so a long-running stack (the
+compose demo) never ends up with a market that stopped moving. Only the newest two laps are kept.
 
 It refuses to skip or reorder candles, and never sends a close for a candle it has not
 re-centred the book on.
@@ -26,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -47,12 +52,15 @@ class KlineReplay:
         market: SimMarket | None,
         generator: BookGenerator | None,
         stalled_until: Callable[[], float] = lambda: 0.0,
+        loop: bool = False,
     ) -> None:
         self.series = series
         self.symbol = series.symbol
         self.interval = series.interval
         self.stream = f"{series.symbol.lower()}@kline_{series.interval}"
-        self.candles = series.candles
+        self.candles: list[Candle] = list(series.candles)
+        self.loop = loop
+        self.laps = 0  # finished passes over the series (looping only)
         self.position = min(history, len(self.candles))  # index of the open candle
         self.speed = speed
         self.progress_frames = progress_frames
@@ -78,6 +86,39 @@ class KlineReplay:
     @property
     def done(self) -> bool:
         return self.position >= len(self.candles)
+
+    def _append_lap(self) -> None:
+        """Queue the next lap: the series mirrored in time after a forward lap, forwards after a
+        mirrored one, on the candle times that follow the last one. Drops a lap the REST window no
+        longer needs (keeps the newest two), so memory stays flat however long it runs."""
+        source = self.series.candles
+        mirrored = self.laps % 2 == 0
+        last = self.candles[-1]
+        # Open times keep the recorded spacing (a short candle, like Binance's 2018-02-08 one, keeps
+        # its own close time and does not shift the ones after it off the interval grid).
+        base = last.open_time + INTERVAL_MS[self.interval]
+        first_open, final_open = source[0].open_time, source[-1].open_time
+        trade_id = last.first_trade_id + last.trades
+        lap: list[Candle] = []
+        for c in reversed(source) if mirrored else source:
+            open_time = base + (final_open - c.open_time if mirrored else c.open_time - first_open)
+            lap.append(
+                replace(
+                    c,
+                    open_time=open_time,
+                    close_time=open_time + c.close_time - c.open_time,
+                    open=c.close if mirrored else c.open,
+                    close=c.open if mirrored else c.close,
+                    first_trade_id=trade_id,
+                )
+            )
+            trade_id += c.trades
+        self.laps += 1
+        self.candles.extend(lap)
+        drop = len(self.candles) - 2 * len(source)
+        if drop > 0 and self.position - drop >= len(source):
+            del self.candles[:drop]
+            self.position -= drop
 
     @property
     def paused(self) -> bool:
@@ -158,7 +199,12 @@ class KlineReplay:
         loop = asyncio.get_running_loop()
         step_s = 1.0 / self.speed / (self.progress_frames + 1)
         next_at = loop.time()
-        while not self.done:
+        while True:
+            if self.done:
+                if not self.loop or not self.candles:
+                    break
+                self._append_lap()
+                self.current = partial(self.candles[self.position], 0.0, self.tick)
             i = self.position
             c = self.candles[i]
             for step in range(1, self.progress_frames + 2):
@@ -208,6 +254,8 @@ class KlineReplay:
             "paused": self.paused,
             "holding": self.holding() if self.started and not self.done else None,
             "replay_done": self.done,
+            "loop": self.loop,
+            "laps": self.laps,
             "frames_sent": self.frames_sent,
             "closes_sent": self.closes_sent,
             "speed": self.speed,

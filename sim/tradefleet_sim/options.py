@@ -30,6 +30,8 @@ class SimOptions:
     """Closed candles visible over REST before the replay starts."""
     speed: float = 200.0
     """Replayed candles per second."""
+    loop: bool = False
+    """After the last candle, replay the series mirrored in time, then forwards, for ever."""
     progress_frames: int = 2
     """In-progress (x=false) frames sent before each candle's closing frame."""
     autostart: bool = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from decimal import Decimal
 from typing import Any
@@ -9,7 +10,9 @@ from typing import Any
 import aiohttp
 
 from tests.plugins.sim import sim_state
-from tradefleet_sim.klines import DEFAULT_KLINES, load_csv, select
+from tradefleet_sim.hub import Hub
+from tradefleet_sim.kline_replay import KlineReplay
+from tradefleet_sim.klines import DEFAULT_KLINES, KlineSeries, load_csv, select
 from tradefleet_sim.server import SimServer
 
 TIMEOUT = 30
@@ -215,3 +218,52 @@ async def test_replay_holds_during_a_stall_and_resumes_after(make_sim: Any) -> N
     while (await sim_state(sim))["klines"]["position"] <= held:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
+
+
+async def test_looping_replay_never_leaves_a_dead_market_and_keeps_prices_continuous(make_sim: Any) -> None:
+    """`--loop` (the compose stack's simulator): after the last candle the series comes back mirrored
+    in time, on the next candle times, starting at the price where it stopped; memory stays bounded."""
+    history = len(SERIES.candles) - 3
+    sim = await make_sim(history=history, speed=200.0, loop=True)
+    closes: list[dict[str, Any]] = []
+    async with aiohttp.ClientSession() as s, s.ws_connect(f"{sim.ws_url}/ws/btcusdt@kline_1d") as ws:
+        while len(closes) < 8:
+            k = json.loads((await ws.receive(timeout=TIMEOUT)).data)["k"]
+            if k["x"]:
+                closes.append(k)
+    recorded = SERIES.candles
+    last = recorded[-1]
+    # Three recorded closes, then the mirrored lap: newest candle first, open and close swapped.
+    assert [(c["t"], Decimal(c["c"])) for c in closes[:3]] == [(c.open_time, c.close) for c in recorded[-3:]]
+    day = 86_400_000
+    for i, k in enumerate(closes[3:]):
+        source = recorded[-1 - i]
+        assert k["t"] == last.open_time + (i + 1) * day and k["T"] == k["t"] + day - 1
+        assert (Decimal(k["o"]), Decimal(k["c"])) == (source.close, source.open)
+        assert (Decimal(k["h"]), Decimal(k["l"])) == (source.high, source.low)
+    for before, after in itertools.pairwise(closes):
+        assert after["t"] == before["T"] + 1
+    assert Decimal(closes[3]["o"]) == Decimal(closes[2]["c"])  # no price jump at the turn
+    state = (await sim_state(sim))["klines"]
+    assert state["replay_done"] is False and state["laps"] == 1 and state["loop"] is True
+
+
+def test_looping_replay_keeps_only_the_newest_two_laps() -> None:
+    # Candles 170-179 hold Binance's short 2018-02-08 candle (an outage): laps must stay on the grid.
+    series = KlineSeries(SERIES.symbol, SERIES.interval, SERIES.candles[170:180])
+    assert any(c.close_time - c.open_time != 86_399_999 for c in series.candles)
+    replay = KlineReplay(series, history=10, speed=1.0, progress_frames=0, hub=Hub(queue_size=10, stalled_until=lambda: 0.0), market=None,
+                         generator=None, loop=True)  # fmt: skip
+    times = [c.open_time for c in replay.candles]
+    for lap in range(1, 6):
+        replay._append_lap()
+        replay.position = len(replay.candles)  # as the replay loop leaves it after the lap's last close
+        assert len(replay.candles) <= 20 and replay.laps == lap
+        times = [c.open_time for c in replay.candles]
+        assert all(b - a == 86_400_000 for a, b in itertools.pairwise(times))
+        assert all(c.open_time <= c.close_time < c.open_time + 86_400_000 for c in replay.candles)
+        closes = [c.close for c in replay.candles[-10:]]
+        if lap % 2:  # mirrored: newest first, each candle's open is the recorded close
+            assert closes == [c.open for c in reversed(series.candles)]
+        else:
+            assert closes == [c.close for c in series.candles]

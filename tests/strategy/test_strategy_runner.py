@@ -42,6 +42,17 @@ class History:
         self.missing_once.clear()
         return out
 
+    async def server_time_ms(self) -> int:
+        return self.now
+
+
+class Clocked(History):
+    """History whose exchange clock says candle `current` is the open one (its first ms + 1 hour)."""
+
+    def __init__(self, closes: list[Decimal], current: int) -> None:
+        super().__init__(closes)
+        self.now = current * DAY + 3_600_000
+
 
 def closes_with_crosses() -> list[Decimal]:
     # 30 flat-ish candles, then down (SELL), then up (BUY), then down (SELL).
@@ -49,6 +60,22 @@ def closes_with_crosses() -> list[Decimal]:
         [Decimal(100)] * 30 + [Decimal(90 - i) for i in range(10)] + [Decimal(80 + 5 * i) for i in range(15)]
     )
     return seq + [Decimal(140 - 6 * i) for i in range(15)]
+
+
+def spawning_runner(history: History) -> tuple[StrategyRunner, asyncio.Queue[object], list[Signal]]:
+    """A runner (short 3, long 10) whose fetches run as real tasks; results come back on `events`."""
+    events: asyncio.Queue[object] = asyncio.Queue()
+    signals: list[Signal] = []
+    runner = StrategyRunner(
+        BotConfig(short_window=3, long_window=10, warmup_extra=2),
+        history,  # type: ignore[arg-type]
+        BotMetrics(),
+        post=events.put_nowait,
+        spawn=asyncio.ensure_future,
+        on_signal=signals.append,
+        clock=lambda: 0,
+    )
+    return runner, events, signals
 
 
 async def run_runner(history: History, stream_from: int, upto: int, short: int = 3, long: int = 10):
@@ -106,6 +133,46 @@ async def test_warms_up_from_history_then_signals_exactly_the_live_crossings() -
     assert history.calls[0][1] == 25 * DAY
 
 
+async def test_warms_up_from_the_exchange_clock_when_no_kline_frame_ever_comes() -> None:
+    """A bot (re)started after a replay ended, or while the stream is quiet: no frame arrives, yet it
+    must load its history and become ready (it used to wait for the first frame for ever). Candles
+    streamed afterwards then give exactly the live crossings."""
+    closes = closes_with_crosses()
+    history = Clocked(closes, current=40)
+    runner, events, signals = spawning_runner(history)
+    runner.start()
+    runner.start()  # idempotent: one warm-up
+    ready = await asyncio.wait_for(events.get(), 5)
+    assert isinstance(ready, HistoryReady)
+    runner.handle_history(ready)
+    assert runner.warmed_up and events.empty()
+    assert runner.cross.last_open_time == 39 * DAY  # every candle closed by the exchange's clock
+    until = history.now - DAY + 1
+    assert history.calls == [(until - 12 * DAY, until)]
+    assert signals == []  # history crossings are warm-up, not signals
+    for i in range(40, len(closes)):
+        runner.handle_kline(kline(i, closes[i]))
+    assert [(s.candle_open_time // DAY, s.side) for s in signals] == naive_crosses(closes, 3, 10, start=40)
+    assert signals
+
+
+async def test_clock_started_warmup_still_signals_candles_first_seen_on_the_stream() -> None:
+    """The clock says candle 45 is open, but the stream showed candles from 40 on while the history
+    fetch was in flight: those closed live, so their crossings are signals, exactly as when the first
+    frame starts the warm-up."""
+    closes = closes_with_crosses()
+    history = Clocked(closes, current=45)
+    runner, events, signals = spawning_runner(history)
+    runner.start()
+    for i in range(40, 45):
+        runner.handle_kline(kline(i, closes[i]))
+    runner.handle_history(await asyncio.wait_for(events.get(), 5))  # type: ignore[arg-type]
+    for i in range(45, len(closes)):
+        runner.handle_kline(kline(i, closes[i]))
+    assert [(s.candle_open_time // DAY, s.side) for s in signals] == naive_crosses(closes, 3, 10, start=40)
+    assert len(history.calls) == 1
+
+
 async def test_closed_candles_arriving_during_warmup_are_not_lost() -> None:
     closes = closes_with_crosses()
     history = History(closes)
@@ -127,18 +194,7 @@ async def test_gap_in_history_is_refetched_not_averaged_over() -> None:
 async def test_missed_live_candle_is_backfilled_before_deciding() -> None:
     closes = closes_with_crosses()
     history = History(closes)
-    cfg = BotConfig(short_window=3, long_window=10, warmup_extra=2)
-    signals: list[Signal] = []
-    events: asyncio.Queue[object] = asyncio.Queue()
-    runner = StrategyRunner(
-        cfg,
-        history,  # type: ignore[arg-type]
-        BotMetrics(),
-        post=events.put_nowait,
-        spawn=asyncio.ensure_future,
-        on_signal=signals.append,
-        clock=lambda: 0,
-    )
+    runner, events, signals = spawning_runner(history)
 
     async def settle() -> None:
         for _ in range(50):

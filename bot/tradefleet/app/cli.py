@@ -14,7 +14,11 @@ COMMANDS = {
     "report": ("tradefleet.app.report", "render price, SMAs, signals and orders from a store to HTML"),
     "halt": ("tradefleet.app.risk_cli:halt_main", "kill switch: stop every bot of a scope (or one) now"),
     "resume": ("tradefleet.app.risk_cli:resume_main", "lift a halt set by `tradefleet halt`"),
+    "health": ("tradefleet.app.health", "the images' HEALTHCHECK: is this container's process healthy?"),
 }
+# What each image installs (requirements/<image>.in): a command whose modules are not there fails
+# with this, not with a traceback.
+IMAGE_OF = {"operator": "tradefleet-operator"}
 
 
 def usage() -> str:
@@ -34,7 +38,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tradefleet: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module_name, _, func = COMMANDS[name][0].partition(":")
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        image = IMAGE_OF.get(name, "tradefleet-bot")
+        print(f"tradefleet {name}: {e.name} is not installed here; `{name}` runs in the {image} image"
+              " (or `pip install tradefleet`)", file=sys.stderr)  # fmt: skip
+        return 2
     result: int = getattr(module, func or "main")(rest)
     return result
 

@@ -286,6 +286,7 @@ class BotRuntime:
             await self.lease.start()
             await self._resume_point()
             self._spawn(self.feed.run())
+            self.engine.start()
             self._spawn(self.engine.run_signals())
             self._spawn(self._publish_status())
             self._spawn(self._fatal_on_refusal("start_trading", self._start_trading()))

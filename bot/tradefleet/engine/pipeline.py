@@ -237,6 +237,10 @@ class BotEngine:
         if self._on_candle_hook is not None:
             self._on_candle_hook(candle, update)
 
+    def start(self) -> None:
+        """Begin warm-up now, from the exchange's clock: readiness must not wait for a market frame."""
+        self.strategy.start()
+
     # -- the signal path (ordered, durable) ------------------------------------------------------
 
     async def run_signals(self) -> None:

@@ -1,9 +1,11 @@
 """The SMA-crossover strategy runner: warm-up from REST history, then closed candles from the stream.
 
-Warm-up waits for the first kline frame of the stream, whose open time says which candle is current
-on the exchange's clock (so a replayed exchange running in 2018 and the live one in 2026 work alike,
-with no local clock involved), then fetches the closed candles before it over REST. Closed klines that
-arrive meanwhile are buffered and merged, so nothing between history and stream is lost.
+Warm-up starts at once from the exchange's clock (`GET /api/v3/time`: a replayed exchange running in
+2018 and the live one in 2026 work alike, no local clock involved) and fetches the candles closed by
+then over REST; the first kline frame, if it comes first, starts it the same way from its open time.
+It never waits for a frame: a bot (re)started while the market sends none (a replay that ended or is
+paused, a quiet stream) must still load its history and become ready. Closed klines that arrive
+meanwhile are buffered and merged, so nothing between history and stream is lost.
 
 A closed candle that does not follow the last one (a disconnect, a dropped frame) pauses decisions
 until the missing range is refetched; gaps are never averaged over. History crossings are warm-up, not
@@ -87,6 +89,9 @@ class StrategyRunner:
         self.resume_after_ms: int | None = None
         """Candle open time of the newest signal this bot had stored before it started (set by the
         app before market data flows); crossings after it found in the warm-up history were missed."""
+        # Open time of the first kline frame seen: candles from there on were seen live on the stream,
+        # so their crossings are signals even if the clock-started warm-up also fetched them.
+        self.stream_from: int | None = None
         # Pre-bound metric children: `labels()` is a locked lookup that costs more than the update.
         self._candle_latency = metrics.op_latency["candle_update"].observe
         self._sma_short = metrics.sma.labels("short")
@@ -99,11 +104,19 @@ class StrategyRunner:
 
     # -- events from the engine ---------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Begin warm-up from the exchange's clock (the engine calls this once, at start-up)."""
+        if not self.loaded and self.fetching is None and self.candle_clock.last_open_time is None:
+            self.fetching = "warmup"
+            self.spawn(self._warmup_from_clock())
+
     def handle_kline(self, k: KlineEvent) -> None:
         if k.interval != self.config.interval:
             return
         self.live_close = Decimal(k.close)
         started = time.perf_counter()
+        if self.stream_from is None:
+            self.stream_from = k.open_time
         if not self.loaded and self.fetching is None and self.candle_clock.last_open_time is None:
             # The first frame tells where "now" is on the exchange's clock.
             self._fetch("warmup", self._warmup_since(k.open_time), k.open_time)
@@ -136,6 +149,25 @@ class StrategyRunner:
                 min(since, self.resume_after_ms - back), current_open - MAX_CATCHUP * self.interval_ms
             )
         return since
+
+    async def _warmup_from_clock(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                now = await self.rest.server_time_ms()
+                break
+            except Exception as e:  # the exchange is not answering yet: keep asking, slowly
+                self.metrics.rest_errors.labels(type(e).__name__).inc()
+                wait = getattr(e, "retry_after", None) or delay * (0.5 + random.random())
+                log_event(log, "history_retry", logging.WARNING, purpose="clock", error=str(e), wait_s=wait)
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, self.config.reconnect_max_s)
+        # Candles closed by `now` are history; the one open at `now` (open time above `until`) and
+        # later ones come from the stream, so a crossing on them is a live signal, never dropped.
+        until = now - self.interval_ms + 1
+        # Frames seen meanwhile make those candles live: the window must end before the first.
+        anchor = until if self.stream_from is None else min(until, self.stream_from)
+        await self._fetch_task("warmup", self._warmup_since(anchor), until)
 
     def _fetch(self, purpose: str, since: int, until: int) -> None:
         self.fetching = purpose
@@ -171,8 +203,9 @@ class StrategyRunner:
                 await asyncio.sleep(self.config.reconnect_max_s)
 
     def _finish_warmup(self, candles: list[Candle], ready: HistoryReady) -> None:
-        history = [c for c in candles if c.open_time < ready.until]
-        live = [c for c in candles if c.open_time >= ready.until]
+        until = ready.until if self.stream_from is None else min(ready.until, self.stream_from)
+        history = [c for c in candles if c.open_time < until]
+        live = [c for c in candles if c.open_time >= until]
         gaps = find_gaps([c.open_time for c in history], self.interval_ms)
         if gaps:
             # Refetch instead of averaging over missing candles.

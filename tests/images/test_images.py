@@ -1,0 +1,153 @@
+"""Both product images built on a real Docker engine and run as shipped: read-only root, uid 10001,
+every capability dropped, on a network that reaches nothing outside this machine. Lean: each image
+carries what its process imports and no installer; sizes and the bot's memory at ready within the
+budgets the README publishes (bench/images.py measures the figures)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.images.conftest import DOCKER, ROOT, docker, http, ip_of, run, wait_for
+
+# Generous: the first run on a machine builds the base and product images inside the fixtures.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+# Budgets (README "Container images"). Today's (main before issue 12) bot image was 459 MB on the
+# same base; the issue's target is at most two thirds of it.
+BOT_IMAGE_MB = 305
+OPERATOR_IMAGE_MB = 320
+BOT_RSS_AT_READY_MIB = 100  # bench/footprint.py's per-bot budget, now held inside the image
+HARDENED = ["--read-only", "--cap-drop", "ALL", "--tmpfs", "/tmp", "--security-opt", "no-new-privileges"]
+
+
+def _lock_names(image: str) -> set[str]:
+    text = (ROOT / "requirements" / f"{image}.lock").read_text()
+    return {m.lower().replace("_", "-") for m in re.findall(r"^([A-Za-z0-9._-]+)==", text, re.M)}
+
+
+def _distributions(tag: str) -> set[str]:
+    out = docker("run", "--rm", "--entrypoint", "python", tag, "-c",
+                 "import importlib.metadata as m; print('\\n'.join(d.metadata['Name'] for d in m.distributions()))")  # fmt: skip
+    return {n.strip().lower().replace("_", "-") for n in out.split()}
+
+
+def _start_sim(network: str, *args: str) -> str:
+    name = f"{network}-sim"
+    docker("run", "-d", "--name", name, "--network", network, *HARDENED, "--health-interval", "1s",
+           "--health-start-period", "1s", "tradefleet-bot:dev", "sim", "--host", "0.0.0.0", "--port", "8765", *args)  # fmt: skip
+    return name
+
+
+def test_buildkit_builds_both_dockerfiles_offline_too(images: dict[str, str]) -> None:
+    """BuildKit is what users get by default; with no `# syntax=` line its built-in frontend needs no
+    registry. The classic builder built the images every other test here runs."""
+    out = run(
+        "bash",
+        "scripts/images.sh",
+        "product",
+        timeout=1800,
+        env={**os.environ, "BUILDER": "buildkit", "TAG": "buildkit"},
+    )
+    assert "tradefleet-bot:buildkit (buildkit)" in out and "tradefleet-operator:buildkit (buildkit)" in out
+    for kind in ("bot", "operator"):
+        assert "usage: tradefleet" in docker("run", "--rm", f"tradefleet-{kind}:buildkit", "--help")
+
+
+def test_bot_runs_read_only_as_10001_without_capabilities_and_gets_ready(
+    images: dict[str, str], network: str
+) -> None:
+    sim = _start_sim(network)
+    bot = f"{network}-bot"
+    docker("run", "-d", "--name", bot, "--network", network, *HARDENED, "-e", f"TRADEFLEET_REST_URL=http://{sim}:8765",
+           "-e", f"TRADEFLEET_WS_URL=ws://{sim}:8765", images["bot"])  # fmt: skip
+    url = f"http://{ip_of(bot)}:8080"
+    wait_for("the bot's /readyz 200", lambda: http(url + "/readyz")[0] == 200, 120,
+             lambda: f"{http(url + '/status')}\n{docker('logs', '--tail', '30', bot, check=False)}")  # fmt: skip
+    assert http(url + "/livez")[0] == 200
+    assert docker("exec", bot, "id", "-u").strip() == "10001"
+    status = docker("exec", bot, "cat", "/proc/1/status")
+    assert re.search(r"^CapEff:\s+0+$", status, re.M), "capabilities left"
+    assert "Read-only file system" in run("sh", "-c", f"{DOCKER} exec {bot} touch /opt/x 2>&1", check=False)
+    # The image's own HEALTHCHECK is `tradefleet health`, and it tells: this bot can trade.
+    config = json.loads(docker("image", "inspect", images["bot"]))[0]["Config"]
+    assert config["Healthcheck"]["Test"] == ["CMD", "tradefleet", "health"]
+    assert docker("exec", bot, "tradefleet", "health").strip() == "bot /readyz: 200"
+    rss_kib = int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1))  # type: ignore[union-attr]
+    assert rss_kib / 1024 <= BOT_RSS_AT_READY_MIB, f"bot RSS at ready {rss_kib / 1024:.0f} MiB"
+
+
+def test_operator_runs_read_only_as_10001_and_serves_livez_without_an_api_server(
+    images: dict[str, str], network: str, tmp_path: Path
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        'clusters: [{name: none, cluster: {server: "http://127.0.0.1:9"}}]\n'
+        "contexts: [{name: none, context: {cluster: none, user: none, namespace: default}}]\n"
+        "current-context: none\nusers: [{name: none, user: {token: none}}]\n"
+    )
+    kubeconfig.chmod(0o644)
+    op = f"{network}-operator"
+    docker("run", "-d", "--name", op, "--network", network, *HARDENED, "-v", f"{kubeconfig}:/etc/kube/config:ro",
+           "-e", "KUBECONFIG=/etc/kube/config", images["operator"], "operator", "--namespace", "default")  # fmt: skip
+    url = f"http://{ip_of(op)}:8080/livez"
+    wait_for("the operator's /livez 200", lambda: http(url)[0] == 200, 120,
+             lambda: docker("logs", "--tail", "30", op, check=False))  # fmt: skip
+    assert docker("exec", op, "id", "-u").strip() == "10001"
+    assert docker("exec", op, "tradefleet", "health").strip() == "operator /livez: 200"
+
+
+@pytest.mark.parametrize("kind", ["bot", "operator"])
+def test_each_image_carries_only_what_its_process_imports(images: dict[str, str], kind: str) -> None:
+    tag = images[kind]
+    assert _distributions(tag) == _lock_names(kind) | {"tradefleet"}
+    probe = "import importlib.util as u; print(*[m for m in ('pip', 'setuptools', 'wheel', 'ensurepip') if u.find_spec(m)])"
+    assert docker("run", "--rm", "--entrypoint", "python", tag, "-c", probe).strip() in ("", "ensurepip")
+    assert docker("run", "--rm", "--entrypoint", "sh", tag, "-c", "command -v pip pip3 || true").strip() == ""
+    # What the process imports at start is all there (and the other image's modules are not).
+    module = {"bot": "tradefleet.app.bot_main", "operator": "tradingbot_operator.cli"}[kind]
+    docker("run", "--rm", "--entrypoint", "python", tag, "-c", f"import {module}")
+    if kind == "bot":
+        assert {"kopf", "kubernetes"}.isdisjoint(_distributions(tag))
+    else:
+        assert {"ccxt", "pymongo", "websockets", "msgspec"}.isdisjoint(_distributions(tag))
+
+
+def test_image_sizes_stay_within_the_published_budget(images: dict[str, str]) -> None:
+    sizes = {k: int(docker("image", "inspect", "-f", "{{.Size}}", t)) / 1e6 for k, t in images.items()}
+    assert sizes["bot"] <= BOT_IMAGE_MB, sizes
+    assert sizes["operator"] <= OPERATOR_IMAGE_MB, sizes
+
+
+def test_simulator_container_is_healthy_while_its_market_moves_and_says_when_it_stopped(
+    images: dict[str, str], network: str
+) -> None:
+    """The one image runs the simulator too; its HEALTHCHECK asks the simulator, not a bot port."""
+    looping = _start_sim(network, "--loop", "--history", "3040", "--autostart", "--speed", "500")
+    wait_for("Docker to call the simulator healthy", lambda: _health(looping) == "healthy", 60,
+             lambda: docker("inspect", "-f", "{{json .State.Health}}", looping))  # fmt: skip
+    ended = f"{network}-ended"
+    docker("run", "-d", "--name", ended, "--network", network, *HARDENED, "tradefleet-bot:dev", "sim", "--host",
+           "0.0.0.0", "--port", "8765", "--history", "3040", "--autostart", "--speed", "500")  # fmt: skip
+    url = f"http://{ip_of(ended)}:8765/sim/state"
+    wait_for(
+        "the replay to end", lambda: _field(http(url)[1], "replay_done") is True, 60, lambda: str(http(url))
+    )
+    proc = run("sh", "-c", f"{DOCKER} exec {ended} tradefleet health; echo rc=$?", check=False)
+    assert "replay has ended" in proc and "rc=1" in proc
+    state = http(f"http://{ip_of(looping)}:8765/sim/state")[1]
+    assert state["replay_done"] is False and state["klines"]["laps"] >= 1
+    assert _health(looping) == "healthy"
+
+
+def _health(container: str) -> str:
+    return docker("inspect", "-f", "{{.State.Health.Status}}", container).strip()
+
+
+def _field(body: object, key: str) -> object:
+    return body.get(key) if isinstance(body, dict) else None
