@@ -47,6 +47,7 @@ class KlineReplay:
         market: SimMarket | None,
         generator: BookGenerator | None,
         stalled_until: Callable[[], float] = lambda: 0.0,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self.series = series
         self.symbol = series.symbol
@@ -66,6 +67,7 @@ class KlineReplay:
         self.started = False
         self.forced = False  # started by control/autostart: advance even with nobody watching
         self._stalled_until = stalled_until
+        self._event_clock = clock  # an injected exchange clock stamps E; else the replay's own
         self._running = asyncio.Event()
         self.frames_sent = 0
         self.closes_sent = 0
@@ -140,6 +142,10 @@ class KlineReplay:
             self._clock_cap = self._event_time(*nxt) - 1 if nxt[0] < len(self.candles) else None
         self._clock_set = time.monotonic()
 
+    def now_ms(self) -> int:
+        """The `Clock` protocol: the injected exchange clock if any, else the replay's own."""
+        return self._event_clock() if self._event_clock is not None else self.clock_ms()
+
     def clock_ms(self) -> int:
         t = self._clock_base + int((time.monotonic() - self._clock_set) * 1000)
         if self._clock_cap is not None:
@@ -190,7 +196,7 @@ class KlineReplay:
     def _send(self, candle: Candle, *, closed: bool) -> None:
         self.hub.publish(
             self.stream,
-            ws_payload(self.symbol, self.interval, candle, closed=closed, event_time=self.clock_ms()),
+            ws_payload(self.symbol, self.interval, candle, closed=closed, event_time=self.now_ms()),
         )
         self.frames_sent += 1
 

@@ -32,6 +32,7 @@ from tradefleet_sim.hub import Hub
 from tradefleet_sim.rules import SymbolRules
 
 Source = Literal["generated", "capture"]
+DIFF_STREAMS = ("depth@100ms", "depth", "depth@1000ms")
 
 
 class SimMarket:
@@ -114,8 +115,10 @@ class SimMarket:
                 "a": wire_levels(asks),
             }
         if payload is not None:
-            self.hub.publish(f"{self.stream_prefix}@depth@100ms", payload)
-            self.hub.publish(f"{self.stream_prefix}@depth", payload)
+            # `@depth` and `@depth@1000ms` are the same stream on Binance (1 s updates); here every
+            # diff goes to all three names, which keeps U = previous u + 1 on each of them.
+            for name in DIFF_STREAMS:
+                self.hub.publish(f"{self.stream_prefix}@{name}", payload)
         self.diffs_sent += 1
         self._publish_partial_depth()
         if self.source == "generated":  # a capture carries its own recorded bookTicker frames
@@ -124,14 +127,14 @@ class SimMarket:
     def _publish_partial_depth(self) -> None:
         """`<symbol>@depth<5|10|20>[@100ms]`: the top levels after each diff, REST-shaped."""
         for n in (5, 10, 20):
-            for suffix in ("", "@100ms"):
+            for suffix in ("", "@100ms", "@1000ms"):
                 stream = f"{self.stream_prefix}@depth{n}{suffix}"
                 if self.hub.has_subscribers(stream):
                     self.hub.publish(stream, self.snapshot(n))
 
     def _has_depth_subscribers(self) -> bool:
         p = self.stream_prefix
-        return self.hub.has_subscribers(f"{p}@depth@100ms") or self.hub.has_subscribers(f"{p}@depth")
+        return any(self.hub.has_subscribers(f"{p}@{name}") for name in DIFF_STREAMS)
 
     def publish_book_ticker(self, *, force: bool = False) -> None:
         top = (self.best_bid(), self.best_ask())

@@ -57,6 +57,15 @@ class SimOptions:
     """Frames buffered per websocket client before a slow client is disconnected."""
     weight_limit: int = 6000
     """REQUEST_WEIGHT per minute advertised in exchangeInfo and counted in X-MBX-USED-WEIGHT-1M."""
+    enforce_limits: bool = True
+    """Refuse what Binance refuses: weight over `weight_limit` a minute (429, then 418 bans), more
+    than 100 orders per 10 s, more than 5 websocket messages a second. False: count, send the
+    headers, never refuse (for benchmarks and tests that flood on purpose)."""
+    wall_timestamps: bool | None = None
+    """Also accept signed requests whose `timestamp` is within `recvWindow` of the wall clock (not
+    only of the exchange clock). None = only while the default kline-replay clock runs: it races
+    ahead of real time (`speed` candles a second), so no client can stay inside a recvWindow of it
+    and clients stamping with their own clock (our bot) must still be able to trade."""
     startup_faults: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
     """Fault requests (same JSON as `POST /sim/faults`) applied when the server starts."""
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections import Counter
 from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
@@ -90,7 +89,7 @@ class Trading:
     ) -> None:
         self.exchange = exchange
         self.accounts = accounts or Accounts()
-        self.streams = UserStreams(self.accounts)
+        self.streams = UserStreams(self.accounts, exchange.timestamp_problem)
         self.faults = TradingFaults()
         self.fee_rate = fee_rate
         self.orders: list[SimOrder] = []
@@ -105,7 +104,10 @@ class Trading:
 
     # -- signed request plumbing -----------------------------------------------------------------
     async def authenticate(self, request: web.Request) -> tuple[Account, dict[str, str]]:
-        account = self.accounts.get(request.headers.get("X-MBX-APIKEY", ""))
+        key = request.headers.get("X-MBX-APIKEY", "")
+        if not key:
+            raise BinanceError(401, -2014, "API-key format invalid.")
+        account = self.accounts.get(key)
         if account is None:
             raise BinanceError(401, -2015, "Invalid API-key, IP, or permissions for action.")
         body = await request.text() if request.can_read_body else ""
@@ -134,10 +136,13 @@ class Trading:
             ) from None
         if window > MAX_RECV_WINDOW:
             raise BinanceError(400, -1131, "recvWindow must be less than 60000")
-        now = _wall_ms()
-        if not (ts < now + 1000 and now - ts <= window):
-            raise BinanceError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+        problem = self.exchange.timestamp_problem(ts, window)
+        if problem is not None:
+            raise BinanceError(400, -1021, problem)
         return account, params
+
+    def now_ms(self) -> int:
+        return int(self.exchange.now_ms())
 
     def market(self, params: dict[str, str]) -> Any:
         symbol = params.get("symbol", "")
@@ -206,7 +211,7 @@ class Trading:
         if self.faults.take("reject"):
             self.fault_counts["reject"] += 1
             raise BinanceError(400, -2010, self.faults.reject_msg)
-        now = _wall_ms()
+        now = self.now_ms()
         order = SimOrder(
             symbol=market.symbol,
             order_id=next(self._order_ids),
@@ -249,7 +254,7 @@ class Trading:
         if order.side == "SELL" and qty is not None:
             qty = min(qty, account.free(base_asset))
         raw = market.take_liquidity(order.side, base_qty=qty, quote_qty=quote) if (qty or quote) else []
-        now = _wall_ms()
+        now = self.now_ms()
         executed = cum = Decimal(0)
         for i, (price, q) in enumerate(raw):
             if order.side == "BUY" and price * q > account.free(quote_asset):
@@ -300,7 +305,7 @@ class Trading:
         if not order.is_open:
             raise BinanceError(400, -2011, "Unknown order sent.")
         order.status = "CANCELED"
-        order.update_time = _wall_ms()
+        order.update_time = self.now_ms()
         self.streams.publish(order.api_key, order.execution_report("CANCELED", "CANCELED", order.update_time))
         return order
 
@@ -327,10 +332,6 @@ class Trading:
         }
 
 
-def _wall_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _error(e: BinanceError) -> web.Response:
     return web.json_response({"code": e.code, "msg": e.msg}, status=e.status, headers=e.headers)
 
@@ -348,6 +349,10 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
         try:
             account, params = await trading.authenticate(request)
             cid = params.get("newClientOrderId", "")
+            refusal = exchange.limits.order(account.api_key)
+            if refusal is not None:
+                headers = {"Retry-After": str(refusal.retry_after_s)}
+                raise BinanceError(refusal.status, refusal.code, refusal.msg, headers)
             f = trading.faults
             if f.take("rate_limit"):
                 trading.fault_counts["rate_limit"] += 1
@@ -367,9 +372,9 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
                 )
             order = trading.place(account, params)
         except BinanceError as e:
-            trading.requests.append((_wall_ms(), cid, str(e.code)))
+            trading.requests.append((trading.now_ms(), cid, str(e.code)))
             return _error(e)
-        trading.requests.append((_wall_ms(), cid, "accepted"))
+        trading.requests.append((trading.now_ms(), cid, "accepted"))
         if f.take("lose_response"):
             trading.fault_counts["lose_response"] += 1
             if request.transport is not None:
@@ -449,7 +454,7 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
                 "brokered": False,
                 "requireSelfTradePrevention": False,
                 "preventSor": False,
-                "updateTime": _wall_ms(),
+                "updateTime": trading.now_ms(),
                 "accountType": "SPOT",
                 "balances": balances,
                 "permissions": ["SPOT"],
