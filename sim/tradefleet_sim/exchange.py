@@ -49,6 +49,7 @@ from tradefleet_sim.market import SimMarket
 from tradefleet_sim.options import SimOptions
 from tradefleet_sim.ratelimit import MessageRate, RateLimits
 from tradefleet_sim.rules import START_PRICES, SymbolRules, generated_rules, recorded_rules
+from tradefleet_sim.tickers import run_tickers
 
 
 class SimExchange:
@@ -174,6 +175,7 @@ class SimExchange:
     async def start(self) -> None:
         for sym, gen in self.generators.items():
             self._spawn(self._generate(self.markets[sym], gen), f"sim-gen-{sym}")
+        self._spawn(run_tickers(self.markets, self.now_ms), "sim-tickers")
         if self.klines is not None:
             self._spawn(self.klines.run(), "sim-klines")
         if self.capture is not None:

@@ -31,7 +31,17 @@ from typing import Any
 
 from tradefleet_sim.generator import BookGenerator
 from tradefleet_sim.hub import Hub
-from tradefleet_sim.klines import INTERVAL_MS, Candle, KlineSeries, partial, ws_payload
+from tradefleet_sim.klines import (
+    INTERVAL_MS,
+    Candle,
+    KlineSeries,
+    bucket_end,
+    bucket_start,
+    derivable,
+    merge_group,
+    partial,
+    ws_payload,
+)
 from tradefleet_sim.market import SimMarket
 
 
@@ -95,7 +105,7 @@ class KlineReplay:
         self._running.clear()
 
     def on_subscribe(self, stream: str) -> None:
-        if stream == self.stream and not self.started:
+        if stream.startswith(f"{self.symbol.lower()}@kline_") and not self.started:
             self.start(forced=False)
 
     def holding(self) -> str | None:
@@ -109,9 +119,14 @@ class KlineReplay:
             return "paused"
         if self._stalled_until() > time.monotonic():
             return "stalled"
-        if not self.forced and not self.hub.has_subscribers(self.stream):
+        if not self.forced and not self._watched():
             return "unwatched"
         return None
+
+    def _watched(self) -> bool:
+        """Anyone on a kline stream of this symbol (the replayed interval or a derived one)."""
+        prefix = self.symbol.lower()
+        return any(self.hub.has_subscribers(f"{prefix}@kline_{i}") for i in INTERVAL_MS)
 
     async def _wait_until_free(self) -> bool:
         """Wait while `holding()`; True if it had to wait (the pacing schedule restarts)."""
@@ -194,11 +209,28 @@ class KlineReplay:
             self.market.apply(bids, asks)
 
     def _send(self, candle: Candle, *, closed: bool) -> None:
+        now = self.now_ms()
         self.hub.publish(
-            self.stream,
-            ws_payload(self.symbol, self.interval, candle, closed=closed, event_time=self.now_ms()),
+            self.stream, ws_payload(self.symbol, self.interval, candle, closed=closed, event_time=now)
         )
         self.frames_sent += 1
+        prefix = self.symbol.lower()
+        for interval in INTERVAL_MS:
+            stream = f"{prefix}@kline_{interval}"
+            if interval == self.interval or not self.hub.has_subscribers(stream):
+                continue
+            if not derivable(self.interval, interval):
+                continue
+            start = bucket_start(candle.open_time, interval)
+            end = bucket_end(start, interval)
+            group = [candle]
+            i = self.position - (2 if closed else 1)  # the closed candle before `candle`
+            while i >= 0 and self.candles[i].open_time >= start:
+                group.insert(0, self.candles[i])
+                i -= 1
+            merged = merge_group(group, start, end)
+            done = closed and candle.close_time >= end
+            self.hub.publish(stream, ws_payload(self.symbol, interval, merged, closed=done, event_time=now))
 
     def state(self) -> dict[str, Any]:
         return {

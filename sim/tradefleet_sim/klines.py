@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
@@ -206,3 +207,64 @@ def select(rows: list[Candle], *, start: int | None, end: int | None, limit: int
     if start is not None:
         return chosen[:limit]
     return chosen[-limit:]
+
+
+_MONDAY_MS = 4 * 86_400_000  # 1970-01-05, the first Monday: Binance's weeks open on Monday
+
+
+def bucket_start(t: int, interval: str) -> int:
+    """Open time of the `interval` candle holding instant `t` (UTC; months are calendar months)."""
+    if interval == "1M":
+        d = datetime.fromtimestamp(t / 1000, tz=UTC)
+        return int(datetime(d.year, d.month, 1, tzinfo=UTC).timestamp() * 1000)
+    size = INTERVAL_MS[interval]
+    if interval == "1w":
+        return t - (t - _MONDAY_MS) % size
+    return t - t % size
+
+
+def bucket_end(start: int, interval: str) -> int:
+    if interval == "1M":
+        d = datetime.fromtimestamp(start / 1000, tz=UTC)
+        nxt = datetime(d.year + d.month // 12, d.month % 12 + 1, 1, tzinfo=UTC)
+        return int(nxt.timestamp() * 1000) - 1
+    return start + INTERVAL_MS[interval] - 1
+
+
+def derivable(base: str, target: str) -> bool:
+    """Whether `target` candles are whole groups of `base` ones (1M from anything up to 1d)."""
+    if target == "1M":
+        return INTERVAL_MS[base] <= 86_400_000
+    return INTERVAL_MS[target] >= INTERVAL_MS[base] and INTERVAL_MS[target] % INTERVAL_MS[base] == 0
+
+
+def merge_group(group: list[Candle], start: int, end: int) -> Candle:
+    return Candle(
+        open_time=start,
+        close_time=end,
+        open=group[0].open,
+        high=max(c.high for c in group),
+        low=min(c.low for c in group),
+        close=group[-1].close,
+        volume=sum((c.volume for c in group), Decimal(0)),
+        trades=sum(c.trades for c in group),
+        first_trade_id=group[0].first_trade_id,
+    )
+
+
+def aggregate(rows: list[Candle], interval: str) -> list[Candle]:
+    """Group base candles (oldest first) into `interval` candles: open of the first, close of the
+    last, extremes and sums over the group. The last group may be incomplete (the open candle)."""
+    out: list[Candle] = []
+    group: list[Candle] = []
+    start = None
+    for c in rows:
+        b = bucket_start(c.open_time, interval)
+        if start is not None and b != start:
+            out.append(merge_group(group, start, bucket_end(start, interval)))
+            group = []
+        start = b
+        group.append(c)
+    if group and start is not None:
+        out.append(merge_group(group, start, bucket_end(start, interval)))
+    return out

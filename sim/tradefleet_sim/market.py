@@ -30,6 +30,7 @@ from typing import Any, Literal
 from tradefleet_sim.book import Book, Level, Side, fmt, wire_levels
 from tradefleet_sim.hub import Hub
 from tradefleet_sim.rules import SymbolRules
+from tradefleet_sim.tickers import Trade, TradeTape
 
 Source = Literal["generated", "capture"]
 DIFF_STREAMS = ("depth@100ms", "depth", "depth@1000ms")
@@ -49,6 +50,7 @@ class SimMarket:
         self.clock = clock
         self.trade_id = 0
         self.agg_id = 0
+        self.tape = TradeTape()  # public trades, for trades/aggTrades/tickers
         self.gap_pending = 0  # diffs to apply without sending (fault)
         self.diffs_sent = 0
         self.diffs_withheld = 0
@@ -154,7 +156,8 @@ class SimMarket:
     def publish_trade(self, price: Decimal, qty: Decimal, *, buyer_is_maker: bool) -> None:
         now = self.clock()
         self.trade_id += 1
-        self.agg_id += 1
+        self.agg_id = self.trade_id  # one trade per aggregate: `a` equals `t`
+        self.tape.add(Trade(self.trade_id, price, qty, now, buyer_is_maker))
         p = self.stream_prefix
         if self.hub.has_subscribers(f"{p}@trade"):
             self.hub.publish(

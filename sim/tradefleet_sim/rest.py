@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from tradefleet_sim.klines import INTERVAL_MS, KlineWindowError, rest_row, select
+from tradefleet_sim.klines import INTERVAL_MS, KlineWindowError, aggregate, derivable, rest_row, select
 from tradefleet_sim.ratelimit import ORDER_PATHS, Refusal, weight_for
 from tradefleet_sim.streams import EXCHANGE
 
@@ -58,7 +58,7 @@ def _int_param(request: web.Request, name: str, *, required: bool = False) -> in
 
 
 def _market_symbol(request: web.Request) -> str:
-    symbol = request.query.get("symbol")
+    symbol = request.query.get("symbol", "").upper()  # Binance accepts `btcusdt` too
     if not symbol:
         raise BinanceError(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
     if symbol not in request.app[EXCHANGE].markets:
@@ -92,10 +92,15 @@ async def klines(request: web.Request) -> web.Response:
     if limit < 1:
         raise BinanceError(-1130, "Data sent for parameter 'limit' is not valid.")
     replay = request.app[EXCHANGE].klines
-    if replay is None or replay.symbol != symbol or replay.interval != interval:
+    if replay is None or replay.symbol != symbol:
         return web.json_response([])  # a valid request for a series this simulator does not hold
+    rows = replay.rows()
+    if interval != replay.interval:
+        if not derivable(replay.interval, interval):
+            return web.json_response([])  # finer than the replayed candles: nothing to derive from
+        rows = aggregate(rows, interval)
     try:
-        rows = select(replay.rows(), start=start, end=end, limit=min(limit, 1000))
+        rows = select(rows, start=start, end=end, limit=min(limit, 1000))
     except KlineWindowError as e:
         raise BinanceError(e.code, str(e)) from e
     return web.json_response([rest_row(c) for c in rows])
@@ -206,6 +211,7 @@ async def _plain(request: web.Request, handler: Handler) -> web.StreamResponse:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v3/depth", depth)
     app.router.add_get("/api/v3/klines", klines)
+    app.router.add_get("/api/v3/uiKlines", klines)
     app.router.add_get("/api/v3/exchangeInfo", exchange_info)
     app.router.add_get("/api/v3/time", server_time)
     app.router.add_get("/api/v3/ping", ping)

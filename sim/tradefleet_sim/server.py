@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tradefleet_sim import control, rest, streams
+from tradefleet_sim import control, market_rest, rest, streams
 from tradefleet_sim.exchange import SimExchange
 from tradefleet_sim.streams import EXCHANGE
 
@@ -30,6 +30,7 @@ def build_app(exchange: SimExchange) -> web.Application:
     app = web.Application(middlewares=[rest.binance_edge])
     app[EXCHANGE] = exchange
     rest.add_routes(app)
+    market_rest.add_routes(app)
     streams.add_routes(app)
     control.add_routes(app)
     # The orders engineer's module is optional: a market-data-only simulator still works.

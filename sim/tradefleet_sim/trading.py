@@ -99,7 +99,6 @@ class Trading:
         # Every order request as (wall ms, client order id, outcome): lets tests check pacing.
         self.requests: list[tuple[int, str, str]] = []
         self._order_ids = itertools.count(1000)
-        self._trade_ids = itertools.count(5000)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- signed request plumbing -----------------------------------------------------------------
@@ -121,6 +120,8 @@ class Trading:
                     kept.append(pair)
             payload += "&".join(kept)
         params = dict(parse_qsl(request.query_string)) | dict(parse_qsl(body))
+        if "symbol" in params:
+            params["symbol"] = params["symbol"].upper()  # Binance accepts `btcusdt` too
         if signature is None:
             raise BinanceError(
                 400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed."
@@ -154,6 +155,10 @@ class Trading:
     # -- orders ----------------------------------------------------------------------------------
     def find(self, account: Account, params: dict[str, str]) -> SimOrder:
         cid, oid = params.get("origClientOrderId"), params.get("orderId")
+        if not cid and not oid:
+            raise BinanceError(
+                400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!"
+            )
         candidates = (
             self.by_client_id.get(cid, []) if cid else [o for o in self.orders if str(o.order_id) == oid]
         )
@@ -163,6 +168,15 @@ class Trading:
         return mine[-1]
 
     def place(self, account: Account, params: dict[str, str]) -> SimOrder:
+        order = self._place(account, params, dry_run=False)
+        assert order is not None
+        return order
+
+    def validate(self, account: Account, params: dict[str, str]) -> None:
+        """Every check `place` makes, placing nothing (`POST /api/v3/order/test`)."""
+        self._place(account, params, dry_run=True)
+
+    def _place(self, account: Account, params: dict[str, str], *, dry_run: bool) -> SimOrder | None:
         market = self.market(params)
         rules = market.rules
         side, type_ = params.get("side", ""), params.get("type", "")
@@ -208,6 +222,8 @@ class Trading:
             )
         if need > account.free(asset):
             raise BinanceError(400, -2010, "Account has insufficient balance for requested action.")
+        if dry_run:
+            return None
         if self.faults.take("reject"):
             self.fault_counts["reject"] += 1
             raise BinanceError(400, -2010, self.faults.reject_msg)
@@ -226,7 +242,7 @@ class Trading:
         )
         self.orders.append(order)
         self.by_client_id.setdefault(cid, []).append(order)
-        self.streams.publish(account.api_key, order.execution_report("NEW", "NEW", now))
+        self.user_event(account.api_key, order.execution_report("NEW", "NEW", now))
         if self.faults.delay_fill_ms > 0:
             self._spawn(self._fill_later(order, account, market, qty, quote, self.faults.delay_fill_ms))
         else:
@@ -256,6 +272,7 @@ class Trading:
         raw = market.take_liquidity(order.side, base_qty=qty, quote_qty=quote) if (qty or quote) else []
         now = self.now_ms()
         executed = cum = Decimal(0)
+        first_trade_id = market.trade_id - len(raw) + 1  # the public @trade ids of these fills
         for i, (price, q) in enumerate(raw):
             if order.side == "BUY" and price * q > account.free(quote_asset):
                 break
@@ -272,7 +289,7 @@ class Trading:
                 qty=q,
                 commission=fee,
                 commission_asset=fee_asset,
-                trade_id=next(self._trade_ids),
+                trade_id=first_trade_id + i,
                 time=now,
             )
             order.fills.append(f)
@@ -282,13 +299,14 @@ class Trading:
             complete = self._complete(order, qty, quote, market)
             order.status = "FILLED" if last and complete else "PARTIALLY_FILLED"
             order.update_time = now
-            self.streams.publish(
+            self.user_event(
                 order.api_key, order.execution_report("TRADE", order.status, now, f, executed, cum)
             )
+            self.user_event(order.api_key, account_position(account, (base_asset, quote_asset), now))
         if order.status != "FILLED":
             order.status = "EXPIRED"
             order.update_time = now
-            self.streams.publish(order.api_key, order.execution_report("EXPIRED", "EXPIRED", now))
+            self.user_event(order.api_key, order.execution_report("EXPIRED", "EXPIRED", now))
 
     @staticmethod
     def _complete(order: SimOrder, qty: Decimal | None, quote: Decimal | None, market: Any) -> bool:
@@ -301,13 +319,25 @@ class Trading:
         return left <= 0 or (bool(best) and left / best[0][0] < market.rules.step_size)
 
     def cancel(self, account: Account, params: dict[str, str]) -> SimOrder:
-        order = self.find(account, params)
+        try:
+            order = self.find(account, params)
+        except BinanceError:
+            raise BinanceError(400, -2011, "Unknown order sent.") from None
         if not order.is_open:
             raise BinanceError(400, -2011, "Unknown order sent.")
         order.status = "CANCELED"
         order.update_time = self.now_ms()
-        self.streams.publish(order.api_key, order.execution_report("CANCELED", "CANCELED", order.update_time))
+        self.user_event(order.api_key, order.execution_report("CANCELED", "CANCELED", order.update_time))
         return order
+
+    def user_event(self, api_key: str, event: dict[str, Any]) -> None:
+        """One user data event to the account's WebSocket API subscriptions and listenKey streams."""
+        self.streams.publish(api_key, event)
+        if self.streams.mute:
+            return
+        for listen_key, key in list(self.exchange.listen_keys.items()):
+            if key == api_key:
+                self.exchange.hub.publish(listen_key, event)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -330,6 +360,16 @@ class Trading:
             "accounts": self.accounts.describe(),
             "user_streams": self.streams.describe(),
         }
+
+
+def account_position(account: Account, assets: tuple[str, ...], now: int) -> dict[str, Any]:
+    """`outboundAccountPosition`: the balances an event changed (nothing is ever locked here)."""
+    return {
+        "e": "outboundAccountPosition",
+        "E": now,
+        "u": now,
+        "B": [{"a": a, "f": f"{account.free(a):.8f}", "l": "0.00000000"} for a in assets],
+    }
 
 
 def _error(e: BinanceError) -> web.Response:
@@ -462,23 +502,6 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
             }
         )
 
-    async def my_trades(request: web.Request) -> web.Response:
-        try:
-            account, params = await trading.authenticate(request)
-            trading.market(params)
-        except BinanceError as e:
-            return _error(e)
-        oid = params.get("orderId")
-        rows = [
-            o.trade_json(f)
-            for o in trading.orders
-            if o.api_key == account.api_key
-            and o.symbol == params["symbol"]
-            and (oid is None or str(o.order_id) == oid)
-            for f in o.fills
-        ]
-        return web.json_response(rows[-int(params.get("limit", "500")) :])
-
     async def sim_orders(request: web.Request) -> web.Response:
         return web.json_response(trading.describe())
 
@@ -516,9 +539,11 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
     app.router.add_delete("/api/v3/order", cancel_order)
     app.router.add_get("/api/v3/openOrders", open_orders)
     app.router.add_get("/api/v3/account", account_info)
-    app.router.add_get("/api/v3/myTrades", my_trades)
     app.router.add_get("/ws-api/v3", trading.streams.handle)
     app.router.add_get("/sim/orders", sim_orders)
     app.router.add_post("/sim/orders/faults", sim_faults)
     app.router.add_post("/sim/accounts", sim_accounts)
+    from tradefleet_sim import account_rest  # it builds on this module's Trading and errors
+
+    account_rest.add_routes(app, trading)
     return trading
