@@ -246,7 +246,7 @@ class Trading:
         if self.faults.delay_fill_ms > 0:
             self._spawn(self._fill_later(order, account, market, qty, quote, self.faults.delay_fill_ms))
         else:
-            self.fill(order, account, market, qty, quote)
+            self.fill(order, account, market, qty, quote, at=now)
         return order
 
     async def _fill_later(
@@ -263,14 +263,21 @@ class Trading:
             self.fill(order, account, market, qty, quote)
 
     def fill(
-        self, order: SimOrder, account: Account, market: Any, qty: Decimal | None, quote: Decimal | None
+        self,
+        order: SimOrder,
+        account: Account,
+        market: Any,
+        qty: Decimal | None,
+        quote: Decimal | None,
+        at: int | None = None,
     ) -> None:
+        """Match a MARKET order; an immediate fill is stamped with the order's transactTime `at`."""
         base_asset, quote_asset = market.rules.base, market.rules.quote
         # Never take more than the account holds (the book may have moved since the balance check).
         if order.side == "SELL" and qty is not None:
             qty = min(qty, account.free(base_asset))
         raw = market.take_liquidity(order.side, base_qty=qty, quote_qty=quote) if (qty or quote) else []
-        now = self.now_ms()
+        now = self.now_ms() if at is None else at
         executed = cum = Decimal(0)
         first_trade_id = market.trade_id - len(raw) + 1  # the public @trade ids of these fills
         for i, (price, q) in enumerate(raw):
