@@ -6,6 +6,8 @@ checks comes from one clock."""
 from __future__ import annotations
 
 import asyncio
+import inspect
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,15 +26,39 @@ def skew_s(server_ms: int) -> float:
     return abs(server_ms - time.time() * 1000) / 1000
 
 
-async def wait_for(check: Callable[[], Awaitable[bool] | bool], what: str, timeout: float = 20.0) -> None:
+async def wait_for(check: Callable[[], Awaitable[Any] | Any], what: str, timeout: float = 20.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         result = check()
-        if not isinstance(result, bool):
+        if inspect.isawaitable(result):
             result = await result
         if result:
             return
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+class ThreadedSim:
+    """A simulator on its own event loop in a background thread, for clients that block their
+    caller's loop with synchronous HTTP while they start (cryptofeed's symbol and listenKey loads)."""
+
+    def __init__(self, clock: Any = None, tls: Any = None, **options: Any) -> None:
+        from tests.plugins.sim import TEST_DEFAULTS
+        from tradefleet_sim.exchange import SimExchange
+        from tradefleet_sim.options import SimOptions
+        from tradefleet_sim.server import SimServer
+
+        opts = SimOptions.from_mapping({**TEST_DEFAULTS, **options})
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="threaded-sim", daemon=True)
+        self.thread.start()
+        self.server = SimServer(SimExchange(opts, clock=clock), port=0, tls=tls)
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(30)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
