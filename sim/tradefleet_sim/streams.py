@@ -16,6 +16,7 @@ stalls and drops live in `hub.py`. It refuses stream names that are not lower-ca
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -64,7 +65,13 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
                 if not limiter.allow():
-                    # Binance: more than 5 incoming messages a second disconnects the client.
+                    # Binance: more than 5 incoming messages a second disconnects the client. The
+                    # answers already queued go first (bounded wait), then the close frame.
+                    for _ in range(100):
+                        if client.queue.empty():
+                            break
+                        await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.05)  # the writer's last send in flight
                     await ws.close(code=1008, message=b"too many messages")
                     break
                 reply = handle_command(exchange, client, msg.data)
