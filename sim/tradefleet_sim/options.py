@@ -52,7 +52,11 @@ class SimOptions:
     """Inject a random fault every this many seconds."""
     seed: int = 7
     ping_interval: float = 20.0
-    """Server websocket ping period, like Binance's 20 s; the connection closes without pongs."""
+    """Server websocket ping period, like Binance's 20 s."""
+    pong_timeout: float = 60.0
+    """Close (1008) a market-data connection that sent no pong for this long (Binance: a minute)."""
+    max_connection_s: float | None = None
+    """Close (1001) every market-data connection at this age; 86400 is Binance's 24-hour cut."""
     send_queue: int = 100_000
     """Frames buffered per websocket client before a slow client is disconnected."""
     weight_limit: int = 6000

@@ -8,7 +8,9 @@
   `LIST_SUBSCRIPTIONS` -> `{"result":[...],"id":N}`, `SET_PROPERTY`/`GET_PROPERTY` `combined`.
   Bad requests get Binance's `{"error":{"code":N,"msg":...},"id":...}` and the connection lives.
 - Combined (`/stream?streams=a/b`): frames wrapped as `{"stream":...,"data":...}`.
-- The server pings every `ping_interval` seconds and drops a client that does not pong.
+- The server pings every `ping_interval` seconds and closes (1008) a connection that sent no pong
+  for `pong_timeout` (a minute, as Binance documents); `max_connection_s` closes (1001) at that
+  age, like Binance's 24-hour cut (`keepalive.py`). Client pings are answered.
 
 This module only speaks the protocol; what is published lives in the producers, and ordering,
 stalls and drops live in `hub.py`. It refuses stream names that are not lower-case Binance names.
@@ -25,6 +27,7 @@ from aiohttp import WSMsgType, web
 
 from tradefleet_sim.exchange import SimExchange
 from tradefleet_sim.hub import Client, dumps
+from tradefleet_sim.keepalive import KeepAlive
 from tradefleet_sim.klines import INTERVAL_MS
 
 EXCHANGE: web.AppKey[SimExchange] = web.AppKey("exchange", SimExchange)
@@ -49,8 +52,12 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
         names = request.query.get("streams", "").split("/")
     else:
         names = request.match_info.get("tail", "").split("/")
-    ws = web.WebSocketResponse(heartbeat=exchange.options.ping_interval, max_msg_size=1 << 20)
+    ws = web.WebSocketResponse(autoping=False, max_msg_size=1 << 20)
     await ws.prepare(request)
+    opts = exchange.options
+    alive = KeepAlive(
+        ws, ping_interval=opts.ping_interval, pong_timeout=opts.pong_timeout, max_age=opts.max_connection_s
+    )
     bad = [n for n in names if not valid_stream(n, exchange.listen_keys) and not _IGNORED_PATH.match(n)]
     if bad:
         await ws.send_str(dumps(_error(2, f"Invalid request: unknown stream name(s) {bad}", None)))
@@ -61,9 +68,14 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
     hub.add(client)
     hub.subscribe(client, [n for n in names if valid_stream(n, exchange.listen_keys)])
     limiter = exchange.ws_message_limiter()
+    pinger = asyncio.create_task(alive.run(), name=f"sim-ws-ping-{client.id}")
     try:
         async for msg in ws:
-            if msg.type == WSMsgType.TEXT:
+            if msg.type == WSMsgType.PING:
+                await ws.pong(msg.data)
+            elif msg.type == WSMsgType.PONG:
+                alive.pong()
+            elif msg.type == WSMsgType.TEXT:
                 if not limiter.allow():
                     # Binance: more than 5 incoming messages a second disconnects the client. The
                     # answers already queued go first (bounded wait), then the close frame.
@@ -80,6 +92,7 @@ async def ws_handler(request: web.Request) -> web.WebSocketResponse:
             elif msg.type == WSMsgType.ERROR:
                 break
     finally:
+        pinger.cancel()
         await hub.remove(client)
     return ws
 
