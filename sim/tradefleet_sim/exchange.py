@@ -245,7 +245,7 @@ class SimExchange:
                 top = market.best_bid() if side_bid else market.best_ask()
                 if top is not None:
                     qty = min(top[1], gen.qty(400.0))
-                    market.publish_trade(top[0], qty, buyer_is_maker=side_bid)
+                    market.flow_trade(top[0], qty, buyer_is_maker=side_bid)
 
     # -- introspection -----------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

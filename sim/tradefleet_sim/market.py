@@ -51,6 +51,11 @@ class SimMarket:
         self.trade_id = 0
         self.agg_id = 0
         self.tape = TradeTape()  # public trades, for trades/aggTrades/tickers
+        # Hooks of the resting-order matcher (`orders_limit.py`): a generated trade first fills
+        # resting orders it reaches (returns the quantity left), and every book change is checked
+        # for levels that cross a resting order.
+        self.on_flow_trade: Callable[[Decimal, Decimal, bool], Decimal] | None = None
+        self.on_change: Callable[[], None] | None = None
         self.gap_pending = 0  # diffs to apply without sending (fault)
         self.diffs_sent = 0
         self.diffs_withheld = 0
@@ -105,6 +110,8 @@ class SimMarket:
         if self.gap_pending > 0:
             self.gap_pending -= 1
             self.diffs_withheld += 1
+            if self.on_change is not None:
+                self.on_change()
             return
         if payload is None and (self._has_depth_subscribers()):
             payload = {
@@ -125,6 +132,8 @@ class SimMarket:
         self._publish_partial_depth()
         if self.source == "generated":  # a capture carries its own recorded bookTicker frames
             self.publish_book_ticker()
+        if self.on_change is not None:
+            self.on_change()
 
     def _publish_partial_depth(self) -> None:
         """`<symbol>@depth<5|10|20>[@100ms]`: the top levels after each diff, REST-shaped."""
@@ -152,6 +161,12 @@ class SimMarket:
             stream,
             {"u": self.update_id, "s": self.symbol, "b": fmt(bp), "B": fmt(bq), "a": fmt(ap), "A": fmt(aq)},
         )
+
+    def flow_trade(self, price: Decimal, qty: Decimal, *, buyer_is_maker: bool) -> None:
+        """A trade of the simulated market's own flow: resting user orders it reaches fill first."""
+        left = self.on_flow_trade(price, qty, buyer_is_maker) if self.on_flow_trade is not None else qty
+        if left > 0:
+            self.publish_trade(price, left, buyer_is_maker=buyer_is_maker)
 
     def publish_trade(self, price: Decimal, qty: Decimal, *, buyer_is_maker: bool) -> None:
         now = self.clock()

@@ -31,6 +31,7 @@ class SimFill:
     commission_asset: str
     trade_id: int
     time: int
+    is_maker: bool = False
 
 
 @dataclass
@@ -48,6 +49,8 @@ class SimOrder:
     update_time: int = 0
     fills: list[SimFill] = field(default_factory=list)
     reject_reason: str = "NONE"
+    price: Decimal = ZERO  # LIMIT / LIMIT_MAKER
+    time_in_force: str = "GTC"
 
     @property
     def executed_qty(self) -> Decimal:
@@ -68,12 +71,12 @@ class SimOrder:
             "orderId": self.order_id,
             "orderListId": -1,
             "clientOrderId": self.client_order_id,
-            "price": fmt(ZERO),
+            "price": fmt(self.price),
             "origQty": fmt(self.orig_qty),
             "executedQty": fmt(self.executed_qty),
             "cummulativeQuoteQty": fmt(self.cum_quote),
             "status": self.status,
-            "timeInForce": "GTC",
+            "timeInForce": self.time_in_force,
             "type": self.type,
             "side": self.side,
             "stopPrice": fmt(ZERO),
@@ -128,7 +131,7 @@ class SimOrder:
             "commissionAsset": f.commission_asset,
             "time": f.time,
             "isBuyer": self.side == "BUY",
-            "isMaker": False,
+            "isMaker": f.is_maker,
             "isBestMatch": True,
         }
 
@@ -149,9 +152,9 @@ class SimOrder:
             "c": self.client_order_id,
             "S": self.side,
             "o": self.type,
-            "f": "GTC",
+            "f": self.time_in_force,
             "q": fmt(self.orig_qty),
-            "p": fmt(ZERO),
+            "p": fmt(self.price),
             "P": fmt(ZERO),
             "F": fmt(ZERO),
             "g": -1,
@@ -170,7 +173,7 @@ class SimOrder:
             "v": 0,
             "I": self.order_id * 2,
             "w": exec_type == "NEW",
-            "m": False,
+            "m": bool(fill and fill.is_maker),
             "M": False,
             "O": self.time,
             "Z": fmt(self.cum_quote if cum_quote is None else cum_quote),

@@ -27,8 +27,9 @@ longer be accepted" true here as on Binance. Market orders fill through the mark
 
 Errors carry Binance's codes: -1013 filter failures (LOT_SIZE, NOTIONAL), -2010 duplicate open
 client id ("Duplicate order sent.") and insufficient balance, -2013 unknown order, -1121 bad symbol,
--1102 missing/ambiguous amounts, -1022 bad signature, -2015 unknown key. What it refuses: LIMIT and
-other order types (-1116 in the sim; the bots only send MARKET), margin, OCO.
+-1102 missing/ambiguous amounts, -1022 bad signature, -2015 unknown key. LIMIT (GTC/IOC/FOK) and
+LIMIT_MAKER orders rest and match in `orders_limit.py`. What it refuses: stop orders (-1116),
+margin, OCO.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from aiohttp import web
 
 from tradefleet_sim.accounts import Account, Accounts
 from tradefleet_sim.matching import SimFill, SimOrder, commission_for, is_step_multiple
+from tradefleet_sim.orders_limit import LIMIT_TYPES, LimitError, LimitOrders, limit_params
 from tradefleet_sim.userdata import UserStreams
 
 TAKER_FEE = Decimal("0.001")
@@ -99,6 +101,11 @@ class Trading:
         # Every order request as (wall ms, client order id, outcome): lets tests check pacing.
         self.requests: list[tuple[int, str, str]] = []
         self._order_ids = itertools.count(1000)
+        self.limit = LimitOrders(
+            account_of=self.accounts.get, report=self._report, now_ms=self.now_ms, taker_fee=fee_rate
+        )
+        for market in getattr(exchange, "markets", {}).values():
+            self.limit.attach(market)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- signed request plumbing -----------------------------------------------------------------
@@ -184,7 +191,15 @@ class Trading:
             raise BinanceError(
                 400, -1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed."
             )
-        if type_ != "MARKET":
+        price, tif = Decimal(0), "GTC"
+        if type_ in LIMIT_TYPES:
+            try:
+                price, _, tif = limit_params(params, rules, type_)
+            except LimitError as e:
+                raise BinanceError(400, e.code, e.msg) from None
+            if type_ == "LIMIT_MAKER" and self.limit.would_take(market, side, price) > 0:
+                raise BinanceError(400, -2010, "Order would immediately match and take.")
+        elif type_ != "MARKET":
             raise BinanceError(400, -1116, "Invalid orderType.")
         cid = params.get("newClientOrderId") or f"sim-{next(self._order_ids)}"
         self.client_ids_seen[cid] += 1
@@ -207,7 +222,7 @@ class Trading:
         ):
             raise BinanceError(400, -1013, "Filter failure: LOT_SIZE")
         best = market.levels(side, 1)
-        ref_price = best[0][0] if best else None
+        ref_price = price if type_ in LIMIT_TYPES else (best[0][0] if best else None)
         notional = (
             quote if quote is not None else (qty * ref_price if qty is not None and ref_price else None)
         )
@@ -239,11 +254,17 @@ class Trading:
             api_key=account.api_key,
             time=now,
             update_time=now,
+            price=price,
+            time_in_force=tif,
         )
         self.orders.append(order)
         self.by_client_id.setdefault(cid, []).append(order)
+        if type_ in LIMIT_TYPES:
+            self.limit.lock_for(order, account, rules)
         self.user_event(account.api_key, order.execution_report("NEW", "NEW", now))
-        if self.faults.delay_fill_ms > 0:
+        if type_ in LIMIT_TYPES:
+            self.limit.arrive(order, account, market)
+        elif self.faults.delay_fill_ms > 0:
             self._spawn(self._fill_later(order, account, market, qty, quote, self.faults.delay_fill_ms))
         else:
             self.fill(order, account, market, qty, quote, at=now)
@@ -332,10 +353,21 @@ class Trading:
             raise BinanceError(400, -2011, "Unknown order sent.") from None
         if not order.is_open:
             raise BinanceError(400, -2011, "Unknown order sent.")
+        if order.type in LIMIT_TYPES:
+            self.limit.finish(order, account, self.market(params), "CANCELED", self.now_ms())
+            return order
         order.status = "CANCELED"
         order.update_time = self.now_ms()
         self.user_event(order.api_key, order.execution_report("CANCELED", "CANCELED", order.update_time))
         return order
+
+    def _report(
+        self, order: SimOrder, account: Account, exec_type: str, status: str, now: int, fill: SimFill | None
+    ) -> None:
+        self.user_event(order.api_key, order.execution_report(exec_type, status, now, fill))
+        if fill is not None or exec_type in ("CANCELED", "EXPIRED"):
+            rules = self.exchange.markets[order.symbol].rules
+            self.user_event(order.api_key, account_position(account, (rules.base, rules.quote), now))
 
     def user_event(self, api_key: str, event: dict[str, Any]) -> None:
         """One user data event to the account's WebSocket API subscriptions and listenKey streams."""
@@ -375,7 +407,7 @@ def account_position(account: Account, assets: tuple[str, ...], now: int) -> dic
         "e": "outboundAccountPosition",
         "E": now,
         "u": now,
-        "B": [{"a": a, "f": f"{account.free(a):.8f}", "l": "0.00000000"} for a in assets],
+        "B": [{"a": a, "f": f"{account.free(a):.8f}", "l": f"{account.held(a):.8f}"} for a in assets],
     }
 
 
@@ -481,7 +513,8 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
         except BinanceError as e:
             return _error(e)
         balances = [
-            {"asset": a, "free": f"{v:.8f}", "locked": "0.00000000"} for a, v in account.balances.items()
+            {"asset": a, "free": f"{v:.8f}", "locked": f"{account.held(a):.8f}"}
+            for a, v in account.balances.items()
         ]
         return web.json_response(
             {
