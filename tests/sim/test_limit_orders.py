@@ -97,7 +97,7 @@ async def test_book_moving_through_a_resting_order_fills_it(sim: Any, ex: Any) -
 async def test_limit_errors_carry_binance_codes(sim: Any, ex: Any) -> None:
     with pytest.raises(ccxt.InsufficientFunds):
         await ex.create_order(SYMBOL, "limit", "buy", 10, 49000.00)
-    with pytest.raises(ccxt.ExchangeError, match="-1116|orderType"):
+    with pytest.raises(ccxt.ExchangeError, match=r"-1116|orderType"):
         await ex.create_order(
             SYMBOL, "STOP_LOSS_LIMIT", "sell", 0.01, 49000.00, {"stopPrice": "49500", "timeInForce": "GTC"}
         )
