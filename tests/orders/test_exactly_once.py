@@ -120,6 +120,7 @@ async def test_delayed_fill_with_silent_stream_is_found_by_rest_reconciliation(s
         return o is not None and o.fee > 0
 
     await until(fee_stored, what="fee from myTrades")
+    order = await _final(store, cid)
     assert all(u.source != "stream" for u in await store.order_updates(cid))
     await until(lambda: m.position.qty == order.filled_qty - order.fee, what="position from REST")
     assert (await sim_orders(sim))["duplicates"] == 0
