@@ -154,3 +154,17 @@ async def test_common_mistakes_raise_client_error(sim: Any, make_sim: Any) -> No
     assert await code(c.renew_listen_key, "no-such-key") == -1125
     testnet_2018 = await make_sim(clock=clock_2018(), **SIM_OPTIONS)
     assert await code(spot(testnet_2018).account) == -1021  # a local clock far from the server's
+
+
+async def test_limit_order_rests_then_is_cancelled_and_cancel_all(sim: Any) -> None:
+    c = spot(sim)
+    bid = sim.exchange.markets[SYMBOL].best_bid()
+    assert bid is not None
+    price = str(bid[0] - 200)
+    first = await call(c.new_order, SYMBOL, "BUY", "LIMIT", quantity="0.01", price=price, timeInForce="GTC")
+    second = await call(c.new_order, SYMBOL, "BUY", "LIMIT_MAKER", quantity="0.01", price=price)
+    assert first["status"] == second["status"] == "NEW"
+    assert (await call(c.cancel_order, SYMBOL, orderId=first["orderId"]))["status"] == "CANCELED"
+    rest = await call(c.cancel_open_orders, SYMBOL)
+    assert [o["orderId"] for o in rest] == [second["orderId"]]
+    assert await call(c.get_open_orders, SYMBOL) == []

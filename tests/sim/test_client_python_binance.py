@@ -162,3 +162,24 @@ async def test_common_mistakes_raise_binance_api_exceptions(sim: Any, client: An
         assert await code(wrong.get_account()) == -1022
     finally:
         await wrong.close_connection()
+
+
+async def test_limit_orders_rest_fill_partially_and_cancel(sim: Any, client: Any) -> None:
+    await sim.exchange.stop()  # hold the book still so the test knows what the IOC meets
+    market = sim.exchange.markets[SYMBOL]
+    bid, ask = market.best_bid(), market.best_ask()
+    assert bid is not None and ask is not None
+    resting = await client.order_limit_buy(symbol=SYMBOL, quantity="0.01", price=str(bid[0] - 100))
+    assert resting["status"] == "NEW" and resting["timeInForce"] == "GTC"
+    account = await client.get_account()
+    usdt = next(b for b in account["balances"] if b["asset"] == "USDT")
+    assert Decimal(usdt["locked"]) == Decimal("0.01") * (bid[0] - 100)
+    assert [o["orderId"] for o in await client.get_open_orders(symbol=SYMBOL)] == [resting["orderId"]]
+    cancelled = await client.cancel_order(symbol=SYMBOL, orderId=resting["orderId"])
+    assert cancelled["status"] == "CANCELED"
+    # IOC at the best ask for more than that level holds: part fills, the rest expires.
+    ioc = await client.order_limit_buy(
+        symbol=SYMBOL, quantity=str(ask[1] * 2), price=str(ask[0]), timeInForce="IOC"
+    )
+    assert ioc["status"] == "EXPIRED" and Decimal(ioc["executedQty"]) == ask[1]
+    assert [Decimal(f["price"]) for f in ioc["fills"]] == [ask[0]]
