@@ -2,7 +2,8 @@
 
 - `GET /api/v3/myTrades` with `orderId`, `fromId`, `startTime`/`endTime` (at most 24 h apart) and
   `limit`, by Binance's rules; `GET /api/v3/allOrders` (`orderId`, `startTime`, `endTime`, `limit`).
-- `POST /api/v3/order/test` (every check of a real order, nothing placed; `computeCommissionRates`),
+- `POST /api/v3/order/cancelReplace` (STOP_ON_FAILURE / ALLOW_FAILURE, Binance's -2021/-2022 bodies),
+  `POST /api/v3/order/test` (every check of a real order, nothing placed; `computeCommissionRates`),
   `DELETE /api/v3/openOrders` (cancel all of a symbol), `GET /api/v3/rateLimit/order`,
   `GET /api/v3/account/commission`.
 - `POST/PUT/DELETE /api/v3/userDataStream`: the listenKey flow (API key only, no signature); a
@@ -278,6 +279,63 @@ def add_routes(app: web.Application, trading: Trading) -> None:
         )
         return web.json_response({"ok": True, "free": str(account.free(asset))})
 
+    async def cancel_replace(request: web.Request) -> web.Response:
+        """Cancel an order and place a new one in one request (`cancelReplaceMode`
+        STOP_ON_FAILURE: no new order if the cancel fails; ALLOW_FAILURE: place it anyway)."""
+        try:
+            account, params = await trading.authenticate(request)
+            trading.market(params)
+            mode = params.get("cancelReplaceMode", "")
+            if mode not in ("STOP_ON_FAILURE", "ALLOW_FAILURE"):
+                raise BinanceError(
+                    400,
+                    -1102,
+                    "Mandatory parameter 'cancelReplaceMode' was not sent, was empty/null, or malformed.",
+                )
+        except BinanceError as e:
+            return _error(e)
+        target = {
+            "symbol": params["symbol"],
+            "orderId": params.get("cancelOrderId", ""),
+            "origClientOrderId": params.get("cancelOrigClientOrderId", ""),
+        }
+        target = {k: v for k, v in target.items() if v}
+        out: dict[str, Any] = {
+            "cancelResult": "SUCCESS",
+            "newOrderResult": "NOT_ATTEMPTED",
+            "cancelResponse": None,
+            "newOrderResponse": None,
+        }
+        try:
+            cancelled = trading.cancel(account, target)
+            out["cancelResponse"] = cancelled.response("RESULT") | {
+                "origClientOrderId": cancelled.client_order_id
+            }
+        except BinanceError as e:
+            out["cancelResult"], out["cancelResponse"] = "FAILURE", {"code": e.code, "msg": e.msg}
+        if out["cancelResult"] == "SUCCESS" or mode == "ALLOW_FAILURE":
+            new_params = {
+                k: v
+                for k, v in params.items()
+                if k not in ("cancelOrderId", "cancelOrigClientOrderId", "cancelReplaceMode")
+            }
+            try:
+                order = trading.place(account, new_params)
+                out["newOrderResult"], out["newOrderResponse"] = (
+                    "SUCCESS",
+                    order.response(new_params.get("newOrderRespType", "FULL")),
+                )
+            except BinanceError as e:
+                out["newOrderResult"], out["newOrderResponse"] = "FAILURE", {"code": e.code, "msg": e.msg}
+        if out["cancelResult"] == "SUCCESS" and out["newOrderResult"] == "SUCCESS":
+            return web.json_response(out)
+        if out["cancelResult"] == "FAILURE" and out["newOrderResult"] != "SUCCESS":
+            body = {"code": -2022, "msg": "Order cancel-replace failed.", "data": out}
+        else:
+            body = {"code": -2021, "msg": "Order cancel-replace partially failed.", "data": out}
+        return web.json_response(body, status=400)
+
+    app.router.add_post("/api/v3/order/cancelReplace", cancel_replace)
     app.router.add_get("/api/v3/myTrades", signed(my_trades))
     app.router.add_get("/api/v3/allOrders", signed(all_orders))
     app.router.add_post("/api/v3/order/test", signed(order_test))

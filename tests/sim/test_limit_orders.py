@@ -101,3 +101,21 @@ async def test_limit_errors_carry_binance_codes(sim: Any, ex: Any) -> None:
         await ex.create_order(
             SYMBOL, "STOP_LOSS_LIMIT", "sell", 0.01, 49000.00, {"stopPrice": "49500", "timeInForce": "GTC"}
         )
+
+
+async def test_cancel_replace_moves_a_resting_order_and_reports_failures(sim: Any, ex: Any) -> None:
+    old = await ex.create_order(SYMBOL, "limit", "buy", 0.01, 49990.00)
+    body = await ex.private_post_order_cancelreplace(
+        {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.01",
+         "price": "49995.00", "cancelReplaceMode": "STOP_ON_FAILURE", "cancelOrderId": old["id"]}
+    )  # fmt: skip
+    assert body["cancelResult"] == body["newOrderResult"] == "SUCCESS"
+    assert (
+        body["cancelResponse"]["status"] == "CANCELED"
+        and body["newOrderResponse"]["price"] == "49995.00000000"
+    )
+    with pytest.raises(ccxt.ExchangeError, match="-2022"):
+        await ex.private_post_order_cancelreplace(
+            {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.01",
+             "price": "49995.00", "cancelReplaceMode": "STOP_ON_FAILURE", "cancelOrderId": old["id"]}
+        )  # fmt: skip
