@@ -15,6 +15,16 @@ from decimal import Decimal
 from typing import Any
 
 ZERO = Decimal(0)
+
+
+class OrderError(Exception):
+    """A new-order request Binance would refuse; `code` is Binance's error code."""
+
+    def __init__(self, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.code, self.msg = code, msg
+
+
 FINAL = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED"})
 
 
@@ -49,8 +59,9 @@ class SimOrder:
     update_time: int = 0
     fills: list[SimFill] = field(default_factory=list)
     reject_reason: str = "NONE"
-    price: Decimal = ZERO  # LIMIT / LIMIT_MAKER
+    price: Decimal = ZERO  # LIMIT / LIMIT_MAKER / *_LIMIT stops
     time_in_force: str = "GTC"
+    stop_price: Decimal = ZERO  # STOP_LOSS* / TAKE_PROFIT*
 
     @property
     def executed_qty(self) -> Decimal:
@@ -79,7 +90,7 @@ class SimOrder:
             "timeInForce": self.time_in_force,
             "type": self.type,
             "side": self.side,
-            "stopPrice": fmt(ZERO),
+            "stopPrice": fmt(self.stop_price),
             "icebergQty": fmt(ZERO),
             "time": self.time,
             "updateTime": self.update_time or self.time,
@@ -155,7 +166,7 @@ class SimOrder:
             "f": self.time_in_force,
             "q": fmt(self.orig_qty),
             "p": fmt(self.price),
-            "P": fmt(ZERO),
+            "P": fmt(self.stop_price),
             "F": fmt(ZERO),
             "g": -1,
             "C": "",

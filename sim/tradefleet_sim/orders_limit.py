@@ -13,8 +13,8 @@ How an order meets the market:
 - every fill sends an `executionReport` (TRADE, PARTIALLY_FILLED/FILLED) and an
   `outboundAccountPosition`; a cancel unlocks what is left.
 
-What it refuses: stop orders (STOP_LOSS*, TAKE_PROFIT*: `-1116`), iceberg quantities, and
-self-trade prevention (the simulated flow never belongs to a user).
+Stop orders wait here too (`stops`) until `orders_stop.triggered`. What it refuses: iceberg
+quantities and self-trade prevention (the simulated flow never belongs to a user).
 """
 
 from __future__ import annotations
@@ -24,17 +24,13 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tradefleet_sim.accounts import Account
+from tradefleet_sim.matching import OrderError as LimitError
 from tradefleet_sim.matching import SimFill, SimOrder, commission_for
+from tradefleet_sim.orders_stop import triggered
 
 LIMIT_TYPES = ("LIMIT", "LIMIT_MAKER")
 TIME_IN_FORCE = ("GTC", "IOC", "FOK")
 MAKER_FEE = Decimal("0.001")
-
-
-class LimitError(Exception):
-    def __init__(self, code: int, msg: str) -> None:
-        super().__init__(msg)
-        self.code, self.msg = code, msg
 
 
 def limit_params(params: dict[str, str], rules: Any, type_: str) -> tuple[Decimal, Decimal, str]:
@@ -80,12 +76,15 @@ class LimitOrders:
         report: Callable[[SimOrder, Account, str, str, int, SimFill | None], None],
         now_ms: Callable[[], int],
         taker_fee: Decimal,
+        market_fill: Callable[[SimOrder, Account, Any], None],
     ) -> None:
         self.account_of = account_of
         self.report = report  # (order, account, exec type, status, time, fill) -> user events
         self.now_ms = now_ms
         self.taker_fee = taker_fee
         self.resting: dict[str, list[SimOrder]] = {}
+        self.stops: dict[str, list[SimOrder]] = {}  # waiting for their stopPrice (orders_stop.py)
+        self.market_fill = market_fill  # a triggered STOP_LOSS / TAKE_PROFIT fills as MARKET
         self._matching = False
 
     def attach(self, market: Any) -> None:
@@ -114,11 +113,11 @@ class LimitOrders:
             return
         amount = min(takeable, order.orig_qty)
         if amount > 0:
-            self._matching = True
+            before, self._matching = self._matching, True
             try:
                 fills = market.take_liquidity(order.side, base_qty=amount)
             finally:
-                self._matching = False
+                self._matching = before
             first_id = market.trade_id - len(fills) + 1
             for i, (p, q) in enumerate(fills):
                 self.fill(order, account, market, p, q, first_id + i, now, maker=False)
@@ -165,9 +164,41 @@ class LimitOrders:
         self.report(order, account, status, status, now, None)
 
     def _unrest(self, order: SimOrder) -> None:
-        book = self.resting.get(order.symbol, [])
-        if order in book:
-            book.remove(order)
+        for table in (self.resting, self.stops):
+            book = table.get(order.symbol, [])
+            if order in book:
+                book.remove(order)
+
+    # -- stop orders ------------------------------------------------------------------------------
+    def wait_for_stop(self, order: SimOrder, account: Account, market: Any) -> None:
+        """A stop order: funds locked like the order it becomes (plain BUY: checked at trigger)."""
+        if order.type.endswith("_LIMIT"):
+            self.lock_for(order, account, market.rules)
+        elif order.side == "SELL":
+            account.lock(market.rules.base, order.orig_qty)
+        self.stops.setdefault(order.symbol, []).append(order)
+
+    def check_stops(self, market: Any) -> None:
+        last = market.tape.last()
+        waiting = self.stops.get(market.symbol)
+        if last is None or not waiting:
+            return
+        for order in [o for o in waiting if triggered(o, last.price)]:
+            waiting.remove(order)
+            account = self.account_of(order.api_key)
+            if account is None or not order.is_open:
+                continue
+            if order.type.endswith("_LIMIT"):
+                self.arrive(order, account, market)
+            elif order.side == "SELL":
+                account.unlock(market.rules.base, order.orig_qty)
+                self.market_fill(order, account, market)
+            else:
+                best = market.levels("BUY", 1)
+                if not best or best[0][0] * order.orig_qty > account.free(market.rules.quote):
+                    self.finish(order, account, market, "EXPIRED", self.now_ms())
+                else:
+                    self.market_fill(order, account, market)
 
     def _queue(self, symbol: str, side: str) -> list[SimOrder]:
         """Resting orders of `side`, best price first, then time (price-time priority)."""
@@ -179,6 +210,15 @@ class LimitOrders:
         """A generated trade of `qty` at `price`: resting orders on its passive side that are at
         least as good fill first, at their own price; returns the quantity left for the book."""
         side = "BUY" if buyer_is_maker else "SELL"  # the resting side this trade's aggressor hits
+        left = self._flow_fill(market, side, price, qty, buyer_is_maker)
+        if left > 0:  # the rest prints on the tape first: stops see the same last price as clients
+            market.publish_trade(price, left, buyer_is_maker=buyer_is_maker)
+        self.check_stops(market)
+        return Decimal(0)
+
+    def _flow_fill(
+        self, market: Any, side: str, price: Decimal, qty: Decimal, buyer_is_maker: bool
+    ) -> Decimal:
         left = qty
         for order in self._queue(market.symbol, side):
             if left <= 0 or not crosses("SELL" if side == "BUY" else "BUY", price, order.price):
@@ -198,6 +238,7 @@ class LimitOrders:
             return
         self._matching = True
         try:
+            self.check_stops(market)
             for side in ("BUY", "SELL"):
                 for order in self._queue(market.symbol, side):
                     book_side = "BUY" if side == "BUY" else "SELL"  # levels a BUY would take: asks

@@ -28,8 +28,8 @@ longer be accepted" true here as on Binance. Market orders fill through the mark
 Errors carry Binance's codes: -1013 filter failures (LOT_SIZE, NOTIONAL), -2010 duplicate open
 client id ("Duplicate order sent.") and insufficient balance, -2013 unknown order, -1121 bad symbol,
 -1102 missing/ambiguous amounts, -1022 bad signature, -2015 unknown key. LIMIT (GTC/IOC/FOK) and
-LIMIT_MAKER orders rest and match in `orders_limit.py`. What it refuses: stop orders (-1116),
-margin, OCO.
+LIMIT_MAKER orders rest and match in `orders_limit.py`, stop orders wait in `orders_stop.py`. What
+it refuses: trailing stops (-1116), margin, OCO.
 """
 
 from __future__ import annotations
@@ -45,8 +45,10 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from tradefleet_sim.accounts import Account, Accounts
+from tradefleet_sim.matching import OrderError as LimitError
 from tradefleet_sim.matching import SimFill, SimOrder, commission_for, is_step_multiple
-from tradefleet_sim.orders_limit import LIMIT_TYPES, LimitError, LimitOrders, limit_params
+from tradefleet_sim.orders_limit import LIMIT_TYPES, LimitOrders, limit_params
+from tradefleet_sim.orders_stop import STOP_TYPES, stop_price, would_trigger_now
 from tradefleet_sim.userdata import UserStreams
 
 TAKER_FEE = Decimal("0.001")
@@ -102,7 +104,13 @@ class Trading:
         self.requests: list[tuple[int, str, str]] = []
         self._order_ids = itertools.count(1000)
         self.limit = LimitOrders(
-            account_of=self.accounts.get, report=self._report, now_ms=self.now_ms, taker_fee=fee_rate
+            account_of=self.accounts.get,
+            report=self._report,
+            now_ms=self.now_ms,
+            taker_fee=fee_rate,
+            market_fill=lambda order, account, market: self.fill(
+                order, account, market, order.orig_qty, None
+            ),
         )
         for market in getattr(exchange, "markets", {}).values():
             self.limit.attach(market)
@@ -191,15 +199,28 @@ class Trading:
             raise BinanceError(
                 400, -1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed."
             )
-        price, tif = Decimal(0), "GTC"
-        if type_ in LIMIT_TYPES:
-            try:
+        price, tif, stop = Decimal(0), "GTC", Decimal(0)
+        try:
+            if type_ in STOP_TYPES:
+                stop = stop_price(params, rules)
+                last = market.tape.last()
+                if would_trigger_now(type_, side, stop, last.price if last else None):
+                    raise BinanceError(400, -2010, "Stop price would trigger immediately.")
+                if type_.endswith("_LIMIT"):
+                    price, _, tif = limit_params(params, rules, "LIMIT")
+                elif not params.get("quantity") or params.get("quoteOrderQty"):
+                    raise BinanceError(
+                        400,
+                        -1102,
+                        "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.",
+                    )
+            elif type_ in LIMIT_TYPES:
                 price, _, tif = limit_params(params, rules, type_)
-            except LimitError as e:
-                raise BinanceError(400, e.code, e.msg) from None
-            if type_ == "LIMIT_MAKER" and self.limit.would_take(market, side, price) > 0:
-                raise BinanceError(400, -2010, "Order would immediately match and take.")
-        elif type_ != "MARKET":
+        except LimitError as e:
+            raise BinanceError(400, e.code, e.msg) from None
+        if type_ == "LIMIT_MAKER" and self.limit.would_take(market, side, price) > 0:
+            raise BinanceError(400, -2010, "Order would immediately match and take.")
+        if type_ != "MARKET" and type_ not in LIMIT_TYPES and type_ not in STOP_TYPES:
             raise BinanceError(400, -1116, "Invalid orderType.")
         cid = params.get("newClientOrderId") or f"sim-{next(self._order_ids)}"
         self.client_ids_seen[cid] += 1
@@ -222,7 +243,7 @@ class Trading:
         ):
             raise BinanceError(400, -1013, "Filter failure: LOT_SIZE")
         best = market.levels(side, 1)
-        ref_price = price if type_ in LIMIT_TYPES else (best[0][0] if best else None)
+        ref_price = price if price else (stop if stop else (best[0][0] if best else None))
         notional = (
             quote if quote is not None else (qty * ref_price if qty is not None and ref_price else None)
         )
@@ -256,6 +277,7 @@ class Trading:
             update_time=now,
             price=price,
             time_in_force=tif,
+            stop_price=stop,
         )
         self.orders.append(order)
         self.by_client_id.setdefault(cid, []).append(order)
@@ -264,6 +286,8 @@ class Trading:
         self.user_event(account.api_key, order.execution_report("NEW", "NEW", now))
         if type_ in LIMIT_TYPES:
             self.limit.arrive(order, account, market)
+        elif type_ in STOP_TYPES:
+            self.limit.wait_for_stop(order, account, market)
         elif self.faults.delay_fill_ms > 0:
             self._spawn(self._fill_later(order, account, market, qty, quote, self.faults.delay_fill_ms))
         else:
@@ -353,7 +377,7 @@ class Trading:
             raise BinanceError(400, -2011, "Unknown order sent.") from None
         if not order.is_open:
             raise BinanceError(400, -2011, "Unknown order sent.")
-        if order.type in LIMIT_TYPES:
+        if order.type in LIMIT_TYPES or order.type in STOP_TYPES:
             self.limit.finish(order, account, self.market(params), "CANCELED", self.now_ms())
             return order
         order.status = "CANCELED"

@@ -97,10 +97,31 @@ async def test_book_moving_through_a_resting_order_fills_it(sim: Any, ex: Any) -
 async def test_limit_errors_carry_binance_codes(sim: Any, ex: Any) -> None:
     with pytest.raises(ccxt.InsufficientFunds):
         await ex.create_order(SYMBOL, "limit", "buy", 10, 49000.00)
-    with pytest.raises(ccxt.ExchangeError, match=r"-1116|orderType"):
-        await ex.create_order(
-            SYMBOL, "STOP_LOSS_LIMIT", "sell", 0.01, 49000.00, {"stopPrice": "49500", "timeInForce": "GTC"}
+    with pytest.raises(ccxt.ExchangeError, match="stopPrice"):  # the raw call: ccxt checks this itself
+        await ex.private_post_order(
+            {"symbol": "BTCUSDT", "side": "SELL", "type": "STOP_LOSS", "quantity": "0.01"}
         )
+
+
+async def test_stop_orders_wait_for_their_stop_price_then_work(sim: Any, ex: Any) -> None:
+    market = sim.exchange.markets["BTCUSDT"]
+    await ex.create_order(SYMBOL, "market", "buy", 0.03)  # BTC to sell; the last price is now 50002
+    stop_limit = await ex.create_order(
+        SYMBOL, "STOP_LOSS_LIMIT", "sell", 0.01, 49990.00, {"stopPrice": "49995.00", "timeInForce": "GTC"}
+    )
+    stop_market = await ex.create_order(SYMBOL, "STOP_LOSS", "sell", 0.01, None, {"stopPrice": "49995.00"})
+    assert stop_limit["status"] == stop_market["status"] == "open"
+    assert (await ex.fetch_balance())["used"]["BTC"] == pytest.approx(0.02)
+    market.flow_trade(Decimal("49999.00"), Decimal("0.001"), buyer_is_maker=True)  # above the stop
+    assert (await ex.fetch_order(stop_market["id"], SYMBOL))["filled"] == 0
+    market.flow_trade(Decimal("49994.00"), Decimal("0.001"), buyer_is_maker=True)  # through the stop
+    sold = await ex.fetch_order(stop_market["id"], SYMBOL)
+    limit = await ex.fetch_order(stop_limit["id"], SYMBOL)
+    assert sold["status"] == "closed" and sold["filled"] == 0.01  # sold into the bids as a market order
+    assert limit["filled"] == 0.01 and limit["info"]["stopPrice"] == "49995.00000000"
+    assert (await ex.fetch_balance())["used"]["BTC"] == 0
+    with pytest.raises(ccxt.InvalidOrder):  # a stop that would trigger at once
+        await ex.create_order(SYMBOL, "STOP_LOSS", "sell", 0.01, None, {"stopPrice": "60000.00"})
 
 
 async def test_cancel_replace_moves_a_resting_order_and_reports_failures(sim: Any, ex: Any) -> None:
