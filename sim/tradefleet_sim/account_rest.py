@@ -130,13 +130,8 @@ def add_routes(app: web.Application, trading: Trading) -> None:
 
     def key_only(build: Any) -> Any:
         async def handler(request: web.Request) -> web.Response:
-            key = request.headers.get("X-MBX-APIKEY", "")
             try:
-                if not key:
-                    raise BinanceError(401, -2014, "API-key format invalid.")
-                account = trading.accounts.get(key)
-                if account is None:
-                    raise BinanceError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+                account = trading.account_for(request)
                 body = await request.text() if request.can_read_body else ""
                 params = dict(request.query) | dict(parse_qsl(body))
                 return web.json_response(build(account, params))

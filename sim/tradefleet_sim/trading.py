@@ -117,13 +117,18 @@ class Trading:
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- signed request plumbing -----------------------------------------------------------------
-    async def authenticate(self, request: web.Request) -> tuple[Account, dict[str, str]]:
+    def account_for(self, request: web.Request) -> Account:
+        """The account `X-MBX-APIKEY` names: -2014 without a key, -2015 for an unknown one."""
         key = request.headers.get("X-MBX-APIKEY", "")
         if not key:
             raise BinanceError(401, -2014, "API-key format invalid.")
         account = self.accounts.get(key)
         if account is None:
             raise BinanceError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        return account
+
+    async def authenticate(self, request: web.Request) -> tuple[Account, dict[str, str]]:
+        account = self.account_for(request)
         body = await request.text() if request.can_read_body else ""
         payload, signature = "", None
         for part in (request.query_string, body):
