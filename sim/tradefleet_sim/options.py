@@ -89,6 +89,12 @@ class SimOptions:
             raise ValueError("progress_frames must be >= 0")
         if self.replay_capture is not None and self.replay_capture.removeprefix("capture_") not in CAPTURES:
             raise ValueError(f"unknown capture {self.replay_capture!r}; known: {', '.join(CAPTURES)}")
+        if self.pong_timeout <= 0 or self.ping_interval <= 0:
+            raise ValueError("ping_interval and pong_timeout must be > 0 seconds")
+        if self.max_connection_s is not None and self.max_connection_s <= 0:
+            raise ValueError("max_connection_s must be > 0 seconds (None: no lifetime)")
+        if self.weight_limit < 1:
+            raise ValueError("weight_limit must be >= 1")
         if self.fault_every is not None and self.fault_every <= 0:
             raise ValueError("fault_every must be > 0 seconds")
 
