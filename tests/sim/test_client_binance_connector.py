@@ -17,7 +17,7 @@ from binance.error import ClientError
 from binance.spot import Spot
 from binance.websocket.spot.websocket_stream import SpotWebsocketStreamClient
 
-from tests.sim.clients import SIM_OPTIONS, clock_2018
+from tests.sim.clients import SIM_OPTIONS, clock_2018, wait_for
 from tradefleet_sim.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
 from tradefleet_sim.clock import WallClock
 
@@ -105,7 +105,7 @@ async def test_streams_with_default_names(sim: Any) -> None:
         }
         for subscribe in kinds.values():
             await asyncio.to_thread(subscribe)
-            await asyncio.sleep(0.25)  # Binance allows 5 incoming messages a second
+            await asyncio.sleep(0.4)  # Binance allows 5 incoming messages a second
         for kind in kinds:
             msg = await frames.until(lambda m, k=kind: m.get("e") == k)
             assert msg["s"] == SYMBOL
@@ -121,7 +121,7 @@ async def test_orders_listen_key_user_stream_and_my_trades(sim: Any) -> None:
     frames = await Frames.connect(sim)
     try:
         await asyncio.to_thread(frames.ws.user_data, listen_key)
-        await asyncio.sleep(0.3)
+        await wait_for(lambda: sim.exchange.hub.has_subscribers(listen_key), "listenKey subscribed")
         order = await call(c.new_order, SYMBOL, "BUY", "MARKET", quoteOrderQty="1000")
         report = await frames.until(lambda m: m.get("e") == "executionReport" and m["x"] == "TRADE")
         position = await frames.until(lambda m: m.get("e") == "outboundAccountPosition")

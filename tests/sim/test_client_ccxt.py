@@ -12,7 +12,7 @@ from typing import Any
 import ccxt
 import pytest
 
-from tests.sim.clients import SIM_OPTIONS, clock_2018, skew_s
+from tests.sim.clients import SIM_OPTIONS, clock_2018, skew_s, wait_for
 from tradefleet.adapters.ccxt_factory import make_binance
 from tradefleet_sim.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
 
@@ -82,7 +82,8 @@ async def test_orders_balance_stream_and_my_trades(sim: Any) -> None:
     try:
         balance_task = asyncio.create_task(ex.watch_balance())
         orders_task = asyncio.create_task(ex.watch_orders(SYMBOL))
-        await asyncio.sleep(1.0)  # subscribed over the WebSocket API
+        streams = sim.exchange.extensions["trading"].streams
+        await wait_for(lambda: streams.describe()["subscriptions"] >= 1, "WebSocket API subscription")
         order = await ex.create_order(SYMBOL, "market", "buy", 0.05)
         assert order["status"] == "closed" and order["filled"] == 0.05
         balance = await asyncio.wait_for(balance_task, 15)

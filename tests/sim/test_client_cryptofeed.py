@@ -81,13 +81,16 @@ async def test_public_feed_book_trades_ticker_candles(tsim: Any) -> None:
     try:
         await wait_for(lambda: all(len(v) >= 2 for v in seen.values()), "every channel", timeout=30)
         # Freeze the market, let the last diff arrive, then the local book must equal the truth.
+        # Freeze the market; once the last diffs arrive, the local book must equal the truth.
         await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(tsim.server.exchange.stop(), tsim.loop))
-        await asyncio.sleep(2.0)
         truth = await _get(f"{tsim.server.rest_url}/sim/book?symbol=BTCUSDT&limit=50")
-        book = feed._l2_book[PAIR].book
         bids = [(Decimal(p), Decimal(q)) for p, q in truth["bids"]]
-        local = [(Decimal(p), Decimal(q)) for p, q in book.bids.to_list()[:50]]
-        assert local == bids
+
+        def local_bids() -> list[tuple[Decimal, Decimal]]:
+            book = feed._l2_book[PAIR].book
+            return [(Decimal(p), Decimal(q)) for p, q in book.bids.to_list()[:50]]
+
+        await wait_for(lambda: local_bids() == bids, "local book equal to the true book", timeout=20)
         assert seen["trades"][-1].symbol == PAIR and seen["candles"][-1].interval == "1d"
     finally:
         await feed.shutdown()
@@ -110,7 +113,10 @@ async def test_authenticated_feed_balances_and_orders_over_the_listen_key(tsim: 
     )
     feed.start(asyncio.get_running_loop())
     try:
-        await asyncio.sleep(1.0)
+        exchange = tsim.server.exchange
+        await wait_for(
+            lambda: any(exchange.hub.has_subscribers(k) for k in list(exchange.listen_keys)), "listenKey"
+        )
         from binance.spot import Spot  # any signed client places the order; the feed only listens
 
         spot = Spot(api_key=DEFAULT_API_KEY, api_secret=DEFAULT_API_SECRET, base_url=tsim.server.rest_url)
