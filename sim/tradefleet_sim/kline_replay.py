@@ -123,10 +123,18 @@ class KlineReplay:
             return "unwatched"
         return None
 
+    def _derived_streams(self) -> list[tuple[str, str, int]]:
+        """(interval, stream suffix, time-zone offset) of every kline stream but the replayed one:
+        each interval in UTC, and in UTC+8 (`@+08:00`, the one zone Binance's streams offer)."""
+        utc = [(i, "", 0) for i in INTERVAL_MS if i != self.interval]
+        return utc + [(i, "@+08:00", 8 * 3_600_000) for i in INTERVAL_MS]
+
     def _watched(self) -> bool:
         """Anyone on a kline stream of this symbol (the replayed interval or a derived one)."""
         prefix = self.symbol.lower()
-        return any(self.hub.has_subscribers(f"{prefix}@kline_{i}") for i in INTERVAL_MS)
+        if self.hub.has_subscribers(self.stream):
+            return True
+        return any(self.hub.has_subscribers(f"{prefix}@kline_{i}{s}") for i, s, _ in self._derived_streams())
 
     async def _wait_until_free(self) -> bool:
         """Wait while `holding()`; True if it had to wait (the pacing schedule restarts)."""
@@ -214,15 +222,12 @@ class KlineReplay:
             self.stream, ws_payload(self.symbol, self.interval, candle, closed=closed, event_time=now)
         )
         self.frames_sent += 1
-        prefix = self.symbol.lower()
-        for interval in INTERVAL_MS:
-            stream = f"{prefix}@kline_{interval}"
-            if interval == self.interval or not self.hub.has_subscribers(stream):
+        for interval, suffix, offset in self._derived_streams():
+            stream = f"{self.symbol.lower()}@kline_{interval}{suffix}"
+            if not self.hub.has_subscribers(stream) or not derivable(self.interval, interval, offset):
                 continue
-            if not derivable(self.interval, interval):
-                continue
-            start = bucket_start(candle.open_time, interval)
-            end = bucket_end(start, interval)
+            start = bucket_start(candle.open_time, interval, offset)
+            end = bucket_end(start, interval, offset)
             group = [candle]
             i = self.position - (2 if closed else 1)  # the closed candle before `candle`
             while i >= 0 and self.candles[i].open_time >= start:

@@ -16,6 +16,7 @@ the CSV once, and no timing: `SimExchange` paces the replay.
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -212,30 +213,49 @@ def select(rows: list[Candle], *, start: int | None, end: int | None, limit: int
 _MONDAY_MS = 4 * 86_400_000  # 1970-01-05, the first Monday: Binance's weeks open on Monday
 
 
-def bucket_start(t: int, interval: str) -> int:
-    """Open time of the `interval` candle holding instant `t` (UTC; months are calendar months)."""
+def bucket_start(t: int, interval: str, offset_ms: int = 0) -> int:
+    """Open time (UTC ms) of the `interval` candle holding instant `t`, with candle boundaries in the
+    time zone `offset_ms` east of UTC (Binance's `timeZone`); months are calendar months there."""
+    local = t + offset_ms
     if interval == "1M":
-        d = datetime.fromtimestamp(t / 1000, tz=UTC)
-        return int(datetime(d.year, d.month, 1, tzinfo=UTC).timestamp() * 1000)
+        d = datetime.fromtimestamp(local / 1000, tz=UTC)
+        return int(datetime(d.year, d.month, 1, tzinfo=UTC).timestamp() * 1000) - offset_ms
     size = INTERVAL_MS[interval]
     if interval == "1w":
-        return t - (t - _MONDAY_MS) % size
-    return t - t % size
+        return local - (local - _MONDAY_MS) % size - offset_ms
+    return local - local % size - offset_ms
 
 
-def bucket_end(start: int, interval: str) -> int:
+def bucket_end(start: int, interval: str, offset_ms: int = 0) -> int:
     if interval == "1M":
-        d = datetime.fromtimestamp(start / 1000, tz=UTC)
+        d = datetime.fromtimestamp((start + offset_ms) / 1000, tz=UTC)
         nxt = datetime(d.year + d.month // 12, d.month % 12 + 1, 1, tzinfo=UTC)
-        return int(nxt.timestamp() * 1000) - 1
+        return int(nxt.timestamp() * 1000) - offset_ms - 1
     return start + INTERVAL_MS[interval] - 1
 
 
-def derivable(base: str, target: str) -> bool:
-    """Whether `target` candles are whole groups of `base` ones (1M from anything up to 1d)."""
+def derivable(base: str, target: str, offset_ms: int = 0) -> bool:
+    """Whether `target` candles (boundaries `offset_ms` east of UTC) are whole groups of `base` ones."""
+    if offset_ms % INTERVAL_MS[base] != 0 and not (target == "1M" and offset_ms == 0):
+        return False
     if target == "1M":
         return INTERVAL_MS[base] <= 86_400_000
     return INTERVAL_MS[target] >= INTERVAL_MS[base] and INTERVAL_MS[target] % INTERVAL_MS[base] == 0
+
+
+_TZ = re.compile(r"^([+-]?)([0-9]{1,2})(?::([0-9]{2}))?$")
+
+
+def parse_time_zone(raw: str) -> int:
+    """Binance's `timeZone` (`8`, `+08:00`, `-1:30`, ... within -12:00..+14:00) as ms east of UTC."""
+    m = _TZ.match(raw.strip())
+    if m is None:
+        raise ValueError(f"invalid timeZone {raw!r}")
+    minutes = int(m.group(2)) * 60 + int(m.group(3) or 0)
+    minutes = -minutes if m.group(1) == "-" else minutes
+    if not -12 * 60 <= minutes <= 14 * 60:
+        raise ValueError(f"timeZone {raw!r} is outside -12:00..+14:00")
+    return minutes * 60_000
 
 
 def merge_group(group: list[Candle], start: int, end: int) -> Candle:
@@ -252,19 +272,19 @@ def merge_group(group: list[Candle], start: int, end: int) -> Candle:
     )
 
 
-def aggregate(rows: list[Candle], interval: str) -> list[Candle]:
+def aggregate(rows: list[Candle], interval: str, offset_ms: int = 0) -> list[Candle]:
     """Group base candles (oldest first) into `interval` candles: open of the first, close of the
     last, extremes and sums over the group. The last group may be incomplete (the open candle)."""
     out: list[Candle] = []
     group: list[Candle] = []
     start = None
     for c in rows:
-        b = bucket_start(c.open_time, interval)
+        b = bucket_start(c.open_time, interval, offset_ms)
         if start is not None and b != start:
-            out.append(merge_group(group, start, bucket_end(start, interval)))
+            out.append(merge_group(group, start, bucket_end(start, interval, offset_ms)))
             group = []
         start = b
         group.append(c)
     if group and start is not None:
-        out.append(merge_group(group, start, bucket_end(start, interval)))
+        out.append(merge_group(group, start, bucket_end(start, interval, offset_ms)))
     return out

@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from tradefleet_sim.klines import INTERVAL_MS, KlineWindowError, aggregate, derivable, rest_row, select
+from tradefleet_sim.klines import (
+    INTERVAL_MS,
+    KlineWindowError,
+    aggregate,
+    derivable,
+    parse_time_zone,
+    rest_row,
+    select,
+)
 from tradefleet_sim.ratelimit import ORDER_PATHS, Refusal, weight_for
 from tradefleet_sim.streams import EXCHANGE
 
@@ -94,11 +102,15 @@ async def klines(request: web.Request) -> web.Response:
     replay = request.app[EXCHANGE].klines
     if replay is None or replay.symbol != symbol:
         return web.json_response([])  # a valid request for a series this simulator does not hold
+    try:
+        offset = parse_time_zone(request.query.get("timeZone", "0"))
+    except ValueError as e:
+        raise BinanceError(-1100, f"Illegal characters found in parameter 'timeZone': {e}") from None
     rows = replay.rows()
-    if interval != replay.interval:
-        if not derivable(replay.interval, interval):
-            return web.json_response([])  # finer than the replayed candles: nothing to derive from
-        rows = aggregate(rows, interval)
+    if interval != replay.interval or offset:
+        if not derivable(replay.interval, interval, offset):
+            return web.json_response([])  # finer than (or misaligned with) the replayed candles
+        rows = aggregate(rows, interval, offset)
     try:
         rows = select(rows, start=start, end=end, limit=min(limit, 1000))
     except KlineWindowError as e:

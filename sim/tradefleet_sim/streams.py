@@ -34,7 +34,7 @@ EXCHANGE: web.AppKey[SimExchange] = web.AppKey("exchange", SimExchange)
 
 _INTERVALS = "|".join(INTERVAL_MS)
 STREAM_RE = re.compile(
-    rf"^[a-z0-9]+@(depth(5|10|20)?(@100ms|@1000ms)?|bookTicker|trade|aggTrade|kline_({_INTERVALS})"
+    rf"^[a-z0-9]+@(depth(5|10|20)?(@100ms|@1000ms)?|bookTicker|trade|aggTrade|kline_({_INTERVALS})(@\+08:00)?"
     r"|ticker|miniTicker|ticker_(1h|4h|1d)|avgPrice)$"
     r"|^!(miniTicker|ticker|ticker_(1h|4h|1d))@arr$"
 )
