@@ -24,9 +24,27 @@ class Account:
     api_key: str
     secret: str = field(repr=False)
     balances: dict[str, Decimal] = field(default_factory=dict)
+    locked: dict[str, Decimal] = field(default_factory=dict)  # held by resting orders
 
     def free(self, asset: str) -> Decimal:
         return self.balances.get(asset, Decimal(0))
+
+    def held(self, asset: str) -> Decimal:
+        return self.locked.get(asset, Decimal(0))
+
+    def lock(self, asset: str, amount: Decimal) -> None:
+        self.debit(asset, amount)
+        self.locked[asset] = self.held(asset) + amount
+
+    def unlock(self, asset: str, amount: Decimal) -> None:
+        amount = min(amount, self.held(asset))
+        self.locked[asset] = self.held(asset) - amount
+        self.credit(asset, amount)
+
+    def spend_locked(self, asset: str, amount: Decimal) -> None:
+        if amount > self.held(asset):
+            raise ValueError(f"{asset} locked {self.held(asset)} < {amount}")
+        self.locked[asset] = self.held(asset) - amount
 
     def debit(self, asset: str, amount: Decimal) -> None:
         if amount > self.free(asset):

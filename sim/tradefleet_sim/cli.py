@@ -16,12 +16,15 @@ import asyncio
 import json
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
+from tradefleet_sim.clock import Clock, OffsetClock
 from tradefleet_sim.exchange import SimExchange
 from tradefleet_sim.options import SimOptions
 from tradefleet_sim.server import SimServer
+from tradefleet_sim.tls import self_signed
 
 FAULT_HELP = """\
 faults (--fault KIND[:key=value,...][@SECONDS], also POST /sim/faults with the same keys as JSON):
@@ -87,6 +90,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fault", action="append", default=[], metavar="KIND[:k=v,...][@S]")
     p.add_argument("--ping-interval", type=float, default=20.0)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--relax-limits",
+        action="store_true",
+        help="count weights and orders, never answer 429/418 (default: enforce)",
+    )
+    p.add_argument(
+        "--tls-port",
+        type=int,
+        default=None,
+        help="also serve wss:// and https:// here (fresh self-signed cert)",
+    )
+    p.add_argument(
+        "--clock-start",
+        type=int,
+        default=None,
+        metavar="MS",
+        help="run the exchange clock at real rate from this epoch ms (a testnet in the past)",
+    )
     return p
 
 
@@ -117,23 +138,35 @@ def options_from(args: argparse.Namespace) -> tuple[SimOptions, list[tuple[float
         fault_every=args.fault_every,
         ping_interval=args.ping_interval,
         seed=args.seed,
+        enforce_limits=not args.relax_limits,
         startup_faults=tuple(req for at, req in faults if at <= 0),
     )
     return opts, [(at, req) for at, req in faults if at > 0]
 
 
-async def serve(opts: SimOptions, host: str, port: int, later: list[tuple[float, dict[str, Any]]]) -> None:
+async def serve(
+    opts: SimOptions,
+    host: str,
+    port: int,
+    later: list[tuple[float, dict[str, Any]]],
+    *,
+    clock: Clock | None = None,
+    tls_port: int | None = None,
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    exchange = SimExchange(opts)
-    async with SimServer(exchange, host=host, port=port) as sim:
-        for at, req in later:
-            exchange.faults.validate(req)
-            loop.call_later(at, exchange.faults.apply, req)
-        print(f"tradefleet-sim ready rest={sim.rest_url} ws={sim.ws_url}", flush=True)
-        await stop.wait()
+    exchange = SimExchange(opts, clock=clock)
+    with tempfile.TemporaryDirectory(prefix="tradefleet-sim-tls-") as tmp:
+        tls = self_signed(Path(tmp), host) if tls_port is not None else None
+        async with SimServer(exchange, host=host, port=port, tls=tls, tls_port=tls_port or 0) as sim:
+            for at, req in later:
+                exchange.faults.validate(req)
+                loop.call_later(at, exchange.faults.apply, req)
+            extra = f" wss={sim.wss_url} cert={tls.cert}" if tls is not None else ""
+            print(f"tradefleet-sim ready rest={sim.rest_url} ws={sim.ws_url}{extra}", flush=True)
+            await stop.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         probe = SimExchange(opts)
         for _, req in later:
             probe.faults.validate(req)
-        asyncio.run(serve(opts, args.host, args.port, later))
+        clock = OffsetClock(args.clock_start) if args.clock_start is not None else None
+        asyncio.run(serve(opts, args.host, args.port, later, clock=clock, tls_port=args.tls_port))
     except (ValueError, OSError) as e:
         print(f"tradefleet sim: {e}", file=sys.stderr)
         return 2

@@ -6,9 +6,13 @@ Public surface (the orders module `trading.py` and tests rely on it):
   `best_bid/best_ask/levels/take_liquidity`.
 - `exchange.rules(symbol) -> SymbolRules` (tick_size, step_size, min_qty, min_notional, ...;
   `.exchange_info()` is the wire form). Raises `KeyError` for an unknown symbol.
-- `exchange.now_ms()`: the simulator clock. With a kline replay it follows the replayed candle
-  times (so signals, fills and candles agree); otherwise it is wall-clock time.
-  `exchange.wall_ms()` is real time (for things like recvWindow checks against a real client).
+- `exchange.clock` / `exchange.now_ms()`: the ONE clock (`clock.py`) behind every time the
+  exchange shows or checks: REST time, serverTime, stream `E`/`T`, `transactTime`, fills,
+  executionReports, the `-1021` check. Injected by the caller (`SimExchange(options, clock=...)`),
+  or, by default, the kline replay's clock (follows the replayed candles so signals, fills and
+  candles agree) and otherwise wall-clock time. `exchange.wall_ms()` is real time, shown in
+  `/sim/state` only; `accepts_wall_timestamps()` says whether signed requests stamped by a wall
+  clock are also accepted (only while an accelerated replay drives the clock: see `options.py`).
 - `exchange.publish(stream, payload)`: broadcast a raw payload to subscribers of `stream`
   (combined-stream clients get it wrapped). `exchange.hub.on_subscribe` takes hooks.
 - `exchange.faults`: the `FaultController`; `exchange.klines`: the `KlineReplay` or None;
@@ -35,6 +39,7 @@ from decimal import Decimal
 from typing import Any
 
 from tradefleet_sim.capture import CaptureReplay, load_capture
+from tradefleet_sim.clock import Clock, WallClock, timestamp_problem
 from tradefleet_sim.faults import FaultController
 from tradefleet_sim.generator import BookGenerator, GeneratorShape
 from tradefleet_sim.hub import Hub
@@ -42,26 +47,30 @@ from tradefleet_sim.kline_replay import KlineReplay
 from tradefleet_sim.klines import DEFAULT_KLINES, load_csv, ws_payload
 from tradefleet_sim.market import SimMarket
 from tradefleet_sim.options import SimOptions
+from tradefleet_sim.ratelimit import MessageRate, RateLimits
 from tradefleet_sim.rules import START_PRICES, SymbolRules, generated_rules, recorded_rules
+from tradefleet_sim.tickers import run_tickers
 
 
 class SimExchange:
-    def __init__(self, options: SimOptions | None = None) -> None:
+    def __init__(self, options: SimOptions | None = None, *, clock: Clock | None = None) -> None:
         self.options = options = options or SimOptions()
         self.rng = random.Random(options.seed)
         self.started_at = time.monotonic()
         self.markets: dict[str, SimMarket] = {}
         self.generators: dict[str, BookGenerator] = {}
         self.extensions: dict[str, Any] = {}
+        # REST user data streams (`POST /api/v3/userDataStream`): listenKey -> API key. A listenKey
+        # is also a hub stream name, so `/ws/<listenKey>` and `/stream?streams=<listenKey>` work.
+        self.listen_keys: dict[str, str] = {}
         self.faults: FaultController
         self.hub = Hub(queue_size=options.send_queue, stalled_until=lambda: self.faults.stalled_until)
         self.faults = FaultController(self.hub, self.markets, self.now_ms, self.rng)
         self.klines: KlineReplay | None = None
         self.capture: CaptureReplay | None = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self.rest_weight: list[tuple[float, int]] = []
         self.failure: str | None = None  # set when a producer task crashed
-        self._close_task: asyncio.Task[int] | None = None  # (monotonic time, weight) in the last minute
+        self._close_task: asyncio.Task[int] | None = None
 
         series = load_csv(options.klines, interval=options.kline_interval) if options.klines else None
         shape = GeneratorShape(
@@ -91,9 +100,16 @@ class SimExchange:
                 generator=self.generators.get(series.symbol),
                 stalled_until=lambda: self.faults.stalled_until,
                 loop=options.loop,
+                clock=None if clock is None else clock.now_ms,
             )
             self.hub.on_subscribe.append(self.klines.on_subscribe)
             self.faults.open_kline = self._open_kline_payload
+        self.clock: Clock = clock or (self.klines if self.klines is not None else WallClock())
+        # Limits count real-rate time: the exchange clock, unless it is the accelerated replay's.
+        self.limit_clock: Clock = WallClock() if self.clock is self.klines else self.clock
+        self.limits = RateLimits(
+            self.limit_clock, weight_limit=options.weight_limit, enforce=options.enforce_limits
+        )
         for sym, gen in self.generators.items():
             start = START_PRICES.get(sym, Decimal("100.00"))
             if self.klines is not None and self.klines.symbol == sym and self.klines.current is not None:
@@ -122,9 +138,20 @@ class SimExchange:
         return ws_payload(k.symbol, k.interval, k.current, closed=False, event_time=k.clock_ms())
 
     def now_ms(self) -> int:
-        if self.klines is not None:
-            return self.klines.clock_ms()
-        return self.wall_ms()
+        return self.clock.now_ms()
+
+    def accepts_wall_timestamps(self) -> bool:
+        if self.options.wall_timestamps is not None:
+            return self.options.wall_timestamps
+        return self.clock is self.klines
+
+    def timestamp_problem(self, ts: int, window: int) -> str | None:
+        """The `-1021` check of a signed request against the one clock (and the wall clock while
+        `accepts_wall_timestamps()`); Binance's message, or None if accepted."""
+        clocks = [self.now_ms()]
+        if self.accepts_wall_timestamps():
+            clocks.append(self.wall_ms())
+        return timestamp_problem(ts, window, clocks)
 
     @staticmethod
     def wall_ms() -> int:
@@ -148,18 +175,15 @@ class SimExchange:
         if self.capture is not None:
             self.capture.pause()
 
-    def used_weight(self, add: int = 0) -> int:
-        now = time.monotonic()
-        if add:
-            self.rest_weight.append((now, add))
-        while self.rest_weight and self.rest_weight[0][0] < now - 60:
-            self.rest_weight.pop(0)
-        return sum(w for _, w in self.rest_weight)
+    def ws_message_limiter(self) -> MessageRate:
+        """A new connection's incoming-message budget (5 a second, like Binance)."""
+        return MessageRate(self.limit_clock, per_second=5, enforce=self.options.enforce_limits)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         for sym, gen in self.generators.items():
             self._spawn(self._generate(self.markets[sym], gen), f"sim-gen-{sym}")
+        self._spawn(run_tickers(self.markets, self.now_ms), "sim-tickers")
         if self.klines is not None:
             self._spawn(self.klines.run(), "sim-klines")
         if self.capture is not None:
@@ -217,7 +241,8 @@ class SimExchange:
                 # Max-rate mode: yield to the writers and keep every backlog bounded.
                 # Polling queue sizes is the point here; there is no event for "drained enough".
                 while self.hub.backlog() > 2000 or not any(  # noqa: ASYNC110
-                    self.hub.has_subscribers(f"{prefix}@{s}") for s in ("depth", "depth@100ms", "bookTicker")
+                    self.hub.has_subscribers(f"{prefix}@{s}")
+                    for s in ("depth", "depth@100ms", "depth@1000ms", "bookTicker")
                 ):
                     await asyncio.sleep(0.002)
                 await asyncio.sleep(0)
@@ -228,7 +253,7 @@ class SimExchange:
                 top = market.best_bid() if side_bid else market.best_ask()
                 if top is not None:
                     qty = min(top[1], gen.qty(400.0))
-                    market.publish_trade(top[0], qty, buyer_is_maker=side_bid)
+                    market.flow_trade(top[0], qty, buyer_is_maker=side_bid)
 
     # -- introspection -----------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -266,7 +291,8 @@ class SimExchange:
             "connected_clients": len(self.hub.clients),
             "frames_published": self.hub.published,
             "slow_disconnects": self.hub.slow_disconnects,
-            "rest_weight_1m": self.used_weight(),
+            "rest_weight_1m": self.limits.total_weight(),
+            "limits": self.limits.describe(),
             # Other modules (trading) hang their state here; anything with describe() is shown.
             "extensions": {
                 name: ext.describe()

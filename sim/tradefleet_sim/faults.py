@@ -59,7 +59,7 @@ class RestFailure:
     status: int
     retry_after: int
 
-    def body(self) -> dict[str, Any]:
+    def body(self, now_ms: int) -> dict[str, Any]:
         # Binance-shaped bodies; the codes are the ones the spot API documents for these cases.
         if self.status == 429:
             return {
@@ -71,7 +71,7 @@ class RestFailure:
             return {
                 "code": -1003,
                 "msg": "Way too many requests; IP(127.0.0.1) banned until "
-                f"{int(time.time() * 1000) + self.retry_after * 1000}. Please use the websocket for live "
+                f"{now_ms + self.retry_after * 1000}. Please use the websocket for live "
                 "updates to avoid bans.",
             }
         if self.status == 503:

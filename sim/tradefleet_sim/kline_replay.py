@@ -36,7 +36,17 @@ from typing import Any
 
 from tradefleet_sim.generator import BookGenerator
 from tradefleet_sim.hub import Hub
-from tradefleet_sim.klines import INTERVAL_MS, Candle, KlineSeries, partial, ws_payload
+from tradefleet_sim.klines import (
+    INTERVAL_MS,
+    Candle,
+    KlineSeries,
+    bucket_end,
+    bucket_start,
+    derivable,
+    merge_group,
+    partial,
+    ws_payload,
+)
 from tradefleet_sim.market import SimMarket
 
 
@@ -53,6 +63,7 @@ class KlineReplay:
         generator: BookGenerator | None,
         stalled_until: Callable[[], float] = lambda: 0.0,
         loop: bool = False,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self.series = series
         self.symbol = series.symbol
@@ -74,6 +85,7 @@ class KlineReplay:
         self.started = False
         self.forced = False  # started by control/autostart: advance even with nobody watching
         self._stalled_until = stalled_until
+        self._event_clock = clock  # an injected exchange clock stamps E; else the replay's own
         self._running = asyncio.Event()
         self.frames_sent = 0
         self.closes_sent = 0
@@ -134,7 +146,7 @@ class KlineReplay:
         self._running.clear()
 
     def on_subscribe(self, stream: str) -> None:
-        if stream == self.stream and not self.started:
+        if stream.startswith(f"{self.symbol.lower()}@kline_") and not self.started:
             self.start(forced=False)
 
     def holding(self) -> str | None:
@@ -148,9 +160,22 @@ class KlineReplay:
             return "paused"
         if self._stalled_until() > time.monotonic():
             return "stalled"
-        if not self.forced and not self.hub.has_subscribers(self.stream):
+        if not self.forced and not self._watched():
             return "unwatched"
         return None
+
+    def _derived_streams(self) -> list[tuple[str, str, int]]:
+        """(interval, stream suffix, time-zone offset) of every kline stream but the replayed one:
+        each interval in UTC, and in UTC+8 (`@+08:00`, the one zone Binance's streams offer)."""
+        utc = [(i, "", 0) for i in INTERVAL_MS if i != self.interval]
+        return utc + [(i, "@+08:00", 8 * 3_600_000) for i in INTERVAL_MS]
+
+    def _watched(self) -> bool:
+        """Anyone on a kline stream of this symbol (the replayed interval or a derived one)."""
+        prefix = self.symbol.lower()
+        if self.hub.has_subscribers(self.stream):
+            return True
+        return any(self.hub.has_subscribers(f"{prefix}@kline_{i}{s}") for i, s, _ in self._derived_streams())
 
     async def _wait_until_free(self) -> bool:
         """Wait while `holding()`; True if it had to wait (the pacing schedule restarts)."""
@@ -180,6 +205,10 @@ class KlineReplay:
             nxt = (index, step + 1) if step <= self.progress_frames else (index + 1, 1)
             self._clock_cap = self._event_time(*nxt) - 1 if nxt[0] < len(self.candles) else None
         self._clock_set = time.monotonic()
+
+    def now_ms(self) -> int:
+        """The `Clock` protocol: the injected exchange clock if any, else the replay's own."""
+        return self._event_clock() if self._event_clock is not None else self.clock_ms()
 
     def clock_ms(self) -> int:
         t = self._clock_base + int((time.monotonic() - self._clock_set) * 1000)
@@ -234,11 +263,25 @@ class KlineReplay:
             self.market.apply(bids, asks)
 
     def _send(self, candle: Candle, *, closed: bool) -> None:
+        now = self.now_ms()
         self.hub.publish(
-            self.stream,
-            ws_payload(self.symbol, self.interval, candle, closed=closed, event_time=self.clock_ms()),
+            self.stream, ws_payload(self.symbol, self.interval, candle, closed=closed, event_time=now)
         )
         self.frames_sent += 1
+        for interval, suffix, offset in self._derived_streams():
+            stream = f"{self.symbol.lower()}@kline_{interval}{suffix}"
+            if not self.hub.has_subscribers(stream) or not derivable(self.interval, interval, offset):
+                continue
+            start = bucket_start(candle.open_time, interval, offset)
+            end = bucket_end(start, interval, offset)
+            group = [candle]
+            i = self.position - (2 if closed else 1)  # the closed candle before `candle`
+            while i >= 0 and self.candles[i].open_time >= start:
+                group.insert(0, self.candles[i])
+                i -= 1
+            merged = merge_group(group, start, end)
+            done = closed and candle.close_time >= end
+            self.hub.publish(stream, ws_payload(self.symbol, interval, merged, closed=done, event_time=now))
 
     def state(self) -> dict[str, Any]:
         return {

@@ -16,7 +16,9 @@ the CSV once, and no timing: `SimExchange` paces the replay.
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
@@ -206,3 +208,83 @@ def select(rows: list[Candle], *, start: int | None, end: int | None, limit: int
     if start is not None:
         return chosen[:limit]
     return chosen[-limit:]
+
+
+_MONDAY_MS = 4 * 86_400_000  # 1970-01-05, the first Monday: Binance's weeks open on Monday
+
+
+def bucket_start(t: int, interval: str, offset_ms: int = 0) -> int:
+    """Open time (UTC ms) of the `interval` candle holding instant `t`, with candle boundaries in the
+    time zone `offset_ms` east of UTC (Binance's `timeZone`); months are calendar months there."""
+    local = t + offset_ms
+    if interval == "1M":
+        d = datetime.fromtimestamp(local / 1000, tz=UTC)
+        return int(datetime(d.year, d.month, 1, tzinfo=UTC).timestamp() * 1000) - offset_ms
+    size = INTERVAL_MS[interval]
+    if interval == "1w":
+        return local - (local - _MONDAY_MS) % size - offset_ms
+    return local - local % size - offset_ms
+
+
+def bucket_end(start: int, interval: str, offset_ms: int = 0) -> int:
+    if interval == "1M":
+        d = datetime.fromtimestamp((start + offset_ms) / 1000, tz=UTC)
+        nxt = datetime(d.year + d.month // 12, d.month % 12 + 1, 1, tzinfo=UTC)
+        return int(nxt.timestamp() * 1000) - offset_ms - 1
+    return start + INTERVAL_MS[interval] - 1
+
+
+def derivable(base: str, target: str, offset_ms: int = 0) -> bool:
+    """Whether `target` candles (boundaries `offset_ms` east of UTC) are whole groups of `base` ones."""
+    if offset_ms % INTERVAL_MS[base] != 0 and not (target == "1M" and offset_ms == 0):
+        return False
+    if target == "1M":
+        return INTERVAL_MS[base] <= 86_400_000
+    return INTERVAL_MS[target] >= INTERVAL_MS[base] and INTERVAL_MS[target] % INTERVAL_MS[base] == 0
+
+
+_TZ = re.compile(r"^([+-]?)([0-9]{1,2})(?::([0-9]{2}))?$")
+
+
+def parse_time_zone(raw: str) -> int:
+    """Binance's `timeZone` (`8`, `+08:00`, `-1:30`, ... within -12:00..+14:00) as ms east of UTC."""
+    m = _TZ.match(raw.strip())
+    if m is None:
+        raise ValueError(f"invalid timeZone {raw!r}")
+    minutes = int(m.group(2)) * 60 + int(m.group(3) or 0)
+    minutes = -minutes if m.group(1) == "-" else minutes
+    if not -12 * 60 <= minutes <= 14 * 60:
+        raise ValueError(f"timeZone {raw!r} is outside -12:00..+14:00")
+    return minutes * 60_000
+
+
+def merge_group(group: list[Candle], start: int, end: int) -> Candle:
+    return Candle(
+        open_time=start,
+        close_time=end,
+        open=group[0].open,
+        high=max(c.high for c in group),
+        low=min(c.low for c in group),
+        close=group[-1].close,
+        volume=sum((c.volume for c in group), Decimal(0)),
+        trades=sum(c.trades for c in group),
+        first_trade_id=group[0].first_trade_id,
+    )
+
+
+def aggregate(rows: list[Candle], interval: str, offset_ms: int = 0) -> list[Candle]:
+    """Group base candles (oldest first) into `interval` candles: open of the first, close of the
+    last, extremes and sums over the group. The last group may be incomplete (the open candle)."""
+    out: list[Candle] = []
+    group: list[Candle] = []
+    start = None
+    for c in rows:
+        b = bucket_start(c.open_time, interval, offset_ms)
+        if start is not None and b != start:
+            out.append(merge_group(group, start, bucket_end(start, interval, offset_ms)))
+            group = []
+        start = b
+        group.append(c)
+    if group and start is not None:
+        out.append(merge_group(group, start, bucket_end(start, interval, offset_ms)))
+    return out

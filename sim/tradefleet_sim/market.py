@@ -30,8 +30,10 @@ from typing import Any, Literal
 from tradefleet_sim.book import Book, Level, Side, fmt, wire_levels
 from tradefleet_sim.hub import Hub
 from tradefleet_sim.rules import SymbolRules
+from tradefleet_sim.tickers import Trade, TradeTape
 
 Source = Literal["generated", "capture"]
+DIFF_STREAMS = ("depth@100ms", "depth", "depth@1000ms")
 
 
 class SimMarket:
@@ -48,6 +50,12 @@ class SimMarket:
         self.clock = clock
         self.trade_id = 0
         self.agg_id = 0
+        self.tape = TradeTape()  # public trades, for trades/aggTrades/tickers
+        # Hooks of the resting-order matcher (`orders_limit.py`): a generated trade first fills
+        # resting orders it reaches (returns the quantity left), and every book change is checked
+        # for levels that cross a resting order.
+        self.on_flow_trade: Callable[[Decimal, Decimal, bool], Decimal] | None = None
+        self.on_change: Callable[[], None] | None = None
         self.gap_pending = 0  # diffs to apply without sending (fault)
         self.diffs_sent = 0
         self.diffs_withheld = 0
@@ -102,6 +110,8 @@ class SimMarket:
         if self.gap_pending > 0:
             self.gap_pending -= 1
             self.diffs_withheld += 1
+            if self.on_change is not None:
+                self.on_change()
             return
         if payload is None and (self._has_depth_subscribers()):
             payload = {
@@ -114,24 +124,28 @@ class SimMarket:
                 "a": wire_levels(asks),
             }
         if payload is not None:
-            self.hub.publish(f"{self.stream_prefix}@depth@100ms", payload)
-            self.hub.publish(f"{self.stream_prefix}@depth", payload)
+            # `@depth` and `@depth@1000ms` are the same stream on Binance (1 s updates); here every
+            # diff goes to all three names, which keeps U = previous u + 1 on each of them.
+            for name in DIFF_STREAMS:
+                self.hub.publish(f"{self.stream_prefix}@{name}", payload)
         self.diffs_sent += 1
         self._publish_partial_depth()
         if self.source == "generated":  # a capture carries its own recorded bookTicker frames
             self.publish_book_ticker()
+        if self.on_change is not None:
+            self.on_change()
 
     def _publish_partial_depth(self) -> None:
         """`<symbol>@depth<5|10|20>[@100ms]`: the top levels after each diff, REST-shaped."""
         for n in (5, 10, 20):
-            for suffix in ("", "@100ms"):
+            for suffix in ("", "@100ms", "@1000ms"):
                 stream = f"{self.stream_prefix}@depth{n}{suffix}"
                 if self.hub.has_subscribers(stream):
                     self.hub.publish(stream, self.snapshot(n))
 
     def _has_depth_subscribers(self) -> bool:
         p = self.stream_prefix
-        return self.hub.has_subscribers(f"{p}@depth@100ms") or self.hub.has_subscribers(f"{p}@depth")
+        return any(self.hub.has_subscribers(f"{p}@{name}") for name in DIFF_STREAMS)
 
     def publish_book_ticker(self, *, force: bool = False) -> None:
         top = (self.best_bid(), self.best_ask())
@@ -148,10 +162,17 @@ class SimMarket:
             {"u": self.update_id, "s": self.symbol, "b": fmt(bp), "B": fmt(bq), "a": fmt(ap), "A": fmt(aq)},
         )
 
+    def flow_trade(self, price: Decimal, qty: Decimal, *, buyer_is_maker: bool) -> None:
+        """A trade of the simulated market's own flow: resting user orders it reaches fill first."""
+        left = self.on_flow_trade(price, qty, buyer_is_maker) if self.on_flow_trade is not None else qty
+        if left > 0:
+            self.publish_trade(price, left, buyer_is_maker=buyer_is_maker)
+
     def publish_trade(self, price: Decimal, qty: Decimal, *, buyer_is_maker: bool) -> None:
         now = self.clock()
         self.trade_id += 1
-        self.agg_id += 1
+        self.agg_id = self.trade_id  # one trade per aggregate: `a` equals `t`
+        self.tape.add(Trade(self.trade_id, price, qty, now, buyer_is_maker))
         p = self.stream_prefix
         if self.hub.has_subscribers(f"{p}@trade"):
             self.hub.publish(

@@ -15,6 +15,16 @@ from decimal import Decimal
 from typing import Any
 
 ZERO = Decimal(0)
+
+
+class OrderError(Exception):
+    """A new-order request Binance would refuse; `code` is Binance's error code."""
+
+    def __init__(self, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.code, self.msg = code, msg
+
+
 FINAL = frozenset({"FILLED", "CANCELED", "REJECTED", "EXPIRED"})
 
 
@@ -31,6 +41,7 @@ class SimFill:
     commission_asset: str
     trade_id: int
     time: int
+    is_maker: bool = False
 
 
 @dataclass
@@ -48,6 +59,9 @@ class SimOrder:
     update_time: int = 0
     fills: list[SimFill] = field(default_factory=list)
     reject_reason: str = "NONE"
+    price: Decimal = ZERO  # LIMIT / LIMIT_MAKER / *_LIMIT stops
+    time_in_force: str = "GTC"
+    stop_price: Decimal = ZERO  # STOP_LOSS* / TAKE_PROFIT*
 
     @property
     def executed_qty(self) -> Decimal:
@@ -68,15 +82,15 @@ class SimOrder:
             "orderId": self.order_id,
             "orderListId": -1,
             "clientOrderId": self.client_order_id,
-            "price": fmt(ZERO),
+            "price": fmt(self.price),
             "origQty": fmt(self.orig_qty),
             "executedQty": fmt(self.executed_qty),
             "cummulativeQuoteQty": fmt(self.cum_quote),
             "status": self.status,
-            "timeInForce": "GTC",
+            "timeInForce": self.time_in_force,
             "type": self.type,
             "side": self.side,
-            "stopPrice": fmt(ZERO),
+            "stopPrice": fmt(self.stop_price),
             "icebergQty": fmt(ZERO),
             "time": self.time,
             "updateTime": self.update_time or self.time,
@@ -128,7 +142,7 @@ class SimOrder:
             "commissionAsset": f.commission_asset,
             "time": f.time,
             "isBuyer": self.side == "BUY",
-            "isMaker": False,
+            "isMaker": f.is_maker,
             "isBestMatch": True,
         }
 
@@ -149,10 +163,10 @@ class SimOrder:
             "c": self.client_order_id,
             "S": self.side,
             "o": self.type,
-            "f": "GTC",
+            "f": self.time_in_force,
             "q": fmt(self.orig_qty),
-            "p": fmt(ZERO),
-            "P": fmt(ZERO),
+            "p": fmt(self.price),
+            "P": fmt(self.stop_price),
             "F": fmt(ZERO),
             "g": -1,
             "C": "",
@@ -170,7 +184,7 @@ class SimOrder:
             "v": 0,
             "I": self.order_id * 2,
             "w": exec_type == "NEW",
-            "m": False,
+            "m": bool(fill and fill.is_maker),
             "M": False,
             "O": self.time,
             "Z": fmt(self.cum_quote if cum_quote is None else cum_quote),

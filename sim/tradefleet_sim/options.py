@@ -54,11 +54,24 @@ class SimOptions:
     """Inject a random fault every this many seconds."""
     seed: int = 7
     ping_interval: float = 20.0
-    """Server websocket ping period, like Binance's 20 s; the connection closes without pongs."""
+    """Server websocket ping period, like Binance's 20 s."""
+    pong_timeout: float = 60.0
+    """Close (1008) a market-data connection that sent no pong for this long (Binance: a minute)."""
+    max_connection_s: float | None = None
+    """Close (1001) every market-data connection at this age; 86400 is Binance's 24-hour cut."""
     send_queue: int = 100_000
     """Frames buffered per websocket client before a slow client is disconnected."""
     weight_limit: int = 6000
     """REQUEST_WEIGHT per minute advertised in exchangeInfo and counted in X-MBX-USED-WEIGHT-1M."""
+    enforce_limits: bool = True
+    """Refuse what Binance refuses: weight over `weight_limit` a minute (429, then 418 bans), more
+    than 100 orders per 10 s, more than 5 websocket messages a second. False: count, send the
+    headers, never refuse (for benchmarks and tests that flood on purpose)."""
+    wall_timestamps: bool | None = None
+    """Also accept signed requests whose `timestamp` is within `recvWindow` of the wall clock (not
+    only of the exchange clock). None = only while the default kline-replay clock runs: it races
+    ahead of real time (`speed` candles a second), so no client can stay inside a recvWindow of it
+    and clients stamping with their own clock (our bot) must still be able to trade."""
     startup_faults: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
     """Fault requests (same JSON as `POST /sim/faults`) applied when the server starts."""
 
@@ -78,6 +91,12 @@ class SimOptions:
             raise ValueError("progress_frames must be >= 0")
         if self.replay_capture is not None and self.replay_capture.removeprefix("capture_") not in CAPTURES:
             raise ValueError(f"unknown capture {self.replay_capture!r}; known: {', '.join(CAPTURES)}")
+        if self.pong_timeout <= 0 or self.ping_interval <= 0:
+            raise ValueError("ping_interval and pong_timeout must be > 0 seconds")
+        if self.max_connection_s is not None and self.max_connection_s <= 0:
+            raise ValueError("max_connection_s must be > 0 seconds (None: no lifetime)")
+        if self.weight_limit < 1:
+            raise ValueError("weight_limit must be >= 1")
         if self.fault_every is not None and self.fault_every <= 0:
             raise ValueError("fault_every must be > 0 seconds")
 

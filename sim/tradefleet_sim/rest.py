@@ -21,13 +21,21 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from tradefleet_sim.klines import INTERVAL_MS, KlineWindowError, rest_row, select
+from tradefleet_sim.klines import (
+    INTERVAL_MS,
+    KlineWindowError,
+    aggregate,
+    derivable,
+    parse_time_zone,
+    rest_row,
+    select,
+)
+from tradefleet_sim.ratelimit import ORDER_PATHS, Refusal, weight_for
 from tradefleet_sim.streams import EXCHANGE
 
 if TYPE_CHECKING:
     from tradefleet_sim.exchange import SimExchange
 
-WEIGHT: web.RequestKey[int] = web.RequestKey("weight", int)
 _DIGITS = re.compile(r"^[0-9]{1,20}$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -58,16 +66,12 @@ def _int_param(request: web.Request, name: str, *, required: bool = False) -> in
 
 
 def _market_symbol(request: web.Request) -> str:
-    symbol = request.query.get("symbol")
+    symbol = request.query.get("symbol", "").upper()  # Binance accepts `btcusdt` too
     if not symbol:
         raise BinanceError(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
     if symbol not in request.app[EXCHANGE].markets:
         raise BinanceError(-1121, "Invalid symbol.")
     return symbol
-
-
-def depth_weight(limit: int) -> int:
-    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
 
 
 async def depth(request: web.Request) -> web.Response:
@@ -77,12 +81,10 @@ async def depth(request: web.Request) -> web.Response:
     if limit < 1:
         raise BinanceError(-1130, "Data sent for parameter 'limit' is not valid.")
     limit = min(limit, 5000)
-    request[WEIGHT] = depth_weight(limit)
     return web.json_response(request.app[EXCHANGE].markets[symbol].snapshot(limit))
 
 
 async def klines(request: web.Request) -> web.Response:
-    request[WEIGHT] = 2
     symbol = _market_symbol(request)
     interval = request.query.get("interval")
     if not interval:
@@ -98,17 +100,25 @@ async def klines(request: web.Request) -> web.Response:
     if limit < 1:
         raise BinanceError(-1130, "Data sent for parameter 'limit' is not valid.")
     replay = request.app[EXCHANGE].klines
-    if replay is None or replay.symbol != symbol or replay.interval != interval:
+    if replay is None or replay.symbol != symbol:
         return web.json_response([])  # a valid request for a series this simulator does not hold
     try:
-        rows = select(replay.rows(), start=start, end=end, limit=min(limit, 1000))
+        offset = parse_time_zone(request.query.get("timeZone", "0"))
+    except ValueError as e:
+        raise BinanceError(-1100, f"Illegal characters found in parameter 'timeZone': {e}") from None
+    rows = replay.rows()
+    if interval != replay.interval or offset:
+        if not derivable(replay.interval, interval, offset):
+            return web.json_response([])  # finer than (or misaligned with) the replayed candles
+        rows = aggregate(rows, interval, offset)
+    try:
+        rows = select(rows, start=start, end=end, limit=min(limit, 1000))
     except KlineWindowError as e:
         raise BinanceError(e.code, str(e)) from e
     return web.json_response([rest_row(c) for c in rows])
 
 
 async def exchange_info(request: web.Request) -> web.Response:
-    request[WEIGHT] = 20
     exchange = request.app[EXCHANGE]
     wanted: list[str] | None = None
     if "symbol" in request.query:
@@ -155,38 +165,65 @@ async def ping(request: web.Request) -> web.Response:
 
 @web.middleware
 async def binance_edge(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """REST faults, Binance error bodies and the used-weight header for every `/api/` route."""
+    """Limits, REST faults, Binance error bodies and the limit headers for every `/api/` route.
+
+    The weight is counted (and a 429/418 answered) before the handler runs, as on Binance: a
+    refused request has no effect."""
     if not request.path.startswith(("/api/", "/sapi/")):
         return await handler(request)
     exchange = request.app[EXCHANGE]
+    ip = request.remote or "unknown"
+    refusal = exchange.limits.request(ip, weight_for(request.method, request.path, request.query))
+    if refusal is not None:
+        return _limit_headers(request, exchange, refusal_response(refusal))
     if not exchange.options.rest_faults_on_orders and request.path.startswith(_SIGNED_PATHS):
-        return await _plain(request, handler, exchange)
+        return _limit_headers(request, exchange, await _plain(request, handler))
     delay, failure = exchange.faults.next_rest_fault()
     if delay:
         await asyncio.sleep(delay)
     if failure is not None:
-        headers = {"X-MBX-USED-WEIGHT-1M": str(exchange.used_weight(1))}
+        headers = {}
         if failure.status in (418, 429):
             headers["Retry-After"] = str(failure.retry_after)
-        return web.json_response(failure.body(), status=failure.status, headers=headers)
-    return await _plain(request, handler, exchange)
+        response = web.json_response(failure.body(exchange.now_ms()), status=failure.status, headers=headers)
+        return _limit_headers(request, exchange, response)
+    return _limit_headers(request, exchange, await _plain(request, handler))
+
+
+def refusal_response(refusal: Refusal) -> web.Response:
+    return error_response(
+        refusal.status, refusal.code, refusal.msg, headers={"Retry-After": str(refusal.retry_after_s)}
+    )
 
 
 _SIGNED_PATHS = ("/api/v3/order", "/api/v3/openOrders", "/api/v3/account", "/api/v3/myTrades")
 
 
-async def _plain(request: web.Request, handler: Handler, exchange: SimExchange) -> web.StreamResponse:
-    try:
-        response = await handler(request)
-    except BinanceError as e:
-        response = error_response(e.status, e.code, e.msg)
-    response.headers["X-MBX-USED-WEIGHT-1M"] = str(exchange.used_weight(request.get(WEIGHT, 1)))
+def _limit_headers(
+    request: web.Request, exchange: SimExchange, response: web.StreamResponse
+) -> web.StreamResponse:
+    if response.prepared:  # a lost-response fault already cut the connection
+        return response
+    response.headers["X-MBX-USED-WEIGHT-1M"] = str(exchange.limits.used_weight(request.remote or "unknown"))
+    key = request.headers.get("X-MBX-APIKEY")
+    if key and (request.method, request.path) in ORDER_PATHS:
+        ten, day = exchange.limits.order_counts(key)
+        response.headers["X-MBX-ORDER-COUNT-10S"] = str(ten)
+        response.headers["X-MBX-ORDER-COUNT-1D"] = str(day)
     return response
+
+
+async def _plain(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except BinanceError as e:
+        return error_response(e.status, e.code, e.msg)
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v3/depth", depth)
     app.router.add_get("/api/v3/klines", klines)
+    app.router.add_get("/api/v3/uiKlines", klines)
     app.router.add_get("/api/v3/exchangeInfo", exchange_info)
     app.router.add_get("/api/v3/time", server_time)
     app.router.add_get("/api/v3/ping", ping)

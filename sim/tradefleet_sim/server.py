@@ -9,6 +9,9 @@ lets it add its own. `SimServer` is the async context manager tests, the CLI and
         sim.rest_url   # http://127.0.0.1:PORT  (REST under /api/v3/...)
         sim.ws_url     # ws://127.0.0.1:PORT    (/ws/<stream>, /stream?streams=...)
 
+With `tls=TlsFiles` (`tls.py`) it also listens with TLS on `tls_port` (0 = any free port), for
+clients that insist on `wss://`/`https://`: `sim.wss_url`, `sim.https_url`.
+
 It refuses to listen anywhere but the host it is given (127.0.0.1 by default).
 """
 
@@ -21,15 +24,17 @@ from typing import Any
 
 from aiohttp import web
 
-from tradefleet_sim import control, rest, streams
+from tradefleet_sim import control, market_rest, rest, streams
 from tradefleet_sim.exchange import SimExchange
 from tradefleet_sim.streams import EXCHANGE
+from tradefleet_sim.tls import TlsFiles, server_context
 
 
 def build_app(exchange: SimExchange) -> web.Application:
     app = web.Application(middlewares=[rest.binance_edge])
     app[EXCHANGE] = exchange
     rest.add_routes(app)
+    market_rest.add_routes(app)
     streams.add_routes(app)
     control.add_routes(app)
     # The orders engineer's module is optional: a market-data-only simulator still works.
@@ -39,11 +44,28 @@ def build_app(exchange: SimExchange) -> web.Application:
     return app
 
 
+def _bound_port(site: web.TCPSite, asked: int) -> int:
+    server: Any = site._server  # aiohttp exposes the bound port only here
+    if server is not None and getattr(server, "sockets", None):
+        return int(server.sockets[0].getsockname()[1])
+    return asked
+
+
 class SimServer:
-    def __init__(self, exchange: SimExchange | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        exchange: SimExchange | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls: TlsFiles | None = None,
+        tls_port: int = 0,
+    ) -> None:
         self.exchange = exchange or SimExchange()
         self.host = host
         self.port = port
+        self.tls = tls
+        self.tls_port = tls_port
         self._runner: web.AppRunner | None = None
 
     @property
@@ -54,15 +76,31 @@ class SimServer:
     def ws_url(self) -> str:
         return f"ws://{self.host}:{self.port}"
 
+    @property
+    def https_url(self) -> str:
+        return f"https://{self.host}:{self.tls_port}"
+
+    @property
+    def wss_url(self) -> str:
+        return f"wss://{self.host}:{self.tls_port}"
+
     async def start(self) -> None:
         app = build_app(self.exchange)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
-        server: Any = site._server  # aiohttp exposes the bound port only here
-        if server is not None and getattr(server, "sockets", None):
-            self.port = int(server.sockets[0].getsockname()[1])
+        self.port = _bound_port(site, self.port)
+        if self.tls is not None:
+            tls_site = web.TCPSite(
+                self._runner,
+                self.host,
+                self.tls_port,
+                reuse_address=True,
+                ssl_context=server_context(self.tls),
+            )
+            await tls_site.start()
+            self.tls_port = _bound_port(tls_site, self.tls_port)
         await self.exchange.start()
 
     async def stop(self) -> None:

@@ -1,6 +1,7 @@
 """The simulator's private (signed) Binance Spot API: orders, account, trades, user data stream.
 
-Routes added to the sim's app by `setup(app, exchange)` (the server calls it when this module exists):
+Routes added to the sim's app by `setup(app, exchange)` (the server calls it when this module exists;
+the handlers live in `trading_routes.py` and `account_rest.py`):
 
 - `POST/GET/DELETE /api/v3/order`: MARKET orders with `quantity` or `quoteOrderQty`,
   `newClientOrderId`, `newOrderRespType` ACK/RESULT/FULL (FULL by default); query/cancel by
@@ -27,15 +28,15 @@ longer be accepted" true here as on Binance. Market orders fill through the mark
 
 Errors carry Binance's codes: -1013 filter failures (LOT_SIZE, NOTIONAL), -2010 duplicate open
 client id ("Duplicate order sent.") and insufficient balance, -2013 unknown order, -1121 bad symbol,
--1102 missing/ambiguous amounts, -1022 bad signature, -2015 unknown key. What it refuses: LIMIT and
-other order types (-1116 in the sim; the bots only send MARKET), margin, OCO.
+-1102 missing/ambiguous amounts, -1022 bad signature, -2015 unknown key. LIMIT (GTC/IOC/FOK) and
+LIMIT_MAKER orders rest and match in `orders_limit.py`, stop orders wait in `orders_stop.py`. What
+it refuses: trailing stops (-1116), margin, OCO.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections import Counter
 from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
@@ -45,7 +46,10 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from tradefleet_sim.accounts import Account, Accounts
+from tradefleet_sim.matching import OrderError as LimitError
 from tradefleet_sim.matching import SimFill, SimOrder, commission_for, is_step_multiple
+from tradefleet_sim.orders_limit import LIMIT_TYPES, LimitOrders, limit_params
+from tradefleet_sim.orders_stop import STOP_TYPES, stop_price, would_trigger_now
 from tradefleet_sim.userdata import UserStreams
 
 TAKER_FEE = Decimal("0.001")
@@ -90,7 +94,7 @@ class Trading:
     ) -> None:
         self.exchange = exchange
         self.accounts = accounts or Accounts()
-        self.streams = UserStreams(self.accounts)
+        self.streams = UserStreams(self.accounts, exchange.timestamp_problem)
         self.faults = TradingFaults()
         self.fee_rate = fee_rate
         self.orders: list[SimOrder] = []
@@ -100,14 +104,32 @@ class Trading:
         # Every order request as (wall ms, client order id, outcome): lets tests check pacing.
         self.requests: list[tuple[int, str, str]] = []
         self._order_ids = itertools.count(1000)
-        self._trade_ids = itertools.count(5000)
+        self.limit = LimitOrders(
+            account_of=self.accounts.get,
+            report=self._report,
+            now_ms=self.now_ms,
+            taker_fee=fee_rate,
+            market_fill=lambda order, account, market: self.fill(
+                order, account, market, order.orig_qty, None
+            ),
+        )
+        for market in getattr(exchange, "markets", {}).values():
+            self.limit.attach(market)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- signed request plumbing -----------------------------------------------------------------
-    async def authenticate(self, request: web.Request) -> tuple[Account, dict[str, str]]:
-        account = self.accounts.get(request.headers.get("X-MBX-APIKEY", ""))
+    def account_for(self, request: web.Request) -> Account:
+        """The account `X-MBX-APIKEY` names: -2014 without a key, -2015 for an unknown one."""
+        key = request.headers.get("X-MBX-APIKEY", "")
+        if not key:
+            raise BinanceError(401, -2014, "API-key format invalid.")
+        account = self.accounts.get(key)
         if account is None:
             raise BinanceError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        return account
+
+    async def authenticate(self, request: web.Request) -> tuple[Account, dict[str, str]]:
+        account = self.account_for(request)
         body = await request.text() if request.can_read_body else ""
         payload, signature = "", None
         for part in (request.query_string, body):
@@ -119,6 +141,8 @@ class Trading:
                     kept.append(pair)
             payload += "&".join(kept)
         params = dict(parse_qsl(request.query_string)) | dict(parse_qsl(body))
+        if "symbol" in params:
+            params["symbol"] = params["symbol"].upper()  # Binance accepts `btcusdt` too
         if signature is None:
             raise BinanceError(
                 400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed."
@@ -134,10 +158,13 @@ class Trading:
             ) from None
         if window > MAX_RECV_WINDOW:
             raise BinanceError(400, -1131, "recvWindow must be less than 60000")
-        now = _wall_ms()
-        if not (ts < now + 1000 and now - ts <= window):
-            raise BinanceError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+        problem = self.exchange.timestamp_problem(ts, window)
+        if problem is not None:
+            raise BinanceError(400, -1021, problem)
         return account, params
+
+    def now_ms(self) -> int:
+        return int(self.exchange.now_ms())
 
     def market(self, params: dict[str, str]) -> Any:
         symbol = params.get("symbol", "")
@@ -149,6 +176,10 @@ class Trading:
     # -- orders ----------------------------------------------------------------------------------
     def find(self, account: Account, params: dict[str, str]) -> SimOrder:
         cid, oid = params.get("origClientOrderId"), params.get("orderId")
+        if not cid and not oid:
+            raise BinanceError(
+                400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!"
+            )
         candidates = (
             self.by_client_id.get(cid, []) if cid else [o for o in self.orders if str(o.order_id) == oid]
         )
@@ -158,6 +189,15 @@ class Trading:
         return mine[-1]
 
     def place(self, account: Account, params: dict[str, str]) -> SimOrder:
+        order = self._place(account, params, dry_run=False)
+        assert order is not None
+        return order
+
+    def validate(self, account: Account, params: dict[str, str]) -> None:
+        """Every check `place` makes, placing nothing (`POST /api/v3/order/test`)."""
+        self._place(account, params, dry_run=True)
+
+    def _place(self, account: Account, params: dict[str, str], *, dry_run: bool) -> SimOrder | None:
         market = self.market(params)
         rules = market.rules
         side, type_ = params.get("side", ""), params.get("type", "")
@@ -165,7 +205,28 @@ class Trading:
             raise BinanceError(
                 400, -1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed."
             )
-        if type_ != "MARKET":
+        price, tif, stop = Decimal(0), "GTC", Decimal(0)
+        try:
+            if type_ in STOP_TYPES:
+                stop = stop_price(params, rules)
+                last = market.tape.last()
+                if would_trigger_now(type_, side, stop, last.price if last else None):
+                    raise BinanceError(400, -2010, "Stop price would trigger immediately.")
+                if type_.endswith("_LIMIT"):
+                    price, _, tif = limit_params(params, rules, "LIMIT")
+                elif not params.get("quantity") or params.get("quoteOrderQty"):
+                    raise BinanceError(
+                        400,
+                        -1102,
+                        "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.",
+                    )
+            elif type_ in LIMIT_TYPES:
+                price, _, tif = limit_params(params, rules, type_)
+        except LimitError as e:
+            raise BinanceError(400, e.code, e.msg) from None
+        if type_ == "LIMIT_MAKER" and self.limit.would_take(market, side, price) > 0:
+            raise BinanceError(400, -2010, "Order would immediately match and take.")
+        if type_ != "MARKET" and type_ not in LIMIT_TYPES and type_ not in STOP_TYPES:
             raise BinanceError(400, -1116, "Invalid orderType.")
         cid = params.get("newClientOrderId") or f"sim-{next(self._order_ids)}"
         self.client_ids_seen[cid] += 1
@@ -188,7 +249,7 @@ class Trading:
         ):
             raise BinanceError(400, -1013, "Filter failure: LOT_SIZE")
         best = market.levels(side, 1)
-        ref_price = best[0][0] if best else None
+        ref_price = price if price else (stop if stop else (best[0][0] if best else None))
         notional = (
             quote if quote is not None else (qty * ref_price if qty is not None and ref_price else None)
         )
@@ -203,10 +264,12 @@ class Trading:
             )
         if need > account.free(asset):
             raise BinanceError(400, -2010, "Account has insufficient balance for requested action.")
+        if dry_run:
+            return None
         if self.faults.take("reject"):
             self.fault_counts["reject"] += 1
             raise BinanceError(400, -2010, self.faults.reject_msg)
-        now = _wall_ms()
+        now = self.now_ms()
         order = SimOrder(
             symbol=market.symbol,
             order_id=next(self._order_ids),
@@ -218,14 +281,23 @@ class Trading:
             api_key=account.api_key,
             time=now,
             update_time=now,
+            price=price,
+            time_in_force=tif,
+            stop_price=stop,
         )
         self.orders.append(order)
         self.by_client_id.setdefault(cid, []).append(order)
-        self.streams.publish(account.api_key, order.execution_report("NEW", "NEW", now))
-        if self.faults.delay_fill_ms > 0:
+        if type_ in LIMIT_TYPES:
+            self.limit.lock_for(order, account, rules)
+        self.user_event(account.api_key, order.execution_report("NEW", "NEW", now))
+        if type_ in LIMIT_TYPES:
+            self.limit.arrive(order, account, market)
+        elif type_ in STOP_TYPES:
+            self.limit.wait_for_stop(order, account, market)
+        elif self.faults.delay_fill_ms > 0:
             self._spawn(self._fill_later(order, account, market, qty, quote, self.faults.delay_fill_ms))
         else:
-            self.fill(order, account, market, qty, quote)
+            self.fill(order, account, market, qty, quote, at=now)
         return order
 
     async def _fill_later(
@@ -242,15 +314,23 @@ class Trading:
             self.fill(order, account, market, qty, quote)
 
     def fill(
-        self, order: SimOrder, account: Account, market: Any, qty: Decimal | None, quote: Decimal | None
+        self,
+        order: SimOrder,
+        account: Account,
+        market: Any,
+        qty: Decimal | None,
+        quote: Decimal | None,
+        at: int | None = None,
     ) -> None:
+        """Match a MARKET order; an immediate fill is stamped with the order's transactTime `at`."""
         base_asset, quote_asset = market.rules.base, market.rules.quote
         # Never take more than the account holds (the book may have moved since the balance check).
         if order.side == "SELL" and qty is not None:
             qty = min(qty, account.free(base_asset))
         raw = market.take_liquidity(order.side, base_qty=qty, quote_qty=quote) if (qty or quote) else []
-        now = _wall_ms()
+        now = self.now_ms() if at is None else at
         executed = cum = Decimal(0)
+        first_trade_id = market.trade_id - len(raw) + 1  # the public @trade ids of these fills
         for i, (price, q) in enumerate(raw):
             if order.side == "BUY" and price * q > account.free(quote_asset):
                 break
@@ -267,7 +347,7 @@ class Trading:
                 qty=q,
                 commission=fee,
                 commission_asset=fee_asset,
-                trade_id=next(self._trade_ids),
+                trade_id=first_trade_id + i,
                 time=now,
             )
             order.fills.append(f)
@@ -277,13 +357,14 @@ class Trading:
             complete = self._complete(order, qty, quote, market)
             order.status = "FILLED" if last and complete else "PARTIALLY_FILLED"
             order.update_time = now
-            self.streams.publish(
+            self.user_event(
                 order.api_key, order.execution_report("TRADE", order.status, now, f, executed, cum)
             )
+            self.user_event(order.api_key, account_position(account, (base_asset, quote_asset), now))
         if order.status != "FILLED":
             order.status = "EXPIRED"
             order.update_time = now
-            self.streams.publish(order.api_key, order.execution_report("EXPIRED", "EXPIRED", now))
+            self.user_event(order.api_key, order.execution_report("EXPIRED", "EXPIRED", now))
 
     @staticmethod
     def _complete(order: SimOrder, qty: Decimal | None, quote: Decimal | None, market: Any) -> bool:
@@ -296,13 +377,36 @@ class Trading:
         return left <= 0 or (bool(best) and left / best[0][0] < market.rules.step_size)
 
     def cancel(self, account: Account, params: dict[str, str]) -> SimOrder:
-        order = self.find(account, params)
+        try:
+            order = self.find(account, params)
+        except BinanceError:
+            raise BinanceError(400, -2011, "Unknown order sent.") from None
         if not order.is_open:
             raise BinanceError(400, -2011, "Unknown order sent.")
+        if order.type in LIMIT_TYPES or order.type in STOP_TYPES:
+            self.limit.finish(order, account, self.market(params), "CANCELED", self.now_ms())
+            return order
         order.status = "CANCELED"
-        order.update_time = _wall_ms()
-        self.streams.publish(order.api_key, order.execution_report("CANCELED", "CANCELED", order.update_time))
+        order.update_time = self.now_ms()
+        self.user_event(order.api_key, order.execution_report("CANCELED", "CANCELED", order.update_time))
         return order
+
+    def _report(
+        self, order: SimOrder, account: Account, exec_type: str, status: str, now: int, fill: SimFill | None
+    ) -> None:
+        self.user_event(order.api_key, order.execution_report(exec_type, status, now, fill))
+        if fill is not None or exec_type in ("CANCELED", "EXPIRED"):
+            rules = self.exchange.markets[order.symbol].rules
+            self.user_event(order.api_key, account_position(account, (rules.base, rules.quote), now))
+
+    def user_event(self, api_key: str, event: dict[str, Any]) -> None:
+        """One user data event to the account's WebSocket API subscriptions and listenKey streams."""
+        self.streams.publish(api_key, event)
+        if self.streams.mute:
+            return
+        for listen_key, key in list(self.exchange.listen_keys.items()):
+            if key == api_key:
+                self.exchange.hub.publish(listen_key, event)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -327,8 +431,14 @@ class Trading:
         }
 
 
-def _wall_ms() -> int:
-    return int(time.time() * 1000)
+def account_position(account: Account, assets: tuple[str, ...], now: int) -> dict[str, Any]:
+    """`outboundAccountPosition`: the balances an event changed (nothing is ever locked here)."""
+    return {
+        "e": "outboundAccountPosition",
+        "E": now,
+        "u": now,
+        "B": [{"a": a, "f": f"{account.free(a):.8f}", "l": f"{account.held(a):.8f}"} for a in assets],
+    }
 
 
 def _error(e: BinanceError) -> web.Response:
@@ -336,184 +446,7 @@ def _error(e: BinanceError) -> web.Response:
 
 
 def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None) -> Trading:
-    """Add the signed trading API to the simulator's app; returns the `Trading` state."""
-    trading = Trading(exchange, accounts)
-    app[STATE_KEY] = trading
-    extensions = getattr(exchange, "extensions", None)
-    if isinstance(extensions, dict):
-        extensions["trading"] = trading  # so tests and the sim's own /sim/state can reach it
+    """Add the signed trading API to the simulator's app (routes in `trading_routes.py`)."""
+    from tradefleet_sim import trading_routes  # the HTTP handlers build on this module's Trading
 
-    async def new_order(request: web.Request) -> web.StreamResponse:
-        cid = request.query.get("newClientOrderId", "")
-        try:
-            account, params = await trading.authenticate(request)
-            cid = params.get("newClientOrderId", "")
-            f = trading.faults
-            if f.take("rate_limit"):
-                trading.fault_counts["rate_limit"] += 1
-                raise BinanceError(
-                    429,
-                    -1003,
-                    "Too much request weight used; current limit is 6000 request weight per 1 MINUTE.",
-                    {"Retry-After": str(f.retry_after_s)},
-                )
-            if f.take("server_error_before"):
-                trading.fault_counts["server_error_before"] += 1
-                raise BinanceError(
-                    503,
-                    -1007,
-                    "Timeout waiting for response from backend server. "
-                    "Send status unknown; execution status unknown.",
-                )
-            order = trading.place(account, params)
-        except BinanceError as e:
-            trading.requests.append((_wall_ms(), cid, str(e.code)))
-            return _error(e)
-        trading.requests.append((_wall_ms(), cid, "accepted"))
-        if f.take("lose_response"):
-            trading.fault_counts["lose_response"] += 1
-            if request.transport is not None:
-                request.transport.close()
-            raise web.HTTPServiceUnavailable()  # never reaches the client: the connection is gone
-        if f.take("server_error"):
-            trading.fault_counts["server_error"] += 1
-            return _error(
-                BinanceError(
-                    503,
-                    -1007,
-                    "Timeout waiting for response from backend server. "
-                    "Send status unknown; execution status unknown.",
-                )
-            )
-        if f.take("timeout"):
-            trading.fault_counts["timeout"] += 1
-            await asyncio.sleep(f.timeout_s)
-        resp_type = params.get("newOrderRespType", "FULL")
-        return web.json_response(
-            order.response(resp_type if resp_type in ("ACK", "RESULT", "FULL") else "FULL")
-        )
-
-    async def get_order(request: web.Request) -> web.Response:
-        try:
-            account, params = await trading.authenticate(request)
-            trading.market(params)
-            return web.json_response(trading.find(account, params).query_json())
-        except BinanceError as e:
-            return _error(e)
-
-    async def cancel_order(request: web.Request) -> web.Response:
-        try:
-            account, params = await trading.authenticate(request)
-            trading.market(params)
-            order = trading.cancel(account, params)
-            return web.json_response(order.response("RESULT") | {"origClientOrderId": order.client_order_id})
-        except BinanceError as e:
-            return _error(e)
-
-    async def open_orders(request: web.Request) -> web.Response:
-        try:
-            account, params = await trading.authenticate(request)
-            symbol = params.get("symbol")
-            rows = [
-                o.query_json()
-                for o in trading.orders
-                if o.is_open and o.api_key == account.api_key and symbol in (None, o.symbol)
-            ]
-            return web.json_response(rows)
-        except BinanceError as e:
-            return _error(e)
-
-    async def account_info(request: web.Request) -> web.Response:
-        try:
-            account, _ = await trading.authenticate(request)
-        except BinanceError as e:
-            return _error(e)
-        balances = [
-            {"asset": a, "free": f"{v:.8f}", "locked": "0.00000000"} for a, v in account.balances.items()
-        ]
-        return web.json_response(
-            {
-                "makerCommission": 10,
-                "takerCommission": 10,
-                "buyerCommission": 0,
-                "sellerCommission": 0,
-                "commissionRates": {
-                    "maker": "0.00100000",
-                    "taker": f"{trading.fee_rate:.8f}",
-                    "buyer": "0.00000000",
-                    "seller": "0.00000000",
-                },
-                "canTrade": True,
-                "canWithdraw": False,
-                "canDeposit": False,
-                "brokered": False,
-                "requireSelfTradePrevention": False,
-                "preventSor": False,
-                "updateTime": _wall_ms(),
-                "accountType": "SPOT",
-                "balances": balances,
-                "permissions": ["SPOT"],
-                "uid": 1,
-            }
-        )
-
-    async def my_trades(request: web.Request) -> web.Response:
-        try:
-            account, params = await trading.authenticate(request)
-            trading.market(params)
-        except BinanceError as e:
-            return _error(e)
-        oid = params.get("orderId")
-        rows = [
-            o.trade_json(f)
-            for o in trading.orders
-            if o.api_key == account.api_key
-            and o.symbol == params["symbol"]
-            and (oid is None or str(o.order_id) == oid)
-            for f in o.fills
-        ]
-        return web.json_response(rows[-int(params.get("limit", "500")) :])
-
-    async def sim_orders(request: web.Request) -> web.Response:
-        return web.json_response(trading.describe())
-
-    async def sim_faults(request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            return web.json_response({"error": "body must be JSON"}, status=400)
-        known = {f.name for f in fields(TradingFaults)} | {"drop_user_streams"}
-        unknown = sorted(set(body) - known)
-        if unknown:
-            msg = f"unknown fault(s): {', '.join(unknown)}; known: {sorted(known)}"
-            return web.json_response({"error": msg}, status=400)
-        for name, value in body.items():
-            if name == "drop_user_streams":
-                if value:
-                    await trading.streams.drop_all()
-                continue
-            setattr(trading.faults, name, type(getattr(trading.faults, name))(value))
-        trading.streams.mute = trading.faults.user_stream_mute
-        return web.json_response({"ok": True, "pending_faults": trading.describe()["pending_faults"]})
-
-    async def sim_accounts(request: web.Request) -> web.Response:
-        """Add or replace an account: {"api_key", "secret", "balances": {"USDT": "1000", ...}}."""
-        try:
-            body = await request.json()
-            balances = {str(k): Decimal(str(v)) for k, v in body["balances"].items()}
-            trading.accounts.add(str(body["api_key"]), str(body["secret"]), balances)
-        except (ValueError, KeyError, TypeError, AttributeError, InvalidOperation) as e:
-            return web.json_response({"error": f"need api_key, secret, balances: {e!r}"}, status=400)
-        return web.json_response({"ok": True, "accounts": trading.accounts.describe()})
-
-    app.router.add_post("/api/v3/order", new_order)
-    app.router.add_get("/api/v3/order", get_order)
-    app.router.add_delete("/api/v3/order", cancel_order)
-    app.router.add_get("/api/v3/openOrders", open_orders)
-    app.router.add_get("/api/v3/account", account_info)
-    app.router.add_get("/api/v3/myTrades", my_trades)
-    app.router.add_get("/ws-api/v3", trading.streams.handle)
-    app.router.add_get("/sim/orders", sim_orders)
-    app.router.add_post("/sim/orders/faults", sim_faults)
-    app.router.add_post("/sim/accounts", sim_accounts)
-    return trading
+    return trading_routes.setup(app, exchange, accounts)

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import json
-import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -25,8 +25,14 @@ from tradefleet_sim.accounts import Accounts
 
 
 class UserStreams:
-    def __init__(self, accounts: Accounts, recv_window_ms: int = 60_000) -> None:
+    def __init__(
+        self,
+        accounts: Accounts,
+        timestamp_problem: Callable[[int, int], str | None],
+        recv_window_ms: int = 60_000,
+    ) -> None:
         self.accounts = accounts
+        self.timestamp_problem = timestamp_problem  # the exchange's one-clock -1021 rule
         self.recv_window_ms = recv_window_ms
         self.mute = False
         self._sessions: set[_Session] = set()
@@ -111,9 +117,9 @@ class UserStreams:
             window = int(params.get("recvWindow", 5000))
         except (KeyError, ValueError):
             return _error(req_id, 400, -1102, "Mandatory parameter 'timestamp' was not sent.")
-        now = int(time.time() * 1000)
-        if not (ts < now + 1000 and now - ts <= min(window, self.recv_window_ms)):
-            return _error(req_id, 400, -1021, "Timestamp for this request is outside of the recvWindow.")
+        problem = self.timestamp_problem(ts, min(window, self.recv_window_ms))
+        if problem is not None:
+            return _error(req_id, 400, -1021, problem)
         if account.api_key in session.subscriptions.values():
             return _error(req_id, 400, -1210, "This account is already subscribed on this connection.")
         sub_id = next(self._ids)

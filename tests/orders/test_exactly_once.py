@@ -112,7 +112,15 @@ async def test_delayed_fill_with_silent_stream_is_found_by_rest_reconciliation(s
 
     await until(new_first, what="NEW acknowledged")
     order = await _final(store, cid)
-    assert order.status is OrderStatus.FILLED and order.fee > 0  # fee came from myTrades
+    assert order.status is OrderStatus.FILLED
+
+    async def fee_stored() -> bool:
+        # The FILLED query and the myTrades fills it queues are applied one after the other.
+        o = await store.get_order(cid)
+        return o is not None and o.fee > 0
+
+    await until(fee_stored, what="fee from myTrades")
+    order = await _final(store, cid)
     assert all(u.source != "stream" for u in await store.order_updates(cid))
     await until(lambda: m.position.qty == order.filled_qty - order.fee, what="position from REST")
     assert (await sim_orders(sim))["duplicates"] == 0

@@ -2,8 +2,9 @@
 
 - `sim`: a started `SimServer` on a free port with a generated BTCUSDT market (depth diffs at
   20/s) and the real BTCUSDT daily klines (replay starts on the first kline subscriber).
-- `make_sim(**options)`: an async factory for custom setups; options are `SimOptions` fields
-  (unknown names fail), e.g. `await make_sim(replay_capture="2021-10-12", capture_speed=0)`.
+- `make_sim(clock=None, **options)`: an async factory for custom setups; options are `SimOptions`
+  fields (unknown names fail), e.g. `await make_sim(replay_capture="2021-10-12", capture_speed=0)`;
+  `clock` replaces the exchange's one clock (`tradefleet_sim.clock`).
   Every server it starts is stopped at teardown.
 
 Helpers for tests: `sim_state(sim)`, `sim_book(sim, symbol)`, `sim_fault(sim, **fault)` talk to
@@ -18,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tradefleet_sim.clock import Clock
 from tradefleet_sim.exchange import SimExchange
 from tradefleet_sim.options import SimOptions
 from tradefleet_sim.server import SimServer
@@ -32,9 +34,9 @@ MakeSim = Callable[..., Awaitable[SimServer]]
 async def make_sim() -> AsyncIterator[MakeSim]:
     servers: list[SimServer] = []
 
-    async def factory(**options: Any) -> SimServer:
+    async def factory(clock: Clock | None = None, **options: Any) -> SimServer:
         opts = SimOptions.from_mapping({**TEST_DEFAULTS, **options})
-        server = SimServer(SimExchange(opts), port=0)
+        server = SimServer(SimExchange(opts, clock=clock), port=0)
         await server.start()
         servers.append(server)
         return server

@@ -70,3 +70,46 @@ async def test_time_follows_sim_clock_and_ping_is_empty(sim: SimServer) -> None:
     assert t["serverTime"] == sim.exchange.now_ms() or abs(t["serverTime"] - sim.exchange.now_ms()) < 60_000
     _, p, _ = await get(sim, "/api/v3/ping")
     assert p == {}
+
+
+async def test_lower_case_symbols_are_accepted_like_binance(sim: SimServer) -> None:
+    status, body, _ = await get(sim, "/api/v3/depth?symbol=btcusdt&limit=5")
+    assert status == 200 and len(body["bids"]) == 5
+    status, body, _ = await get(sim, "/api/v3/ticker/price?symbol=btcusdt")
+    assert status == 200 and body["symbol"] == "BTCUSDT"
+
+
+async def test_every_coarser_kline_interval_is_derived_from_the_replayed_one(sim: SimServer) -> None:
+    _, days, _ = await get(sim, "/api/v3/klines?symbol=BTCUSDT&interval=1d&limit=1000")
+    _, weeks, _ = await get(sim, "/api/v3/klines?symbol=BTCUSDT&interval=1w&limit=1000")
+    _, months, _ = await get(sim, "/api/v3/klines?symbol=BTCUSDT&interval=1M&limit=1000")
+    _, hours, _ = await get(sim, "/api/v3/klines?symbol=BTCUSDT&interval=1h&limit=10")
+    assert hours == []  # finer than the replayed daily candles: nothing honest to derive
+    week = weeks[-2]  # a closed week: its days are all there
+    inside = [d for d in days if week[0] <= d[0] <= week[6]]
+    assert len(inside) == 7 and (week[0] - 4 * 86_400_000) % (7 * 86_400_000) == 0  # opens on a Monday
+    assert week[1] == inside[0][1] and week[4] == inside[-1][4]
+    assert Decimal(week[2]) == max(Decimal(d[2]) for d in inside)
+    assert Decimal(week[3]) == min(Decimal(d[3]) for d in inside)
+    assert Decimal(week[5]) == sum(Decimal(d[5]) for d in inside)
+    assert len(months) >= 8 and all(m[6] > m[0] for m in months)
+
+
+async def test_time_zone_klines_over_rest_and_stream(make_sim: Any) -> None:
+    import json
+
+    sim = await make_sim(kline_interval="1h", history=600, speed=50.0)
+    _, days, _ = await get(sim, "/api/v3/klines?symbol=BTCUSDT&interval=1d&timeZone=%2B08:00&limit=5")
+    assert len(days) == 5 and all(d[0] % 86_400_000 == 16 * 3_600_000 for d in days)  # 00:00 in UTC+8
+    _, utc, _ = await get(sim, "/api/v3/klines?symbol=BTCUSDT&interval=1d&timeZone=0&limit=5")
+    assert all(d[0] % 86_400_000 == 0 for d in utc)
+    status, body, _ = await get(sim, "/api/v3/klines?symbol=BTCUSDT&interval=1d&timeZone=99")
+    assert status == 400 and body["code"] == -1100
+    async with aiohttp.ClientSession() as s, s.ws_connect(sim.ws_url + "/ws/btcusdt@kline_1d@+08:00") as ws:
+        frame = json.loads((await ws.receive(timeout=20)).data)
+    assert frame["k"]["i"] == "1d" and frame["k"]["t"] % 86_400_000 == 16 * 3_600_000
+
+
+async def test_time_zone_klines_misaligned_with_the_replayed_candles_are_empty(sim: SimServer) -> None:
+    _, rows, _ = await get(sim, "/api/v3/klines?symbol=BTCUSDT&interval=1d&timeZone=8")
+    assert rows == []  # 08:00 boundaries cannot be cut from whole UTC days

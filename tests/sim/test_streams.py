@@ -133,8 +133,8 @@ async def test_partial_depth_stream_sends_top_levels_with_last_update_id(sim: Si
     assert got[0]["lastUpdateId"] < got[1]["lastUpdateId"] < got[2]["lastUpdateId"]
 
 
-async def test_server_pings_and_drops_a_client_that_never_pongs(make_sim: Any) -> None:
-    sim = await make_sim(ping_interval=0.3)
+async def test_server_pings_and_closes_a_client_that_never_pongs(make_sim: Any) -> None:
+    sim = await make_sim(ping_interval=0.3, pong_timeout=1.0)
     async with (
         aiohttp.ClientSession() as s,
         s.ws_connect(sim.ws_url + "/ws/btcusdt@depth", autoping=False) as ws,
@@ -145,7 +145,16 @@ async def test_server_pings_and_drops_a_client_that_never_pongs(make_sim: Any) -
             kinds.append(msg.type)
             if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
                 break
-    assert aiohttp.WSMsgType.PING in kinds  # the server pinged, we never answered, it hung up
+    assert kinds.count(aiohttp.WSMsgType.PING) >= 2  # pinged more than once before giving up
+    assert kinds[-1] == aiohttp.WSMsgType.CLOSE and ws.close_code == 1008  # a close frame, not a cut
+
+
+async def test_connection_lifetime_option_closes_like_the_24_hour_cut(make_sim: Any) -> None:
+    sim = await make_sim(max_connection_s=0.5)
+    async with aiohttp.ClientSession() as s, s.ws_connect(sim.ws_url + "/ws/btcusdt@depth") as ws:
+        while (msg := await ws.receive(timeout=TIMEOUT)).type == aiohttp.WSMsgType.TEXT:
+            pass
+    assert msg.type == aiohttp.WSMsgType.CLOSE and ws.close_code == 1001
 
 
 async def test_state_reports_markets_clients_and_replay(sim: SimServer) -> None:

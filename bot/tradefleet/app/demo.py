@@ -151,6 +151,7 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             # so the summary's P&L can be held against the naive backtest. Order-path faults (lost
             # responses, 5xx, 429, rejects) are proven in tests/orders.
             "rest_faults_on_orders": False,
+            "enforce_limits": True,  # Binance's request-weight, order and websocket limits, as on Binance
         }
     )
     async with SimServer(SimExchange(options), port=0) as sim:
