@@ -37,6 +37,9 @@ from tradefleet.errors import TradefleetError
 
 _DIGITS = frozenset("0123456789.")
 SCALE = 18  # price keys are integers in units of 10^-18: exact for any price with <= 18 decimals
+# Integer digits a price may have (leading zeros aside): the native book keys prices as 128-bit
+# integers, and 10^20 * 10^18 still fits; both books refuse the same prices. No market quotes 10^20.
+MAX_WHOLE = 20
 _KEY_CACHE_MAX = 16_384  # distinct price strings remembered per book (~3 MiB at most)
 
 
@@ -50,7 +53,7 @@ def level_key(price: str) -> int:
     Decimal-equal prices get the same key and keys order as the prices do ("0.3513" and
     "0.35130000" are one level). Refuses anything but a plain positive decimal number, and prices
     with more than SCALE significant decimals (no exchange quotes those; rounding would merge
-    levels)."""
+    levels) or more than MAX_WHOLE integer digits."""
     if not price or not price.isascii() or not _DIGITS.issuperset(price) or price.count(".") > 1:
         raise MalformedLevel(f"price {price!r} is not a plain decimal number")
     whole, _, frac = price.partition(".")
@@ -59,6 +62,8 @@ def level_key(price: str) -> int:
         raise MalformedLevel(f"price {price!r} is not a decimal number")
     if len(frac) > SCALE:
         raise MalformedLevel(f"price {price!r} has more than {SCALE} decimals")
+    if len(whole) > MAX_WHOLE and len(whole.lstrip("0")) > MAX_WHOLE:
+        raise MalformedLevel(f"price {price!r} has more than {MAX_WHOLE} integer digits")
     key = int((whole or "0") + frac.ljust(SCALE, "0"))
     if key <= 0:
         raise MalformedLevel(f"price {price!r} must be positive")

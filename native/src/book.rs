@@ -1,0 +1,204 @@
+//! The order book and its level validation, mirroring `tradefleet.domain.orderbook` exactly.
+//!
+//! Price keys are the price in units of 10^-18 as a u128 (exact, ordered like the decimals); each
+//! level keeps the exchange's own price and quantity strings of its latest update, so a reader
+//! builds the same `Decimal`s the pure book would. Validation is the pure book's, rule for rule;
+//! the error texts are built by the Python wrapper from a kind and the offending string, so they
+//! carry Python's own `repr`.
+
+use std::collections::BTreeMap;
+
+pub const SCALE: usize = 18;
+/// Integer digits a price may have: 10^20 * 10^18 still fits in a u128 (the pure book refuses
+/// the same prices, so both books agree on every input).
+pub const MAX_WHOLE: usize = 20;
+
+const POW10: [u128; SCALE + 1] = {
+    let mut t = [1u128; SCALE + 1];
+    let mut i = 1;
+    while i <= SCALE {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bad {
+    PriceNotPlain,
+    PriceDotOnly,
+    PriceDecimals,
+    PriceTooLarge,
+    PriceNotPositive,
+    Qty,
+}
+
+/// A level problem: what kind, and which string (price or quantity) caused it.
+pub struct LevelError {
+    pub kind: Bad,
+    pub text: String,
+}
+
+pub fn level_key(price: &str) -> Result<u128, Bad> {
+    let b = price.as_bytes();
+    if b.is_empty() || !b.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
+        return Err(Bad::PriceNotPlain);
+    }
+    let dot = b.iter().position(|&c| c == b'.');
+    let (whole, frac) = match dot {
+        Some(d) => {
+            if b[d + 1..].contains(&b'.') {
+                return Err(Bad::PriceNotPlain);
+            }
+            (&b[..d], &b[d + 1..])
+        }
+        None => (b, &b[b.len()..]),
+    };
+    let mut frac_len = frac.len();
+    while frac_len > 0 && frac[frac_len - 1] == b'0' {
+        frac_len -= 1;
+    }
+    let frac = &frac[..frac_len];
+    if whole.is_empty() && frac.is_empty() && !b.contains(&b'0') {
+        return Err(Bad::PriceDotOnly);
+    }
+    if frac.len() > SCALE {
+        return Err(Bad::PriceDecimals);
+    }
+    let lead = whole.iter().take_while(|&&c| c == b'0').count();
+    let whole = &whole[lead..];
+    if whole.len() > MAX_WHOLE {
+        return Err(Bad::PriceTooLarge);
+    }
+    // Up to 19 digits fit a u64 (the usual case: one multiply-add per digit in 64 bits), then one
+    // scale by a power of ten; longer prices take the u128 loop.
+    let scale = POW10[SCALE - frac.len()];
+    let key: u128 = if whole.len() + frac.len() <= 19 {
+        let mut v: u64 = 0;
+        for &c in whole.iter().chain(frac.iter()) {
+            v = v * 10 + u64::from(c - b'0');
+        }
+        u128::from(v) * scale
+    } else {
+        let mut v: u128 = 0;
+        for &c in whole.iter().chain(frac.iter()) {
+            v = v * 10 + u128::from(c - b'0');
+        }
+        v * scale
+    };
+    if key == 0 {
+        return Err(Bad::PriceNotPositive);
+    }
+    Ok(key)
+}
+
+/// What a quantity string means: zero (delete), a value to set, or garbage. `None` for a
+/// non-ASCII quantity: Python's `str.isdecimal` decides those (it accepts other scripts' digits).
+pub enum Qty {
+    Zero,
+    Set,
+    Bad,
+}
+
+pub fn classify_qty(qty: &str) -> Option<Qty> {
+    let b = qty.as_bytes();
+    if b.iter().all(|&c| c == b'0' || c == b'.') {
+        // qty.strip("0.") is empty: zero when it starts with "0", garbage ("", ".", ".0") if not
+        return Some(if b.first() == Some(&b'0') { Qty::Zero } else { Qty::Bad });
+    }
+    if !qty.is_ascii() {
+        return None;
+    }
+    // qty.replace(".", "", 1).isdecimal(): digits with at most one dot, not only a dot
+    let mut dots = 0;
+    let mut digits = 0;
+    for &c in b {
+        if c == b'.' {
+            dots += 1;
+        } else if c.is_ascii_digit() {
+            digits += 1;
+        } else {
+            return Some(Qty::Bad);
+        }
+    }
+    Some(if dots <= 1 && digits > 0 { Qty::Set } else { Qty::Bad })
+}
+
+#[derive(Default)]
+pub struct Side {
+    pub levels: BTreeMap<u128, (String, String)>,
+}
+
+impl Side {
+    pub fn set(&mut self, key: u128, price: &str, qty: &str) {
+        match self.levels.entry(key) {
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                let level = e.get_mut();
+                if level.0 != price {
+                    level.0.clear();
+                    level.0.push_str(price);
+                }
+                level.1.clear();
+                level.1.push_str(qty);
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert((price.to_owned(), qty.to_owned()));
+            }
+        }
+    }
+
+    pub fn delete(&mut self, key: u128) {
+        self.levels.remove(&key);
+    }
+}
+
+#[derive(Default)]
+pub struct Book {
+    pub bids: Side,
+    pub asks: Side,
+}
+
+impl Book {
+    pub fn clear(&mut self) {
+        self.bids.levels.clear();
+        self.asks.levels.clear();
+    }
+
+    pub fn best_bid(&self) -> Option<(&u128, &(String, String))> {
+        self.bids.levels.last_key_value()
+    }
+
+    pub fn best_ask(&self) -> Option<(&u128, &(String, String))> {
+        self.asks.levels.first_key_value()
+    }
+
+    pub fn crossed(&self) -> bool {
+        match (self.best_bid(), self.best_ask()) {
+            (Some((b, _)), Some((a, _))) => b >= a,
+            _ => false,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.bids.levels.len() + self.asks.levels.len()
+    }
+}
+
+/// Apply one side's levels in order; the first bad one stops it (the caller discards the book).
+/// `decide` settles a non-ASCII quantity (Python's `isdecimal`).
+pub fn apply_side<'s, I, F>(side: &mut Side, levels: I, decide: &mut F) -> Result<(), LevelError>
+where
+    I: IntoIterator<Item = (&'s str, &'s str)>,
+    F: FnMut(&str) -> bool + ?Sized,
+{
+    for (price, qty) in levels {
+        let key = level_key(price).map_err(|kind| LevelError { kind, text: price.to_owned() })?;
+        let class = classify_qty(qty).unwrap_or_else(|| if decide(qty) { Qty::Set } else { Qty::Bad });
+        match class {
+            Qty::Set => side.set(key, price, qty),
+            Qty::Zero => side.delete(key),
+            Qty::Bad => return Err(LevelError { kind: Bad::Qty, text: qty.to_owned() }),
+        }
+    }
+    Ok(())
+}
