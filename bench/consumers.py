@@ -132,12 +132,22 @@ async def run_floor(base: str, probe: Probe) -> None:
 async def run_cryptofeed(base: str, probe: Probe) -> None:
     """cryptofeed's own Binance feed (its websocket client, its parser, its C `order_book` with
     Decimals), pointed at the bench server instead of the exchange."""
+    import cryptofeed.feed
     from cryptofeed import FeedHandler
-    from cryptofeed.connection import RestEndpoint, WebsocketEndpoint
+    from cryptofeed.connection import RestEndpoint, WebsocketEndpoint, WSAsyncConn
     from cryptofeed.defines import L2_BOOK
     from cryptofeed.exchanges import Binance
 
     ws = base.replace("http://", "ws://")
+
+    class PlainWS(WSAsyncConn):  # type: ignore[misc]
+        """cryptofeed insists on wss://; the bench server is plain ws:// on loopback."""
+
+        def __init__(self, address: str, *args: Any, **kwargs: Any) -> None:
+            super().__init__("wss://" + address.removeprefix("ws://"), *args, **kwargs)
+            self.address = address
+
+    cryptofeed.feed.WSAsyncConn = PlainWS
 
     class LocalBinance(Binance):  # type: ignore[misc]
         websocket_endpoints = [WebsocketEndpoint(ws, sandbox=ws, options={"compression": None})]

@@ -46,7 +46,7 @@ pub struct ParsedDiff {
 }
 
 fn slice(frame: &[u8], r: Range) -> &str {
-    // The parser checked the whole frame is UTF-8 and ranges sit between ASCII quotes.
+    // The parser checked every string it returns is UTF-8 (ranges sit between ASCII quotes).
     std::str::from_utf8(&frame[r.0 as usize..r.1 as usize]).unwrap_or("")
 }
 

@@ -53,14 +53,18 @@ impl<'a> Reader<'a> {
         self.b.get(self.i).copied()
     }
 
-    /// A string without escapes or control characters; the frame is known to be valid UTF-8.
+    /// A string without escapes or control characters, valid UTF-8.
     #[inline]
     fn string(&mut self) -> Option<Range> {
         self.eat(b'"')?;
         let start = self.i;
         let rest = &self.b[start..];
-        let n = rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
-        if rest[n] != b'"' {
+        let mut high = false;
+        let n = rest.iter().position(|&c| {
+            high |= c >= 0x80;
+            c == b'"' || c == b'\\' || c < 0x20
+        })?;
+        if rest[n] != b'"' || (high && std::str::from_utf8(&rest[..n]).is_err()) {
             return None;
         }
         self.i = start + n + 1;
@@ -244,7 +248,9 @@ impl<'a> Reader<'a> {
 
 /// Read a combined-stream depth frame, or None when only the general parser may judge it.
 pub fn parse_depth_frame(frame: &[u8]) -> Option<Parsed> {
-    if frame.len() > u32::MAX as usize || std::str::from_utf8(frame).is_err() {
+    // Bytes outside strings must be JSON's ASCII punctuation anyway; strings with non-ASCII bytes
+    // are checked for UTF-8 as they are read.
+    if frame.len() > u32::MAX as usize {
         return None;
     }
     let mut out = Parsed {

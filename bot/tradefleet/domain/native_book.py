@@ -52,9 +52,16 @@ def parse_depth(frame: bytes) -> Any:
     return _native.parse_depth(frame)
 
 
-def _result(raw: tuple[int, str | None]) -> SyncResult:
-    code, detail = raw
+APPLIED_CODE = _OUTCOMES.index(Outcome.APPLIED)
+
+
+def native_result(code: int, detail: str | None) -> SyncResult:
+    """The `SyncResult` for the native module's (outcome code, detail)."""
     return _PLAIN[code] if detail is None else SyncResult(_OUTCOMES[code], detail)
+
+
+def _result(raw: tuple[int, str | None]) -> SyncResult:
+    return native_result(*raw)
 
 
 def _decimals(levels: list[tuple[str, str]]) -> list[tuple[Decimal, Decimal]]:
@@ -113,6 +120,7 @@ class NativeBookSync:
             raise RuntimeError("tradefleet_native is not installed (see README: the native book)")
         self.market_id = market_id
         self._s = _native.DepthSync(market_id, buffer_max)
+        self.native = self._s  # the module's own object, for callers with a hot path of their own
         self._on_parsed = self._s.on_parsed
         self.book = NativeOrderBook(self._s)
 
