@@ -39,7 +39,40 @@ pub struct LevelError {
     pub text: String,
 }
 
+/// The key of a price, in one pass over its bytes for the usual shape (digits, at most one dot, at
+/// most 19 digits, at most 18 decimals); anything else takes `level_key_slow`, which settles the
+/// error kind exactly as the pure book does.
+#[inline]
 pub fn level_key(price: &str) -> Result<u128, Bad> {
+    let b = price.as_bytes();
+    if b.len() <= 20 {
+        let mut v: u64 = 0;
+        let mut digits = 0usize;
+        let mut dot = usize::MAX;
+        let mut ok = true;
+        for (i, &c) in b.iter().enumerate() {
+            let d = c.wrapping_sub(b'0');
+            if d < 10 {
+                v = v * 10 + u64::from(d);
+                digits += 1;
+            } else if c == b'.' && dot == usize::MAX {
+                dot = i;
+            } else {
+                ok = false;
+                break;
+            }
+        }
+        if ok && digits > 0 && digits <= 19 && v > 0 {
+            let frac = if dot == usize::MAX { 0 } else { b.len() - dot - 1 };
+            if frac <= SCALE {
+                return Ok(u128::from(v) * POW10[SCALE - frac]);
+            }
+        }
+    }
+    level_key_slow(price)
+}
+
+fn level_key_slow(price: &str) -> Result<u128, Bad> {
     let b = price.as_bytes();
     if b.is_empty() || !b.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
         return Err(Bad::PriceNotPlain);
