@@ -40,6 +40,10 @@ lint: install
 	$(BIN)/ruff format --check bot sim operator tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	@if command -v cargo >/dev/null; then \
+	  cargo fmt --check --manifest-path native/Cargo.toml && \
+	  CARGO_TARGET_DIR=$(CARGO_TARGET_DIR) nice cargo clippy --quiet --release --manifest-path native/Cargo.toml -- -D warnings; \
+	fi
 
 test: lint helm-venv
 	$(BIN)/pytest -q -p no:cacheprovider

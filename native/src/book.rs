@@ -63,7 +63,11 @@ pub fn level_key(price: &str) -> Result<u128, Bad> {
             }
         }
         if ok && digits > 0 && digits <= 19 && v > 0 {
-            let frac = if dot == usize::MAX { 0 } else { b.len() - dot - 1 };
+            let frac = if dot == usize::MAX {
+                0
+            } else {
+                b.len() - dot - 1
+            };
             if frac <= SCALE {
                 return Ok(u128::from(v) * POW10[SCALE - frac]);
             }
@@ -137,7 +141,11 @@ pub fn classify_qty(qty: &str) -> Option<Qty> {
     let b = qty.as_bytes();
     if b.iter().all(|&c| c == b'0' || c == b'.') {
         // qty.strip("0.") is empty: zero when it starts with "0", garbage ("", ".", ".0") if not
-        return Some(if b.first() == Some(&b'0') { Qty::Zero } else { Qty::Bad });
+        return Some(if b.first() == Some(&b'0') {
+            Qty::Zero
+        } else {
+            Qty::Bad
+        });
     }
     if !qty.is_ascii() {
         return None;
@@ -154,7 +162,11 @@ pub fn classify_qty(qty: &str) -> Option<Qty> {
             return Some(Qty::Bad);
         }
     }
-    Some(if dots <= 1 && digits > 0 { Qty::Set } else { Qty::Bad })
+    Some(if dots <= 1 && digits > 0 {
+        Qty::Set
+    } else {
+        Qty::Bad
+    })
 }
 
 #[derive(Default)]
@@ -225,12 +237,21 @@ where
     F: FnMut(&str) -> bool + ?Sized,
 {
     for (price, qty) in levels {
-        let key = level_key(price).map_err(|kind| LevelError { kind, text: price.to_owned() })?;
-        let class = classify_qty(qty).unwrap_or_else(|| if decide(qty) { Qty::Set } else { Qty::Bad });
+        let key = level_key(price).map_err(|kind| LevelError {
+            kind,
+            text: price.to_owned(),
+        })?;
+        let class =
+            classify_qty(qty).unwrap_or_else(|| if decide(qty) { Qty::Set } else { Qty::Bad });
         match class {
             Qty::Set => side.set(key, price, qty),
             Qty::Zero => side.delete(key),
-            Qty::Bad => return Err(LevelError { kind: Bad::Qty, text: qty.to_owned() }),
+            Qty::Bad => {
+                return Err(LevelError {
+                    kind: Bad::Qty,
+                    text: qty.to_owned(),
+                })
+            }
         }
     }
     Ok(())

@@ -51,7 +51,11 @@ fn slice(frame: &[u8], r: Range) -> &str {
 }
 
 impl ParsedDiff {
-    fn levels_list<'py>(&self, py: Python<'py>, levels: &[(Range, Range)]) -> PyResult<Bound<'py, PyList>> {
+    fn levels_list<'py>(
+        &self,
+        py: Python<'py>,
+        levels: &[(Range, Range)],
+    ) -> PyResult<Bound<'py, PyList>> {
         let b = self.frame.bind(py).as_bytes();
         let items: Vec<Bound<'py, PyTuple>> = levels
             .iter()
@@ -108,7 +112,10 @@ struct Owned {
 }
 
 fn py_repr(py: Python<'_>, s: &str) -> String {
-    PyString::new(py, s).repr().map(|r| r.to_string()).unwrap_or_else(|_| format!("{s:?}"))
+    PyString::new(py, s)
+        .repr()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| format!("{s:?}"))
 }
 
 fn describe(py: Python<'_>, e: &LevelError) -> String {
@@ -133,6 +140,8 @@ fn py_isdecimal(py: Python<'_>, qty: &str) -> bool {
 }
 
 type Res = (u8, Option<String>);
+/// The best bid and ask (key, (price, qty)) the cached top tuple was built from.
+type TopSource = (u128, (String, String), u128, (String, String));
 
 /// `BookSync` over the native book: the same states, rules, outcomes and details.
 #[pyclass(module = "tradefleet_native")]
@@ -147,14 +156,16 @@ pub struct DepthSync {
     #[pyo3(get)]
     event_time: i64,
     top: Option<Py<PyTuple>>,
-    top_src: Option<(u128, (String, String), u128, (String, String))>,
+    top_src: Option<TopSource>,
 }
 
 impl DepthSync {
     /// Whether the best levels are still the strings the cached top tuple was built from.
     fn top_still_holds(&self) -> bool {
         match (&self.top_src, self.book.best_bid(), self.book.best_ask()) {
-            (Some((bk, b, ak, a)), Some((k1, l1)), Some((k2, l2))) => bk == k1 && ak == k2 && b == l1 && a == l2,
+            (Some((bk, b, ak, a)), Some((k1, l1)), Some((k2, l2))) => {
+                bk == k1 && ak == k2 && b == l1 && a == l2
+            }
             _ => false,
         }
     }
@@ -185,7 +196,15 @@ impl DepthSync {
     }
 
     /// The rules of `BookSync.on_diff` once the symbol matched; `levels` applies the diff's levels.
-    fn step<F, O>(&mut self, py: Python<'_>, first: i64, last: i64, event_time: i64, apply: F, own: O) -> Res
+    fn step<F, O>(
+        &mut self,
+        py: Python<'_>,
+        first: i64,
+        last: i64,
+        event_time: i64,
+        apply: F,
+        own: O,
+    ) -> Res
     where
         F: FnOnce(&mut Book, &mut dyn FnMut(&str) -> bool) -> Result<(), LevelError>,
         O: FnOnce() -> Owned,
@@ -224,16 +243,24 @@ impl DepthSync {
 
     fn on_owned(&mut self, py: Python<'_>, d: Owned) -> Res {
         let (first, last, et) = (d.first, d.last, d.event_time);
-        let apply_ref = |book: &mut Book, decide: &mut dyn FnMut(&str) -> bool| -> Result<(), LevelError> {
-            apply_side(&mut book.bids, d.bids.iter().map(|(p, q)| (p.as_str(), q.as_str())), decide)?;
-            apply_side(&mut book.asks, d.asks.iter().map(|(p, q)| (p.as_str(), q.as_str())), decide)
-        };
+        let apply_ref =
+            |book: &mut Book, decide: &mut dyn FnMut(&str) -> bool| -> Result<(), LevelError> {
+                apply_side(
+                    &mut book.bids,
+                    d.bids.iter().map(|(p, q)| (p.as_str(), q.as_str())),
+                    decide,
+                )?;
+                apply_side(
+                    &mut book.asks,
+                    d.asks.iter().map(|(p, q)| (p.as_str(), q.as_str())),
+                    decide,
+                )
+            };
         // `own` must hand the diff over when it is buffered; `apply` only borrows it.
         if !self.in_sync || (last > self.last_id && first > self.last_id + 1) {
             return self.step(py, first, last, et, |_, _| Ok(()), || d);
         }
-        let r = self.step(py, first, last, et, apply_ref, || unreachable!());
-        r
+        self.step(py, first, last, et, apply_ref, || unreachable!())
     }
 }
 
@@ -292,10 +319,16 @@ impl DepthSync {
         let frame = diff.frame.bind(py).as_bytes();
         let symbol = slice(frame, diff.symbol);
         if symbol != self.market_id {
-            return (IGNORED, Some(format!("diff for {symbol}, book is {}", self.market_id)));
+            return (
+                IGNORED,
+                Some(format!("diff for {symbol}, book is {}", self.market_id)),
+            );
         }
         let to_owned = |levels: &[(Range, Range)]| -> Vec<(String, String)> {
-            levels.iter().map(|&(p, q)| (slice(frame, p).to_owned(), slice(frame, q).to_owned())).collect()
+            levels
+                .iter()
+                .map(|&(p, q)| (slice(frame, p).to_owned(), slice(frame, q).to_owned()))
+                .collect()
         };
         let own = || Owned {
             event_time: diff.event_time,
@@ -304,15 +337,36 @@ impl DepthSync {
             bids: to_owned(&diff.bids),
             asks: to_owned(&diff.asks),
         };
-        let apply = |book: &mut Book, decide: &mut dyn FnMut(&str) -> bool| -> Result<(), LevelError> {
-            apply_side(&mut book.bids, diff.bids.iter().map(|&(p, q)| (slice(frame, p), slice(frame, q))), decide)?;
-            apply_side(&mut book.asks, diff.asks.iter().map(|&(p, q)| (slice(frame, p), slice(frame, q))), decide)
-        };
-        self.step(py, diff.first_update_id, diff.final_update_id, diff.event_time, apply, own)
+        let apply =
+            |book: &mut Book, decide: &mut dyn FnMut(&str) -> bool| -> Result<(), LevelError> {
+                apply_side(
+                    &mut book.bids,
+                    diff.bids
+                        .iter()
+                        .map(|&(p, q)| (slice(frame, p), slice(frame, q))),
+                    decide,
+                )?;
+                apply_side(
+                    &mut book.asks,
+                    diff.asks
+                        .iter()
+                        .map(|&(p, q)| (slice(frame, p), slice(frame, q))),
+                    decide,
+                )
+            };
+        self.step(
+            py,
+            diff.first_update_id,
+            diff.final_update_id,
+            diff.event_time,
+            apply,
+            own,
+        )
     }
 
     /// A diff with Python levels (the general parser's `DepthDiff`, or a test's).
     #[pyo3(signature = (symbol, event_time, first_update_id, final_update_id, bids, asks))]
+    #[allow(clippy::too_many_arguments)] // the fields of a DepthDiff, as Python passes them
     fn on_diff(
         &mut self,
         py: Python<'_>,
@@ -324,7 +378,10 @@ impl DepthSync {
         asks: &Bound<'_, PyAny>,
     ) -> PyResult<Res> {
         if symbol != self.market_id {
-            return Ok((IGNORED, Some(format!("diff for {symbol}, book is {}", self.market_id))));
+            return Ok((
+                IGNORED,
+                Some(format!("diff for {symbol}, book is {}", self.market_id)),
+            ));
         }
         let d = Owned {
             event_time,
@@ -346,7 +403,10 @@ impl DepthSync {
         asks: &Bound<'_, PyAny>,
     ) -> PyResult<Res> {
         if symbol != self.market_id {
-            return Ok((INVALID, Some(format!("snapshot for {symbol}, book is {}", self.market_id))));
+            return Ok((
+                INVALID,
+                Some(format!("snapshot for {symbol}, book is {}", self.market_id)),
+            ));
         }
         let bids = levels_from(bids)?;
         let asks = levels_from(asks)?;
@@ -368,10 +428,18 @@ impl DepthSync {
         self.book.clear();
         self.top = None;
         let mut decide = |q: &str| py_isdecimal(py, q);
-        let loaded = apply_side(&mut self.book.bids, bids.iter().map(|(p, q)| (p.as_str(), q.as_str())), &mut decide)
-            .and_then(|()| {
-                apply_side(&mut self.book.asks, asks.iter().map(|(p, q)| (p.as_str(), q.as_str())), &mut decide)
-            });
+        let loaded = apply_side(
+            &mut self.book.bids,
+            bids.iter().map(|(p, q)| (p.as_str(), q.as_str())),
+            &mut decide,
+        )
+        .and_then(|()| {
+            apply_side(
+                &mut self.book.asks,
+                asks.iter().map(|(p, q)| (p.as_str(), q.as_str())),
+                &mut decide,
+            )
+        });
         if let Err(e) = loaded {
             self.book.clear();
             return Ok((INVALID, Some(format!("snapshot: {}", describe(py, &e)))));
@@ -393,7 +461,13 @@ impl DepthSync {
                 return Ok(result);
             }
         }
-        Ok((SYNCED, Some(format!("lastUpdateId={last}, applied up to {}", self.last_id))))
+        Ok((
+            SYNCED,
+            Some(format!(
+                "lastUpdateId={last}, applied up to {}",
+                self.last_id
+            )),
+        ))
     }
 
     fn crossed(&self) -> bool {
@@ -406,10 +480,20 @@ impl DepthSync {
         if let Some(t) = &self.top {
             return Ok(Some(t.clone_ref(py)));
         }
-        let (Some((bk, bid)), Some((ak, ask))) = (self.book.best_bid(), self.book.best_ask()) else {
+        let (Some((bk, bid)), Some((ak, ask))) = (self.book.best_bid(), self.book.best_ask())
+        else {
             return Ok(None);
         };
-        let t = PyTuple::new(py, [bid.0.as_str(), bid.1.as_str(), ask.0.as_str(), ask.1.as_str()])?.unbind();
+        let t = PyTuple::new(
+            py,
+            [
+                bid.0.as_str(),
+                bid.1.as_str(),
+                ask.0.as_str(),
+                ask.1.as_str(),
+            ],
+        )?
+        .unbind();
         self.top_src = Some((*bk, bid.clone(), *ak, ask.clone()));
         self.top = Some(t.clone_ref(py));
         Ok(Some(t))
@@ -419,7 +503,14 @@ impl DepthSync {
     fn levels(&self, bids: bool, depth: usize) -> Vec<(String, String)> {
         let pick = |(_, l): (&u128, &(String, String))| (l.0.clone(), l.1.clone());
         if bids {
-            self.book.bids.levels.iter().rev().take(depth).map(pick).collect()
+            self.book
+                .bids
+                .levels
+                .iter()
+                .rev()
+                .take(depth)
+                .map(pick)
+                .collect()
         } else {
             self.book.asks.levels.iter().take(depth).map(pick).collect()
         }

@@ -121,6 +121,18 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// After an object member: true at ",", false at the closing "}", None for anything else.
+    #[inline]
+    fn more_members(&mut self) -> Option<bool> {
+        let c = self.peek()?;
+        self.i += 1;
+        match c {
+            b',' => Some(true),
+            b'}' => Some(false),
+            _ => None,
+        }
+    }
+
     fn levels(&mut self, out: &mut Vec<(Range, Range)>) -> Option<()> {
         out.clear();
         self.eat(b'[')?;
@@ -195,13 +207,8 @@ impl<'a> Reader<'a> {
                 }
                 seen |= bit;
             }
-            match self.peek()? {
-                b',' => self.i += 1,
-                b'}' => {
-                    self.i += 1;
-                    break;
-                }
-                _ => return None,
+            if !self.more_members()? {
+                break;
             }
         }
         if seen & 63 == 63 {
@@ -228,13 +235,8 @@ impl<'a> Reader<'a> {
                 }
                 _ => return None,
             }
-            match self.peek()? {
-                b',' => self.i += 1,
-                b'}' => {
-                    self.i += 1;
-                    break;
-                }
-                _ => return None,
+            if !self.more_members()? {
+                break;
             }
         }
         self.ws();
