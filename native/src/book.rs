@@ -6,7 +6,9 @@
 //! the error texts are built by the Python wrapper from a kind and the offending string, so they
 //! carry Python's own `repr`.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 pub const SCALE: usize = 18;
 /// Integer digits a price may have: 10^20 * 10^18 still fits in a u128 (the pure book refuses
@@ -169,15 +171,63 @@ pub fn classify_qty(qty: &str) -> Option<Qty> {
     })
 }
 
-#[derive(Default)]
+/// A fast hash for price keys (multiply-fold; keys are not attacker-chosen hash-flooding material:
+/// at most a few thousand levels, and a bad spread only costs time).
+#[derive(Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        let folded = (v as u64) ^ ((v >> 64) as u64).rotate_left(32);
+        self.0 = (folded ^ (folded >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type Fast = BuildHasherDefault<KeyHasher>;
+
+/// One side: key -> the exchange's (price, qty) strings, and a heap of keys for the best level.
+///
+/// Like the pure book: most updates rewrite a level that exists (one hash probe); a new level is
+/// pushed on the heap once, a deleted one stays there until it reaches the top (lazy deletion),
+/// and the heap is rebuilt when stale entries dominate. Bids push the key, asks `u128::MAX - key`,
+/// so the heap's top is the best level of either side.
 pub struct Side {
-    pub levels: BTreeMap<u128, (String, String)>,
+    pub levels: HashMap<u128, (String, String), Fast>,
+    heap: BinaryHeap<u128>,
+    heaped: HashSet<u128, Fast>,
+    bids: bool,
 }
 
 impl Side {
+    pub fn new(bids: bool) -> Self {
+        Side {
+            levels: HashMap::default(),
+            heap: BinaryHeap::new(),
+            heaped: HashSet::default(),
+            bids,
+        }
+    }
+
+    #[inline]
+    fn code(&self, key: u128) -> u128 {
+        if self.bids {
+            key
+        } else {
+            u128::MAX - key
+        }
+    }
+
     pub fn set(&mut self, key: u128, price: &str, qty: &str) {
         match self.levels.entry(key) {
-            std::collections::btree_map::Entry::Occupied(mut e) => {
+            Entry::Occupied(mut e) => {
                 let level = e.get_mut();
                 if level.0 != price {
                     level.0.clear();
@@ -186,8 +236,12 @@ impl Side {
                 level.1.clear();
                 level.1.push_str(qty);
             }
-            std::collections::btree_map::Entry::Vacant(e) => {
+            Entry::Vacant(e) => {
                 e.insert((price.to_owned(), qty.to_owned()));
+                if self.heaped.insert(key) {
+                    let code = self.code(key);
+                    self.heap.push(code);
+                }
             }
         }
     }
@@ -195,33 +249,73 @@ impl Side {
     pub fn delete(&mut self, key: u128) {
         self.levels.remove(&key);
     }
+
+    pub fn clear(&mut self) {
+        self.levels.clear();
+        self.heap.clear();
+        self.heaped.clear();
+    }
+
+    /// Drop stale heap entries when they outnumber the live levels (after a batch of changes).
+    pub fn compact_if_needed(&mut self) {
+        if self.heap.len() > 2 * self.levels.len() + 1024 {
+            let codes: Vec<u128> = self.levels.keys().map(|&k| self.code(k)).collect();
+            self.heap = BinaryHeap::from(codes);
+            self.heaped = self.levels.keys().copied().collect();
+        }
+    }
+
+    pub fn best(&mut self) -> Option<(u128, &(String, String))> {
+        while let Some(&code) = self.heap.peek() {
+            let key = self.code(code); // the code is its own inverse
+            if self.levels.contains_key(&key) {
+                return self.levels.get(&key).map(|l| (key, l));
+            }
+            self.heap.pop();
+            self.heaped.remove(&key);
+        }
+        None
+    }
+
+    /// Up to `depth` levels, best first (sorts the keys: for reads, not the hot path).
+    pub fn sorted(&self, depth: usize) -> Vec<&(String, String)> {
+        let mut keys: Vec<u128> = self.levels.keys().copied().collect();
+        if self.bids {
+            keys.sort_unstable_by(|a, b| b.cmp(a));
+        } else {
+            keys.sort_unstable();
+        }
+        keys.iter()
+            .take(depth)
+            .filter_map(|k| self.levels.get(k))
+            .collect()
+    }
 }
 
-#[derive(Default)]
 pub struct Book {
     pub bids: Side,
     pub asks: Side,
 }
 
+impl Default for Book {
+    fn default() -> Self {
+        Book {
+            bids: Side::new(true),
+            asks: Side::new(false),
+        }
+    }
+}
+
 impl Book {
     pub fn clear(&mut self) {
-        self.bids.levels.clear();
-        self.asks.levels.clear();
+        self.bids.clear();
+        self.asks.clear();
     }
 
-    pub fn best_bid(&self) -> Option<(&u128, &(String, String))> {
-        self.bids.levels.last_key_value()
-    }
-
-    pub fn best_ask(&self) -> Option<(&u128, &(String, String))> {
-        self.asks.levels.first_key_value()
-    }
-
-    pub fn crossed(&self) -> bool {
-        match (self.best_bid(), self.best_ask()) {
-            (Some((b, _)), Some((a, _))) => b >= a,
-            _ => false,
-        }
+    pub fn crossed(&mut self) -> bool {
+        let bid = self.bids.best().map(|(k, _)| k);
+        let ask = self.asks.best().map(|(k, _)| k);
+        matches!((bid, ask), (Some(b), Some(a)) if b >= a)
     }
 
     pub fn len(&self) -> usize {
@@ -254,5 +348,6 @@ where
             }
         }
     }
+    side.compact_if_needed();
     Ok(())
 }

@@ -161,13 +161,12 @@ pub struct DepthSync {
 
 impl DepthSync {
     /// Whether the best levels are still the strings the cached top tuple was built from.
-    fn top_still_holds(&self) -> bool {
-        match (&self.top_src, self.book.best_bid(), self.book.best_ask()) {
-            (Some((bk, b, ak, a)), Some((k1, l1)), Some((k2, l2))) => {
-                bk == k1 && ak == k2 && b == l1 && a == l2
-            }
-            _ => false,
-        }
+    fn top_still_holds(&mut self) -> bool {
+        let Some((bk, b, ak, a)) = &self.top_src else {
+            return false;
+        };
+        let bid_same = matches!(self.book.bids.best(), Some((k, l)) if k == *bk && l == b);
+        bid_same && matches!(self.book.asks.best(), Some((k, l)) if k == *ak && l == a)
     }
 
     fn reset_all(&mut self) {
@@ -470,7 +469,7 @@ impl DepthSync {
         ))
     }
 
-    fn crossed(&self) -> bool {
+    fn crossed(&mut self) -> bool {
         self.book.crossed()
     }
 
@@ -480,7 +479,7 @@ impl DepthSync {
         if let Some(t) = &self.top {
             return Ok(Some(t.clone_ref(py)));
         }
-        let (Some((bk, bid)), Some((ak, ask))) = (self.book.best_bid(), self.book.best_ask())
+        let (Some((bk, bid)), Some((ak, ask))) = (self.book.bids.best(), self.book.asks.best())
         else {
             return Ok(None);
         };
@@ -494,26 +493,22 @@ impl DepthSync {
             ],
         )?
         .unbind();
-        self.top_src = Some((*bk, bid.clone(), *ak, ask.clone()));
+        self.top_src = Some((bk, bid.clone(), ak, ask.clone()));
         self.top = Some(t.clone_ref(py));
         Ok(Some(t))
     }
 
     /// Up to `depth` levels of one side, best first, as the exchange's (price, qty) strings.
     fn levels(&self, bids: bool, depth: usize) -> Vec<(String, String)> {
-        let pick = |(_, l): (&u128, &(String, String))| (l.0.clone(), l.1.clone());
-        if bids {
-            self.book
-                .bids
-                .levels
-                .iter()
-                .rev()
-                .take(depth)
-                .map(pick)
-                .collect()
+        let side = if bids {
+            &self.book.bids
         } else {
-            self.book.asks.levels.iter().take(depth).map(pick).collect()
-        }
+            &self.book.asks
+        };
+        side.sorted(depth)
+            .into_iter()
+            .map(|l| (l.0.clone(), l.1.clone()))
+            .collect()
     }
 
     fn __len__(&self) -> usize {
