@@ -10,19 +10,23 @@ NATIVE_STAMP := $(VENV)/.native
 CARGO_TARGET_DIR ?= /var/cache/tradefleet/native-target
 export PATH := $(PATH):$(HOME)/.cargo/bin
 
-.PHONY: demo test lint check install bench clean kind-up kind-down helm-venv
+.PHONY: demo test test-latest lint check install bench clean kind-up kind-down helm-venv
 
-$(STAMP): pyproject.toml
+# The tests run on the locked versions (requirements/test.lock: the images' runtime pins plus the
+# test tools, with hashes), so a new upstream release cannot turn CI red by itself; `make test-latest`
+# tries the newest releases on purpose. Regenerate the locks with scripts/lock.sh.
+$(STAMP): pyproject.toml requirements/test.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements/test.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 # The native book (native/, Rust via PyO3 + maturin) when cargo is present; without it the bot runs
 # on the pure-Python book and says so once in its log.
 $(NATIVE_STAMP): $(STAMP) native/Cargo.toml native/Cargo.lock native/pyproject.toml native/tradefleet_native.pyi $(wildcard native/src/*.rs)
 	@if command -v cargo >/dev/null; then \
-	  mkdir -p $(CARGO_TARGET_DIR) && $(BIN)/pip install --quiet "maturin>=1.7,<2" && \
+	  mkdir -p $(CARGO_TARGET_DIR) && $(BIN)/pip install --quiet maturin==1.16.0 && \
 	  PATH="$(abspath $(BIN)):$$PATH" CARGO_TARGET_DIR=$(CARGO_TARGET_DIR) \
 	    nice $(BIN)/pip install --quiet --no-build-isolation --force-reinstall --no-deps ./native; \
 	else \
@@ -48,12 +52,21 @@ lint: install
 test: lint helm-venv
 	$(BIN)/pytest -q -p no:cacheprovider
 
+# Non-blocking canary (not part of `make test`/CI): every dependency at its newest release in
+# .venv-latest/, then the whole suite. A failure here is a break to investigate before re-locking.
+test-latest:
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/pip install --quiet --upgrade pip
+	.venv-latest/bin/pip install --quiet --upgrade -e '.[test]'
+	.venv-latest/bin/pip list --format=freeze > .venv-latest/versions.txt
+	.venv-latest/bin/pytest -q -p no:cacheprovider
+
 bench: install
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet cryptofeed==2.4.1  # the `bench` extra: a peer the benchmark compares
 	$(BIN)/python -m bench.ingest --quick
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .venv-latest .pytest_cache .mypy_cache .ruff_cache build *.egg-info
 
 # Python >= 3.12 venv with helm-sdkpy (real Helm library) for tests/deploy; fails loudly if no 3.12.
 helm-venv:

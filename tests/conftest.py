@@ -25,6 +25,7 @@ pytest_plugins = [
     for p in (
         "tests.plugins.sim",
         "tests.plugins.redis",
+        "tests.plugins.ferretdb",
     )
     if (ROOT / (p.replace(".", "/") + ".py")).exists()
 ]

@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from tradefleet.domain.risk import RiskLimits
 from tradefleet.errors import ConfigError
 
 INTERVALS_MS: dict[str, int] = {
@@ -91,6 +92,33 @@ class BotConfig:
     """Binance closes connections at 24 h; reconnect on our terms before that."""
     lease_ttl_ms: int = 5000
     lease_renew_ms: int = 1000
+    risk_scope: str = "default"
+    """Bots with the same scope share one kill switch and one exposure table (the fleet)."""
+    max_position_quote: Decimal = Decimal(0)
+    """Largest position this bot may open, in quote spent; 0 = no limit."""
+    max_fleet_quote: Decimal = Decimal(0)
+    """Largest total exposure of every bot in the scope, in quote; 0 = no limit."""
+    max_quote_asset_quote: Decimal = Decimal(0)
+    """Largest total exposure of the scope's bots trading against this bot's quote asset; 0 = none."""
+    max_daily_loss_quote: Decimal = Decimal(0)
+    """Realized + unrealized loss since 00:00 UTC that halts this bot; 0 = no limit."""
+    max_drawdown_quote: Decimal = Decimal(0)
+    """Fall of equity from its peak that halts this bot; 0 = no limit."""
+    max_orders_per_minute: int = 0
+    """Orders in any 60 s; reaching it halts this bot (a runaway loop); 0 = no limit."""
+    max_fleet_daily_loss_quote: Decimal = Decimal(0)
+    """Summed loss today of every bot in the scope that halts the whole fleet; 0 = no limit."""
+    risk_poll_ms: int = 200
+    """How often the kill switch is read: a halt takes effect within this (plus one Redis round trip)."""
+    risk_stale_ms: int = 1000
+    """A switch state older than this counts as unknown: no new position is opened."""
+    reservation_ttl_ms: int = 15_000
+    """A bot's exposure entry lives this long unless renewed: a dead bot's room frees after it."""
+    risk_halt_file: str | None = None
+    """Without Redis: the kill-switch file `tradefleet halt --file` writes (None: no external switch)."""
+    stop_order_grace_s: float = 10.0
+    """On SIGTERM, how long an order in flight may take to reach a final state before the bot exits.
+    The operator sets terminationGracePeriodSeconds above this."""
     store_buffer_max: int = 100_000
     """Price samples waiting for an unavailable store; beyond this the oldest are dropped (counted)."""
     store_batch_max: int = 500
@@ -104,6 +132,18 @@ class BotConfig:
         problems = list(_problems(self))
         if problems:
             raise ConfigError("invalid bot configuration: " + "; ".join(problems))
+
+    @property
+    def risk_limits(self) -> RiskLimits:
+        return RiskLimits(
+            max_position_quote=self.max_position_quote,
+            max_fleet_quote=self.max_fleet_quote,
+            max_quote_asset_quote=self.max_quote_asset_quote,
+            max_daily_loss_quote=self.max_daily_loss_quote,
+            max_drawdown_quote=self.max_drawdown_quote,
+            max_orders_per_minute=self.max_orders_per_minute,
+            max_fleet_daily_loss_quote=self.max_fleet_daily_loss_quote,
+        )
 
     @property
     def market_id(self) -> str:
@@ -243,6 +283,18 @@ def _problems(c: BotConfig) -> Any:
         yield "fee_rate must be in [0, 1)"
     if c.lease_renew_ms * 2 > c.lease_ttl_ms:
         yield "lease_renew_ms must be at most half of lease_ttl_ms"
+    if not NAME_RE.match(c.risk_scope):
+        yield f"risk_scope {c.risk_scope!r} must be a DNS label"
+    for key in ("max_position_quote", "max_fleet_quote", "max_quote_asset_quote", "max_daily_loss_quote",
+                "max_drawdown_quote", "max_orders_per_minute", "max_fleet_daily_loss_quote"):  # fmt: skip
+        if getattr(c, key) < 0:
+            yield f"{key} must be 0 (no limit) or positive"
+    if c.risk_poll_ms < 10 or c.risk_stale_ms < 2 * c.risk_poll_ms:
+        yield "risk_poll_ms must be at least 10 and risk_stale_ms at least twice risk_poll_ms"
+    if c.reservation_ttl_ms < 1000:
+        yield "reservation_ttl_ms must be at least 1000"
+    if c.stop_order_grace_s < 0:
+        yield "stop_order_grace_s must not be negative"
     if c.stale_after_s <= 0 or c.reconnect_max_s <= 0:
         yield "stale_after_s and reconnect_max_s must be positive"
 

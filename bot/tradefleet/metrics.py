@@ -66,6 +66,8 @@ OPERATIONS = (
 # alert on `rate(x[5m])` then works before the first incident instead of showing "no data".
 STREAMS = ("depth", "trade", "kline", "book_ticker")
 SIDES = ("BUY", "SELL")
+# `domain.risk` denial reasons (the word after "risk: ").
+RISK_REASONS = ("halted", "risk_state_unknown", "position_cap", "fleet_cap", "quote_asset_cap", "order_rate")
 STORE_KINDS = ("price", "candle", "signal", "order", "order_update", "position")
 
 
@@ -190,6 +192,32 @@ class BotMetrics:
             registry=r,
         )
 
+        # Risk controls (`engine.risk_gate`): the kill switch, caps and loss limits.
+        self.risk_halted = Gauge(
+            "tradefleet_risk_halted", "1 while a halt (fleet or this bot) is in force", registry=r
+        )
+        self.risk_state_known = Gauge(
+            "tradefleet_risk_state_known",
+            "1 while the kill switch was read within risk_stale_ms (0: opening nothing)",
+            registry=r,
+        )
+        self.risk_denials = Counter(
+            "tradefleet_risk_denials_total", "Orders the risk rules refused", ["reason"], registry=r
+        )
+        for reason in RISK_REASONS:
+            self.risk_denials.labels(reason)
+        self.risk_exposure = Gauge(
+            "tradefleet_risk_exposure_quote",
+            "Quote this bot holds or has reserved in the fleet's exposure table",
+            registry=r,
+        )
+        self.risk_equity = Gauge(
+            "tradefleet_risk_equity_quote", "Realized + unrealized P&L at the last mark", registry=r
+        )
+        self.risk_drawdown = Gauge(
+            "tradefleet_risk_drawdown_quote", "Equity below its peak (>= 0)", registry=r
+        )
+
     def set_identity(self, *, bot: str, exchange: str, symbol: str, mode: str, interval: str) -> None:
         """Publish who this process is (`tradefleet_bot_info`); call once at start."""
         self.info.clear()
@@ -215,6 +243,7 @@ class BotMetrics:
             "orders": self.orders,
             "orders_rejected": self.orders_rejected,
             "lease_errors": self.lease_errors,
+            "risk_denials": self.risk_denials,
         }
         out = dict.fromkeys(counters, 0.0)
         for key, counter in counters.items():

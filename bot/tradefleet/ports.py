@@ -14,6 +14,7 @@ from typing import Protocol
 
 from tradefleet.domain.market import DepthSnapshot, MarketEvent
 from tradefleet.domain.models import Candle, Order, OrderUpdate, Position, PriceSample, Signal
+from tradefleet.domain.risk import Exposure, Halt, RiskLimits
 
 
 class VenueAdapter(Protocol):
@@ -162,5 +163,47 @@ class EventPublisher(Protocol):
     async def publish(self, kind: str, payload: dict[str, object]) -> None: ...
 
     async def set_status(self, status: dict[str, object]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class RiskState(Protocol):
+    """The fleet's kill switch and exposure table (`coord.risk_state`: Redis, or in-process).
+
+    Every method is one attempt: an error propagates, and the caller treats it as "state unknown"
+    (opens nothing) rather than retrying inside."""
+
+    async def halts(self) -> list[Halt]:
+        """Every halt in force in the scope (the fleet's and each bot's)."""
+        ...
+
+    async def halt(self, h: Halt) -> Halt:
+        """Set `h` unless a halt of the same scope is in force; returns the one in force."""
+        ...
+
+    async def resume(self, bot: str | None, by: str) -> Halt | None:
+        """Lift the fleet's (bot None) or one bot's halt; returns the lifted one."""
+        ...
+
+    async def reserve(
+        self, bot: str, quote_asset: str, amount: Decimal, limits: RiskLimits, ttl_ms: int
+    ) -> str | None:
+        """Atomically add `amount` to `bot`'s exposure if the fleet and quote-asset caps hold;
+        None when reserved, else the denial reason."""
+        ...
+
+    async def set_exposure(self, bot: str, quote_asset: str, amount: Decimal, ttl_ms: int) -> None:
+        """Replace `bot`'s exposure (renew, release, re-register); 0 removes it."""
+        ...
+
+    async def exposure(self) -> dict[str, Exposure]: ...
+
+    async def report_pnl(self, bot: str, pnl: Decimal, ttl_ms: int) -> None:
+        """Publish `bot`'s P&L since 00:00 UTC (expires unless renewed: a dead bot stops counting)."""
+        ...
+
+    async def fleet_pnl(self) -> dict[str, Decimal]:
+        """Every live bot's reported P&L today."""
+        ...
 
     async def close(self) -> None: ...

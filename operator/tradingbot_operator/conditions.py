@@ -5,11 +5,13 @@ lastTransitionTime, observedGeneration), so `kubectl wait --for=condition=Ready 
 generic tooling understand them. A condition's lastTransitionTime moves only when its status
 changes; reasons are CamelCase words a script can match on, messages are for humans.
 
-The four types, always all present:
+The five types, always all present:
     Ready        the Deployment has all desired replicas updated and ready
     Progressing  a rollout (create, spec change, resume) is under way
     Degraded     something needs a human: an invalid spec, a stuck rollout
     Paused       spec.paused scaled the bot to zero
+    Halted       the bot reports a halt in force (kill switch: KillSwitch; its own loss or order-rate
+                 limit: RiskLimit), with who and why; Unknown until the bot has reported
 
 No I/O and no clock: `now` is passed in.
 """
@@ -20,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "Paused")
+CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "Paused", "Halted")
 PHASES = ("Pending", "Progressing", "Running", "Paused", "Degraded")
 
 
@@ -34,12 +36,16 @@ class Observation:
     invalid_reason: str = "InvalidSpec"
     deployment: Mapping[str, Any] | None = None
     """The live Deployment (metadata + status), None when it does not exist (yet)."""
+    risk: Mapping[str, Any] | None = None
+    """The bot's reported risk state (`status.bot.risk`); None when no report was read this time
+    (then the Halted condition keeps what it said)."""
 
 
 def build_status(obs: Observation, previous: Mapping[str, Any] | None, now: str) -> dict[str, Any]:
     """The status fields the operator owns (everything but `bot`), as a merge patch."""
     phase, wanted = _evaluate(obs)
     old = {c.get("type"): c for c in (previous or {}).get("conditions") or [] if isinstance(c, Mapping)}
+    wanted["Halted"] = _halted(obs.risk, old.get("Halted"))
     conditions = []
     for ctype in CONDITION_TYPES:
         status, reason, message = wanted[ctype]
@@ -139,6 +145,20 @@ def _evaluate(obs: Observation) -> tuple[str, dict[str, tuple[str, str, str]]]:
         "Degraded": degraded,
         "Paused": running,
     }
+
+
+def _halted(risk: Mapping[str, Any] | None, before: Mapping[str, Any] | None) -> tuple[str, str, str]:
+    if risk is None:
+        if before is not None and before.get("status"):
+            return str(before["status"]), str(before.get("reason") or ""), str(before.get("message") or "")
+        return "Unknown", "NoReport", "the bot has not reported its risk state yet"
+    if risk.get("halted"):
+        reason = "RiskLimit" if "(risk limit)" in str(risk.get("by") or "") else "KillSwitch"
+        msg = f"{risk.get('scope') or 'fleet'}: {risk.get('reason') or ''}; by {risk.get('by') or '?'}"
+        return "True", reason, msg[:1000]
+    if risk.get("stateKnown") is False:
+        return "Unknown", "SwitchUnreadable", "the bot cannot read the kill switch: it opens no position"
+    return "False", "NotHalted", "no halt in force"
 
 
 def _dep_condition(status: Mapping[str, Any], ctype: str) -> Mapping[str, Any] | None:

@@ -20,6 +20,7 @@ Handlers register on an explicit `kopf.OperatorRegistry`, so tests never share h
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
@@ -30,7 +31,7 @@ import aiohttp
 import kopf
 
 from tradefleet.errors import ConfigError, PermanentError, TemporaryError
-from tradingbot_operator import report
+from tradingbot_operator import report, risk_switch
 from tradingbot_operator.conditions import Observation, build_status, condition, status_changed
 from tradingbot_operator.kube import Kube
 from tradingbot_operator.metrics import OperatorMetrics
@@ -135,6 +136,14 @@ async def reconcile_bot(
         ctx.metrics.errors.labels("temporary").inc()
         raise kopf.TemporaryError(str(e), delay=e.retry_after or 10.0) from e
 
+    if ctx.settings.redis_url:
+        try:
+            done = await risk_switch.sync_with_redis(ctx.settings.redis_url, rendered.spec)
+            if done != "unchanged":
+                logger.info(f"kill switch {done} in Redis from spec.risk.halted")
+        except Exception as e:  # the mounted halt.json still carries it, just slower
+            ctx.metrics.errors.labels("temporary").inc()
+            logger.warning(f"could not mirror spec.risk.halted into Redis: {e!r}")
     new = build_status(_observe(rendered, applied["Deployment"].live, generation), status, ctx.now())
     patch.status.update(new)
     ctx.metrics.reconciles.labels("ok").inc()
@@ -169,14 +178,22 @@ async def refresh_bot(ctx: OperatorContext, body: kopf.Body, patch: kopf.Patch, 
         logger.info("children missing, scaled by hand or refused before: applying the desired state again")
         await reconcile_bot(ctx, body, patch, logger)
         return
-    new: dict[str, Any] = build_status(_observe(rendered, deployment, generation), status, ctx.now())
-    if not rendered.spec.paused and new["readyReplicas"] > 0:
+    obs = _observe(rendered, deployment, generation)
+    bot = None
+    if not rendered.spec.paused and obs.deployment is not None and _ready(obs.deployment) > 0:
         bot = await _bot_report(ctx, namespace, name, logger)
         if bot is not None:
-            new["bot"] = bot
+            obs = dataclasses.replace(obs, risk=bot.get("risk"))
+    new: dict[str, Any] = build_status(obs, status, ctx.now())
+    if bot is not None:
+        new["bot"] = bot
     if status_changed(status, new):
         patch.status.update(new)
     ctx.metrics.set_phase(namespace, name, new["phase"])
+
+
+def _ready(deployment: Mapping[str, Any]) -> int:
+    return int(((deployment.get("status") or {}).get("readyReplicas")) or 0)
 
 
 def _observe(rendered: Rendered, deployment: Mapping[str, Any] | None, generation: int) -> Observation:

@@ -62,6 +62,7 @@ class Kube:
         self._api_client = api_client
         self._core = client.CoreV1Api(api_client)
         self._apps = client.AppsV1Api(api_client)
+        self._policy = client.PolicyV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
         self._monitoring: tuple[float, bool] | None = None
         self._exc = client.exceptions.ApiException
@@ -187,6 +188,15 @@ class Kube:
                 read=lambda ns, n, **kw: apps.read_namespaced_deployment(n, ns, **kw),
                 create=apps.create_namespaced_deployment,
                 patch=lambda ns, n, body, **kw: apps.patch_namespaced_deployment(n, ns, body, **kw),
+            )
+        if (api_version, kind) == ("policy/v1", "PodDisruptionBudget"):
+            policy = self._policy
+            return _Ops(
+                read=lambda ns, n, **kw: policy.read_namespaced_pod_disruption_budget(n, ns, **kw),
+                create=policy.create_namespaced_pod_disruption_budget,
+                patch=lambda ns, n, body, **kw: policy.patch_namespaced_pod_disruption_budget(
+                    n, ns, body, **kw
+                ),
             )
         if (api_version, kind) == ("monitoring.coreos.com/v1", "ServiceMonitor"):
             g, v, p = MONITORING

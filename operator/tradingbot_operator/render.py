@@ -32,6 +32,10 @@ from tradingbot_operator.spec import BotSpec, SecretKeyRef, parse_spec
 
 CONFIG_DIR = "/etc/tradefleet"
 CONFIG_KEY = "bot.yaml"
+HALT_KEY = "halt.json"
+# SIGTERM: the bot waits up to stop_order_grace_s for an order in flight, then flushes the store and
+# releases its lease; the pod's grace period must cover all of it, or the kubelet kills it mid-order.
+SHUTDOWN_MARGIN_S = 20
 CREDENTIALS_DIR = "/var/run/secrets/tradefleet"
 HTTP_PORT = 8080
 BOT_UID = 10001
@@ -52,10 +56,13 @@ class Rendered:
     deployment: dict[str, Any]
     service: dict[str, Any]
     service_monitor: dict[str, Any] | None
+    disruption_budget: dict[str, Any] | None = None
 
     def objects(self) -> list[dict[str, Any]]:
         """In apply order: the config before the pods that mount it."""
         objs = [self.config_map, self.deployment, self.service]
+        if self.disruption_budget is not None:
+            objs.append(self.disruption_budget)
         return [*objs, self.service_monitor] if self.service_monitor is not None else objs
 
 
@@ -68,11 +75,12 @@ def render(body: Mapping[str, Any], settings: OperatorSettings, *, service_monit
     deployment = render_deployment(spec, settings, config_checksum=checksum)
     service = render_service(spec)
     monitor = render_service_monitor(spec) if service_monitor else None
-    objs = [o for o in (config_map, deployment, service, monitor) if o is not None]
+    pdb = render_disruption_budget(spec) if spec.redis is not None else None
+    objs = [o for o in (config_map, deployment, service, pdb, monitor) if o is not None]
     kopf.adopt(objs, owner=body)  # type: ignore[arg-type]  # owner refs, namespace, owner's labels
     for obj in objs:
         obj["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = desired_hash(obj)
-    return Rendered(spec, config_map, deployment, service, monitor)
+    return Rendered(spec, config_map, deployment, service, monitor, pdb)
 
 
 def desired_hash(obj: Mapping[str, Any]) -> str:
@@ -103,12 +111,15 @@ def _meta(spec: BotSpec, name: str) -> dict[str, Any]:
 
 
 def render_config_map(spec: BotSpec) -> dict[str, Any]:
+    """bot.yaml, and the kill-switch file for spec.risk.halted. Only bot.yaml feeds the pods'
+    checksum annotation: halting or resuming a bot must not roll its pods (the running bot reads the
+    file again every poll; the kubelet refreshes the mounted file within its sync period)."""
     text = yaml.safe_dump(spec.bot_config(), sort_keys=True, default_flow_style=False)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta(spec, spec.child_name + "-config"),
-        "data": {CONFIG_KEY: text},
+        "data": {CONFIG_KEY: text, HALT_KEY: json.dumps(spec.halt_file(), sort_keys=True)},
     }
 
 
@@ -182,7 +193,7 @@ def render_deployment(spec: BotSpec, settings: OperatorSettings, *, config_check
             "name": "config",
             "configMap": {
                 "name": spec.child_name + "-config",
-                "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}],
+                "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}, {"key": HALT_KEY, "path": HALT_KEY}],
             },
         },
         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
@@ -219,7 +230,7 @@ def render_deployment(spec: BotSpec, settings: OperatorSettings, *, config_check
                 "spec": {
                     "automountServiceAccountToken": False,  # the bot never talks to Kubernetes
                     "enableServiceLinks": False,
-                    "terminationGracePeriodSeconds": 30,
+                    "terminationGracePeriodSeconds": spec.stop_order_grace_s + SHUTDOWN_MARGIN_S,
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": BOT_UID,
@@ -245,6 +256,20 @@ def render_service(spec: BotSpec) -> dict[str, Any]:
             "selector": selector_labels(spec),
             "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"}],
         },
+    }
+
+
+def render_disruption_budget(spec: BotSpec) -> dict[str, Any]:
+    """With the Redis lease (replicas may overlap): a voluntary disruption (node drain) evicts at most
+    one replica at a time, so with two or more a warm standby is always there to take the lease the
+    evicted leader releases on SIGTERM (after its order in flight is final). maxUnavailable, not
+    minAvailable: with one replica a drain must still be able to proceed (the bot then restarts
+    elsewhere and is leaderless for its start-up; run two replicas for continuity)."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(spec, spec.child_name),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(spec)}},
     }
 
 

@@ -50,6 +50,7 @@ def to_status(report: Mapping[str, Any], *, bot: str) -> dict[str, Any]:
         # None removes the key in a merge patch: no signal yet means no signal shown.
         "lastSignal": None,
         "lastOrder": None,
+        "risk": _risk(report.get("risk")),
     }
     updated = report.get("updated_at")
     if isinstance(updated, int) and not isinstance(updated, bool):
@@ -73,6 +74,25 @@ def to_status(report: Mapping[str, Any], *, bot: str) -> dict[str, Any]:
             "avgPrice": _text(order.get("avg_price")) or "",
         }
     return out
+
+
+def _risk(risk: Any) -> dict[str, Any] | None:
+    """The bot's `risk` block -> `status.bot.risk`: halted, the first halt's who/why/when."""
+    if not isinstance(risk, Mapping):
+        return None
+    halts = risk.get("halts") if isinstance(risk.get("halts"), list) else []
+    first = halts[0] if halts and isinstance(halts[0], Mapping) else {}
+    at = first.get("at_ms")
+    return {
+        "halted": bool(risk.get("halted")),
+        "stateKnown": bool(risk.get("state_known", True)),
+        "scope": _text(first.get("scope")) or "",
+        "reason": (_text(first.get("reason")) or "")[:500],
+        "by": (_text(first.get("by")) or "")[:200],
+        "since": int(at) if isinstance(at, int) and not isinstance(at, bool) else 0,
+        "haltId": _text(first.get("halt_id")) or "",
+        "exposureQuote": _text(risk.get("exposure_quote")) or "0",
+    }
 
 
 async def fetch(session: aiohttp.ClientSession, url: str, *, timeout_s: float) -> Mapping[str, Any]:

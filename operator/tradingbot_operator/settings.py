@@ -38,6 +38,9 @@ class OperatorSettings:
     """Where a bot's own report is read; the default goes through the bot's Service."""
     status_timeout_s: float = 3.0
     """A bot that cannot answer /status within this is reported as unreachable, not waited for."""
+    redis_url: str | None = None
+    """The fleet's Redis (env TRADEFLEET_OPERATOR_REDIS_URL): spec.risk.halted is also written there so
+    bots stop within a second; without it they read the mounted halt.json (the kubelet's sync period)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> OperatorSettings:
@@ -48,6 +51,7 @@ class OperatorSettings:
             "TRADEFLEET_OPERATOR_STATUS_INTERVAL_S": "status_interval_s",
             "TRADEFLEET_OPERATOR_STATUS_URL_TEMPLATE": "status_url_template",
             "TRADEFLEET_OPERATOR_STATUS_TIMEOUT_S": "status_timeout_s",
+            "TRADEFLEET_OPERATOR_REDIS_URL": "redis_url",
         }
         unknown = sorted(k for k in env if k.startswith("TRADEFLEET_OPERATOR_") and k not in mapping)
         if unknown:

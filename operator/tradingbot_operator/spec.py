@@ -11,6 +11,7 @@ It refuses to guess: unknown spec keys are errors, not ignored.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -42,9 +43,23 @@ SPEC_KEYS = frozenset(
     {
         "exchange", "symbol", "strategy", "quoteAmount", "mode", "credentialsSecretRef", "replicas",
         "paused", "image", "imagePullPolicy", "resources", "store", "redis", "priceSampleMs", "logLevel",
+        "risk",
     }
 )  # fmt: skip
 STRATEGY_KEYS = frozenset({"type", "shortWindow", "longWindow", "interval"})
+# spec.risk: camelCase key -> the bot's config key (decimal strings, quote currency; 0 = no limit).
+RISK_LIMITS = {
+    "maxPositionQuote": "max_position_quote",
+    "maxFleetQuote": "max_fleet_quote",
+    "maxQuoteAssetQuote": "max_quote_asset_quote",
+    "maxDailyLossQuote": "max_daily_loss_quote",
+    "maxDrawdownQuote": "max_drawdown_quote",
+    "maxFleetDailyLossQuote": "max_fleet_daily_loss_quote",
+}
+RISK_KEYS = frozenset({*RISK_LIMITS, "maxOrdersPerMinute", "stopOrderGraceSeconds", "scope", "halted",
+                       "haltReason", "flatten"})  # fmt: skip
+MAX_GRACE_S = 600
+HALT_FILE = "/etc/tradefleet/halt.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +92,15 @@ class BotSpec:
     redis: SecretKeyRef | None = None
     price_sample_ms: int | None = None
     log_level: str = "INFO"
+    risk: Mapping[str, Any] = field(default_factory=dict)
+    """spec.risk as bot config keys (limits, scope, stop_order_grace_s)."""
+    halted: bool = False
+    halt_reason: str = ""
+    flatten: bool = False
+
+    @property
+    def stop_order_grace_s(self) -> int:
+        return int(self.risk.get("stop_order_grace_s", 10))
 
     @property
     def child_name(self) -> str:
@@ -109,7 +133,21 @@ class BotSpec:
         }
         if self.price_sample_ms is not None:
             config["price_sample_ms"] = self.price_sample_ms
+        config["risk_halt_file"] = HALT_FILE  # spec.risk.halted, written by the operator (halt_file())
+        config.update(self.risk)
         return config
+
+    def halt_file(self) -> dict[str, Any]:
+        """The kill-switch file (`coord.risk_state.read_halt_file` format) for spec.risk.halted. Pure:
+        the halt id is a function of the bot and the reason, so re-rendering never asks a second
+        flatten; halt again with another reason for a new one."""
+        if not self.halted:
+            return {}
+        digest = hashlib.sha256(f"{self.namespace}/{self.name}\x1f{self.halt_reason}".encode()).hexdigest()
+        halt = {"halt_id": "spec-" + digest[:16], "reason": self.halt_reason or "spec.risk.halted",
+                "by": f"TradingBot {self.namespace}/{self.name} spec.risk.halted", "at_ms": 0,
+                "bot": self.name, "flatten": self.flatten}  # fmt: skip
+        return {self.name: halt}
 
 
 def parse_spec(name: str, namespace: str, spec: Mapping[str, Any]) -> BotSpec:
@@ -238,6 +276,53 @@ def _collect(name: str, spec: Mapping[str, Any], out: dict[str, Any]) -> Iterato
     if level not in LOG_LEVELS:
         yield f"spec.logLevel {level!r} must be one of {', '.join(LOG_LEVELS)}"
     out["log_level"] = level
+
+    yield from _risk(spec.get("risk", {}), out)
+
+
+def _risk(risk: Any, out: dict[str, Any]) -> Iterator[str]:
+    if not isinstance(risk, Mapping):
+        yield "spec.risk must be a mapping"
+        return
+    unknown = sorted(set(risk) - RISK_KEYS)
+    if unknown:
+        known = ", ".join(sorted(RISK_KEYS))
+        yield f"unknown field(s) spec.risk.{', spec.risk.'.join(unknown)}; known: {known}"
+    config: dict[str, Any] = {}
+    for key, target in RISK_LIMITS.items():
+        if key not in risk:
+            continue
+        try:
+            value = Decimal(str(risk[key]))
+            if not value.is_finite() or value < 0 or isinstance(risk[key], bool):
+                raise InvalidOperation
+            config[target] = str(value)
+        except InvalidOperation:
+            yield f'spec.risk.{key} {risk[key]!r} must be a decimal string >= 0 (0 = no limit), e.g. "500"'
+    for key, target, top in (("maxOrdersPerMinute", "max_orders_per_minute", 10_000),
+                             ("stopOrderGraceSeconds", "stop_order_grace_s", MAX_GRACE_S)):  # fmt: skip
+        if key in risk:
+            if not _is_int(risk[key]) or not 0 <= risk[key] <= top:
+                yield f"spec.risk.{key} {risk[key]!r} must be a whole number from 0 to {top}"
+            else:
+                config[target] = risk[key]
+    scope = risk.get("scope")
+    if scope is not None:
+        if not isinstance(scope, str) or not NAME_RE.match(scope) or len(scope) > 63:
+            yield f"spec.risk.scope {scope!r} must be a DNS label (the fleet this bot belongs to)"
+        else:
+            config["risk_scope"] = scope
+    for key in ("halted", "flatten"):
+        if not isinstance(risk.get(key, False), bool):
+            yield f"spec.risk.{key} {risk[key]!r} must be true or false"
+    reason = risk.get("haltReason", "")
+    if not isinstance(reason, str) or len(reason) > 200:
+        yield "spec.risk.haltReason must be a string of at most 200 characters"
+        reason = ""
+    out["risk"] = config
+    out["halted"] = risk.get("halted") is True
+    out["flatten"] = risk.get("flatten") is True
+    out["halt_reason"] = reason
 
 
 def _strategy(strategy: Any, out: dict[str, Any]) -> Iterator[str]:

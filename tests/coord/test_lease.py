@@ -154,16 +154,35 @@ async def test_redis_outage_makes_state_unknown_and_stops_trading_then_leadershi
 
 
 async def test_unknown_after_a_blip_adopts_its_own_unexpired_key_with_the_same_token(redis_server) -> None:
-    # A connection failure that does not lose the key: the replica gets its lease back, same token.
+    # A blip that does not lose the key: Redis stops answering for longer than one renewal's socket
+    # timeout (CLIENT PAUSE holds every command of every client), then answers again. The replica
+    # must notice (unknown: no trading while unproven) and then get its lease back, same token.
     states: list[str] = []
     lease = make(redis_server.url, "a", ttl_ms=20_000, renew_ms=300, on_change=states.append)
     await lease.start()
     token = lease.fencing_token
     client = redis.Redis.from_url(redis_server.url)
-    client.client_kill_filter(_type="normal", skipme=True)  # drop every other connection
-    await until(lambda: UNKNOWN in states, what="the dropped connection to be noticed")
+    client.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+    await until(lambda: UNKNOWN in states, what="the unanswered renewal to be noticed")
     await until(lambda: lease.state == LEADER and lease.may_trade(), what="leadership back")
     assert lease.fencing_token == token
+    await lease.stop()
+
+
+async def test_connections_killed_while_idle_keep_the_lease_and_its_token(redis_server) -> None:
+    # The server closing the lease's idle connection is not an outage: whether the client reconnects
+    # before its next command (redis-py >= 8.2) or reports the error once (8.1: unknown, then
+    # adopted), the replica ends up leading with the same token and no other holder ever appears.
+    lease = make(redis_server.url, "a", ttl_ms=20_000, renew_ms=300)
+    await lease.start()
+    token = lease.fencing_token
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    for _ in range(3):
+        client.client_kill_filter(_type="normal", skipme=True)  # drop every other connection
+        await asyncio.sleep(0.5)  # more than one renewal interval
+        await until(lambda: lease.state == LEADER and lease.may_trade(), what="leadership kept")
+        assert lease.fencing_token == token
+        assert client.get(KEY) == f"{lease.holder_id}#{token}"
     await lease.stop()
 
 

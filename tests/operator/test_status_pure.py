@@ -62,7 +62,7 @@ def summary(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
 def test_conditions_follow_what_was_observed(obs: Observation, phase: str, expected: dict[str, Any]):
     status = build_status(obs, None, T0)
     assert status["phase"] == phase
-    assert summary(status) == expected
+    assert summary(status) == {**expected, "Halted": ("Unknown", "NoReport")}
     assert all(c["observedGeneration"] == obs.generation for c in status["conditions"])
     assert status["observedGeneration"] == obs.generation
 
@@ -97,6 +97,20 @@ def test_bot_report_becomes_camel_case_status_with_decimals_as_strings():
         "lastSignal": {"signalId": "sig", "side": "SELL", "candleCloseTime": 1700000000000, "close": "60000.5"},
         "lastOrder": {"clientOrderId": "tf-1", "status": "FILLED", "side": "SELL", "filledQty": "0.0015",
                       "avgPrice": "60000.1"},
+        "risk": None,
+    }  # fmt: skip
+
+
+def test_bot_risk_report_carries_the_first_halt_who_why_and_when():
+    risk = {
+        "halted": True,
+        "state_known": True,
+        "exposure_quote": "100",
+        "halts": [{"halt_id": "h1", "scope": "fleet", "reason": "exchange down", "by": "ops", "at_ms": 5}],
+    }
+    assert to_status({**REPORT, "risk": risk}, bot="btc-usdt")["risk"] == {
+        "halted": True, "stateKnown": True, "scope": "fleet", "reason": "exchange down", "by": "ops",
+        "since": 5, "haltId": "h1", "exposureQuote": "100",
     }  # fmt: skip
 
 
@@ -145,3 +159,31 @@ def test_status_is_rewritten_only_when_something_a_user_sees_changes():
     assert status_changed(shown, {"bot": {**bot, "updatedAt": bot["updatedAt"] + 60_000}})  # keep it fresh
     assert status_changed(shown, {"bot": {**bot, "position": {**bot["position"], "qty": "0"}}})
     assert status_changed(shown, {"phase": "Paused"})
+
+
+@pytest.mark.parametrize(
+    ("risk", "expected"),
+    [
+        ({"halted": False, "stateKnown": True}, ("False", "NotHalted")),
+        ({"halted": True, "scope": "fleet", "reason": "exchange down", "by": "ops"}, ("True", "KillSwitch")),
+        ({"halted": True, "scope": "bot b", "reason": "daily_loss: ...", "by": "bot b (risk limit)"},
+         ("True", "RiskLimit")),
+        ({"halted": False, "stateKnown": False}, ("Unknown", "SwitchUnreadable")),
+    ],
+)  # fmt: skip
+def test_halted_condition_follows_the_bots_reported_risk_state(
+    risk: dict[str, Any], expected: tuple[str, str]
+):
+    status = build_status(Observation(generation=1, risk=risk), None, T0)
+    assert summary(status)["Halted"] == expected
+    if expected[0] == "True":
+        msg = condition(status, "Halted")["message"]  # type: ignore[index]
+        assert risk["reason"] in msg and risk["by"] in msg
+
+
+def test_halted_condition_is_kept_when_no_report_was_read_this_time():
+    halted = build_status(
+        Observation(generation=1, risk={"halted": True, "reason": "r", "by": "ops"}), None, T0
+    )
+    again = build_status(Observation(generation=1), halted, T1)
+    assert condition(again, "Halted") == condition(halted, "Halted")

@@ -12,6 +12,8 @@ COMMANDS = {
     "sim": ("tradefleet_sim.cli", "the Binance-compatible exchange simulator"),
     "operator": ("tradingbot_operator.cli", "the kopf operator that runs one bot per TradingBot"),
     "report": ("tradefleet.app.report", "render price, SMAs, signals and orders from a store to HTML"),
+    "halt": ("tradefleet.app.risk_cli:halt_main", "kill switch: stop every bot of a scope (or one) now"),
+    "resume": ("tradefleet.app.risk_cli:resume_main", "lift a halt set by `tradefleet halt`"),
 }
 
 
@@ -31,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"tradefleet: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    result: int = module.main(rest)
+    module_name, _, func = COMMANDS[name][0].partition(":")
+    module = importlib.import_module(module_name)
+    result: int = getattr(module, func or "main")(rest)
     return result
 
 

@@ -14,10 +14,12 @@ import contextlib
 import logging
 import random
 from collections.abc import Coroutine
+from decimal import Decimal
 from typing import Any
 
 from tradefleet.config import BotConfig
-from tradefleet.domain.models import BotId
+from tradefleet.domain.models import BotId, Position, Side, Signal
+from tradefleet.domain.risk import Halt, flatten_signal_id
 from tradefleet.engine.pipeline import BotEngine
 from tradefleet.errors import PermanentError, TemporaryError
 from tradefleet.logs import iso_ms, log_event, now_ms
@@ -44,6 +46,8 @@ class BotRuntime:
         self.lease: Any = None
         self.publisher: Any = None
         self.http: Any = None
+        self.risk: Any = None
+        self.risk_state: Any = None
         self.feed: Any = None
         self.book: Any = None
         self.started_ms = now_ms()
@@ -166,6 +170,7 @@ class BotRuntime:
                 metrics=self.metrics,
                 lease_window_ms=self.lease.remaining_ms,
             )
+        self.risk = self._build_risk(rules)
         self.orders = OrderManager(
             config=c,
             store=self.store,  # the buffered store: orders durable before sent, the rest never dropped
@@ -174,7 +179,62 @@ class BotRuntime:
             rules=rules,
             metrics=self.metrics,
             publisher=self.publisher,
+            risk=self.risk,
         )
+
+    def _build_risk(self, rules: SymbolRules) -> Any:
+        """The kill switch and limits: Redis-backed with `REDIS_URL`, in-process (file switch) without."""
+        from tradefleet.coord.risk_state import LocalRiskState, RedisRiskState
+        from tradefleet.engine.risk_gate import RiskGate
+
+        c = self.config
+        self.risk_state = (
+            RedisRiskState(c.redis_url, c.risk_scope, halt_file=c.risk_halt_file)
+            if c.redis_url
+            else LocalRiskState(c.risk_halt_file)
+        )
+        empty = Position(bot=c.name, symbol=c.symbol)
+        return RiskGate(
+            config=c,
+            state=self.risk_state,
+            metrics=self.metrics,
+            quote_asset=rules.quote_asset,
+            position=lambda: self.orders.position if self.orders is not None else empty,
+            mark=self._mark,
+            may_trade=lambda: bool(
+                self.lease.may_trade() and self.orders is not None and self.orders.trading_ready
+            ),
+            on_flatten=self._flatten,
+        )
+
+    def _mark(self) -> Decimal | None:
+        top = self.book.top() if self.book is not None and self.book.in_sync else None
+        if top is not None:
+            return Decimal((top[0] + top[2]) / 2)
+        engine = self.engine
+        return engine.strategy.live_close if engine is not None else None
+
+    def _flatten(self, halt: Halt) -> None:
+        """Submit the halt's one SELL for this bot; its id is a function of the halt, so however often
+        this is called, by whichever replica, the order is placed once."""
+        from tradefleet.domain.position import is_long
+
+        if self.orders is None or not is_long(self.orders.position, self.orders.filters):
+            return  # flat, or only dust no order can sell: nothing to close
+        c = self.config
+        now = now_ms()
+        mark = self._mark() or Decimal(0)
+        # Dated on the last closed candle (the exchange's clock, like every strategy signal), so the next
+        # strategy signal sorts after it: a takeover acts on the newest signal, never on a stale flatten.
+        last = self.engine.strategy.last_update if self.engine is not None else None
+        open_t, close_t = (last.candle.open_time, last.candle.close_time) if last is not None else (0, 0)
+        signal = Signal(
+            signal_id=flatten_signal_id(halt, c.name), bot=c.name, exchange=c.exchange, symbol=c.symbol,
+            interval=c.interval, side=Side.SELL, candle_open_time=open_t, candle_close_time=close_t,
+            close=mark, sma_short=mark, sma_long=mark, created_at=now,
+        )  # fmt: skip
+        log_event(log, "risk_flatten", halt_id=halt.halt_id, signal_id=signal.signal_id)
+        self.orders.submit_signal(signal)
 
     async def _with_retries(self, what: str, call: Any) -> Any:
         delay = 0.5
@@ -238,6 +298,7 @@ class BotRuntime:
         await self._with_retries("recover", self.orders.recover)
         assert self.engine is not None
         self.engine.orders = self.orders
+        self._spawn(self.risk.run())
         log_event(log, "trading_ready", position_qty=str(self.orders.position.qty))
         await self.orders.run()
 
@@ -249,6 +310,12 @@ class BotRuntime:
 
     async def _shutdown(self) -> None:
         log_event(log, "stopping", bot=self.config.name)
+        if self.orders is not None:
+            # First stop taking signals and let an order in flight become final (bounded: the pod's
+            # terminationGracePeriodSeconds is set above stop_order_grace_s); the lease is released
+            # below, so the next leader takes over at once instead of after the TTL.
+            with contextlib.suppress(Exception):
+                await self.orders.drain(self.config.stop_order_grace_s)
         if self.feed is not None:
             with contextlib.suppress(Exception):
                 await self.feed.stop()
@@ -262,6 +329,7 @@ class BotRuntime:
             getattr(self.lease, "stop", None),
             getattr(self.store, "close", None),
             getattr(self.publisher, "close", None),
+            getattr(self.risk_state, "close", None),
             getattr(getattr(self, "execution", None), "close", None),
             getattr(getattr(self, "rest", None), "close", None),
             getattr(self.http, "stop", None),
@@ -351,6 +419,7 @@ class BotRuntime:
                 "age_ms": book_age,
             },
             "signals": engine.state.signals if engine else 0,
+            "risk": None if self.risk is None else self.risk.snapshot(),
             "counters": self.metrics.counters(),  # loss/error totals, the same numbers as /metrics
             "uptime_s": round((now - self.started_ms) / 1000, 1),
             "updated_at": now,

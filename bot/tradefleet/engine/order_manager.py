@@ -12,9 +12,11 @@ The rules it lives by, in the order they protect the account:
    Retry-After, -1021) is re-sent with the same id after the wait.
 3. Before each send the lease must say we may trade, the coordinator must confirm it, and the order
    carries the fencing token. Otherwise the signal is stored with the action "standby".
-4. A signal that cannot act (BUY while long, SELL while flat, below the minimum notional, standby) is
+4. The fleet's risk gate (`engine.risk_gate`, rules in `domain.risk`) is asked right before an order
+   is created: a halt, a cap or the order-rate guard is stored as the action "risk: <reason>".
+5. A signal that cannot act (BUY while long, SELL while flat, below the minimum notional, standby) is
    stored with its reason. Nothing is dropped silently.
-5. The position is a fold over the stored orders' cumulative fills (`domain.position`), recomputed
+6. The position is a fold over the stored orders' cumulative fills (`domain.position`), recomputed
    after every update, so it can never drift from the order history.
 
 `recover()` reloads orders from the store, reconciles every non-final one with the exchange, acts on
@@ -24,7 +26,8 @@ or trade before `recover()` has finished.
 
 Public surface (the app wires it): `OrderManager(config=, store=, execution=, lease=, rules=, metrics=,
 publisher=None)`, `await recover()` (again on every takeover), `submit_signal(signal)` (non-blocking),
-`await run()` (until cancelled), `position`, `last_order`, `trading_ready`. Signal actions stored:
+`await run()` (until cancelled), `await drain(timeout_s)` (SIGTERM: stop taking signals, let the
+order in flight become final), `position`, `last_order`, `trading_ready`. Signal actions stored:
 "order", "rejected", "standby", "order_in_flight", the `domain.position` reasons, and
 "not_sent: <reason>" for a stored order that was never sent and no longer applies.
 """
@@ -52,6 +55,7 @@ from tradefleet.domain.position import (
     merge_update,
     position_from_orders,
 )
+from tradefleet.engine.risk_gate import RiskGate
 from tradefleet.errors import (
     ExecutionUnknown,
     OrderRejected,
@@ -94,6 +98,7 @@ class OrderManager:
         rules: SymbolRules,
         metrics: BotMetrics,
         publisher: EventPublisher | None = None,
+        risk: RiskGate | None = None,
         reconcile_interval_s: float = 5.0,
         max_send_attempts: int = 5,
         crash_at: str | None = None,
@@ -106,6 +111,7 @@ class OrderManager:
         self.filters = filters_from_rules(rules)
         self.metrics = metrics
         self.publisher = publisher
+        self.risk = risk
         self.reconcile_interval_s = reconcile_interval_s
         self.max_send_attempts = max_send_attempts
         # Test hook: SIGKILL this process right after the PENDING order is stored ("after_store") or
@@ -121,6 +127,7 @@ class OrderManager:
         self._signals: asyncio.Queue[tuple[Signal, float]] = asyncio.Queue()
         self._lock = asyncio.Lock()
         self._ready = asyncio.Event()
+        self._draining = False
 
     # ---- public API -----------------------------------------------------------------------------
 
@@ -172,6 +179,19 @@ class OrderManager:
                 signal, queued_at = await self._signals.get()
                 await self._handle(signal, queued_at)
 
+    async def drain(self, timeout_s: float) -> bool:
+        """Stop taking signals, then wait (at most `timeout_s`) until no signal is being acted on and
+        no order is in flight. True when the bot may exit without leaving an order half done."""
+        self._draining = True
+        deadline = time.monotonic() + timeout_s
+        while busy := self._lock.locked() or bool(self._open_orders()):
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        log_event(log, "orders_drained", logging.WARNING if busy else logging.INFO, settled=not busy,
+                  open_orders=[o.client_order_id for o in self._open_orders()])  # fmt: skip
+        return not busy
+
     async def _handle(self, signal: Signal, queued_at: float) -> None:
         """Act on one signal; a temporary failure (store, lease, exchange) is retried with the same
         signal (acting is idempotent: the order id is fixed and checked first), never dropped."""
@@ -180,6 +200,11 @@ class OrderManager:
             await self._ready.wait()
             try:
                 async with self._lock:
+                    if self._draining:
+                        # Stopping: the signal is in the store (the engine recorded it before it came
+                        # here); the next leader's takeover acts on it. Never half of an order.
+                        log_event(log, "signal_deferred", signal_id=signal.signal_id, reason="stopping")
+                        return
                     await self._act(signal, queued_at)
                 return
             except PermanentError as e:
@@ -217,6 +242,13 @@ class OrderManager:
         if isinstance(decision, Skip):
             await self._set_action(signal, decision.reason)
             return
+        if self.risk is not None:  # the fleet's rules: kill switch, caps, rate (domain.risk)
+            denial = await self.risk.before_send(
+                signal.signal_id, decision.side, decision.quote_amount, self.position
+            )
+            if denial is not None:
+                await self._set_action(signal, denial)
+                return
         order = self._new_order(signal, cid, decision)
         if not await self.store.insert_order(order):
             # Someone (another replica, an earlier run) stored it first: follow that order instead.
@@ -443,6 +475,8 @@ class OrderManager:
         if new.filled_qty != order.filled_qty or new.fee != order.fee:
             self._refresh_position()
             await self._save_position()
+        if self.risk is not None and new.status.is_final and not self._open_orders():
+            await self.risk.order_final(self.position)  # the reservation becomes what is held
         if self.publisher is not None:
             with contextlib.suppress(Exception):
                 await self.publisher.publish("order", _order_payload(new))

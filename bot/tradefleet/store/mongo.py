@@ -5,8 +5,10 @@ asyncio, no thread pool.
 
 Collections (in the database named by the URL, default `tradefleet`):
 - `prices`: a time-series collection (timeField `ts`, metaField `meta` = {bot, symbol}, granularity
-  seconds). `ts` is the LOCAL receive time (`local_ts`), because (bot, update_id, local_ts) is a
-  sample's identity and the newest-first read sorts on it; the exchange time is kept as a field.
+  seconds), or an ordinary collection with a unique sample-identity index where the server has no
+  time-series (DocumentDB, Cosmos DB, FerretDB: see `mongo_schema`). `ts` is the LOCAL receive
+  time (`local_ts`), because (bot, update_id, local_ts) is a sample's identity and the newest-first
+  read sorts on it; the exchange time is kept as a field.
 - `candles`, `signals`, `orders`, `order_updates`, `positions`: ordinary collections whose `_id` is
   the natural key (see `mongo_docs`), plus secondary indexes for the reads and a unique index on
   candles' (symbol, interval, open_time).
@@ -28,7 +30,8 @@ lose an update nor count a fee twice.
 Errors: AutoReconnect (so NotPrimary and ServerSelectionTimeout), NetworkTimeout, connection
 failures and retryable server errors become `StoreUnavailable`; DuplicateKeyError is handled as an
 idempotent no-op where expected; an invalid URL is a `ConfigError`; the rest is `PermanentError`.
-Needs MongoDB 6.0 or newer (time-series secondary indexes on the metaField).
+Needs MongoDB 6.0 or newer (time-series secondary indexes on the metaField), or a look-alike whose
+gaps `mongo_schema` detects.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReplaceOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
@@ -44,7 +47,6 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
     AutoReconnect,
     BulkWriteError,
-    CollectionInvalid,
     ConfigurationError,
     ConnectionFailure,
     DuplicateKeyError,
@@ -61,6 +63,7 @@ from tradefleet.domain.models import Candle, Order, OrderStatus, OrderUpdate, Po
 from tradefleet.errors import ConfigError, PermanentError, StoreUnavailable
 from tradefleet.store import mongo_docs as docs
 from tradefleet.store.merge import advance, update_key
+from tradefleet.store.mongo_schema import TRANSIENT_CODES, Capabilities, ensure_schema
 from tradefleet.store.urls import redact_url
 
 Doc = dict[str, Any]
@@ -69,9 +72,6 @@ DEFAULT_SERVER_SELECTION_MS = 5000
 (the driver's default is 30 s, which would stall the buffered writer for that long per attempt)."""
 
 _DUPLICATE_KEY = 11000
-_NAMESPACE_EXISTS = 48
-# Server error codes that mean "not now": shutdown, stepdown, not primary, network, time limits.
-_TRANSIENT_CODES = frozenset({6, 7, 50, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
 _OPEN_STATUSES = [OrderStatus.PENDING.value, OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value]
 _FOLD_ATTEMPTS = 20
 
@@ -85,12 +85,12 @@ def translate(error: PyMongoError, where: str) -> Exception:
     if isinstance(error, WTimeoutError):
         return StoreUnavailable(f"mongodb store {where}: write concern timed out: {error}", retry_after=1.0)
     if isinstance(error, OperationFailure) and (
-        error.code in _TRANSIENT_CODES or error.has_error_label("RetryableWriteError")
+        error.code in TRANSIENT_CODES or error.has_error_label("RetryableWriteError")
     ):
         return StoreUnavailable(f"mongodb store {where} unavailable: {error}", retry_after=1.0)
     if isinstance(error, BulkWriteError):
         codes = {w.get("code") for w in (error.details or {}).get("writeErrors", [])}
-        if codes & _TRANSIENT_CODES or (error.details or {}).get("writeConcernErrors"):
+        if codes & TRANSIENT_CODES or (error.details or {}).get("writeConcernErrors"):
             return StoreUnavailable(f"mongodb store {where}: batch partly failed: {error}", retry_after=1.0)
     if isinstance(error, ConfigurationError | InvalidURI):
         return ConfigError(f"store_url for {where} is not valid: {error}")
@@ -112,7 +112,7 @@ class MongoStore:
         self.where = f"{redact_url(url)} (database {database})"
         self.server_selection_timeout_ms = server_selection_timeout_ms
         self._client: AsyncMongoClient[Doc] | None = None
-        self._schema_ready = False
+        self._caps: Capabilities | None = None
 
     def __repr__(self) -> str:
         return f"MongoStore({self.where!r})"
@@ -156,32 +156,21 @@ class MongoStore:
             await client.close()
 
     async def _ensure_schema(self) -> None:
-        if self._schema_ready:
+        if self._caps is not None:
             return
         with self._translated():
-            existing = set(await self.db.list_collection_names())
-            if "prices" not in existing:
-                try:
-                    await self.db.create_collection(
-                        "prices",
-                        timeseries={"timeField": "ts", "metaField": "meta", "granularity": "seconds"},
-                    )
-                except CollectionInvalid:
-                    pass  # created meanwhile by another replica
-                except OperationFailure as e:
-                    if e.code != _NAMESPACE_EXISTS:
-                        raise
-            await self._col("prices").create_index([("meta.bot", ASCENDING), ("ts", DESCENDING)])
-            await self._col("candles").create_index(
-                [("symbol", ASCENDING), ("interval", ASCENDING), ("open_time", ASCENDING)], unique=True
-            )
-            await self._col("signals").create_index([("bot", ASCENDING), ("created_at", ASCENDING)])
-            await self._col("orders").create_index([("bot", ASCENDING), ("created_at", ASCENDING)])
-            await self._col("orders").create_index([("bot", ASCENDING), ("status", ASCENDING)])
-            await self._col("order_updates").create_index(
-                [("client_order_id", ASCENDING), ("event_time", ASCENDING), ("received_ns", ASCENDING)]
-            )
-        self._schema_ready = True
+            self._caps = await ensure_schema(self.db, self.where)
+
+    @property
+    def capabilities(self) -> Capabilities | None:
+        """What the server supports (None until the schema has been ensured)."""
+        return self._caps
+
+    def _out(self, doc: Doc) -> Doc:
+        """`doc` as this server can store it (decimals as strings where Decimal128 is missing)."""
+        if self._caps is None or self._caps.decimal128:
+            return doc
+        return cast(Doc, docs.decimals_as_strings(doc))
 
     async def ping(self) -> None:
         await self._ensure_schema()
@@ -216,9 +205,15 @@ class MongoStore:
                 key = (s.bot, s.update_id, s.local_ts)
                 if key not in stored:
                     stored.add(key)  # the same sample twice in one batch is written once
-                    fresh.append(docs.price_doc(s))
+                    fresh.append(self._out(docs.price_doc(s)))
             if fresh:
-                await prices.insert_many(fresh, ordered=False)
+                try:
+                    await prices.insert_many(fresh, ordered=False)
+                except BulkWriteError as e:
+                    # Only an ordinary `prices` has a unique identity index: a duplicate there is a
+                    # sample another writer stored between our check and insert, i.e. "already there".
+                    if not _only_duplicates(e):
+                        raise
 
     async def write_candles(self, candles: Sequence[Candle]) -> None:
         if not candles:
@@ -226,30 +221,32 @@ class MongoStore:
         await self._ensure_schema()
         ops: list[ReplaceOne[Doc] | UpdateOne] = []
         for c in candles:
-            doc = docs.candle_doc(c)
+            doc = self._out(docs.candle_doc(c))
             if c.closed:
                 ops.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
             else:
-                # An in-progress candle never replaces a closed one: the filter misses the closed
-                # document, the upsert then collides on _id, and that duplicate-key error is ignored.
+                # An in-progress candle never replaces a closed one: insert it only if absent, then
+                # update it only if not closed. (No duplicate-key trick: FerretDB 1.x answers an
+                # upsert's duplicate key in a bulk write with a reply the driver cannot read.)
                 fields = {k: v for k, v in doc.items() if k != "_id"}
-                ops.append(
-                    UpdateOne({"_id": doc["_id"], "closed": {"$ne": True}}, {"$set": fields}, upsert=True)
-                )
+                ops.append(UpdateOne({"_id": doc["_id"]}, {"$setOnInsert": fields}, upsert=True))
+                ops.append(UpdateOne({"_id": doc["_id"], "closed": {"$ne": True}}, {"$set": fields}))
         with self._translated():
             try:
-                await self._col("candles").bulk_write(ops, ordered=False)
+                # Ordered: several versions of one candle in a batch must apply in their order.
+                await self._col("candles").bulk_write(ops, ordered=True)
             except BulkWriteError as e:
-                details = e.details or {}
-                errors = details.get("writeErrors", [])
-                if details.get("writeConcernErrors") or any(w.get("code") != _DUPLICATE_KEY for w in errors):
+                if not _only_duplicates(e):
                     raise
+                # Two writers inserted the same new candle at once: every op is idempotent, so the
+                # batch is simply applied again (now without the race).
+                await self._col("candles").bulk_write(ops, ordered=True)
 
     async def insert_signal(self, signal: Signal) -> bool:
         await self._ensure_schema()
         with self._translated():
             try:
-                await self._col("signals").insert_one(docs.signal_doc(signal))
+                await self._col("signals").insert_one(self._out(docs.signal_doc(signal)))
             except DuplicateKeyError:
                 return False
         return True
@@ -263,7 +260,7 @@ class MongoStore:
         await self._ensure_schema()
         with self._translated():
             try:
-                await self._col("orders").insert_one(docs.order_doc(order))
+                await self._col("orders").insert_one(self._out(docs.order_doc(order)))
             except DuplicateKeyError:
                 return False
             # Reports that arrived before the order document (kept in the history) are folded in now.
@@ -281,7 +278,8 @@ class MongoStore:
         await self._ensure_schema()
         with self._translated():
             try:
-                await self._col("order_updates").insert_one(docs.update_doc(update, time.time_ns()))
+                history = self._out(docs.update_doc(update, time.time_ns()))
+                await self._col("order_updates").insert_one(history)
             except DuplicateKeyError:
                 pass  # already in the history; folding again below is a no-op for the document
         return await self._fold(update.client_order_id, [update])
@@ -310,7 +308,7 @@ class MongoStore:
                     # A missing rev matches null, so a document without one can still be updated.
                     {"_id": client_order_id, "rev": found.get("rev")},
                     {
-                        "$set": docs.order_state(new),
+                        "$set": self._out(docs.order_state(new)),
                         "$inc": {"rev": 1},
                         "$addToSet": {"applied": {"$each": keys}},
                     },
@@ -325,7 +323,7 @@ class MongoStore:
 
     async def save_position(self, position: Position) -> None:
         await self._ensure_schema()
-        doc = docs.position_doc(position)
+        doc = self._out(docs.position_doc(position))
         with self._translated():
             await self._col("positions").replace_one({"_id": doc["_id"]}, doc, upsert=True)
 
@@ -384,3 +382,9 @@ class MongoStore:
         with self._translated():
             found = await self._col("positions").find_one({"_id": docs.position_id(bot, symbol)})
         return None if found is None else docs.position_from(found)
+
+
+def _only_duplicates(error: BulkWriteError) -> bool:
+    details = error.details or {}
+    errors = details.get("writeErrors", [])
+    return not details.get("writeConcernErrors") and all(w.get("code") == _DUPLICATE_KEY for w in errors)

@@ -1,7 +1,8 @@
 """Domain records to MongoDB documents and back, exactly.
 
 Decimals become BSON Decimal128 (34 significant digits, exponent kept), never doubles: 0.1 stays
-0.1 and a query can still compare prices numerically. A value Decimal128 cannot hold exactly is
+0.1 and a query can still compare prices numerically (on servers without Decimal128 they are
+stored as exact decimal strings instead: see `mongo_schema`). A value Decimal128 cannot hold exactly is
 refused with `PermanentError` rather than rounded. Times stay integer milliseconds, as in the
 domain; the prices time-series also gets a BSON date (`ts`) because MongoDB buckets on it.
 
@@ -43,6 +44,18 @@ def d128(value: Decimal) -> Decimal128:
 
 def opt_d128(value: Decimal | None) -> Decimal128 | None:
     return None if value is None else d128(value)
+
+
+def decimals_as_strings(value: Any) -> Any:
+    """`value` with every Decimal128 inside replaced by its exact decimal string, for servers
+    without Decimal128 (FerretDB 1.x; see `mongo_schema`). `dec` reads both forms back."""
+    if isinstance(value, Decimal128):
+        return str(value.to_decimal())
+    if isinstance(value, dict):
+        return {k: decimals_as_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decimals_as_strings(v) for v in value]
+    return value
 
 
 def dec(value: Any) -> Decimal:

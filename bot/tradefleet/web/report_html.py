@@ -219,6 +219,21 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[tuple[object, str]]],
     return f'<table id="{css_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+def risk_notes(signals: Iterable[Signal]) -> list[str]:
+    """One line per risk reason that refused signals (`risk: halted (...)`, `risk: fleet_cap (...)`):
+    how many, and the first and last refused candle, so a halt is visible at the top of the report."""
+    seen: dict[str, list[Signal]] = {}
+    for s in signals:
+        if s.action.startswith("risk: "):
+            key = s.action.split(" (", 1)[0] if not s.action.startswith("risk: halted") else s.action
+            seen.setdefault(key, []).append(s)
+    return [
+        f"{len(group)} signal(s) refused — {reason}; candles {fmt_time(group[0].candle_open_time, '1s')} – "
+        f"{fmt_time(group[-1].candle_open_time, '1s')} UTC"
+        for reason, group in seen.items()
+    ]
+
+
 def render_html(data: ReportData) -> str:
     candles = list(data.candles)[data.warmup :]
     span = (
@@ -285,7 +300,7 @@ def render_html(data: ReportData) -> str:
         ),
         "orders",
     )
-    notes = "".join(f'<p class="note">{_esc(n)}</p>' for n in data.notes)
+    notes = "".join(f'<p class="note">{_esc(n)}</p>' for n in [*data.notes, *risk_notes(data.signals)])
     title = f"tradefleet report — {data.bot} {data.symbol} {data.interval}"
     return (
         "<!DOCTYPE html>\n"

@@ -1,0 +1,335 @@
+"""The fleet's shared risk state: the kill switch and the exposure table, in Redis (or in-process).
+
+Keys, per scope S (a fleet: every bot with the same `risk_scope`):
+- `tradefleet:risk:S:halts`: hash, field `*` for the whole scope or a bot name, value the halt as JSON
+  (id, reason, by, at, flatten). Written by `tradefleet halt` / the operator / a bot tripping its own
+  loss or rate limit; read by every bot every `risk_poll_ms`. A halt stays until `tradefleet resume`.
+- `tradefleet:risk:S:exposure`: hash, field a bot, value `units|quote_asset|expires_ms`: the quote that
+  bot holds or has reserved for an order in flight, in 1e-8 units (integers, so Lua's doubles add them
+  exactly up to 2^53 units, about 90 million quote per scope). `_RESERVE` drops expired entries, sums
+  the rest and adds the new amount only if every cap still holds, in one script: two bots buying at
+  once cannot both fit into the last room. Bots renew their entry while alive; a bot killed while
+  holding a reservation stops counting after `ttl_ms`, so it never blocks the fleet forever.
+- `tradefleet:risk:S:events`: stream of halts and resumes (who, what, when), the audit trail.
+
+Expiry uses the Redis server's clock (`TIME`), the one clock every bot shares.
+
+`LocalRiskState` is the same contract in one process (no `REDIS_URL`): the table is a dict driven by
+the same pure functions (`domain.risk.try_reserve`), and the kill switch is a file (`risk_halt_file`)
+that `tradefleet halt --file PATH` writes and `tradefleet resume --file PATH` removes.
+
+What this module refuses to do: decide whether an order may go (that is `domain.risk` plus the gate).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from tradefleet.domain.risk import Exposure, Halt, RiskLimits, set_exposure, try_reserve
+
+UNIT = Decimal("0.00000001")
+FLEET_FIELD = "*"
+
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local all = redis.call('HGETALL', KEYS[1])
+local total, same, own = 0, 0, 0
+for i = 1, #all, 2 do
+  local amt, quote, exp = string.match(all[i + 1], '^(%d+)|([^|]*)|(%d+)$')
+  amt = tonumber(amt)
+  if amt == nil or tonumber(exp) <= now then
+    redis.call('HDEL', KEYS[1], all[i])
+  else
+    total = total + amt
+    if quote == ARGV[2] then same = same + amt end
+    if all[i] == ARGV[1] then own = amt end
+  end
+end
+local amount, fcap, qcap = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+if fcap > 0 and total + amount > fcap then
+  return {'fleet_cap', string.format('%.0f', total)}
+end
+if qcap > 0 and same + amount > qcap then
+  return {'quote_asset_cap', string.format('%.0f', same)}
+end
+local expires = now + tonumber(ARGV[6])
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%.0f|%s|%.0f', own + amount, ARGV[2], expires))
+return {'ok', string.format('%.0f', total + amount)}
+"""
+
+# Replace one bot's entry (renew, release, re-register after a restart); 0 deletes it.
+_SET = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if tonumber(ARGV[3]) > 0 then
+  local expires = string.format('%.0f', now + tonumber(ARGV[4]))
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3] .. '|' .. ARGV[2] .. '|' .. expires)
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return now
+"""
+
+
+_SET_PNL = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '|' .. string.format('%.0f', now + tonumber(ARGV[3])))
+return now
+"""
+
+
+def to_units(amount: Decimal) -> int:
+    return int((amount / UNIT).to_integral_value())
+
+
+def from_units(units: int | str) -> Decimal:
+    return (Decimal(int(units)) * UNIT).normalize()
+
+
+def halt_to_json(h: Halt) -> str:
+    return json.dumps(
+        {"halt_id": h.halt_id, "reason": h.reason, "by": h.by, "at_ms": h.at_ms, "bot": h.bot,
+         "flatten": h.flatten},
+        sort_keys=True,
+    )  # fmt: skip
+
+
+def halt_from_json(text: str) -> Halt:
+    d = json.loads(text)
+    return Halt(
+        halt_id=str(d["halt_id"]),
+        reason=str(d.get("reason", "")),
+        by=str(d.get("by", "")),
+        at_ms=int(d.get("at_ms", 0)),
+        bot=d.get("bot"),
+        flatten=bool(d.get("flatten", False)),
+    )
+
+
+def new_halt(reason: str, by: str, *, bot: str | None = None, flatten: bool = False) -> Halt:
+    at = int(time.time() * 1000)
+    return Halt(
+        halt_id=f"{at}-{secrets.token_hex(4)}", reason=reason, by=by, at_ms=at, bot=bot, flatten=flatten
+    )
+
+
+class RedisRiskState:
+    """`ports.RiskState` on Redis: one round trip per call, no retries inside (the caller's next
+    poll is the retry, and a failed read makes the switch state unknown, which opens nothing)."""
+
+    def __init__(
+        self, redis_url: str, scope: str, *, timeout_s: float = 0.5, halt_file: str | None = None
+    ) -> None:
+        self.scope = scope
+        # The operator's switch (spec.risk.halted, a mounted file) is read next to Redis's.
+        self.halt_file = Path(halt_file) if halt_file else None
+        self.prefix = f"tradefleet:risk:{scope}"
+        # decode_responses=True: every reply is str; the stubs cannot say so, hence Any.
+        self._redis: Any = aioredis.Redis.from_url(
+            redis_url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+        )
+        self._reserve = self._redis.register_script(_RESERVE)
+        self._set = self._redis.register_script(_SET)
+        self._set_pnl = self._redis.register_script(_SET_PNL)
+
+    @property
+    def halts_key(self) -> str:
+        return f"{self.prefix}:halts"
+
+    @property
+    def exposure_key(self) -> str:
+        return f"{self.prefix}:exposure"
+
+    @property
+    def events_key(self) -> str:
+        return f"{self.prefix}:events"
+
+    async def halts(self) -> list[Halt]:
+        raw: dict[str, str] = await self._redis.hgetall(self.halts_key)
+        return [*(halt_from_json(v) for v in raw.values()), *read_halt_file(self.halt_file).values()]
+
+    async def halt(self, h: Halt) -> Halt:
+        """Set a halt unless one of the same scope is already in force (then that one is kept, so a
+        second `halt` or a bot re-tripping never changes the halt id a flatten was keyed on)."""
+        field = h.bot or FLEET_FIELD
+        if await self._redis.hsetnx(self.halts_key, field, halt_to_json(h)):
+            await self._event("halt", h)
+            return h
+        current = await self._redis.hget(self.halts_key, field)
+        return halt_from_json(current) if current else h
+
+    async def resume(self, bot: str | None, by: str) -> Halt | None:
+        field = bot or FLEET_FIELD
+        current = await self._redis.hget(self.halts_key, field)
+        if current is None:
+            return None
+        await self._redis.hdel(self.halts_key, field)
+        h = halt_from_json(current)
+        await self._event("resume", h, by=by)
+        return h
+
+    async def _event(self, kind: str, h: Halt, **extra: str) -> None:
+        fields = {"kind": kind, "halt": halt_to_json(h), "at_ms": str(int(time.time() * 1000)), **extra}
+        await self._redis.xadd(self.events_key, fields, maxlen=10_000, approximate=True)  # type: ignore[arg-type]
+
+    async def events(self, count: int = 100) -> list[dict[str, Any]]:
+        rows = await self._redis.xrevrange(self.events_key, count=count)
+        return [dict(fields) for _, fields in rows]
+
+    async def reserve(
+        self, bot: str, quote_asset: str, amount: Decimal, limits: RiskLimits, ttl_ms: int
+    ) -> str | None:
+        result = await self._reserve(
+            keys=[self.exposure_key],
+            args=[bot, quote_asset, to_units(amount), to_units(limits.max_fleet_quote),
+                  to_units(limits.max_quote_asset_quote), ttl_ms],
+        )  # fmt: skip
+        status, held = str(result[0]), from_units(result[1])
+        if status == "ok":
+            return None
+        cap = limits.max_fleet_quote if status == "fleet_cap" else limits.max_quote_asset_quote
+        return f"risk: {status} ({held} held + {amount} > {cap})"
+
+    async def set_exposure(self, bot: str, quote_asset: str, amount: Decimal, ttl_ms: int) -> None:
+        await self._set(keys=[self.exposure_key], args=[bot, quote_asset, to_units(amount), ttl_ms])
+
+    async def exposure(self) -> dict[str, Exposure]:
+        """Every live entry (expired ones are left for the next reserve to purge)."""
+        raw: dict[str, str] = await self._redis.hgetall(self.exposure_key)
+        sec, usec = await self._redis.time()
+        now = sec * 1000 + usec // 1000
+        out: dict[str, Exposure] = {}
+        for bot, value in raw.items():
+            units, quote, expires = value.split("|")
+            if int(expires) > now:
+                out[bot] = Exposure(from_units(units), quote, int(expires))
+        return out
+
+    async def report_pnl(self, bot: str, pnl: Decimal, ttl_ms: int) -> None:
+        await self._set_pnl(keys=[f"{self.prefix}:pnl"], args=[bot, str(pnl), ttl_ms])
+
+    async def fleet_pnl(self) -> dict[str, Decimal]:
+        raw: dict[str, str] = await self._redis.hgetall(f"{self.prefix}:pnl")
+        sec, usec = await self._redis.time()
+        now = sec * 1000 + usec // 1000
+        out: dict[str, Decimal] = {}
+        for bot, value in raw.items():
+            pnl, expires = value.rsplit("|", 1)
+            if int(expires) > now:
+                out[bot] = Decimal(pnl)
+        return out
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+class LocalRiskState:
+    """`ports.RiskState` in one process: the exposure table in memory, the switch in a file (or in
+    memory when no file is configured: then only the bot's own trips can halt it)."""
+
+    def __init__(self, halt_file: str | None = None) -> None:
+        self.halt_file = Path(halt_file) if halt_file else None
+        self._halts: dict[str, Halt] = {}
+        self._table: dict[str, Exposure] = {}
+        self._pnl: dict[str, tuple[Decimal, int]] = {}
+
+    async def halts(self) -> list[Halt]:
+        out = dict(self._halts)
+        out.update(read_halt_file(self.halt_file))
+        return list(out.values())
+
+    async def halt(self, h: Halt) -> Halt:
+        field = h.bot or FLEET_FIELD
+        current = {**self._halts, **read_halt_file(self.halt_file)}.get(field)
+        if current is not None:
+            return current
+        self._halts[field] = h
+        if self.halt_file is not None:
+            write_halt_file(self.halt_file, h)
+        return h
+
+    async def resume(self, bot: str | None, by: str) -> Halt | None:
+        field = bot or FLEET_FIELD
+        h = self._halts.pop(field, None)
+        if self.halt_file is not None:
+            h = remove_from_halt_file(self.halt_file, field) or h
+        return h
+
+    async def reserve(
+        self, bot: str, quote_asset: str, amount: Decimal, limits: RiskLimits, ttl_ms: int
+    ) -> str | None:
+        self._table, denial = try_reserve(
+            self._table, bot, quote_asset, amount, limits=limits, now_ms=_ms(), ttl_ms=ttl_ms
+        )
+        return denial
+
+    async def set_exposure(self, bot: str, quote_asset: str, amount: Decimal, ttl_ms: int) -> None:
+        self._table = set_exposure(self._table, bot, quote_asset, amount, now_ms=_ms(), ttl_ms=ttl_ms)
+
+    async def exposure(self) -> dict[str, Exposure]:
+        now = _ms()
+        return {b: e for b, e in self._table.items() if e.expires_ms > now}
+
+    async def report_pnl(self, bot: str, pnl: Decimal, ttl_ms: int) -> None:
+        self._pnl[bot] = (pnl, _ms() + ttl_ms)
+
+    async def fleet_pnl(self) -> dict[str, Decimal]:
+        now = _ms()
+        return {b: p for b, (p, exp) in self._pnl.items() if exp > now}
+
+    async def close(self) -> None:
+        return None
+
+
+def _ms() -> int:
+    return int(time.time() * 1000)
+
+
+def read_halt_file(path: Path | None) -> dict[str, Halt]:
+    """The halts in the kill-switch file: a JSON object {field: halt}. A file that exists but cannot
+    be read as that halts the whole scope: an operator who wrote *something* there meant to stop."""
+    if path is None or not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text() or "{}")
+        return {str(k): halt_from_json(json.dumps(v)) for k, v in data.items()}
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        return {FLEET_FIELD: Halt("file", f"unreadable kill-switch file {path}", "file", 0)}
+
+
+def write_halt_file(path: Path, h: Halt) -> None:
+    current = {k: json.loads(halt_to_json(v)) for k, v in read_halt_file(path).items()}
+    current.setdefault(h.bot or FLEET_FIELD, json.loads(halt_to_json(h)))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(current, sort_keys=True))
+    os.replace(tmp, path)  # atomic: a bot never reads half a file
+
+
+def remove_from_halt_file(path: Path, field: str) -> Halt | None:
+    current = read_halt_file(path)
+    h = current.pop(field, None)
+    if not current:
+        path.unlink(missing_ok=True)
+    else:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(
+            json.dumps({k: json.loads(halt_to_json(v)) for k, v in current.items()}, sort_keys=True)
+        )
+        os.replace(tmp, path)
+    return h
