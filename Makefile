@@ -5,6 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NATIVE_STAMP := $(VENV)/.native
+# Rust build outputs stay outside the repo, shared by clones and CI on this machine.
+CARGO_TARGET_DIR ?= /var/cache/tradefleet/native-target
+export PATH := $(PATH):$(HOME)/.cargo/bin
 
 .PHONY: demo test test-latest lint check install bench clean kind-up kind-down k8s-build cluster-up cluster-down
 
@@ -18,16 +22,32 @@ $(STAMP): pyproject.toml requirements/test.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+# The native book (native/, Rust via PyO3 + maturin) when cargo is present; without it the bot runs
+# on the pure-Python book and says so once in its log.
+$(NATIVE_STAMP): $(STAMP) native/Cargo.toml native/Cargo.lock native/pyproject.toml native/tradefleet_native.pyi $(wildcard native/src/*.rs)
+	@if command -v cargo >/dev/null; then \
+	  mkdir -p $(CARGO_TARGET_DIR) && $(BIN)/pip install --quiet maturin==1.16.0 && \
+	  PATH="$(abspath $(BIN)):$$PATH" CARGO_TARGET_DIR=$(CARGO_TARGET_DIR) \
+	    nice $(BIN)/pip install --quiet --no-build-isolation --force-reinstall --no-deps ./native; \
+	else \
+	  echo "cargo not found: tradefleet_native not built; the bot runs on the pure-Python book"; \
+	fi
+	touch $@
 
-demo: $(STAMP)
+install: $(STAMP) $(NATIVE_STAMP)
+
+demo: install
 	$(BIN)/tradefleet demo
 
-lint: $(STAMP)
+lint: install
 	$(BIN)/ruff check bot sim operator tests bench
 	$(BIN)/ruff format --check bot sim operator tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	@if command -v cargo >/dev/null; then \
+	  cargo fmt --check --manifest-path native/Cargo.toml && \
+	  CARGO_TARGET_DIR=$(CARGO_TARGET_DIR) nice cargo clippy --quiet --release --manifest-path native/Cargo.toml -- -D warnings; \
+	fi
 
 test: lint k8s-build
 	$(BIN)/pytest -q -p no:cacheprovider
@@ -41,7 +61,8 @@ test-latest:
 	.venv-latest/bin/pip list --format=freeze > .venv-latest/versions.txt
 	.venv-latest/bin/pytest -q -p no:cacheprovider
 
-bench: $(STAMP)
+bench: install
+	$(BIN)/pip install --quiet cryptofeed==2.4.1  # the `bench` extra: a peer the benchmark compares
 	$(BIN)/python -m bench.ingest --quick
 
 clean:

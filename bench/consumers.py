@@ -59,24 +59,28 @@ class Probe:
             self.done.set()
 
 
-async def run_ours(base: str, probe: Probe) -> None:
+async def run_ours(base: str, probe: Probe, native: bool | None = None) -> None:
+    """Our feed + parser + book keeper; `native` None is what a bot runs (native when installed)."""
     from bench.min_rest import MinimalRest
     from tradefleet.adapters.binance import BinanceSpot
     from tradefleet.adapters.feed import Feed
     from tradefleet.domain.market import DepthDiff
+    from tradefleet.domain.native_book import ParsedDiff
     from tradefleet.engine.book_keeper import BookKeeper
     from tradefleet.metrics import BotMetrics
 
     metrics = BotMetrics()
     rest = MinimalRest(base)
+    diff_types = (DepthDiff, ParsedDiff)
 
-    def handle(event: object) -> None:
+    def handle(event: Any) -> None:
         keeper.handle(event)
-        if type(event) is DepthDiff and keeper.in_sync:
+        if type(event) in diff_types and keeper.in_sync:
             probe.seen(keeper.last_update_id, event.event_time)
 
-    keeper = BookKeeper(market_id="BTCUSDT", rest=rest, depth_limit=1000, metrics=metrics, post=handle)
-    adapter = BinanceSpot()
+    keeper = BookKeeper(market_id="BTCUSDT", rest=rest, depth_limit=1000, metrics=metrics, post=handle,
+                        native=native)  # fmt: skip
+    adapter = BinanceSpot(native=native)
     url = adapter.stream_url(base.replace("http://", "ws://"), "BTCUSDT", "1m")
     feed = Feed(adapter, url, handle, metrics, stale_after_s=30)  # type: ignore[arg-type]
     settle_gc()
@@ -104,6 +108,63 @@ async def run_ccxt(base: str, probe: Probe) -> None:
         await ex.close()
 
 
+async def run_floor(base: str, probe: Probe) -> None:
+    """The parse-only floor: the bot's websocket client (aiohttp) and orjson's parse of every frame,
+    no validation, no book. Nothing that keeps a book can be cheaper than this."""
+    import aiohttp
+    import orjson
+
+    url = base.replace("http://", "ws://") + "/stream?streams=btcusdt@depth@100ms"
+    loads = orjson.loads
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/api/v3/depth?symbol=BTCUSDT&limit=1000") as r:
+            await r.read()  # the server floods only after a snapshot was served
+        async with session.ws_connect(url, compress=0, max_msg_size=2**22, decode_text=False) as ws:
+            settle_gc()
+            while not probe.done.is_set():
+                msg = await ws.receive()
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    raise RuntimeError(f"unexpected {msg.type}")
+                data = loads(msg.data)["data"]
+                probe.seen(data["u"], data["E"])
+
+
+async def run_cryptofeed(base: str, probe: Probe) -> None:
+    """cryptofeed's own Binance feed (its websocket client, its parser, its C `order_book` with
+    Decimals), pointed at the bench server instead of the exchange."""
+    import cryptofeed.feed
+    from cryptofeed import FeedHandler
+    from cryptofeed.connection import RestEndpoint, WebsocketEndpoint, WSAsyncConn
+    from cryptofeed.defines import L2_BOOK
+    from cryptofeed.exchanges import Binance
+
+    ws = base.replace("http://", "ws://")
+
+    class PlainWS(WSAsyncConn):  # type: ignore[misc]
+        """cryptofeed insists on wss://; the bench server is plain ws:// on loopback."""
+
+        def __init__(self, address: str, *args: Any, **kwargs: Any) -> None:
+            super().__init__("wss://" + address.removeprefix("ws://"), *args, **kwargs)
+            self.address = address
+
+    cryptofeed.feed.WSAsyncConn = PlainWS
+
+    class LocalBinance(Binance):  # type: ignore[misc]
+        websocket_endpoints = [WebsocketEndpoint(ws, sandbox=ws, options={"compression": None})]
+        rest_endpoints = [RestEndpoint(base, sandbox=base, routes=Binance.rest_endpoints[0].routes)]
+
+    async def book(ob: Any, receipt_ts: float) -> None:
+        probe.seen(int(ob.sequence_number), int(ob.timestamp * 1000) if ob.timestamp else None)
+
+    fh = FeedHandler(config={"log": {"disabled": True}, "uvloop": False})
+    fh.add_feed(LocalBinance(symbols=["BTC-USDT"], channels=[L2_BOOK], callbacks={L2_BOOK: book},
+                             max_depth=0))  # fmt: skip
+    settle_gc()
+    fh.run(start_loop=False)
+    await asyncio.wait_for(probe.done.wait(), 600)
+    await asyncio.sleep(0)
+
+
 async def run_recv(base: str, probe: Probe, client: str, frames: int, warmup: int) -> None:
     """Receive `frames` frames with a bare client; the probe's marks are frame counts."""
     import aiohttp
@@ -129,6 +190,7 @@ async def run_recv(base: str, probe: Probe, client: str, frames: int, warmup: in
 
 
 GC_MODE = "default"
+SIDES = ("ours", "ours-pure", "ccxt", "cryptofeed", "floor", "recv-websockets", "recv-aiohttp")
 
 
 def settle_gc() -> None:
@@ -149,7 +211,7 @@ def percentile(values: list[int], q: float) -> float:
 
 async def main(argv: list[str]) -> dict[str, Any]:
     ap = argparse.ArgumentParser()
-    ap.add_argument("side", choices=("ours", "ccxt", "recv-websockets", "recv-aiohttp"))
+    ap.add_argument("side", choices=SIDES)
     ap.add_argument("--base", required=True)
     ap.add_argument("--flood", type=int, required=True)
     ap.add_argument("--paced", type=int, required=True)
@@ -167,7 +229,16 @@ async def main(argv: list[str]) -> dict[str, Any]:
         await run_recv(a.base, probe, a.side.removeprefix("recv-"), frames, a.warmup)
     else:
         probe = Probe(warm_u=every_1000[a.warmup // 1000], flood_u=flood_u, final_u=final_u)
-        await (run_ours if a.side == "ours" else run_ccxt)(a.base, probe)
+        if a.side == "ours":
+            await run_ours(a.base, probe)
+        elif a.side == "ours-pure":
+            await run_ours(a.base, probe, native=False)
+        elif a.side == "ccxt":
+            await run_ccxt(a.base, probe)
+        elif a.side == "floor":
+            await run_floor(a.base, probe)
+        else:
+            await run_cryptofeed(a.base, probe)
     (t0, c0), (t1, c1) = probe.marks["warm"], probe.marks["flood"]
     n = a.flood - a.warmup
     lat = probe.latencies_us

@@ -18,8 +18,8 @@ Three processes, all started here:
   `publish_book_ticker`); everything else is the simulator unchanged;
 - the bot: `tradefleet bot` in paper mode, SQLite store in a temporary directory, pointed at the
   simulator with TRADEFLEET_REST_URL / TRADEFLEET_WS_URL, 1-minute interval;
-- the floor: a bare websocket client (`--baseline-client URL`, same `websockets` client and
-  settings as the bot's feed) subscribed to the same combined stream, that only receives frames.
+- the floor: a bare websocket client (`--baseline-client URL`, the same aiohttp client and settings
+  as the bot's feed) subscribed to the same combined stream, that only receives frames.
 
 After the bot reports ready and a warm-up, both processes are sampled with psutil once a second
 over the window: CPU % of one core (process CPU time over wall time), peak and mean RSS, fds and
@@ -126,7 +126,7 @@ async def _trade_pump(exchange: Any, trades_per_s: float, tickers_per_s: float, 
 
 
 async def _baseline_client(url: str) -> None:
-    from websockets.asyncio.client import connect
+    import aiohttp
 
     frames = 0
     stop = asyncio.Event()
@@ -136,9 +136,18 @@ async def _baseline_client(url: str) -> None:
 
     async def receive() -> None:
         nonlocal frames
-        async with connect(url, compression=None, max_size=2**22, proxy=None) as ws:
+        # The feed's own client and settings (tradefleet.adapters.feed): the floor is what receiving
+        # costs the bot, so it must not use a slower client than the bot does.
+        async with (
+            aiohttp.ClientSession(trust_env=False) as session,
+            session.ws_connect(url, compress=0, max_msg_size=2**22, decode_text=False, heartbeat=20.0,
+                               autoping=True) as ws,
+        ):  # fmt: skip
             print("baseline connected", flush=True)
-            async for _ in ws:
+            while True:
+                msg = await ws.receive()
+                if msg.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                    break
                 frames += 1
 
     task = loop.create_task(receive())

@@ -1,4 +1,5 @@
-"""Ingest benchmark: our feed + book against ccxt.pro `watch_order_book`, same stream, same run.
+"""Ingest benchmark: our feed + book (native and pure) against ccxt.pro `watch_order_book`,
+cryptofeed's Binance L2 book and the parse-only floor, same stream, same run.
 
     python -m bench.ingest            # full run (a few minutes on a quiet 2-core machine)
     python -m bench.ingest --quick    # under a minute
@@ -7,18 +8,26 @@ For each side, a fresh `bench.stream_server` process generates the same determin
 realistic diffs (~20 bid + ~20 ask levels each), floods it as fast as the consumer reads, then paces
 it at 1,000 msg/s; the consumer runs in its own process (`bench.consumers`) so its CPU time and
 peak RSS are its own. Sides run one after the other so they never compete for a core; the server
-costs both sides the same. Results are compared as ratios within this run only.
+costs every side the same. Results are compared as ratios within this run only.
+
+Sides: `ours` (what a bot runs: the native book when tradefleet_native is installed), `ours-pure`
+(the pure-Python reference book), `ccxt` (ccxt.pro), `cryptofeed` (its own feed handler, websocket
+client and C order book; in the `bench` extra) and `floor` (the bot's websocket client, aiohttp, plus
+orjson's parse of every frame: no validation, no book; nothing that keeps a book is cheaper).
 
 Then the receive path alone: `recv-websockets` and `recv-aiohttp` take the flood and drop it (no
 parsing, no book), same alternation, best round kept; the feed uses the faster one.
 
 The last line is machine-readable:
-    ingest ours_msgs_per_s=<n> ccxt_msgs_per_s=<n> ratio=<x> ours_p99_us=<n> ours_rss_mib=<n>
+    ingest ours_msgs_per_s=<n> ccxt_msgs_per_s=<n> ratio=<x> ours_cpu_us=<x> floor_cpu_us=<x>
+    ccxt_cpu_us=<x> cryptofeed_cpu_us=<x> ours_p99_us=<n> ours_rss_mib=<n> ours_native=<0|1>
+    pure_cpu_us=<x> ours_vs_floor=<x>
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import socket
@@ -35,6 +44,10 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def native_installed() -> bool:
+    return importlib.util.find_spec("tradefleet_native") is not None
 
 
 def run_side(
@@ -81,20 +94,38 @@ def main(argv: list[str] | None = None) -> int:
           f"{rounds} round(s), sides alternating, best round per side kept", flush=True)  # fmt: skip
     started = time.monotonic()
     # The machine is shared: other processes steal CPU in bursts. Alternating the sides and keeping
-    # each side's best round compares the two at their least disturbed.
-    runs: dict[str, list[dict[str, Any]]] = {"ours": [], "ccxt": []}
+    # each side's best round compares them at their least disturbed.
+    sides = ["ours", "ours-pure", "ccxt", "cryptofeed", "floor"]
+    if not native_installed():
+        print("  (tradefleet_native is not installed: `ours` is the pure book; see README)", flush=True)
+        sides.remove("ours-pure")
+    if importlib.util.find_spec("cryptofeed") is None:
+        print("  (cryptofeed is not installed: pip install -e '.[bench]' to compare it)", flush=True)
+        sides.remove("cryptofeed")
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
     for r in range(rounds):
-        for side in ("ours", "ccxt"):
+        for side in sides:
             runs[side].append(run_side(side, flood, paced, a.seed, gc_mode=a.gc))
             res = runs[side][-1]
-            print(f"  round {r + 1} {side:<5} {res['msgs_per_s']:>8.0f} msg/s "
+            print(f"  round {r + 1} {side:<10} {res['msgs_per_s']:>8.0f} msg/s "
                   f"{res['cpu_us_per_msg']:>6.1f} µs/msg", flush=True)  # fmt: skip
-    ours, ccxt = (max(runs[side], key=lambda x: x["msgs_per_s"]) for side in ("ours", "ccxt"))
-    header = f"{'side':<6}{'msgs/s':>10}{'cpu µs/msg':>12}{'p50 µs':>9}{'p99 µs':>9}{'rss MiB':>9}"
+    best = {side: max(results, key=lambda x: x["msgs_per_s"]) for side, results in runs.items()}
+    ours, floor = best["ours"], best["floor"]
+    header = (
+        f"{'side':<11}{'msgs/s':>10}{'cpu µs/msg':>12}{'x floor':>9}{'p50 µs':>9}{'p99 µs':>9}{'rss MiB':>9}"
+    )
     print(header + "  (paced samples)")
-    for best in (ours, ccxt):
-        print(f"{best['side']:<6}{best['msgs_per_s']:>10.0f}{best['cpu_us_per_msg']:>12.1f}{best['p50_us']:>9.0f}"
-              f"{best['p99_us']:>9.0f}{best['rss_mib']:>9.1f}  ({best['paced_samples']})")  # fmt: skip
+    for side, res in best.items():
+        ratio_floor = res["cpu_us_per_msg"] / floor["cpu_us_per_msg"]
+        print(f"{side:<11}{res['msgs_per_s']:>10.0f}{res['cpu_us_per_msg']:>12.1f}{ratio_floor:>9.2f}"
+              f"{res['p50_us']:>9.0f}{res['p99_us']:>9.0f}{res['rss_mib']:>9.1f}"
+              f"  ({res['paced_samples']})")  # fmt: skip
+    print(
+        "CPU per message against ours (x slower):  "
+        + "  ".join(
+            f"{side} {res['cpu_us_per_msg'] / ours['cpu_us_per_msg']:.2f}" for side, res in best.items()
+        )
+    )
     # The websocket client alone, same stream, same run: the feed's choice of client rests on it.
     recv: dict[str, list[dict[str, Any]]] = {"recv-websockets": [], "recv-aiohttp": []}
     for _ in range(0 if a.no_receive else rounds):
@@ -105,13 +136,22 @@ def main(argv: list[str] | None = None) -> int:
     for side, results in recv.items():
         if not results:
             continue
-        best = max(results, key=lambda x: x["msgs_per_s"])
-        print(f"{side:<16}{best['msgs_per_s']:>10.0f}{best['cpu_us_per_msg']:>12.1f}")
+        top = max(results, key=lambda x: x["msgs_per_s"])
+        print(f"{side:<16}{top['msgs_per_s']:>10.0f}{top['cpu_us_per_msg']:>12.1f}")
     print(f"wall time {time.monotonic() - started:.0f}s", flush=True)
+    ccxt = best["ccxt"]
+    nan = float("nan")
+    cryptofeed_cpu = best["cryptofeed"]["cpu_us_per_msg"] if "cryptofeed" in best else nan
+    pure_cpu = best["ours-pure"]["cpu_us_per_msg"] if "ours-pure" in best else ours["cpu_us_per_msg"]
     ratio = ours["msgs_per_s"] / ccxt["msgs_per_s"]
     print(
         f"ingest ours_msgs_per_s={ours['msgs_per_s']:.0f} ccxt_msgs_per_s={ccxt['msgs_per_s']:.0f} "
-        f"ratio={ratio:.2f} ours_p99_us={ours['p99_us']:.0f} ours_rss_mib={ours['rss_mib']:.1f}"
+        f"ratio={ratio:.2f} ours_cpu_us={ours['cpu_us_per_msg']:.1f} "
+        f"floor_cpu_us={floor['cpu_us_per_msg']:.1f} "
+        f"ccxt_cpu_us={ccxt['cpu_us_per_msg']:.1f} cryptofeed_cpu_us={cryptofeed_cpu:.1f} "
+        f"ours_p99_us={ours['p99_us']:.0f} ours_rss_mib={ours['rss_mib']:.1f} "
+        f"ours_native={int(native_installed())} pure_cpu_us={pure_cpu:.1f} "
+        f"ours_vs_floor={ours['cpu_us_per_msg'] / floor['cpu_us_per_msg']:.2f}"
     )
     return 0
 

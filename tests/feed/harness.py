@@ -1,5 +1,5 @@
-"""A bot's market-data path, wired for tests: real Feed (websocket) + real BookKeeper + real
-CcxtMarketRest, all pointed at the simulator, with a probe that captures our book at the exact
+"""A bot's market-data path, wired for tests: real Feed (websocket) + real BookKeeper (pure or native
+book) + real CcxtMarketRest, all pointed at the simulator, with a probe that captures our book at the exact
 update id the simulator reports for its TRUE book."""
 
 from __future__ import annotations
@@ -16,21 +16,24 @@ from tradefleet.adapters.binance import BinanceSpot
 from tradefleet.adapters.feed import Feed
 from tradefleet.adapters.market_rest import CcxtMarketRest
 from tradefleet.domain.market import DepthDiff, MarketEvent, StreamStatus
+from tradefleet.domain.native_book import ParsedDiff
 from tradefleet.engine.book_keeper import BookKeeper
 from tradefleet.metrics import BotMetrics
 from tradefleet_sim.server import SimServer
 
 BookDict = dict[str, dict[Decimal, Decimal]]
+DIFF_TYPES = (DepthDiff, ParsedDiff)
 
 
 class MarketPath:
-    def __init__(self, sim: SimServer, metrics: BotMetrics, **feed_kw: Any) -> None:
+    def __init__(self, sim: SimServer, metrics: BotMetrics, *, native: bool = False, **feed_kw: Any) -> None:
         self.sim = sim
         self.metrics = metrics
         self.rest = CcxtMarketRest(rest_url=sim.rest_url)
         self.keeper = BookKeeper(market_id="BTCUSDT", rest=self.rest, depth_limit=1000, metrics=metrics,
-                                 post=self._handle, retry_base_s=0.1, retry_max_s=2.0)  # fmt: skip
-        adapter = BinanceSpot()
+                                 post=self._handle, retry_base_s=0.1, retry_max_s=2.0,
+                                 native=native)  # fmt: skip
+        adapter = BinanceSpot(native=native)
         feed_kw.setdefault("stale_after_s", 10.0)
         feed_kw.setdefault("reconnect_max_s", 1.0)
         feed_kw.setdefault("reconnect_base_s", 0.1)
@@ -48,7 +51,7 @@ class MarketPath:
         if self._target is not None and k.in_sync and k.last_update_id == self._target:
             self._captured = k.sync.book.as_dict()
             assert not k.sync.book.crossed()
-        if isinstance(event, DepthDiff) and k.in_sync:
+        if type(event) in DIFF_TYPES and k.in_sync:
             assert k.top() is not None
 
     def counter(self, name: str, labels: dict[str, str] | None = None) -> float:
@@ -80,8 +83,10 @@ class MarketPath:
 
 
 @contextlib.asynccontextmanager
-async def market_path(sim: SimServer, metrics: BotMetrics, **feed_kw: Any) -> AsyncIterator[MarketPath]:
-    path = MarketPath(sim, metrics, **feed_kw)
+async def market_path(
+    sim: SimServer, metrics: BotMetrics, *, native: bool = False, **feed_kw: Any
+) -> AsyncIterator[MarketPath]:
+    path = MarketPath(sim, metrics, native=native, **feed_kw)
     task = asyncio.create_task(path.feed.run())
     try:
         yield path

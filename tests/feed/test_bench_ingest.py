@@ -26,7 +26,7 @@ def test_generated_stream_is_contiguous_never_crossed_and_realistic() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("side", ["ours", "ccxt"])
+@pytest.mark.parametrize("side", ["ours", "ours-pure", "ccxt", "floor"])
 def test_each_consumer_runs_end_to_end_on_a_tiny_stream(side: str) -> None:
     result = run_side(side, flood=2000, paced=200, seed=5, pause_s=0.5)
     assert result["msgs"] == 1000 and result["msgs_per_s"] > 0

@@ -7,8 +7,10 @@ import json
 import pytest
 
 from tests.feed.captures import DATA
+from tests.feed.conftest import BOOK_PATHS
 from tradefleet.adapters.binance import BinanceSpot
 from tradefleet.domain.market import BookTicker, DepthDiff, KlineEvent, StreamStatus, Trade
+from tradefleet.domain.native_book import ParsedDiff
 from tradefleet.errors import MalformedFrame
 from tradefleet.ports import VenueAdapter
 
@@ -121,9 +123,14 @@ def test_malformed_frames_raise_malformed_frame(adapter: BinanceSpot, frame: str
         adapter.parse(frame)
 
 
-def test_depth_fast_path_gives_same_event_and_still_refuses_bad_frames(adapter: BinanceSpot) -> None:
+@pytest.mark.parametrize("native", BOOK_PATHS)
+def test_depth_fast_path_gives_same_event_and_still_refuses_bad_frames(native: bool) -> None:
+    adapter = BinanceSpot(native=native)
     first = adapter.parse(DEPTH.encode())  # general path; registers the stream as a depth stream
-    assert adapter.parse(DEPTH.encode()) == first  # one-pass path
+    fast = adapter.parse(DEPTH.encode())  # one-pass path (msgspec, or the native reader)
+    assert type(fast) is (ParsedDiff if native else DepthDiff)
+    fields = ("symbol", "event_time", "first_update_id", "final_update_id", "bids", "asks")
+    assert [getattr(fast, f) for f in fields] == [getattr(first, f) for f in fields]
     for bad in (DEPTH[: len(DEPTH) // 2], DEPTH.replace('"U":499869750', '"U":"x"')):
         with pytest.raises(MalformedFrame):
             adapter.parse(bad.encode())

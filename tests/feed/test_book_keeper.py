@@ -177,3 +177,23 @@ async def test_malformed_level_in_diff_counts_and_resyncs(metrics: BotMetrics) -
     core.handle(diff(13, 13))
     await wait_until(lambda: core.keeper.in_sync, what="resync")
     assert core.keeper.last_update_id == 13
+
+
+def _keeper(**kw: object) -> BookKeeper:
+    return BookKeeper(market_id="BTCUSDT", rest=ScriptedRest(), depth_limit=10, metrics=BotMetrics(),
+                      post=lambda e: None, spawn=lambda c: c.close(), **kw)  # type: ignore[arg-type]  # fmt: skip
+
+
+def test_the_book_path_is_said_once_and_a_missing_native_module_is_a_warning(monkeypatch, caplog) -> None:
+    import logging
+
+    from tradefleet.engine import book_keeper
+
+    monkeypatch.setattr(book_keeper, "_announced", False)
+    monkeypatch.setattr(book_keeper, "NATIVE_AVAILABLE", False)  # as on a machine without cargo
+    caplog.set_level(logging.INFO, logger="tradefleet.book")
+    keepers = [_keeper(native=False) for _ in range(3)]
+    said = [r for r in caplog.records if getattr(r, "event", None) == "book_path"]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING
+    assert said[0].path == "pure" and "not installed" in said[0].detail  # type: ignore[attr-defined]
+    assert not any(k.native for k in keepers)

@@ -10,14 +10,15 @@ import pytest
 from tests.feed.captures import CAPTURES, load, symbols
 from tradefleet.adapters.binance import BinanceSpot
 from tradefleet.domain.market import BookTicker, DepthDiff
-from tradefleet.domain.orderbook import BookSync, Outcome
+from tradefleet.domain.native_book import ParsedDiff, new_book_sync
+from tradefleet.domain.orderbook import Outcome
 
 EXPECTED_TICKER_MATCHES = {"2021-10-12": 26, "2021-08-14": 98}  # 96 via diffs + 2 at a snapshot id
 
 
-def replay(capture: str, drop: tuple[str, int] | None = None):
-    parser = BinanceSpot()
-    books = {s: BookSync(s) for s in symbols(capture)}
+def replay(capture: str, drop: tuple[str, int] | None = None, native: bool = False):
+    parser = BinanceSpot(native=native)
+    books = {s: new_book_sync(s, native=native) for s in symbols(capture)}
     tops: dict[tuple[str, int], tuple[Decimal, ...] | None] = {}
     tickers: list[BookTicker] = []
     outcomes: list[tuple[str, Outcome]] = []
@@ -29,8 +30,8 @@ def replay(capture: str, drop: tuple[str, int] | None = None):
                 tops[(sync.market_id, sync.last_update_id)] = sync.book.top()
             continue
         assert step.frame is not None
-        event = parser.parse(step.frame)
-        if isinstance(event, DepthDiff):
+        event = parser.parse(step.frame.encode())  # bytes, as the websocket hands them over
+        if type(event) in (DepthDiff, ParsedDiff):
             if drop == (event.symbol, event.final_update_id):
                 continue
             sync = books[event.symbol]
@@ -45,8 +46,8 @@ def replay(capture: str, drop: tuple[str, int] | None = None):
 
 
 @pytest.mark.parametrize("capture", CAPTURES)
-def test_rebuilt_top_of_book_equals_every_aligned_book_ticker(capture: str) -> None:
-    books, tops, tickers, outcomes = replay(capture)
+def test_rebuilt_top_of_book_equals_every_aligned_book_ticker(capture: str, native: bool) -> None:
+    books, tops, tickers, outcomes = replay(capture, native=native)
     compared = 0
     for t in tickers:
         key = (t.symbol, t.update_id)
@@ -63,21 +64,21 @@ def test_rebuilt_top_of_book_equals_every_aligned_book_ticker(capture: str) -> N
     ]
 
 
-def test_first_nknusdt_diff_is_discarded_because_snapshot_already_covers_it() -> None:
-    books, _, _, _ = replay("2021-10-12")
+def test_first_nknusdt_diff_is_discarded_because_snapshot_already_covers_it(native: bool) -> None:
+    books, _, _, _ = replay("2021-10-12", native=native)
     # The snapshot (499869752) covers the first diff (U=499869750, u=499869752); the book then
     # follows the stream from U=499869753 on.
     assert books["NKNUSDT"].last_update_id > 499869752
 
 
-def test_dropped_depth_frame_is_detected_as_gap_and_book_waits_for_new_snapshot() -> None:
+def test_dropped_depth_frame_is_detected_as_gap_and_book_waits_for_new_snapshot(native: bool) -> None:
     # Pick a diff that arrives after NKNUSDT is in sync and is not the last one.
-    _, _, _, full = replay("2021-10-12")
+    _, _, _, full = replay("2021-10-12", native=native)
     parser = BinanceSpot()
     diffs = [parser.parse(s.frame) for s in load("2021-10-12") if s.frame]
     nkn = [d for d in diffs if isinstance(d, DepthDiff) and d.symbol == "NKNUSDT"]
     victim = nkn[len(nkn) // 2]
-    books, _, _, outcomes = replay("2021-10-12", drop=("NKNUSDT", victim.final_update_id))
+    books, _, _, outcomes = replay("2021-10-12", drop=("NKNUSDT", victim.final_update_id), native=native)
     nkn_outcomes = [o for s, o in outcomes if s == "NKNUSDT"]
     assert Outcome.GAP in nkn_outcomes
     assert not books["NKNUSDT"].in_sync  # no new snapshot in the capture: it must not pretend

@@ -1,5 +1,6 @@
 """The fault matrix: each fault injected over real sockets by the exchange simulator, each followed
-by a local book that equals the simulator's TRUE book (`GET /sim/book`) level for level."""
+by a local book that equals the simulator's TRUE book (`GET /sim/book`) level for level; on both
+book paths (`native`: pure and native, tests/feed/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from tradefleet.metrics import BotMetrics
 SIM = {"depth_rate": 50.0, "levels_per_side": 200}
 
 
-async def test_book_matches_true_book_without_faults(make_sim: MakeSim, metrics: BotMetrics) -> None:
+async def test_book_matches_true_book_without_faults(
+    make_sim: MakeSim, metrics: BotMetrics, native: bool
+) -> None:
     sim = await make_sim(**SIM)
-    async with market_path(sim, metrics) as p:
+    async with market_path(sim, metrics, native=native) as p:
         await p.wait_in_sync()
         first = await p.assert_matches_true_book()
         await wait_until(lambda: p.keeper.last_update_id > first, 30, "the stream moves on")
@@ -27,10 +30,10 @@ async def test_book_matches_true_book_without_faults(make_sim: MakeSim, metrics:
 
 
 async def test_dropped_connection_reconnects_and_rebuilds_book(
-    make_sim: MakeSim, metrics: BotMetrics
+    make_sim: MakeSim, metrics: BotMetrics, native: bool
 ) -> None:
     sim = await make_sim(**SIM)
-    async with market_path(sim, metrics) as p:
+    async with market_path(sim, metrics, native=native) as p:
         await p.wait_in_sync()
         await sim_fault(sim, kind="drop")
         await wait_until(lambda: p.feed.connections >= 2 and p.counter("tradefleet_resyncs_total") >= 2,
@@ -40,9 +43,11 @@ async def test_dropped_connection_reconnects_and_rebuilds_book(
         await p.assert_matches_true_book()
 
 
-async def test_sequence_gap_forces_resync_then_book_matches(make_sim: MakeSim, metrics: BotMetrics) -> None:
+async def test_sequence_gap_forces_resync_then_book_matches(
+    make_sim: MakeSim, metrics: BotMetrics, native: bool
+) -> None:
     sim = await make_sim(**SIM)
-    async with market_path(sim, metrics) as p:
+    async with market_path(sim, metrics, native=native) as p:
         await p.wait_in_sync()
         await sim_fault(sim, kind="gap", diffs=3, symbol="BTCUSDT")
         await wait_until(lambda: p.counter("tradefleet_sequence_gaps_total") >= 1, 30, "gap detected")
@@ -53,10 +58,10 @@ async def test_sequence_gap_forces_resync_then_book_matches(make_sim: MakeSim, m
 
 
 async def test_malformed_and_truncated_frames_are_skipped_and_book_stays_true(
-    make_sim: MakeSim, metrics: BotMetrics
+    make_sim: MakeSim, metrics: BotMetrics, native: bool
 ) -> None:
     sim = await make_sim(**SIM)
-    async with market_path(sim, metrics) as p:
+    async with market_path(sim, metrics, native=native) as p:
         await p.wait_in_sync()
         await sim_fault(sim, kind="malformed", count=6, shape="mixed")
         await wait_until(
@@ -68,10 +73,10 @@ async def test_malformed_and_truncated_frames_are_skipped_and_book_stays_true(
 
 
 async def test_stalled_stream_is_declared_stale_then_book_rebuilt(
-    make_sim: MakeSim, metrics: BotMetrics
+    make_sim: MakeSim, metrics: BotMetrics, native: bool
 ) -> None:
     sim = await make_sim(**SIM)
-    async with market_path(sim, metrics, stale_after_s=0.5) as p:
+    async with market_path(sim, metrics, native=native, stale_after_s=0.5) as p:
         await p.wait_in_sync()
         await sim_fault(sim, kind="stall", seconds=2)
         await wait_until(lambda: p.counter("tradefleet_stale_stream_total") >= 1, 30, "stale declared")
@@ -84,21 +89,21 @@ async def test_stalled_stream_is_declared_stale_then_book_rebuilt(
 @pytest.mark.parametrize(("status", "kind"), [(429, "RateLimited"), (418, "RateLimited"),
                                               (500, "ExchangeUnavailable"), (503, "ExchangeUnavailable")])  # fmt: skip
 async def test_rest_errors_on_snapshot_are_retried_then_book_matches(
-    make_sim: MakeSim, metrics: BotMetrics, status: int, kind: str
+    make_sim: MakeSim, metrics: BotMetrics, status: int, kind: str, native: bool
 ) -> None:
     sim = await make_sim(**SIM, startup_faults=({"kind": "fail_rest", "status": status, "count": 2,
                                                 "retry_after": 1},))  # fmt: skip
-    async with market_path(sim, metrics) as p:
+    async with market_path(sim, metrics, native=native) as p:
         await p.wait_in_sync()
         assert p.counter("tradefleet_rest_errors_total", {"kind": kind}) == 2
         await p.assert_matches_true_book()
 
 
 async def test_server_shutdown_moves_to_a_new_connection_and_rebuilds(
-    make_sim: MakeSim, metrics: BotMetrics
+    make_sim: MakeSim, metrics: BotMetrics, native: bool
 ) -> None:
     sim = await make_sim(**SIM)
-    async with market_path(sim, metrics, reconnect_base_s=30.0, reconnect_max_s=30.0) as p:
+    async with market_path(sim, metrics, native=native, reconnect_base_s=30.0, reconnect_max_s=30.0) as p:
         await p.wait_in_sync()
         await sim_fault(sim, kind="server_shutdown", close_after=5.0)
         # We leave at once (no backoff, not waiting for the server to cut us).

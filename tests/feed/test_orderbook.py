@@ -1,6 +1,6 @@
 """The pure book and its sync state machine: table-driven cases for each rule of Binance's local-book
 procedure, then hypothesis sequences with gaps, duplicates and reordering checked against a naive
-rebuild of the true book."""
+rebuild of the true book. The sync cases run on both books (`make_sync`: pure and native)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tradefleet.domain.market import DepthDiff, DepthSnapshot
 from tradefleet.domain.models import Side
-from tradefleet.domain.orderbook import BookSync, MalformedLevel, OrderBook, Outcome, level_key
+from tradefleet.domain.orderbook import MalformedLevel, OrderBook, Outcome, level_key
 
 D = Decimal
 
@@ -126,8 +126,8 @@ def test_malformed_quantity_is_refused(bad: str) -> None:
 # ---- the sync state machine -----------------------------------------------------------------
 
 
-def test_diffs_before_snapshot_are_buffered_and_stale_ones_dropped_on_snapshot() -> None:
-    s = BookSync("BTCUSDT")
+def test_diffs_before_snapshot_are_buffered_and_stale_ones_dropped_on_snapshot(make_sync) -> None:
+    s = make_sync("BTCUSDT")
     assert s.on_diff(diff(5, 8, bids=[("99", "9")])).outcome is Outcome.BUFFERED  # u <= 10: dropped
     assert s.on_diff(diff(9, 12, bids=[("100.00", "7")])).outcome is Outcome.BUFFERED  # straddles 11
     assert s.on_diff(diff(13, 13, asks=[("101.00", "0"), ("102", "2")])).outcome is Outcome.BUFFERED
@@ -137,8 +137,8 @@ def test_diffs_before_snapshot_are_buffered_and_stale_ones_dropped_on_snapshot()
     assert s.book.bids(5) == [(D(100), D(7))]  # the u<=10 diff's 99 level never applied
 
 
-def test_snapshot_older_than_buffered_stream_asks_for_another_and_keeps_buffer() -> None:
-    s = BookSync("BTCUSDT")
+def test_snapshot_older_than_buffered_stream_asks_for_another_and_keeps_buffer(make_sync) -> None:
+    s = make_sync("BTCUSDT")
     s.on_diff(diff(20, 25))
     assert s.on_snapshot(snap(10)).outcome is Outcome.SNAPSHOT_TOO_OLD
     assert not s.in_sync and s.buffered == 1
@@ -146,15 +146,15 @@ def test_snapshot_older_than_buffered_stream_asks_for_another_and_keeps_buffer()
     assert s.last_update_id == 25
 
 
-def test_first_event_exactly_after_snapshot_is_accepted() -> None:
-    s = BookSync("BTCUSDT")
+def test_first_event_exactly_after_snapshot_is_accepted(make_sync) -> None:
+    s = make_sync("BTCUSDT")
     s.on_diff(diff(11, 15))
     assert s.on_snapshot(snap(10)).outcome is Outcome.SYNCED
     assert s.last_update_id == 15
 
 
-def test_resyncs_when_sequence_gap_then_book_matches_new_snapshot() -> None:
-    s = BookSync("BTCUSDT")
+def test_resyncs_when_sequence_gap_then_book_matches_new_snapshot(make_sync) -> None:
+    s = make_sync("BTCUSDT")
     s.on_snapshot(snap(10))
     assert s.on_diff(diff(11, 12, bids=[("100", "3")])).outcome is Outcome.APPLIED
     gap = s.on_diff(diff(14, 15, bids=[("100", "4")]))
@@ -166,8 +166,8 @@ def test_resyncs_when_sequence_gap_then_book_matches_new_snapshot() -> None:
     assert s.book.top() == (D(100), D(4), D(101), D(9))
 
 
-def test_duplicate_and_old_diffs_are_ignored_without_changing_the_book() -> None:
-    s = BookSync("BTCUSDT")
+def test_duplicate_and_old_diffs_are_ignored_without_changing_the_book(make_sync) -> None:
+    s = make_sync("BTCUSDT")
     s.on_snapshot(snap(10))
     s.on_diff(diff(11, 12, bids=[("100", "3")]))
     before = s.book.as_dict()
@@ -176,29 +176,29 @@ def test_duplicate_and_old_diffs_are_ignored_without_changing_the_book() -> None
     assert s.book.as_dict() == before
 
 
-def test_crossing_diff_discards_book_and_requests_snapshot() -> None:
-    s = BookSync("BTCUSDT")
+def test_crossing_diff_discards_book_and_requests_snapshot(make_sync) -> None:
+    s = make_sync("BTCUSDT")
     s.on_snapshot(snap(10))
     r = s.on_diff(diff(11, 11, bids=[("105", "1")]))
     assert r.outcome is Outcome.CROSSED and r.needs_snapshot and not s.in_sync
 
 
-def test_malformed_level_in_diff_discards_book_and_requests_snapshot() -> None:
-    s = BookSync("BTCUSDT")
+def test_malformed_level_in_diff_discards_book_and_requests_snapshot(make_sync) -> None:
+    s = make_sync("BTCUSDT")
     s.on_snapshot(snap(10))
     r = s.on_diff(diff(11, 11, bids=[("99", "1"), ("98", "x")]))
     assert r.outcome is Outcome.INVALID and "quantity" in r.detail and not s.in_sync
 
 
-def test_diff_for_another_symbol_is_ignored() -> None:
-    s = BookSync("BTCUSDT")
+def test_diff_for_another_symbol_is_ignored(make_sync) -> None:
+    s = make_sync("BTCUSDT")
     s.on_snapshot(snap(10))
     assert s.on_diff(diff(11, 11, symbol="ETHUSDT")).outcome is Outcome.IGNORED
     assert s.last_update_id == 10
 
 
-def test_gap_inside_buffered_diffs_keeps_later_diffs_for_the_next_snapshot() -> None:
-    s = BookSync("BTCUSDT")
+def test_gap_inside_buffered_diffs_keeps_later_diffs_for_the_next_snapshot(make_sync) -> None:
+    s = make_sync("BTCUSDT")
     for first, final in [(9, 11), (12, 13), (15, 16), (17, 18)]:  # 14 is missing
         s.on_diff(diff(first, final))
     assert s.on_snapshot(snap(10)).outcome is Outcome.GAP
@@ -261,7 +261,9 @@ def snapshot_of(state: dict[str, dict[Decimal, Decimal]], last: int) -> DepthSna
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), history=histories())
-def test_book_in_sync_always_equals_true_book_under_gaps_duplicates_and_reordering(data, history) -> None:
+def test_book_in_sync_always_equals_true_book_under_gaps_duplicates_and_reordering(
+    make_sync, data, history
+) -> None:
     _start, diffs, states = history
     delivered = list(diffs)
     faults = data.draw(st.lists(st.sampled_from(["dup", "drop", "swap"]), max_size=4))
@@ -278,7 +280,7 @@ def test_book_in_sync_always_equals_true_book_under_gaps_duplicates_and_reorderi
     snap_at = data.draw(st.sampled_from(sorted(states)))
     arrives_after = data.draw(st.integers(0, len(delivered)))
 
-    sync = BookSync("BTCUSDT")
+    sync = make_sync("BTCUSDT")
     for n, d in enumerate(delivered):
         if n == arrives_after:
             sync.on_snapshot(snapshot_of(states[snap_at], snap_at))
@@ -305,12 +307,12 @@ def test_book_in_sync_always_equals_true_book_under_gaps_duplicates_and_reorderi
 
 @settings(max_examples=200, deadline=None)
 @given(history=histories(), victim=st.data())
-def test_dropping_one_frame_after_the_snapshot_forces_a_resync(history, victim) -> None:
+def test_dropping_one_frame_after_the_snapshot_forces_a_resync(make_sync, history, victim) -> None:
     start, diffs, states = history
     if len(diffs) < 2:
         return
     i = victim.draw(st.integers(0, len(diffs) - 2))  # not the last: a later frame reveals the hole
-    sync = BookSync("BTCUSDT")
+    sync = make_sync("BTCUSDT")
     sync.on_snapshot(snapshot_of(states[start], start))
     outcomes = [sync.on_diff(d).outcome for j, d in enumerate(diffs) if j != i]
     assert Outcome.GAP in outcomes

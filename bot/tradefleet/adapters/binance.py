@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from tradefleet.domain import numbers
+from tradefleet.domain import native_book, numbers
 from tradefleet.domain.market import (
     BookTicker,
     DepthDiff,
@@ -158,9 +158,15 @@ class BinanceSpot:
 
     name = "binance"
 
-    def __init__(self) -> None:
+    def __init__(self, *, native: bool | None = None) -> None:
         self._routes: dict[str, int] = {}
         self._depth_streams: set[bytes] = set()  # stream names seen to carry depth diffs
+        # Native: depth frames become one `ParsedDiff` each (levels stay in the frame's bytes until
+        # the native book applies them); default: when the module is installed.
+        use_native = native_book.AVAILABLE if native is None else native
+        if use_native and not native_book.AVAILABLE:
+            raise RuntimeError("native parsing asked for, but tradefleet_native is not installed")
+        self.native = use_native
 
     def stream_url(self, base_ws_url: str, market_id: str, kline_interval: str) -> str:
         base = base_ws_url.rstrip("/")
@@ -177,6 +183,10 @@ class BinanceSpot:
         if type(frame) is bytes and frame.startswith(_STREAM_PREFIX):
             end = frame.find(b'"', 11)
             if frame[11:end] in self._depth_streams:
+                if self.native:
+                    parsed = native_book.parse_depth(frame)
+                    if parsed is not None:
+                        return parsed  # type: ignore[no-any-return]
                 try:
                     d = _depth_frame.decode(frame).data
                 except msgspec.DecodeError:

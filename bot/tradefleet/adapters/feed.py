@@ -39,6 +39,7 @@ import aiohttp
 from yarl import URL
 
 from tradefleet.domain.market import BookTicker, DepthDiff, KlineEvent, MarketEvent, StreamStatus, Trade
+from tradefleet.domain.native_book import ParsedDiff
 from tradefleet.errors import ConfigError, MalformedFrame
 from tradefleet.logs import log_event
 from tradefleet.metrics import BotMetrics
@@ -57,6 +58,8 @@ _STREAM_LABELS: dict[type, str] = {
     KlineEvent: "kline",
     StreamStatus: "status",
 }
+if ParsedDiff is not None:
+    _STREAM_LABELS[ParsedDiff] = "depth"  # the native parser's depth diff
 
 
 def backoff_delay(attempt: int, *, base_s: float, cap_s: float, rand: Callable[[], float]) -> float:

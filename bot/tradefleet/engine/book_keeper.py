@@ -30,7 +30,16 @@ from typing import Any
 
 from tradefleet.domain.market import DepthDiff, DepthSnapshot, StreamStatus
 from tradefleet.domain.models import Side
-from tradefleet.domain.orderbook import BookSync, Outcome, SyncResult
+from tradefleet.domain.native_book import (
+    APPLIED_CODE,
+    NativeBookSync,
+    ParsedDiff,
+    SyncLike,
+    native_result,
+    new_book_sync,
+)
+from tradefleet.domain.native_book import AVAILABLE as NATIVE_AVAILABLE
+from tradefleet.domain.orderbook import Outcome, SyncResult
 from tradefleet.errors import PermanentError, TemporaryError
 from tradefleet.logs import log_event
 from tradefleet.metrics import BotMetrics
@@ -39,6 +48,25 @@ from tradefleet.ports import MarketRest
 log = logging.getLogger("tradefleet.book")
 
 Top = tuple[Decimal, Decimal, Decimal, Decimal]
+_DIFF_TYPES = (DepthDiff, ParsedDiff) if ParsedDiff is not None else (DepthDiff,)
+_announced = False
+_STALE = object()
+
+
+def _announce(native: bool) -> None:
+    """Say once per process which book path runs, and how to get the native one if it is missing."""
+    global _announced
+    if _announced:
+        return
+    _announced = True
+    if native:
+        log_event(log, "book_path", path="native")
+    elif NATIVE_AVAILABLE:
+        log_event(log, "book_path", path="pure", detail="the native book is installed but not used")
+    else:
+        log_event(log, "book_path", logging.WARNING, path="pure",
+                  detail="tradefleet_native is not installed (no Rust compiler at install time?): "
+                  "the pure-Python book is used; pip install ./native for the native path")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +100,7 @@ class BookKeeper:
         retry_base_s: float = 0.5,
         retry_max_s: float = 30.0,
         permanent_retry_s: float = 30.0,
+        native: bool | None = None,
     ) -> None:
         self.market_id = market_id
         self.rest = rest
@@ -82,7 +111,18 @@ class BookKeeper:
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
         self.permanent_retry_s = permanent_retry_s
-        self.sync = BookSync(market_id)
+        # The native book when it is installed (None) or asked for (True); the pure one otherwise.
+        self.sync: SyncLike = new_book_sync(market_id, native=native)
+        self.native = isinstance(self.sync, NativeBookSync)
+        native_sync = self.sync.native if isinstance(self.sync, NativeBookSync) else None
+        self._native_apply: Callable[[Any], tuple[int, str | None]] | None = (
+            native_sync.on_parsed if native_sync is not None else None
+        )
+        self._top_strings: Callable[[], object] = (
+            native_sync.top_strings if native_sync is not None else object
+        )
+        self._top_src: object = _STALE  # the native top strings `_top` was built from
+        _announce(self.native)
         self.last_event_time = 0  # ms, exchange event time of the last applied diff
         self._generation = 0
         self._fetching = False
@@ -112,13 +152,27 @@ class BookKeeper:
         """The side a market order of `side` takes from, best first; empty while not in sync."""
         if not self.sync.in_sync:
             return []
-        return self.sync.book.levels_for(side, depth)
+        levels: list[tuple[Decimal, Decimal]] = self.sync.book.levels_for(side, depth)
+        return levels
 
     # -- the core --------------------------------------------------------------------------------
 
     def handle(self, event: object) -> bool:
         """Apply one event; True when the top of book changed. Never awaits."""
-        if type(event) is DepthDiff:
+        if type(event) is ParsedDiff and self._native_apply is not None and (self._diffs + 1) & 15:
+            # The native hot path, 15 diffs in 16 (the 16th goes the timed way below): one call
+            # applies the frame's levels; the top is rebuilt only when its strings changed.
+            self._diffs += 1
+            code, detail = self._native_apply(event)
+            if code != APPLIED_CODE:
+                return self._on_result(native_result(code, detail), event)
+            self.last_event_time = event.event_time  # type: ignore[attr-defined]
+            strings = self._top_strings()
+            if strings is self._top_src:
+                return False
+            self._top_src = strings
+            return self._set_top(self.sync.book.top())
+        if type(event) in _DIFF_TYPES:  # a DepthDiff, or the native parser's ParsedDiff
             return self._on_diff(event)
         if isinstance(event, SnapshotReady):
             return self._on_snapshot(event)
@@ -130,16 +184,19 @@ class BookKeeper:
             log_event(log, "book_snapshot_failed", logging.ERROR, market=self.market_id, error=event.error)
         return False
 
-    def _on_diff(self, diff: DepthDiff) -> bool:
+    def _on_diff(self, diff: Any) -> bool:
         self._diffs += 1
         sample = not (self._diffs & 15)  # observe 1 apply in 16: an observe costs ~1 µs
         t0 = time.perf_counter() if sample else 0.0
         result = self.sync.on_diff(diff)
+        if sample and result.outcome is Outcome.APPLIED:
+            self._apply_latency(time.perf_counter() - t0)
+        return self._on_result(result, diff)
+
+    def _on_result(self, result: SyncResult, diff: Any) -> bool:
         outcome = result.outcome
         if outcome is Outcome.APPLIED:
             self.last_event_time = diff.event_time
-            if sample:
-                self._apply_latency(time.perf_counter() - t0)
             return self._refresh_top()
         if outcome is Outcome.BUFFERED:
             if not self._fetching:
@@ -197,7 +254,10 @@ class BookKeeper:
         return self._refresh_top()
 
     def _refresh_top(self) -> bool:
-        top = self.sync.book.top() if self.sync.in_sync else None
+        self._top_src = _STALE
+        return self._set_top(self.sync.book.top() if self.sync.in_sync else None)
+
+    def _set_top(self, top: Top | None) -> bool:
         changed = top != self._top
         self._top = top
         return changed

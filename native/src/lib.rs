@@ -1,0 +1,532 @@
+//! tradefleet_native: Binance's local-book algorithm over frame bytes, without a Python object per
+//! level. `tradefleet.domain.native_book` wraps it behind the pure book's interface; the pure book
+//! (`tradefleet.domain.orderbook`) stays the reference, and a property test holds the two equal.
+//!
+//! Outcomes are small integers (the wrapper maps them to `Outcome`); details are the pure book's
+//! texts, built here with Python's `repr` of the offending string.
+
+mod book;
+mod parse;
+
+use std::collections::VecDeque;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+
+use book::{apply_side, Bad, Book, LevelError, SCALE};
+use parse::{parse_depth_frame, Range};
+
+const BUFFERED: u8 = 0;
+const APPLIED: u8 = 1;
+const IGNORED: u8 = 2;
+const GAP: u8 = 3;
+const INVALID: u8 = 4;
+const CROSSED: u8 = 5;
+const SYNCED: u8 = 6;
+const SNAPSHOT_TOO_OLD: u8 = 7;
+
+fn needs_snapshot(code: u8) -> bool {
+    matches!(code, GAP | INVALID | CROSSED | SNAPSHOT_TOO_OLD)
+}
+
+/// One depth diff read from a frame: the frame's bytes and where each field lies in them.
+#[pyclass(frozen, module = "tradefleet_native")]
+pub struct ParsedDiff {
+    frame: Py<PyBytes>,
+    symbol: Range,
+    #[pyo3(get)]
+    event_time: i64,
+    #[pyo3(get)]
+    first_update_id: i64,
+    #[pyo3(get)]
+    final_update_id: i64,
+    bids: Vec<(Range, Range)>,
+    asks: Vec<(Range, Range)>,
+}
+
+fn slice(frame: &[u8], r: Range) -> &str {
+    // The parser checked every string it returns is UTF-8 (ranges sit between ASCII quotes).
+    std::str::from_utf8(&frame[r.0 as usize..r.1 as usize]).unwrap_or("")
+}
+
+impl ParsedDiff {
+    fn levels_list<'py>(
+        &self,
+        py: Python<'py>,
+        levels: &[(Range, Range)],
+    ) -> PyResult<Bound<'py, PyList>> {
+        let b = self.frame.bind(py).as_bytes();
+        let items: Vec<Bound<'py, PyTuple>> = levels
+            .iter()
+            .map(|&(p, q)| PyTuple::new(py, [slice(b, p), slice(b, q)]))
+            .collect::<PyResult<_>>()?;
+        PyList::new(py, items)
+    }
+}
+
+#[pymethods]
+impl ParsedDiff {
+    #[getter]
+    fn symbol<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        PyString::new(py, slice(self.frame.bind(py).as_bytes(), self.symbol))
+    }
+
+    /// The levels as the pure parser gives them (for tests and the fallback; not the hot path).
+    #[getter]
+    fn bids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        self.levels_list(py, &self.bids)
+    }
+
+    #[getter]
+    fn asks<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        self.levels_list(py, &self.asks)
+    }
+
+    fn __len__(&self) -> usize {
+        self.bids.len() + self.asks.len()
+    }
+}
+
+/// Read a combined-stream depth frame; None when the general parser must judge it.
+#[pyfunction]
+fn parse_depth(frame: Bound<'_, PyBytes>) -> Option<ParsedDiff> {
+    let p = parse_depth_frame(frame.as_bytes())?;
+    Some(ParsedDiff {
+        frame: frame.unbind(),
+        symbol: p.symbol,
+        event_time: p.event_time,
+        first_update_id: p.first,
+        final_update_id: p.last,
+        bids: p.bids,
+        asks: p.asks,
+    })
+}
+
+struct Owned {
+    event_time: i64,
+    first: i64,
+    last: i64,
+    bids: Vec<(String, String)>,
+    asks: Vec<(String, String)>,
+}
+
+fn py_repr(py: Python<'_>, s: &str) -> String {
+    PyString::new(py, s)
+        .repr()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| format!("{s:?}"))
+}
+
+fn describe(py: Python<'_>, e: &LevelError) -> String {
+    let r = py_repr(py, &e.text);
+    match e.kind {
+        Bad::PriceNotPlain => format!("price {r} is not a plain decimal number"),
+        Bad::PriceDotOnly => format!("price {r} is not a decimal number"),
+        Bad::PriceDecimals => format!("price {r} has more than {SCALE} decimals"),
+        Bad::PriceTooLarge => format!("price {r} has more than {} integer digits", book::MAX_WHOLE),
+        Bad::PriceNotPositive => format!("price {r} must be positive"),
+        Bad::Qty => format!("quantity {r} is not a plain non-negative decimal number"),
+    }
+}
+
+/// Python's `qty.replace(".", "", 1).isdecimal()`, for the rare non-ASCII quantity.
+fn py_isdecimal(py: Python<'_>, qty: &str) -> bool {
+    let s = PyString::new(py, qty);
+    s.call_method1("replace", (".", "", 1))
+        .and_then(|r| r.call_method0("isdecimal"))
+        .and_then(|r| r.extract::<bool>())
+        .unwrap_or(false)
+}
+
+type Res = (u8, Option<String>);
+/// The best bid and ask (key, (price, qty)) the cached top tuple was built from.
+type TopSource = (u128, (String, String), u128, (String, String));
+
+/// `BookSync` over the native book: the same states, rules, outcomes and details.
+#[pyclass(module = "tradefleet_native")]
+pub struct DepthSync {
+    #[pyo3(get)]
+    market_id: String,
+    book: Book,
+    buffer: VecDeque<Owned>,
+    buffer_max: usize,
+    in_sync: bool,
+    last_id: i64,
+    #[pyo3(get)]
+    event_time: i64,
+    top: Option<Py<PyTuple>>,
+    top_src: Option<TopSource>,
+}
+
+impl DepthSync {
+    /// Whether the best levels are still the strings the cached top tuple was built from.
+    fn top_still_holds(&mut self) -> bool {
+        let Some((bk, b, ak, a)) = &self.top_src else {
+            return false;
+        };
+        let bid_same = matches!(self.book.bids.best(), Some((k, l)) if k == *bk && l == b);
+        bid_same && matches!(self.book.asks.best(), Some((k, l)) if k == *ak && l == a)
+    }
+
+    fn reset_all(&mut self) {
+        self.book.clear();
+        self.buffer.clear();
+        self.in_sync = false;
+        self.last_id = 0;
+        self.top = None;
+    }
+
+    fn push(&mut self, diff: Owned) {
+        if self.buffer_max == 0 {
+            return;
+        }
+        if self.buffer.len() >= self.buffer_max {
+            self.buffer.pop_front();
+        }
+        self.buffer.push_back(diff);
+    }
+
+    fn lose_sync(&mut self, keep: Option<Owned>) {
+        self.reset_all();
+        if let Some(d) = keep {
+            self.push(d);
+        }
+    }
+
+    /// The rules of `BookSync.on_diff` once the symbol matched; `levels` applies the diff's levels.
+    fn step<F, O>(
+        &mut self,
+        py: Python<'_>,
+        first: i64,
+        last: i64,
+        event_time: i64,
+        apply: F,
+        own: O,
+    ) -> Res
+    where
+        F: FnOnce(&mut Book, &mut dyn FnMut(&str) -> bool) -> Result<(), LevelError>,
+        O: FnOnce() -> Owned,
+    {
+        if !self.in_sync {
+            self.push(own());
+            return (BUFFERED, None);
+        }
+        if last <= self.last_id {
+            return (IGNORED, None);
+        }
+        if first > self.last_id + 1 {
+            let detail = format!("expected U <= {}, got U={}", self.last_id + 1, first);
+            let kept = own();
+            self.lose_sync(Some(kept));
+            return (GAP, Some(detail));
+        }
+        let mut decide = |q: &str| py_isdecimal(py, q);
+        let applied = apply(&mut self.book, &mut decide);
+        if self.top.is_some() && !self.top_still_holds() {
+            self.top = None;
+        }
+        if let Err(e) = applied {
+            let detail = format!("diff u={last}: {}", describe(py, &e));
+            self.lose_sync(None);
+            return (INVALID, Some(detail));
+        }
+        self.last_id = last;
+        self.event_time = event_time;
+        if self.book.crossed() {
+            self.lose_sync(None);
+            return (CROSSED, Some(format!("book crossed after u={last}")));
+        }
+        (APPLIED, None)
+    }
+
+    fn on_owned(&mut self, py: Python<'_>, d: Owned) -> Res {
+        let (first, last, et) = (d.first, d.last, d.event_time);
+        let apply_ref =
+            |book: &mut Book, decide: &mut dyn FnMut(&str) -> bool| -> Result<(), LevelError> {
+                apply_side(
+                    &mut book.bids,
+                    d.bids.iter().map(|(p, q)| (p.as_str(), q.as_str())),
+                    decide,
+                )?;
+                apply_side(
+                    &mut book.asks,
+                    d.asks.iter().map(|(p, q)| (p.as_str(), q.as_str())),
+                    decide,
+                )
+            };
+        // `own` must hand the diff over when it is buffered; `apply` only borrows it.
+        if !self.in_sync || (last > self.last_id && first > self.last_id + 1) {
+            return self.step(py, first, last, et, |_, _| Ok(()), || d);
+        }
+        self.step(py, first, last, et, apply_ref, || unreachable!())
+    }
+}
+
+fn levels_from(list: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for item in list.try_iter()? {
+        let (p, q): (String, String) = item?.extract()?;
+        out.push((p, q));
+    }
+    Ok(out)
+}
+
+#[pymethods]
+impl DepthSync {
+    #[new]
+    #[pyo3(signature = (market_id, buffer_max = 10_000))]
+    fn new(market_id: String, buffer_max: usize) -> Self {
+        DepthSync {
+            market_id,
+            book: Book::default(),
+            buffer: VecDeque::new(),
+            buffer_max,
+            in_sync: false,
+            last_id: 0,
+            event_time: 0,
+            top: None,
+            top_src: None,
+        }
+    }
+
+    #[getter]
+    fn in_sync(&self) -> bool {
+        self.in_sync
+    }
+
+    #[getter]
+    fn last_update_id(&self) -> i64 {
+        if self.in_sync {
+            self.last_id
+        } else {
+            0
+        }
+    }
+
+    #[getter]
+    fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
+    fn reset(&mut self) {
+        self.reset_all();
+    }
+
+    /// A diff read by `parse_depth`: levels go from the frame's bytes straight into the book.
+    fn on_parsed(&mut self, py: Python<'_>, diff: &ParsedDiff) -> Res {
+        let frame = diff.frame.bind(py).as_bytes();
+        let symbol = slice(frame, diff.symbol);
+        if symbol != self.market_id {
+            return (
+                IGNORED,
+                Some(format!("diff for {symbol}, book is {}", self.market_id)),
+            );
+        }
+        let to_owned = |levels: &[(Range, Range)]| -> Vec<(String, String)> {
+            levels
+                .iter()
+                .map(|&(p, q)| (slice(frame, p).to_owned(), slice(frame, q).to_owned()))
+                .collect()
+        };
+        let own = || Owned {
+            event_time: diff.event_time,
+            first: diff.first_update_id,
+            last: diff.final_update_id,
+            bids: to_owned(&diff.bids),
+            asks: to_owned(&diff.asks),
+        };
+        let apply =
+            |book: &mut Book, decide: &mut dyn FnMut(&str) -> bool| -> Result<(), LevelError> {
+                apply_side(
+                    &mut book.bids,
+                    diff.bids
+                        .iter()
+                        .map(|&(p, q)| (slice(frame, p), slice(frame, q))),
+                    decide,
+                )?;
+                apply_side(
+                    &mut book.asks,
+                    diff.asks
+                        .iter()
+                        .map(|&(p, q)| (slice(frame, p), slice(frame, q))),
+                    decide,
+                )
+            };
+        self.step(
+            py,
+            diff.first_update_id,
+            diff.final_update_id,
+            diff.event_time,
+            apply,
+            own,
+        )
+    }
+
+    /// A diff with Python levels (the general parser's `DepthDiff`, or a test's).
+    #[pyo3(signature = (symbol, event_time, first_update_id, final_update_id, bids, asks))]
+    #[allow(clippy::too_many_arguments)] // the fields of a DepthDiff, as Python passes them
+    fn on_diff(
+        &mut self,
+        py: Python<'_>,
+        symbol: &str,
+        event_time: i64,
+        first_update_id: i64,
+        final_update_id: i64,
+        bids: &Bound<'_, PyAny>,
+        asks: &Bound<'_, PyAny>,
+    ) -> PyResult<Res> {
+        if symbol != self.market_id {
+            return Ok((
+                IGNORED,
+                Some(format!("diff for {symbol}, book is {}", self.market_id)),
+            ));
+        }
+        let d = Owned {
+            event_time,
+            first: first_update_id,
+            last: final_update_id,
+            bids: levels_from(bids)?,
+            asks: levels_from(asks)?,
+        };
+        Ok(self.on_owned(py, d))
+    }
+
+    /// Apply a REST snapshot and then every buffered diff that follows it (`BookSync.on_snapshot`).
+    fn on_snapshot(
+        &mut self,
+        py: Python<'_>,
+        symbol: &str,
+        last_update_id: i64,
+        bids: &Bound<'_, PyAny>,
+        asks: &Bound<'_, PyAny>,
+    ) -> PyResult<Res> {
+        if symbol != self.market_id {
+            return Ok((
+                INVALID,
+                Some(format!("snapshot for {symbol}, book is {}", self.market_id)),
+            ));
+        }
+        let bids = levels_from(bids)?;
+        let asks = levels_from(asks)?;
+        let last = last_update_id;
+        while self.buffer.front().is_some_and(|d| d.last <= last) {
+            self.buffer.pop_front();
+        }
+        if let Some(front) = self.buffer.front() {
+            if front.first > last + 1 {
+                return Ok((
+                    SNAPSHOT_TOO_OLD,
+                    Some(format!(
+                        "snapshot lastUpdateId={last} but buffered stream starts at U={}",
+                        front.first
+                    )),
+                ));
+            }
+        }
+        self.book.clear();
+        self.top = None;
+        let mut decide = |q: &str| py_isdecimal(py, q);
+        let loaded = apply_side(
+            &mut self.book.bids,
+            bids.iter().map(|(p, q)| (p.as_str(), q.as_str())),
+            &mut decide,
+        )
+        .and_then(|()| {
+            apply_side(
+                &mut self.book.asks,
+                asks.iter().map(|(p, q)| (p.as_str(), q.as_str())),
+                &mut decide,
+            )
+        });
+        if let Err(e) = loaded {
+            self.book.clear();
+            return Ok((INVALID, Some(format!("snapshot: {}", describe(py, &e)))));
+        }
+        self.in_sync = true;
+        self.last_id = last;
+        if self.book.crossed() {
+            self.lose_sync(None);
+            return Ok((CROSSED, Some("snapshot is crossed".to_owned())));
+        }
+        let mut pending: VecDeque<Owned> = std::mem::take(&mut self.buffer);
+        while let Some(d) = pending.pop_front() {
+            let result = self.on_owned(py, d);
+            if needs_snapshot(result.0) {
+                // Keep the diffs after the failing one: the next snapshot may line up with them.
+                for rest in pending.drain(..) {
+                    self.push(rest);
+                }
+                return Ok(result);
+            }
+        }
+        Ok((
+            SYNCED,
+            Some(format!(
+                "lastUpdateId={last}, applied up to {}",
+                self.last_id
+            )),
+        ))
+    }
+
+    fn crossed(&mut self) -> bool {
+        self.book.crossed()
+    }
+
+    /// (bid, bid_qty, ask, ask_qty) strings, or None while either side is empty. The same tuple
+    /// object comes back until a diff is applied, so a caller may cache what it built from it.
+    fn top_strings(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyTuple>>> {
+        if let Some(t) = &self.top {
+            return Ok(Some(t.clone_ref(py)));
+        }
+        let (Some((bk, bid)), Some((ak, ask))) = (self.book.bids.best(), self.book.asks.best())
+        else {
+            return Ok(None);
+        };
+        let t = PyTuple::new(
+            py,
+            [
+                bid.0.as_str(),
+                bid.1.as_str(),
+                ask.0.as_str(),
+                ask.1.as_str(),
+            ],
+        )?
+        .unbind();
+        self.top_src = Some((bk, bid.clone(), ak, ask.clone()));
+        self.top = Some(t.clone_ref(py));
+        Ok(Some(t))
+    }
+
+    /// Up to `depth` levels of one side, best first, as the exchange's (price, qty) strings.
+    fn levels(&self, bids: bool, depth: usize) -> Vec<(String, String)> {
+        let side = if bids {
+            &self.book.bids
+        } else {
+            &self.book.asks
+        };
+        side.sorted(depth)
+            .into_iter()
+            .map(|l| (l.0.clone(), l.1.clone()))
+            .collect()
+    }
+
+    fn __len__(&self) -> usize {
+        self.book.len()
+    }
+}
+
+/// The exact integer key of a price string (units of 10^-18), or ValueError: for tests.
+#[pyfunction]
+fn level_key(price: &str) -> PyResult<u128> {
+    book::level_key(price).map_err(|k| PyValueError::new_err(format!("{k:?}")))
+}
+
+#[pymodule]
+fn tradefleet_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<DepthSync>()?;
+    m.add_class::<ParsedDiff>()?;
+    m.add_function(wrap_pyfunction!(parse_depth, m)?)?;
+    m.add_function(wrap_pyfunction!(level_key, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,167 @@
+"""The native book against the pure reference: the same random frames through both parsers and both
+books must give identical outcomes, details, books (level strings, order), tops and errors.
+
+Sequences mix gaps, duplicates, stale diffs, deletions, other symbols, snapshots at random points,
+odd but valid decimals ("1.50", "01.5", ".5", "1."), malformed numbers ("1e3", "-1", "", ".", "0..0",
+non-ASCII digits) and frames the native reader must leave to msgspec (escapes, floats, extra
+fields, three-element levels)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from tests.feed.conftest import NATIVE_REQUIRED
+from tradefleet.adapters.binance import BinanceSpot
+from tradefleet.domain import native_book
+from tradefleet.domain.market import DepthDiff, DepthSnapshot
+from tradefleet.domain.native_book import NativeBookSync, ParsedDiff
+from tradefleet.domain.orderbook import BookSync, MalformedLevel, level_key
+from tradefleet.errors import MalformedFrame
+
+pytestmark = pytest.mark.skipif(
+    not native_book.AVAILABLE and not NATIVE_REQUIRED,
+    reason="NATIVE BOOK NOT TESTED: tradefleet_native is not installed (no cargo at `make install`?)",
+)
+
+STREAM = "btcusdt@depth@100ms"
+PRICES = ["100", "100.0", "100.50", "0100.5", "100.5", "101", "101.000", "99.99", "99.990", "102.25",
+          "98", "97.5", ".5", "1.", "0.000000000000000001", "98.000000000000000000000"]  # fmt: skip
+BAD_PRICES = ["1e3", "-1", "", ".", "0", "0.0", "1..2", " 1", "١٠", "1.0000000000000000001",
+              "123456789012345678901", "0000000000000000000000001", "NaN", "+5", "10²"]  # fmt: skip
+QTYS = ["0", "0.000", "0..0", "00", "1", "0.5", ".5", "1.", "2.50", "0001", "12345.678901234567890"]
+BAD_QTYS = ["", ".", ".0", "abc", "-1", "1e3", "1.2.3", " 1", "٣", "²", "1_0", "0x1", "..5"]
+
+
+def level(bad_rate: int) -> st.SearchStrategy[tuple[str, str]]:
+    price = st.one_of(st.sampled_from(PRICES).filter(lambda _: True), st.sampled_from(BAD_PRICES))
+    qty = st.sampled_from(QTYS) | st.sampled_from(BAD_QTYS)
+    good = st.tuples(st.sampled_from(PRICES), st.sampled_from(QTYS))
+    return st.one_of(*([good] * bad_rate), st.tuples(price, qty))
+
+
+@st.composite
+def steps(draw: st.DrawFn) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    u = draw(st.integers(1, 50))
+    for _ in range(draw(st.integers(1, 30))):
+        kind = draw(st.sampled_from(["diff"] * 6 + ["snapshot", "reset", "odd"]))
+        if kind == "snapshot":
+            last = u + draw(st.integers(-5, 3))
+            bids = draw(st.lists(st.tuples(st.sampled_from(["90", "95.5", "99"]), st.sampled_from(QTYS[4:])),
+                                 max_size=3))  # fmt: skip
+            asks = draw(st.lists(st.tuples(st.sampled_from(["103", "104.5", "110"]), st.sampled_from(QTYS[4:])),
+                                 max_size=3))  # fmt: skip
+            if draw(st.integers(0, 9)) == 0:
+                bids.append(draw(level(0)))  # sometimes a malformed or crossing snapshot
+            out.append(("snapshot", (draw(st.sampled_from(["BTCUSDT"] * 5 + ["ETHUSDT"])), last, bids, asks)))
+            continue
+        if kind == "reset":
+            out.append(("reset", None))
+            continue
+        jump = draw(st.sampled_from([1, 1, 1, 1, 2, 0, -3, 5]))  # contiguous, gap, duplicate, stale
+        first = u + jump if jump > 0 else u + jump - 1
+        last = max(first, first + draw(st.integers(0, 3)))
+        if jump > 0:
+            u = last
+        frame = {
+            "e": "depthUpdate",
+            "E": draw(st.integers(0, 10**13)),
+            "s": draw(st.sampled_from(["BTCUSDT"] * 9 + ["ETHUSDT"])),
+            "U": first,
+            "u": last,
+            "b": draw(st.lists(level(6), max_size=6)),
+            "a": draw(st.lists(level(6), max_size=6)),
+        }
+        if kind == "odd":
+            shape = draw(st.sampled_from(["float", "extra", "triple", "number", "missing", "nested"]))
+            if shape == "float":
+                frame["U"] = float(frame["U"])  # type: ignore[arg-type]
+            elif shape == "extra":
+                frame["pu"] = first - 1
+            elif shape == "triple":
+                frame["b"] = [["100", "1", "x"]]
+            elif shape == "number":
+                frame["a"] = [[101, 1]]
+            elif shape == "missing":
+                del frame["E"]
+            else:
+                frame["x"] = {"y": [1]}
+        ascii_only = draw(st.booleans())  # True: non-ASCII strings become \\u escapes (msgspec's path)
+        text = json.dumps({"stream": STREAM, "data": frame}, ensure_ascii=ascii_only,
+                          separators=(",", ":") if draw(st.booleans()) else (", ", ": "))  # fmt: skip
+        out.append(("frame", text.encode()))
+    return out
+
+
+def state(sync: Any) -> tuple[Any, ...]:
+    book = sync.book
+    return (
+        sync.in_sync,
+        sync.last_update_id,
+        sync.buffered,
+        [(str(p), str(q)) for p, q in book.bids(10**6)],
+        [(str(p), str(q)) for p, q in book.asks(10**6)],
+        None if book.top() is None else tuple(str(x) for x in book.top()),
+        len(book),
+        book.crossed(),
+    )
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps())
+def test_native_and_pure_books_are_identical_on_the_same_frames(seq: list[tuple[str, Any]]) -> None:
+    pure, native = BookSync("BTCUSDT"), NativeBookSync("BTCUSDT")
+    pure_parser, native_parser = BinanceSpot(native=False), BinanceSpot(native=True)
+    for kind, arg in seq:
+        if kind == "reset":
+            pure.reset()
+            native.reset()
+        elif kind == "snapshot":
+            snap = DepthSnapshot(*arg)
+            assert pure.on_snapshot(snap) == native.on_snapshot(snap)
+        else:
+            try:
+                p_event = pure_parser.parse(arg)
+            except MalformedFrame:
+                with pytest.raises(MalformedFrame):
+                    native_parser.parse(arg)
+                continue
+            n_event = native_parser.parse(arg)
+            event(f"native parser gave {type(n_event).__name__}")  # both paths must show up
+            assert type(p_event) is DepthDiff and type(n_event) in (DepthDiff, ParsedDiff)
+            assert (n_event.symbol, n_event.event_time, n_event.first_update_id, n_event.final_update_id,
+                    list(n_event.bids), list(n_event.asks)) == (
+                p_event.symbol, p_event.event_time, p_event.first_update_id, p_event.final_update_id,
+                list(p_event.bids), list(p_event.asks))  # fmt: skip
+            assert pure.on_diff(p_event) == native.on_diff(n_event)
+        assert state(pure) == state(native)
+
+
+def test_plain_depth_frames_take_the_native_fast_path() -> None:
+    parser = BinanceSpot(native=True)
+    frame = json.dumps({"stream": STREAM, "data": {"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": 1, "u": 2,
+                                                     "b": [["100", "1"]], "a": []}},
+                       separators=(",", ":")).encode()  # fmt: skip
+    assert type(parser.parse(frame)) is DepthDiff  # the first frame teaches the parser the stream name
+    parsed = parser.parse(frame)
+    assert type(parsed) is ParsedDiff and parsed.bids == [("100", "1")] and len(parsed) == 1
+
+
+@given(st.text("0123456789.", max_size=30) | st.sampled_from(BAD_PRICES + PRICES))
+def test_native_level_key_equals_pure(price: str) -> None:
+    import tradefleet_native
+
+    try:
+        expected: int | None = level_key(price)
+    except MalformedLevel:
+        expected = None
+    try:
+        got: int | None = tradefleet_native.level_key(price)
+    except ValueError:
+        got = None
+    assert got == expected
