@@ -112,7 +112,14 @@ async def test_delayed_fill_with_silent_stream_is_found_by_rest_reconciliation(s
     # 1.5 s NEW window (under load the poll missed it while reconciliation filled the order).
     assert history[0].status is OrderStatus.NEW and OrderStatus.FILLED in {u.status for u in history}
     assert all(u.source != "stream" for u in history)
-    await until(lambda: m.position.qty == order.filled_qty - order.fee, what="position from REST")
+
+    # `order` may have been read between the two trades' reports (under load it was): compare the
+    # position with what the store holds now, and wait for the two to agree.
+    async def position_from_rest() -> bool:
+        o = await store.get_order(cid)
+        return o is not None and m.position.qty == o.filled_qty - o.fee
+
+    await until(position_from_rest, what="position from REST")
     assert (await sim_orders(sim))["duplicates"] == 0
 
 
