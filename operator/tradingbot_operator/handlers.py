@@ -71,6 +71,12 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # No CRD/namespace observation: the operator serves one known resource, so it needs no RBAC on
     # CustomResourceDefinitions, and namespace-restricted mode works without cluster-wide reads.
     settings.scanning.disabled = True
+    # A TradingBot being deleted keeps kopf's finalizer until its `refresh` timer has exited. A
+    # timer caught mid-run (a status request, a patch: likelier the busier the machine) misses
+    # kopf's "instant exit" window, and kopf then re-checks only after `cancellation_polling`
+    # (60 s by default): the deletion hung for a minute. The run is bounded (status_timeout_s),
+    # so a re-check every second finishes the deletion right after it.
+    settings.background.cancellation_polling = 1.0
     # A watch is re-established at least every 5 minutes, so a silently dead connection heals.
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300

@@ -30,7 +30,15 @@ def test_generated_stream_is_contiguous_never_crossed_and_realistic() -> None:
 def test_each_consumer_runs_end_to_end_on_a_tiny_stream(side: str) -> None:
     result = run_side(side, flood=2000, paced=200, seed=5, pause_s=0.5)
     assert result["msgs"] == 1000 and result["msgs_per_s"] > 0
-    assert result["paced_samples"] > 50 and result["p99_us"] > 0
+    # Ours samples every paced diff once it is in the book: exactly 200, whatever the load. ccxt's
+    # `watch_order_book` coalesces every diff that arrived while the consumer was busy into one
+    # return, so its count depends on how much CPU it got (3 of 200 on a loaded machine): at least
+    # one sample proves the paced phase reached it, and it can never see more than were sent.
+    if side == "ours":
+        assert result["paced_samples"] == 200
+    else:
+        assert 1 <= result["paced_samples"] <= 200
+    assert result["p99_us"] > 0
     assert result["rss_mib"] > 0
 
 

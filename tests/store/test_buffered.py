@@ -132,6 +132,31 @@ async def test_a_caller_cancelled_while_waiting_still_gets_its_signal_written(
     await buffered.close()
 
 
+async def test_a_caller_cancelled_in_the_step_its_record_becomes_durable_is_still_cancelled(
+    tmp_path: Path, metrics: BotMetrics
+) -> None:
+    """On Python 3.11 `asyncio.wait_for` returned the result and dropped the cancellation when both
+    happened in one loop step; the order manager's update consumer then never stopped (under load
+    its shutdown hung). The record becoming durable is forced into the cancel's step here."""
+    store = SqliteStore(str(tmp_path / "bot.sqlite"), busy_timeout_ms=20_000)
+    await store.open()
+    buffered = BufferedStore(store, metrics)
+    buffered.start()
+    locker = sqlite3.connect(tmp_path / "bot.sqlite", isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")  # the writer waits on the lock, so the test decides the step
+    caller = asyncio.create_task(buffered.record_signal(r.signal()))
+    await eventually(lambda: buffered.buffered()["signal"] == 1, what="the signal queued")
+    await asyncio.sleep(0)  # the caller is waiting for durability
+    buffered._durable[0].done.set_result(True)  # what the writer does once the record is written
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    locker.execute("COMMIT")
+    locker.close()
+    assert await buffered.flush(timeout=30)
+    await buffered.close()
+
+
 async def test_candle_versions_coalesce_and_a_closed_candle_is_not_replaced_by_a_late_open_one(
     sqlite_store: SqliteStore, metrics: BotMetrics
 ) -> None:

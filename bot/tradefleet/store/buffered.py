@@ -52,7 +52,12 @@ WRITE_TIMEOUT_S = 10.0
 """One write that has not finished after this long counts as failed with an unknown outcome (a
 server that accepted the connection and went silent, a disk that hangs). It is retried like any
 failure, which is safe because every store write is idempotent; a caller awaiting a durable record
-is answered "queued" after at most this long, never kept waiting on a hung store."""
+is answered "queued" after at most this long, never kept waiting on a hung store.
+
+Every bounded wait here uses `asyncio.timeout`, never `asyncio.wait_for`: on Python 3.11, a
+`wait_for` cancelled in the same loop step as its awaitable finishes returns the result and drops
+the cancellation. Under load that step is common: the order manager's update consumer, cancelled at
+shutdown while its order update became durable, kept running and its shutdown waited forever."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -170,7 +175,8 @@ class BufferedStore:
         self._flush_waiters += 1
         self._wake.set()
         try:
-            await asyncio.wait_for(self._drained.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._drained.wait()
             return True
         except TimeoutError:
             return False
@@ -293,7 +299,8 @@ class BufferedStore:
             done.set_result(False)
         # shield: a caller cancelled (or timed out) while waiting leaves the record queued.
         try:
-            return await asyncio.wait_for(asyncio.shield(done), self.write_timeout_s)
+            async with asyncio.timeout(self.write_timeout_s):
+                return await asyncio.shield(done)
         except TimeoutError:
             return False
 
@@ -329,7 +336,8 @@ class BufferedStore:
                     return
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             except TimeoutError:
                 return
 
@@ -338,7 +346,8 @@ class BufferedStore:
             self.metrics.store_retries.inc()
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(write(), self.write_timeout_s)
+            async with asyncio.timeout(self.write_timeout_s):
+                await write()
         except TimeoutError as e:
             self.metrics.store_failures.labels(kind).inc()
             raise StoreUnavailable(
