@@ -125,6 +125,7 @@ class BotEngine:
             spawn=self._spawn,
             on_signal=self._signals.put_nowait,
             on_candle=self._on_candle,
+            clock=clock,
         )
         self._dispatch: dict[type, Callable[[Any], None]] = {
             KlineEvent: self.strategy.handle_kline,
@@ -257,6 +258,14 @@ class BotEngine:
             self._signals.task_done()
 
     async def drain_signals(self) -> None:
+        await self._signals.join()
+
+    async def settle(self) -> None:
+        """Wait until every spawned fetch has posted its result and every queued signal has been
+        handed on. A replay driver awaits this before it advances its simulated clock; when there
+        is nothing to wait for it returns without yielding."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
         await self._signals.join()
 
     def _spawn_task(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
