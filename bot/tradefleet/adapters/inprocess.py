@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -31,10 +32,18 @@ from tradefleet.ports import SymbolRules
 from tradefleet_sim.accounts import DEFAULT_API_KEY
 from tradefleet_sim.exchange import SimExchange
 from tradefleet_sim.klines import Candle as SimCandle
+from tradefleet_sim.klines import KlineSeries, load_csv
 from tradefleet_sim.options import SimOptions
 from tradefleet_sim.trading import BinanceError, Trading
 
 ZERO = Decimal(0)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_series(path: Path, mtime_ns: int, interval: str | None) -> KlineSeries:
+    """The simulator's own CSV reader, once per file version per process (a sweep runs hundreds
+    of backtests over one file; the series is immutable)."""
+    return load_csv(path, interval=interval)
 
 
 class _Reports:
@@ -65,27 +74,28 @@ class InProcessExchange:
         clock: Callable[[], int],
         interval: str | None = None,
         seed: int = 7,
-        levels_per_side: int = 100,
+        levels_per_side: int = 20,
     ) -> None:
-        options = SimOptions(
-            symbols=(symbol.replace("/", ""),),
-            klines=klines,
-            kline_interval=interval,
-            history=history,
-            seed=seed,
-            levels_per_side=levels_per_side,
+        market_id = symbol.replace("/", "")
+        series = _load_series(klines.resolve(), klines.stat().st_mtime_ns, interval)
+        if series.symbol != market_id:
+            raise ValueError(f"{klines} holds {series.symbol} candles, not {market_id}")
+        # The simulator's exchange without its replay task: this driver is the replay. Its market
+        # is seeded on the first traded candle's open, as the replay seeds it.
+        self.sim = SimExchange(
+            SimOptions(symbols=(market_id,), klines=None, seed=seed, levels_per_side=levels_per_side)
         )
-        self.sim = SimExchange(options)
-        if self.sim.klines is None:
-            raise ValueError(f"{klines} holds no {options.symbols[0]} candles")
         self.symbol = symbol
-        self.market_id = options.symbols[0]
-        self.interval = self.sim.klines.interval
-        self.candles: tuple[SimCandle, ...] = self.sim.klines.candles
+        self.market_id = market_id
+        self.interval = series.interval
+        self.candles: tuple[SimCandle, ...] = series.candles
         self.history = min(history, len(self.candles))
         self.closed = self.history  # candles [0, closed) are closed and served over REST
         self.market = self.sim.markets[self.market_id]
         self.generator = self.sim.generators[self.market_id]
+        if self.history < len(self.candles):
+            bids, asks = self.generator.seed(self.candles[self.history].open)
+            self.market.seed(bids, asks, update_id=1_000_000)
         self.clock = clock
         self.trading = Trading(self.sim, clock=clock)
         self.reports = _Reports()
