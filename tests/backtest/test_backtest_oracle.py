@@ -27,7 +27,9 @@ def full_run(tmp_path_factory: pytest.TempPathFactory):
     return backtest(BacktestSpec(CSV, "BTC/USDT"), store_url=f"sqlite:///{store}"), store
 
 
-def test_backtest_gives_the_17_crossings_pandas_gives_and_trades_each_one_the_position_allows(full_run) -> None:
+def test_backtest_gives_the_17_crossings_pandas_gives_and_trades_each_one_the_position_allows(
+    full_run,
+) -> None:
     result, _ = full_run
     candles = closed_candles()
     oracle = [(candles[i].open_time, side) for i, side in pandas_crossings([float(c.close) for c in candles])]
@@ -98,7 +100,7 @@ def test_cli_writes_json_html_and_store_and_report_reads_the_store(tmp_path: Pat
     assert line["signals"] == 17 and line["orders"] == 16 and line["round_trips"] == 8
     doc = json.loads((tmp_path / "run.json").read_text())
     assert len(doc["trades"]) == 8 and len(doc["equity_curve"]) == 2863
-    assert "id=\"equity\"" in (tmp_path / "run.html").read_text()
+    assert 'id="equity"' in (tmp_path / "run.html").read_text()
     report = subprocess.run(
         [sys.executable, "-m", "tradefleet.app.cli", "report", "--store", f"sqlite:///{out}.sqlite",
          "--bot", "backtest-btcusdt", "--out", str(tmp_path / "report.html")],

@@ -17,7 +17,8 @@ from tradefleet.web import backtest_html as page
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="LOUD SKIP: chromium is not installed (`.ci/run` installs it: apt-get install chromium)"
+    CHROMIUM is None,
+    reason="LOUD SKIP: chromium is not installed (`.ci/run` installs it: apt-get install chromium)",
 )
 MARGIN = 16  # the page's body margin
 EQUITY_RGB = tuple(int(page.COLORS["equity"][i : i + 2], 16) for i in (1, 3, 5))
@@ -63,7 +64,11 @@ def test_headless_chromium_screenshot_shows_the_equity_curve_where_the_run_puts_
     last = [y for x, y in hits if x >= right - 16]
     assert min(last) < min(first) - 30, "equity ends well above where it starts (y grows downwards)"
     # And the page is not blank elsewhere: the drawdown panel's red fill is there too.
-    assert any(near(img.getpixel((x, y)), (248, 200, 200), 30) for x in range(100, 1100, 10) for y in range(700, 900, 4))
+    assert any(
+        near(img.getpixel((x, y)), (248, 200, 200), 30)
+        for x in range(100, 1100, 10)
+        for y in range(700, 900, 4)
+    )
 
 
 def test_the_log_scale_option_shows_the_log_chart(tmp_path: Path) -> None:
