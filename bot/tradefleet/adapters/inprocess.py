@@ -40,10 +40,31 @@ ZERO = Decimal(0)
 
 
 @functools.lru_cache(maxsize=8)
-def _load_series(path: Path, mtime_ns: int, interval: str | None) -> KlineSeries:
+def _load_series(
+    path: Path, mtime_ns: int, interval: str | None
+) -> tuple[KlineSeries, tuple[KlineEvent, ...], list[int]]:
     """The simulator's own CSV reader, once per file version per process (a sweep runs hundreds
-    of backtests over one file; the series is immutable)."""
-    return load_csv(path, interval=interval)
+    of backtests over one file; everything here is immutable), with each candle's closing kline
+    event as the stream would carry it and the open times for REST lookups."""
+    series = load_csv(path, interval=interval)
+    events = tuple(
+        KlineEvent(
+            symbol=series.symbol,
+            event_time=c.close_time,
+            interval=series.interval,
+            open_time=c.open_time,
+            close_time=c.close_time,
+            open=str(c.open),
+            high=str(c.high),
+            low=str(c.low),
+            close=str(c.close),
+            volume=str(c.volume),
+            trades=c.trades,
+            closed=True,
+        )
+        for c in series.candles
+    )
+    return series, events, [c.open_time for c in series.candles]
 
 
 class _Reports:
@@ -77,7 +98,9 @@ class InProcessExchange:
         levels_per_side: int = 20,
     ) -> None:
         market_id = symbol.replace("/", "")
-        series = _load_series(klines.resolve(), klines.stat().st_mtime_ns, interval)
+        series, self._events, self._open_times = _load_series(
+            klines.resolve(), klines.stat().st_mtime_ns, interval
+        )
         if series.symbol != market_id:
             raise ValueError(f"{klines} holds {series.symbol} candles, not {market_id}")
         # The simulator's exchange without its replay task: this driver is the replay. Its market
@@ -103,7 +126,6 @@ class InProcessExchange:
         account = self.trading.accounts.get(DEFAULT_API_KEY)  # 100000 USDT, 0 BTC, as in the demo
         assert account is not None
         self.account = account
-        self._open_times = [c.open_time for c in self.candles]
         self._recentre_on: Decimal | None = None
         self._queue: asyncio.Queue[OrderUpdate] = asyncio.Queue()
 
@@ -114,23 +136,9 @@ class InProcessExchange:
         history includes it, and the closing kline event the stream would carry is returned."""
         if index != self.closed:
             raise ValueError(f"candle {index} closed out of order (next is {self.closed})")
-        c = self.candles[index]
-        self._recentre_on = c.close
+        self._recentre_on = self.candles[index].close
         self.closed = index + 1
-        return KlineEvent(
-            symbol=self.market_id,
-            event_time=c.close_time,
-            interval=self.interval,
-            open_time=c.open_time,
-            close_time=c.close_time,
-            open=str(c.open),
-            high=str(c.high),
-            low=str(c.low),
-            close=str(c.close),
-            volume=str(c.volume),
-            trades=c.trades,
-            closed=True,
-        )
+        return self._events[index]
 
     def _book_on_close(self) -> None:
         """Re-centre the book on the last close, as the replay does before sending it. Done when

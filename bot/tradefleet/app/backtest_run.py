@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -73,84 +74,149 @@ class _NoBook:
         return None
 
 
+@dataclass
+class _Bot:
+    """One backtested bot: its own exchange (book, account), engine, order manager and lease."""
+
+    spec: BacktestSpec
+    config: BotConfig
+    exchange: InProcessExchange
+    engine: BotEngine
+    orders: OrderManager
+    end: int
+    tasks: list[asyncio.Task[Any]]
+
+    async def settle(self) -> None:
+        await self.engine.settle()
+        await self.orders.drain()
+        await self.exchange.drain()
+        for t in self.tasks:
+            if t.done():
+                t.result()  # a crash in the engine's workers must not pass as "no trades"
+
+
 async def run_backtest(spec: BacktestSpec, *, store_url: str = "sqlite://:memory:") -> BacktestResult:
+    """One bot over `spec`'s candles; see the module docstring."""
+    return (await run_fleet([spec], store_url=store_url))[0]
+
+
+async def run_fleet(
+    specs: Sequence[BacktestSpec], *, store_url: str = "sqlite://:memory:"
+) -> list[BacktestResult]:
+    """Several bots over the same candle file at once, as a fleet runs: one simulated clock, one
+    store (each bot's records under its own name), and per bot its own exchange, so no bot's orders
+    move another's fills. Each bot warms up on its own `long` candles before `start` and joins the
+    replay there. A fleet of one is `run_backtest`; a sweep runs fleets so the clock, the candle
+    events and the store's candle writes are shared instead of repeated per pair."""
+    if not specs:
+        return []
+    first = specs[0]
+
+    def data(s: BacktestSpec) -> tuple[object, ...]:
+        return (s.klines, s.symbol, s.interval, s.seed)
+
+    if any(data(s) != data(first) for s in specs):
+        raise ValueError("a fleet replays one candle file: klines, symbol, interval and seed must match")
     clock = SimulatedClock()
-    exchange = InProcessExchange(
-        spec.klines,
-        symbol=spec.symbol,
-        history=spec.start + spec.long_window,
-        clock=clock.now_ms,
-        interval=spec.interval,
-        seed=spec.seed,
-    )
-    end = len(exchange.candles) if spec.end is None else min(spec.end, len(exchange.candles))
-    if end - exchange.history < 1:
-        raise ValueError(
-            f"{spec.klines}: {end - spec.start} candles leave nothing after the "
-            f"{spec.long_window}-candle warm-up"
-        )
-    config = BotConfig(
-        name=f"backtest-{exchange.market_id.lower()}",
-        symbol=spec.symbol,
-        interval=exchange.interval,
-        short_window=spec.short_window,
-        long_window=spec.long_window,
-        quote_amount=spec.quote_amount,
-        mode="paper",
-        store_url=store_url,
-        warmup_extra=0,  # history is exactly the long window, as the demo serves it
-    )
     metrics = BotMetrics()
-    store = BufferedStore.from_config(open_store(store_url), config, metrics)
-    await store.store.open()
-    store.start()
-    lease = LocalLease("backtest", metrics=metrics, clock=clock.now_ms)
-    first = exchange.candles[exchange.history]
-    clock.set(first.open_time)
-    await lease.start()
-    engine = BotEngine(config, metrics, book=_NoBook(), rest=exchange, sink=store, clock=clock.now_ms)
-    orders = OrderManager(
-        config=config,
-        store=store,
-        execution=exchange,
-        lease=lease,
-        rules=await exchange.fetch_symbol_rules(spec.symbol),
-        metrics=metrics,
-        clock=clock.now_ms,
-    )
-    engine.orders = orders
-    tasks = [asyncio.create_task(engine.run_signals()), asyncio.create_task(orders.run())]
+    names: set[str] = set()
+    bots: list[_Bot] = []
+    store: BufferedStore | None = None
     try:
-        for i in range(exchange.history, end):
-            clock.set(exchange.candles[i].close_time)
-            engine.handle(exchange.close_candle(i))
-            # Everything this close caused finishes before time moves on (free when nothing did).
-            await engine.settle()
-            await orders.drain()
-            await exchange.drain()
-            for t in tasks:
-                if t.done():
-                    t.result()  # a crash in the engine's workers must not pass as "no trades"
-        await engine.settle()
-        await orders.drain()
-        await exchange.drain()
+        for spec in specs:
+            exchange = InProcessExchange(
+                spec.klines,
+                symbol=spec.symbol,
+                history=spec.start + spec.long_window,
+                clock=clock.now_ms,
+                interval=spec.interval,
+                seed=spec.seed,
+            )
+            end = len(exchange.candles) if spec.end is None else min(spec.end, len(exchange.candles))
+            if end - exchange.history < 1:
+                raise ValueError(
+                    f"{spec.klines}: {end - spec.start} candles leave nothing after the "
+                    f"{spec.long_window}-candle warm-up"
+                )
+            name = f"backtest-{exchange.market_id.lower()}"
+            if len(specs) > 1:
+                name += f"-{spec.short_window}-{spec.long_window}-{spec.start}"
+            if name in names:
+                raise ValueError(f"the same backtest twice in one fleet: {name}")
+            names.add(name)
+            config = BotConfig(
+                name=name,
+                symbol=spec.symbol,
+                interval=exchange.interval,
+                short_window=spec.short_window,
+                long_window=spec.long_window,
+                quote_amount=spec.quote_amount,
+                mode="paper",
+                store_url=store_url,
+                warmup_extra=0,  # history is exactly the long window, as the demo serves it
+            )
+            if store is None:
+                store = BufferedStore.from_config(open_store(store_url), config, metrics)
+                await store.store.open()
+                store.start()
+            bot_metrics = BotMetrics() if len(specs) > 1 else metrics
+            lease = LocalLease("backtest", metrics=bot_metrics, clock=clock.now_ms)
+            engine = BotEngine(
+                config, bot_metrics, book=_NoBook(), rest=exchange, sink=store, clock=clock.now_ms
+            )
+            orders = OrderManager(
+                config=config,
+                store=store,
+                execution=exchange,
+                lease=lease,
+                rules=await exchange.fetch_symbol_rules(spec.symbol),
+                metrics=bot_metrics,
+                clock=clock.now_ms,
+            )
+            engine.orders = orders
+            bots.append(_Bot(spec, config, exchange, engine, orders, end, []))
+        assert store is not None
+        start = min(b.exchange.history for b in bots)
+        clock.set(bots[0].exchange.candles[start].open_time)
+        for b in bots:
+            await b.orders.lease.start()
+            b.tasks += [asyncio.create_task(b.engine.run_signals()), asyncio.create_task(b.orders.run())]
+        candles = bots[0].exchange.candles
+        for i in range(start, max(b.end for b in bots)):
+            clock.set(candles[i].close_time)
+            busy = False
+            for b in bots:
+                if b.exchange.history <= i < b.end:
+                    b.engine.handle(b.exchange.close_candle(i))
+                    busy = busy or b.engine.has_pending_work()
+            if busy:  # everything this close caused finishes before time moves on
+                for b in bots:
+                    await b.settle()
+        for b in bots:
+            await b.settle()
     finally:
-        for t in tasks:
-            t.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*tasks, return_exceptions=True)
-        await engine.close()
+        for b in bots:
+            for t in b.tasks:
+                t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*b.tasks, return_exceptions=True)
+            await b.engine.close()
     try:
         await store.flush()
-        signals = await store.signals(config.name)
-        stored_orders = await store.orders(config.name)
+        return [await _result(b, store) for b in bots]
     finally:
         await store.close()
         await store.store.close()
+
+
+async def _result(bot: _Bot, store: BufferedStore) -> BacktestResult:
+    spec, config, exchange = bot.spec, bot.config, bot.exchange
+    signals = await store.signals(config.name)
+    stored_orders = await store.orders(config.name)
     candles = [
         Candle(spec.symbol, exchange.interval, c.open_time, c.close_time, c.open, c.high, c.low, c.close,
                c.volume)
-        for c in exchange.candles[spec.start : end]
+        for c in exchange.candles[spec.start : bot.end]
     ]  # fmt: skip
     history = exchange.history - spec.start
     live = candles[history:]
@@ -178,8 +244,15 @@ def quiet_logs() -> None:
 
 
 def backtest(spec: BacktestSpec, *, store_url: str = "sqlite://:memory:") -> BacktestResult:
-    """Synchronous entry (one event loop per run; also what each sweep worker calls)."""
+    """Synchronous entry: one event loop per run."""
     return asyncio.run(run_backtest(spec, store_url=store_url))
+
+
+def backtest_fleet(
+    specs: Sequence[BacktestSpec], *, store_url: str = "sqlite://:memory:"
+) -> list[BacktestResult]:
+    """Synchronous entry for a fleet (what each sweep worker calls)."""
+    return asyncio.run(run_fleet(specs, store_url=store_url))
 
 
 def result_json(result: BacktestResult, *, equity: bool = True) -> dict[str, Any]:

@@ -260,6 +260,10 @@ class BotEngine:
     async def drain_signals(self) -> None:
         await self._signals.join()
 
+    def has_pending_work(self) -> bool:
+        """A spawned fetch or a queued signal is waiting (checked without yielding to the loop)."""
+        return bool(self._tasks) or not self._signals.empty()
+
     async def settle(self) -> None:
         """Wait until every spawned fetch has posted its result and every queued signal has been
         handed on. A replay driver awaits this before it advances its simulated clock; when there
