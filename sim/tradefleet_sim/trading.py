@@ -37,7 +37,6 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -87,16 +86,9 @@ class Trading:
     """The order book of record for signed trading; one per simulator."""
 
     def __init__(
-        self,
-        exchange: Any,
-        accounts: Accounts | None = None,
-        *,
-        fee_rate: Decimal = TAKER_FEE,
-        clock: Callable[[], int] | None = None,
+        self, exchange: Any, accounts: Accounts | None = None, *, fee_rate: Decimal = TAKER_FEE
     ) -> None:
         self.exchange = exchange
-        # Order, fill and report times; an in-process backtest passes its simulated clock.
-        self.now_ms = clock or _wall_ms
         self.accounts = accounts or Accounts()
         self.streams = UserStreams(self.accounts)
         self.faults = TradingFaults()
@@ -214,7 +206,7 @@ class Trading:
         if self.faults.take("reject"):
             self.fault_counts["reject"] += 1
             raise BinanceError(400, -2010, self.faults.reject_msg)
-        now = self.now_ms()
+        now = _wall_ms()
         order = SimOrder(
             symbol=market.symbol,
             order_id=next(self._order_ids),
@@ -257,7 +249,7 @@ class Trading:
         if order.side == "SELL" and qty is not None:
             qty = min(qty, account.free(base_asset))
         raw = market.take_liquidity(order.side, base_qty=qty, quote_qty=quote) if (qty or quote) else []
-        now = self.now_ms()
+        now = _wall_ms()
         executed = cum = Decimal(0)
         for i, (price, q) in enumerate(raw):
             if order.side == "BUY" and price * q > account.free(quote_asset):
@@ -308,7 +300,7 @@ class Trading:
         if not order.is_open:
             raise BinanceError(400, -2011, "Unknown order sent.")
         order.status = "CANCELED"
-        order.update_time = self.now_ms()
+        order.update_time = _wall_ms()
         self.streams.publish(order.api_key, order.execution_report("CANCELED", "CANCELED", order.update_time))
         return order
 

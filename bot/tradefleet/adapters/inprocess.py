@@ -67,6 +67,21 @@ def _load_series(
     return series, events, [c.open_time for c in series.candles]
 
 
+class _OnClock:
+    """The simulator's exchange as its order matching sees it, but reading the backtest's clock:
+    order times, fills and executionReports are stamped with simulated time."""
+
+    def __init__(self, sim: SimExchange, clock: Callable[[], int]) -> None:
+        self._sim = sim
+        self._clock = clock
+
+    def now_ms(self) -> int:
+        return self._clock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sim, name)
+
+
 class _Reports:
     """Stands in for the simulator's user data streams: keeps the account's executionReports."""
 
@@ -120,7 +135,7 @@ class InProcessExchange:
             bids, asks = self.generator.seed(self.candles[self.history].open)
             self.market.seed(bids, asks, update_id=1_000_000)
         self.clock = clock
-        self.trading = Trading(self.sim, clock=clock)
+        self.trading = Trading(_OnClock(self.sim, clock))
         self.reports = _Reports()
         self.trading.streams = self.reports  # type: ignore[assignment]
         account = self.trading.accounts.get(DEFAULT_API_KEY)  # 100000 USDT, 0 BTC, as in the demo
