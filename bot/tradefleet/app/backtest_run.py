@@ -28,7 +28,7 @@ from tradefleet.adapters.inprocess import InProcessExchange
 from tradefleet.config import BotConfig
 from tradefleet.coord.lease import LocalLease
 from tradefleet.domain.clock import SimulatedClock
-from tradefleet.domain.models import Candle, Order, Signal
+from tradefleet.domain.models import Candle, Order, Position, Signal
 from tradefleet.domain.performance import Fill, Performance, evaluate
 from tradefleet.engine.order_manager import OrderManager
 from tradefleet.engine.pipeline import BotEngine
@@ -58,6 +58,7 @@ class BacktestResult:
     signals: list[Signal]
     orders: list[Order]
     performance: Performance
+    position: Position  # the bot's own books (realized P&L as the live bot and the demo report it)
 
 
 class _NoBook:
@@ -213,6 +214,7 @@ async def _result(bot: _Bot, store: BufferedStore) -> BacktestResult:
     spec, config, exchange = bot.spec, bot.config, bot.exchange
     signals = await store.signals(config.name)
     stored_orders = await store.orders(config.name)
+    position = await store.load_position(config.name, config.symbol) or Position(config.name, config.symbol)
     candles = [
         Candle(spec.symbol, exchange.interval, c.open_time, c.close_time, c.open, c.high, c.low, c.close,
                c.volume)
@@ -228,7 +230,7 @@ async def _result(bot: _Bot, store: BufferedStore) -> BacktestResult:
         interval_ms=config.interval_ms,
         fee_rate=config.fee_rate,
     )
-    return BacktestResult(spec, config, candles, history, signals, stored_orders, perf)
+    return BacktestResult(spec, config, candles, history, signals, stored_orders, perf, position)
 
 
 def _fill(o: Order) -> Fill:
@@ -271,6 +273,9 @@ def result_json(result: BacktestResult, *, equity: bool = True) -> dict[str, Any
         "to": iso_ms(p.end_time),
         "signals": len(result.signals),
         **p.summary(),
+        # The bot's own books, the figure the live bot and the demo report (to the last digit).
+        "realized_pnl_quote": format(result.position.realized_pnl_quote, "f"),
+        "position_qty": format(result.position.qty, "f"),
         "trades": [
             {
                 "entry_time": iso_ms(t.entry_time),

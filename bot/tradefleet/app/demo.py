@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import functools
 import json
 import logging
 import os
@@ -177,6 +178,12 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             os.environ["TRADEFLEET_API_KEY"] = DEFAULT_API_KEY
             os.environ["TRADEFLEET_API_SECRET"] = DEFAULT_API_SECRET
         runtime = BotRuntime(config, BotMetrics(), holder="demo")
+        replay = sim.exchange.klines
+        if replay is not None:
+            # Lockstep: after each close the replay (and the book) wait until the bot has processed
+            # it and every order it caused is answered and applied, so time only moves on when the
+            # instant is done and the result cannot depend on how busy the machine is.
+            replay.gate = functools.partial(bot_caught_up, runtime, replay)
         bot_task = asyncio.create_task(runtime.run())
         if not args.quiet:
             print(
@@ -193,9 +200,19 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(bot_task, 30)
         sim_orders = _sim_orders(sim.exchange)
-    summary = await summarize(config, store_path, sim_orders, view)
+    summary = await summarize(config, store_path, sim_orders, view, klines=klines, relabel=args.interval)
     print(json.dumps(summary, separators=(",", ":")), file=out, flush=True)
     return 0 if summary["duplicates"] == 0 and view.error is None else 1
+
+
+def bot_caught_up(runtime: Any, replay: Any) -> bool:
+    """The bot has decided on the replay's last closed candle and nothing it caused is in flight."""
+    engine, orders = runtime.engine, runtime.orders
+    if engine is None or orders is None or not orders.trading_ready or replay.position == 0:
+        return False
+    seen = engine.strategy.candle_clock.last_open_time
+    last = replay.candles[replay.position - 1].open_time
+    return bool(seen is not None and seen >= last and not engine.has_pending_work() and orders.idle())
 
 
 def _unified(market_id: str) -> str:
@@ -303,7 +320,13 @@ def _fmt(v: Decimal | None) -> str:
 
 
 async def summarize(
-    config: BotConfig, store_path: Path, sim_orders: dict[str, Any], view: LiveView
+    config: BotConfig,
+    store_path: Path,
+    sim_orders: dict[str, Any],
+    view: LiveView,
+    *,
+    klines: Path | None = None,
+    relabel: str | None = None,
 ) -> dict[str, Any]:
     from tradefleet.store import open_store
 
@@ -316,7 +339,23 @@ async def summarize(
     finally:
         await store.close()
     filled = [o for o in orders if o.filled_qty > 0]
-    backtest = naive_backtest(signals, quote_amount=config.quote_amount, fee_rate=config.fee_rate)
+    naive = naive_backtest(signals, quote_amount=config.quote_amount, fee_rate=config.fee_rate)
+    pnl = position.realized_pnl_quote if position else Decimal(0)
+    exact: dict[str, Any] = {}
+    if klines is not None:
+        # The same bot code over the same candles on a simulated clock (`tradefleet backtest`).
+        from tradefleet.app.backtest_run import BacktestSpec, run_backtest
+
+        bt = await run_backtest(
+            BacktestSpec(klines, config.symbol, config.short_window, config.long_window,
+                         config.quote_amount, interval=relabel)
+        )  # fmt: skip
+        exact = {
+            "backtest_realized_pnl_quote": format(bt.position.realized_pnl_quote, "f"),
+            "backtest_position_qty": format(bt.position.qty, "f"),
+            "backtest_orders": len(bt.orders),
+            "pnl_equals_backtest": pnl == bt.position.realized_pnl_quote,
+        }
     return {
         "event": "summary",
         "bot": config.name,
@@ -327,9 +366,9 @@ async def summarize(
         "orders": len(orders),
         "filled": len(filled),
         "position_qty": format(position.qty if position else Decimal(0), "f"),
-        "realized_pnl_quote": format(position.realized_pnl_quote if position else Decimal(0), "f"),
-        "backtest_realized_pnl_quote": format(backtest.realized_pnl_quote, "f"),
-        "backtest_position_qty": format(backtest.position_qty, "f"),
+        "realized_pnl_quote": format(pnl, "f"),
+        **exact,
+        "naive_backtest_realized_pnl_quote": format(naive.realized_pnl_quote, "f"),
         "duplicates": int(sim_orders.get("duplicates", 0)),
         "sim_orders": len(sim_orders.get("orders", [])) if sim_orders else None,
         "store": str(store_path),

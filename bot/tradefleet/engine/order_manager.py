@@ -130,6 +130,7 @@ class OrderManager:
         self._last_send: dict[str, float] = {}
         self._signals: asyncio.Queue[tuple[Signal, float]] = asyncio.Queue()
         self._lock = asyncio.Lock()
+        self._unfinished = 0  # signals queued or being acted on
         self._ready = asyncio.Event()
         self._draining = False
 
@@ -137,7 +138,12 @@ class OrderManager:
 
     def submit_signal(self, signal: Signal) -> None:
         """Queue a signal; the manager's own task handles signals one at a time, in order."""
+        self._unfinished += 1
         self._signals.put_nowait((signal, time.monotonic()))
+
+    def idle(self) -> bool:
+        """No signal waiting or being acted on and no order still open (checked without yielding)."""
+        return self._unfinished == 0 and not self._open_orders()
 
     async def drain(self) -> None:
         """Wait until every queued signal has been acted on (stored, sent, answered, applied). A
@@ -189,6 +195,7 @@ class OrderManager:
                 try:
                     await self._handle(signal, queued_at)
                 finally:
+                    self._unfinished -= 1
                     self._signals.task_done()
 
     async def drain(self, timeout_s: float) -> bool:

@@ -110,6 +110,7 @@ class BotEngine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._spawn = spawn or self._spawn_task
         self._signals: asyncio.Queue[Signal] = asyncio.Queue()
+        self._unfinished_signals = 0  # queued or being recorded, not yet handed to the order manager
         self._last_sample_ms = 0
         self._pending_ticker: BookTicker | None = None
         self._ticker_checks = {
@@ -123,7 +124,7 @@ class BotEngine:
             metrics,
             post=self.handle,
             spawn=self._spawn,
-            on_signal=self._signals.put_nowait,
+            on_signal=self._queue_signal,
             on_candle=self._on_candle,
             clock=clock,
         )
@@ -255,14 +256,19 @@ class BotEngine:
                     log_event(log, "publish_failed", logging.WARNING, kind="signal", error=str(e))
             if self.orders is not None:
                 self.orders.submit_signal(signal)
+            self._unfinished_signals -= 1
             self._signals.task_done()
 
     async def drain_signals(self) -> None:
         await self._signals.join()
 
+    def _queue_signal(self, signal: Signal) -> None:
+        self._unfinished_signals += 1
+        self._signals.put_nowait(signal)
+
     def has_pending_work(self) -> bool:
-        """A spawned fetch or a queued signal is waiting (checked without yielding to the loop)."""
-        return bool(self._tasks) or not self._signals.empty()
+        """A fetch is in flight or a signal is not yet handed on (checked without yielding)."""
+        return bool(self._tasks) or self.strategy.fetching is not None or self._unfinished_signals > 0
 
     async def settle(self) -> None:
         """Wait until every spawned fetch has posted its result and every queued signal has been
