@@ -525,3 +525,6 @@ class BufferedStore:
 
     async def load_position(self, bot: str, symbol: str) -> Position | None:
         return await self.store.load_position(bot, symbol)
+
+    async def bots(self) -> list[str]:
+        return await self.store.bots()

@@ -428,6 +428,10 @@ class SqliteStore:
         )
         return [_price_from(r) for r in reversed(rows)]
 
+    async def bots(self) -> list[str]:
+        rows = await self._select("SELECT bot FROM signals UNION SELECT bot FROM orders ORDER BY bot", ())
+        return [r["bot"] for r in rows]
+
     async def load_position(self, bot: str, symbol: str) -> Position | None:
         rows = await self._select(
             "SELECT bot, symbol, qty, cost_quote, realized_pnl_quote, updated_at FROM positions "
