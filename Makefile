@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-latest lint check install bench clean kind-up kind-down helm-venv
+.PHONY: demo test test-latest lint check install bench bench-backtest clean kind-up kind-down helm-venv
 
 # The tests run on the locked versions (requirements/test.lock: the images' runtime pins plus the
 # test tools, with hashes), so a new upstream release cannot turn CI red by itself; `make test-latest`
@@ -43,6 +43,11 @@ test-latest:
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingest --quick
+
+# The real engine's parameter grid vs backtesting.py (installed here from the bench extra) and numpy.
+bench-backtest: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.backtest
 
 clean:
 	rm -rf $(VENV) .venv-latest .pytest_cache .mypy_cache .ruff_cache build *.egg-info

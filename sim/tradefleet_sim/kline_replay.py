@@ -94,6 +94,14 @@ class KlineReplay:
     def pause(self) -> None:
         self._running.clear()
 
+    def resend_close(self, stream: str) -> None:
+        """Lockstep (`gate`): a client that (re)subscribes while the replay waits for it gets the
+        last close again. A close lost in a dropped connection would otherwise hold the replay
+        forever (the client only notices a missing close when the next one arrives); clients
+        ignore a close they already have. Registered as a hub `on_subscribe` hook by the demo."""
+        if stream == self.stream and self.gate is not None and self.closes_sent and self.position:
+            self._send(self.candles[self.position - 1], closed=True)
+
     def on_subscribe(self, stream: str) -> None:
         if stream == self.stream and not self.started:
             self.start(forced=False)

@@ -136,6 +136,8 @@ def _html(
 
     skip = ("trades", "equity_curve", "sweep", "walk_forward", "event")
     summary = {k: v for k, v in doc.items() if k not in skip}
+    for key in ("realized_pnl_quote", "fees_quote"):  # exact in the JSON; 8 decimals for people
+        summary[key] = f"{Decimal(str(summary[key])):.8f}"
     c = result.config
     page = BacktestPage(
         title=f"tradefleet backtest — {c.symbol} {c.interval} SMA {c.short_window}/{c.long_window}",

@@ -35,6 +35,9 @@ from tradefleet.engine.pipeline import BotEngine
 from tradefleet.metrics import BotMetrics
 from tradefleet.store import BufferedStore, open_store
 
+MEMORY = "sqlite://:memory:"
+"""Where sweeps keep their records (one run: a SQLite file, so the report and SQL work on it)."""
+
 
 @dataclass(frozen=True)
 class BacktestSpec:
@@ -96,14 +99,12 @@ class _Bot:
                 t.result()  # a crash in the engine's workers must not pass as "no trades"
 
 
-async def run_backtest(spec: BacktestSpec, *, store_url: str = "sqlite://:memory:") -> BacktestResult:
+async def run_backtest(spec: BacktestSpec, *, store_url: str = MEMORY) -> BacktestResult:
     """One bot over `spec`'s candles; see the module docstring."""
     return (await run_fleet([spec], store_url=store_url))[0]
 
 
-async def run_fleet(
-    specs: Sequence[BacktestSpec], *, store_url: str = "sqlite://:memory:"
-) -> list[BacktestResult]:
+async def run_fleet(specs: Sequence[BacktestSpec], *, store_url: str = MEMORY) -> list[BacktestResult]:
     """Several bots over the same candle file at once, as a fleet runs: one simulated clock, one
     store (each bot's records under its own name), and per bot its own exchange, so no bot's orders
     move another's fills. Each bot warms up on its own `long` candles before `start` and joins the
@@ -215,22 +216,42 @@ async def _result(bot: _Bot, store: BufferedStore) -> BacktestResult:
     signals = await store.signals(config.name)
     stored_orders = await store.orders(config.name)
     position = await store.load_position(config.name, config.symbol) or Position(config.name, config.symbol)
-    candles = [
-        Candle(spec.symbol, exchange.interval, c.open_time, c.close_time, c.open, c.high, c.low, c.close,
-               c.volume)
-        for c in exchange.candles[spec.start : bot.end]
-    ]  # fmt: skip
+    every, times, closes = _candles(exchange.candles, spec.symbol, exchange.interval)
+    candles = list(every[spec.start : bot.end])
     history = exchange.history - spec.start
-    live = candles[history:]
     perf = evaluate(
-        [c.close_time for c in live],
-        [c.close for c in live],
+        times[exchange.history : bot.end],
+        closes[exchange.history : bot.end],
         [_fill(o) for o in stored_orders if o.filled_qty > 0],
         capital=spec.quote_amount,
         interval_ms=config.interval_ms,
         fee_rate=config.fee_rate,
     )
     return BacktestResult(spec, config, candles, history, signals, stored_orders, perf, position)
+
+
+_CANDLES: dict[tuple[int, str, str], tuple[object, tuple[Candle, ...], list[int], list[Decimal]]] = {}
+
+
+def _candles(
+    series: tuple[Any, ...], symbol: str, interval: str
+) -> tuple[tuple[Candle, ...], list[int], list[Decimal]]:
+    """The replayed candles as the bot's `Candle`s, close times and closes, once per series and
+    process (a sweep evaluates hundreds of bots on the same cached series). Keyed by the series'
+    identity (hashing 3,000 candles would cost more than building them); the entry keeps the series
+    alive so the identity cannot be reused."""
+    key = (id(series), symbol, interval)
+    hit = _CANDLES.get(key)
+    if hit is None or hit[0] is not series:
+        candles = tuple(
+            Candle(symbol, interval, c.open_time, c.close_time, c.open, c.high, c.low, c.close, c.volume)
+            for c in series
+        )
+        hit = (series, candles, [c.close_time for c in candles], [c.close for c in candles])
+        if len(_CANDLES) >= 8:
+            _CANDLES.clear()
+        _CANDLES[key] = hit
+    return hit[1], hit[2], hit[3]
 
 
 def _fill(o: Order) -> Fill:
@@ -245,16 +266,23 @@ def quiet_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def backtest(spec: BacktestSpec, *, store_url: str = "sqlite://:memory:") -> BacktestResult:
+def backtest(spec: BacktestSpec, *, store_url: str = MEMORY) -> BacktestResult:
     """Synchronous entry: one event loop per run."""
-    return asyncio.run(run_backtest(spec, store_url=store_url))
+    return backtest_fleet([spec], store_url=store_url)[0]
 
 
-def backtest_fleet(
-    specs: Sequence[BacktestSpec], *, store_url: str = "sqlite://:memory:"
-) -> list[BacktestResult]:
+def backtest_fleet(specs: Sequence[BacktestSpec], *, store_url: str = MEMORY) -> list[BacktestResult]:
     """Synchronous entry for a fleet (what each sweep worker calls)."""
-    return asyncio.run(run_fleet(specs, store_url=store_url))
+    out: list[BacktestResult] = []
+
+    async def main() -> None:
+        # The results leave through `out`, not as the task's result: on exit, asyncio.run (3.11)
+        # restores its SIGINT handler and the enum lookup formats the main task's repr, result
+        # included -- every candle of every result, 20 ms a bot.
+        out.extend(await run_fleet(specs, store_url=store_url))
+
+    asyncio.run(main())
+    return out
 
 
 def result_json(result: BacktestResult, *, equity: bool = True) -> dict[str, Any]:

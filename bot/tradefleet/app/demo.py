@@ -213,6 +213,7 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             # it and every order it caused is answered and applied, so time only moves on when the
             # instant is done and the result cannot depend on how busy the machine is.
             replay.gate = functools.partial(bot_caught_up, runtime, replay)
+            sim.exchange.hub.on_subscribe.append(replay.resend_close)
         bot_task = asyncio.create_task(runtime.run())
         if not args.quiet:
             how = (

@@ -126,6 +126,7 @@ def evaluate(
     equity: list[float] = []
     exposed = 0
     k = 0
+    cash_f, qty_f = float(cash), 0.0  # float mirrors for the curve (money stays Decimal)
     for t, close in zip(times, closes, strict=True):
         while k < len(ordered) and ordered[k].time <= t:
             f = ordered[k]
@@ -157,9 +158,10 @@ def evaluate(
                     trips.append(RoundTrip(entry[0], entry[1], f.time, price, sold, pnl, _ratio(pnl, cost)))
                     dust_qty, dust_cost = entry[2] - sold, entry[3] - cost
                     entry = None
+            cash_f, qty_f = float(cash), float(qty)
         if entry is not None:
             exposed += 1
-        equity.append(float(cash + qty * close))
+        equity.append(cash_f + qty_f * float(close))
     if entry is not None and entry[2] > 0:
         pnl = entry[2] * closes[-1] - entry[3]
         trips.append(RoundTrip(entry[0], entry[1], None, None, entry[2], pnl, _ratio(pnl, entry[3])))
