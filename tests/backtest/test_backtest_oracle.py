@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.strategy.test_oracle_real_btcusdt import CSV, closed_candles, pandas_crossings
-from tradefleet.app.backtest_run import BacktestSpec, backtest, result_json
+from tradefleet.app.backtest_run import BacktestSpec, backtest, backtest_fleet, result_json
 from tradefleet.domain.backtest import naive_backtest
 from tradefleet.domain.models import OrderStatus, Side
 
@@ -103,7 +103,7 @@ def test_cli_writes_json_html_and_store_and_report_reads_the_store(tmp_path: Pat
     assert 'id="equity"' in (tmp_path / "run.html").read_text()
     report = subprocess.run(
         [sys.executable, "-m", "tradefleet.app.cli", "report", "--store", f"sqlite:///{out}.sqlite",
-         "--bot", "backtest-btcusdt", "--out", str(tmp_path / "report.html")],
+         "--out", str(tmp_path / "report.html")],  # no --bot: the store's only bot
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert report.returncode == 0, report.stderr
@@ -120,3 +120,24 @@ def test_cli_refuses_bad_input_with_a_clear_message(tmp_path: Path) -> None:
         cmd = [sys.executable, "-m", "tradefleet.app.cli", "backtest", "--out", str(tmp_path / "x"), *args]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+
+
+def test_report_without_bot_names_the_bots_of_a_store_that_holds_several(tmp_path: Path) -> None:
+    store = tmp_path / "fleet.sqlite"
+    backtest_fleet(
+        [BacktestSpec(CSV, "BTC/USDT", 20, 100), BacktestSpec(CSV, "BTC/USDT")],
+        store_url=f"sqlite:///{store}",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "tradefleet.app.cli",
+        "report",
+        "--store",
+        str(store),
+        "--out",
+        str(tmp_path / "r.html"),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2
+    assert "backtest-btcusdt-20-100-0, backtest-btcusdt-50-200-0" in proc.stderr, proc.stderr
