@@ -128,7 +128,8 @@ async def load(config: BotConfig, store_url: str, last: int = 0) -> ReportData:
 
 
 async def _only_bot(config: BotConfig, store_url: str) -> BotConfig:
-    """Without --bot: the store's only bot, or a clear error naming the bots present."""
+    """Without --bot: the store's only bot, or a clear error naming the bots present (a store with no
+    bot's records yet keeps the default name: its candles are still worth a page)."""
     store = open_store(store_url)
     await store.open()
     try:
@@ -138,7 +139,7 @@ async def _only_bot(config: BotConfig, store_url: str) -> BotConfig:
     if len(names) == 1:
         return config.replace(name=names[0])
     if not names:
-        raise ConfigError(f"{redact_url(store_url)} holds no bot's signals or orders yet")
+        return config  # candles only (a bot still warming up): the page shows them and says so
     raise ConfigError(
         f"{redact_url(store_url)} holds several bots; choose one with --bot: {', '.join(names)}"
     )
