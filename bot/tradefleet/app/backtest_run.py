@@ -92,7 +92,7 @@ class _Bot:
 
     async def settle(self) -> None:
         await self.engine.settle()
-        await self.orders.drain()
+        await self.orders.settle()
         await self.exchange.drain()
         for t in self.tasks:
             if t.done():

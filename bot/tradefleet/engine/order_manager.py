@@ -145,9 +145,9 @@ class OrderManager:
         """No signal waiting or being acted on and no order still open (checked without yielding)."""
         return self._unfinished == 0 and not self._open_orders()
 
-    async def drain(self) -> None:
+    async def settle(self) -> None:
         """Wait until every queued signal has been acted on (stored, sent, answered, applied). A
-        replay driver awaits this before it advances its simulated clock."""
+        replay driver awaits this before it advances its simulated clock (`drain` is shutdown's)."""
         await self._signals.join()
 
     async def recover(self) -> None:
