@@ -10,7 +10,7 @@ NATIVE_STAMP := $(VENV)/.native
 CARGO_TARGET_DIR ?= /var/cache/tradefleet/native-target
 export PATH := $(PATH):$(HOME)/.cargo/bin
 
-.PHONY: demo test test-latest lint check install bench clean kind-up kind-down k8s-build cluster-up cluster-down
+.PHONY: demo test test-latest lint check install bench bench-backtest clean kind-up kind-down k8s-build cluster-up cluster-down
 
 # The tests run on the locked versions (requirements/test.lock: the images' runtime pins plus the
 # test tools, with hashes), so a new upstream release cannot turn CI red by itself; `make test-latest`
@@ -64,6 +64,11 @@ test-latest:
 bench: install
 	$(BIN)/pip install --quiet cryptofeed==2.4.1  # the `bench` extra: a peer the benchmark compares
 	$(BIN)/python -m bench.ingest --quick
+
+# The real engine's parameter grid vs backtesting.py (installed here from the bench extra) and numpy.
+bench-backtest: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.backtest
 
 clean:
 	rm -rf $(VENV) .venv-latest .pytest_cache .mypy_cache .ruff_cache build *.egg-info

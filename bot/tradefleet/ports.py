@@ -134,6 +134,10 @@ class Store(Protocol):
 
     async def load_position(self, bot: str, symbol: str) -> Position | None: ...
 
+    async def bots(self) -> list[str]:
+        """Names of the bots with signals or orders in this store, sorted (for `tradefleet report`)."""
+        ...
+
 
 class Lease(Protocol):
     """Leadership of one bot among its replicas. Only the holder may submit orders, and only while

@@ -246,6 +246,8 @@ class SimExchange:
                 ):
                     await asyncio.sleep(0.002)
                 await asyncio.sleep(0)
+            if self.klines is not None and self.klines.holding() == "waiting":
+                continue  # lockstep: the book stays on the close until the client is done with it
             bids, asks = gen.next_diff(market.book)
             market.apply(bids, asks)
             if trade_rng.random() < self.options.trade_probability:

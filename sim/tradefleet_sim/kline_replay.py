@@ -89,6 +89,8 @@ class KlineReplay:
         self._running = asyncio.Event()
         self.frames_sent = 0
         self.closes_sent = 0
+        # Lockstep (the demo): after each close, hold until the client says it has processed it.
+        self.gate: Callable[[], bool] | None = None
         self._clock_base = 0
         self._clock_cap: int | None = None
         self._clock_set = time.monotonic()
@@ -145,6 +147,14 @@ class KlineReplay:
     def pause(self) -> None:
         self._running.clear()
 
+    def resend_close(self, stream: str) -> None:
+        """Lockstep (`gate`): a client that (re)subscribes while the replay waits for it gets the
+        last close again. A close lost in a dropped connection would otherwise hold the replay
+        forever (the client only notices a missing close when the next one arrives); clients
+        ignore a close they already have. Registered as a hub `on_subscribe` hook by the demo."""
+        if stream == self.stream and self.gate is not None and self.closes_sent and self.position:
+            self._send(self.candles[self.position - 1], closed=True)
+
     def on_subscribe(self, stream: str) -> None:
         if stream.startswith(f"{self.symbol.lower()}@kline_") and not self.started:
             self.start(forced=False)
@@ -156,6 +166,8 @@ class KlineReplay:
         subscribed to its stream (a bot reconnecting after a drop misses no close and finds the
         book still on the last close), and every replay holds during a stall fault (the frames
         it would send could only pile up)."""
+        if self.gate is not None and self.closes_sent and not self.gate():
+            return "waiting"  # lockstep: the client has not finished with the last close yet
         if not self._running.is_set():
             return "paused"
         if self._stalled_until() > time.monotonic():
@@ -185,7 +197,7 @@ class KlineReplay:
             if reason == "paused":
                 await self._running.wait()
             else:
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.001 if reason == "waiting" else 0.01)
         return waited
 
     # -- clock -------------------------------------------------------------------------------

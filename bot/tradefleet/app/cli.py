@@ -9,6 +9,7 @@ import sys
 COMMANDS = {
     "bot": ("tradefleet.app.bot_main", "run one trading bot (config from --config and TRADEFLEET_*)"),
     "demo": ("tradefleet.app.demo", "simulator + bot on embedded defaults, live view in the terminal"),
+    "backtest": ("tradefleet.app.backtest", "the live engine over candle history: statistics, HTML, sweeps"),
     "sim": ("tradefleet_sim.cli", "the Binance-compatible exchange simulator"),
     "operator": ("tradingbot_operator.cli", "the kopf operator that runs one bot per TradingBot"),
     "report": ("tradefleet.app.report", "render price, SMAs, signals and orders from a store to HTML"),

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import functools
 import json
 import logging
 import os
@@ -58,7 +59,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--http-port", type=int, default=0, help="bot's /metrics /status port (0: any free port)")
     p.add_argument("--log", default="tradefleet-demo.log", help="full JSON log of the bot")
     p.add_argument("--max-seconds", type=float, default=900.0, help="stop after this long regardless")
-    p.add_argument("--quiet", action="store_true", help="no live view lines, only JSON lines")
+    p.add_argument(
+        "--quiet", action="store_true", help="no live view: only JSON lines (signals, orders, summary)"
+    )
+    p.add_argument("--json", action="store_true",
+                   help="also print signals, orders and the summary as JSON (always in --log)")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -91,13 +96,37 @@ class _StdoutEvents(logging.Filter):
         return getattr(record, "event", None) in ("signal", "order")
 
 
-def setup_demo_logging(log_path: Path, out: TextIO) -> None:
+class _HumanEvents(logging.Formatter):
+    """A signal or an order as one short line of the terminal view (the JSON goes to the log)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        f = record.__dict__
+        if f.get("event") == "signal":
+            day = str(f.get("candle_open_time", ""))[:10]
+            return (
+                f"  {day} {f.get('side')} signal: close {_num(f.get('close'))}"
+                f" sma {_num(f.get('sma_short'))} / {_num(f.get('sma_long'))}"
+            )
+        price = f.get("avg_price")
+        at = f" @ {_num(price)}" if price not in (None, "None") else ""
+        side, status, qty = f.get("side"), f.get("status"), f.get("filled_qty")
+        return f"  order {side} {status} {qty}{at} {f.get('client_order_id')}"
+
+
+def _num(value: object) -> str:
+    try:
+        return f"{Decimal(str(value)):.2f}"
+    except ArithmeticError:
+        return str(value)
+
+
+def setup_demo_logging(log_path: Path, out: TextIO, *, json_lines: bool = True) -> None:
     root = logging.getLogger()
     root.handlers.clear()
     file_handler = logging.FileHandler(log_path, mode="w")
     file_handler.setFormatter(JsonFormatter())
     shown = logging.StreamHandler(out)
-    shown.setFormatter(JsonFormatter())
+    shown.setFormatter(JsonFormatter() if json_lines else _HumanEvents())
     shown.addFilter(_StdoutEvents())
     root.addHandler(file_handler)
     root.addHandler(shown)
@@ -137,7 +166,8 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         raise ConfigError(f"{klines} has {rows} rows; the long window {args.long} needs more")
 
     store_path = fresh_store(args.store)
-    setup_demo_logging(Path(args.log), out)
+    json_lines = args.quiet or args.json
+    setup_demo_logging(Path(args.log), out, json_lines=json_lines)
 
     options = SimOptions.from_mapping(
         {
@@ -178,14 +208,28 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             os.environ["TRADEFLEET_API_KEY"] = DEFAULT_API_KEY
             os.environ["TRADEFLEET_API_SECRET"] = DEFAULT_API_SECRET
         runtime = BotRuntime(config, BotMetrics(), holder="demo")
+        replay = sim.exchange.klines
+        if replay is not None:
+            # Lockstep: after each close the replay (and the book) wait until the bot has processed
+            # it and every order it caused is answered and applied, so time only moves on when the
+            # instant is done and the result cannot depend on how busy the machine is.
+            replay.gate = functools.partial(bot_caught_up, runtime, replay)
+            sim.exchange.hub.on_subscribe.append(replay.resend_close)
         bot_task = asyncio.create_task(runtime.run())
         if not args.quiet:
-            print(
-                f"tradefleet demo: simulator at {sim.rest_url}; bot {config.name} trades {symbol} "
-                f"{interval} SMA {args.short}/{args.long} ({args.mode}); store {store_path}; log {args.log}",
-                file=out,
-                flush=True,
+            how = (
+                "signed orders to the simulator (the bot's testnet mode)"
+                if args.mode == "exchange"
+                else "paper fills on the bot's own book (the bot's paper mode)"
             )
+            banner = [
+                f"tradefleet demo: bot {config.name}, {symbol} {interval}, SMA {args.short}/{args.long}",
+                f"  orders: {how}",
+                f"  simulator {sim.rest_url}, in lockstep with the bot, up to {args.speed:g} candles/s",
+                f"  store {store_path}",
+                f"  log {args.log} (JSON lines{'' if json_lines else '; add --json to print them here too'})",
+            ]
+            print("\n".join(banner), file=out, flush=True)
         view = LiveView(runtime, sim.exchange, out, quiet=args.quiet)
         try:
             await view.until_done(max_seconds=args.max_seconds, bot_task=bot_task)
@@ -194,9 +238,22 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(bot_task, 30)
         sim_orders = _sim_orders(sim.exchange)
-    summary = await summarize(config, store_path, sim_orders, view)
-    print(json.dumps(summary, separators=(",", ":")), file=out, flush=True)
+    summary = await summarize(config, store_path, sim_orders, view, klines=klines, relabel=args.interval)
+    if not args.quiet:
+        print(human_summary(summary), file=out, flush=True)
+    if json_lines:
+        print(json.dumps(summary, separators=(",", ":")), file=out, flush=True)
     return 0 if summary["duplicates"] == 0 and view.error is None else 1
+
+
+def bot_caught_up(runtime: Any, replay: Any) -> bool:
+    """The bot has decided on the replay's last closed candle and nothing it caused is in flight."""
+    engine, orders = runtime.engine, runtime.orders
+    if engine is None or orders is None or not orders.trading_ready or replay.position == 0:
+        return False
+    seen = engine.strategy.candle_clock.last_open_time
+    last = replay.candles[replay.position - 1].open_time
+    return bool(seen is not None and seen >= last and not engine.has_pending_work() and orders.idle())
 
 
 def _unified(market_id: str) -> str:
@@ -226,6 +283,7 @@ class LiveView:
         self._last_msgs = 0.0
         self._last_t = time.monotonic()
         self.started = time.monotonic()
+        self._first_position: int | None = None
 
     def sample(self, name: str, **labels: str) -> float:
         value = self.runtime.metrics.registry.get_sample_value(name, labels or None)
@@ -261,35 +319,46 @@ class LiveView:
             last_candle = candle
         self.error = f"demo did not finish within {max_seconds} s"
 
+    def progress(self) -> tuple[float, str]:
+        """(% of the history replayed, ETA) from the replay's position and its pace so far."""
+        replay = getattr(self.exchange, "klines", None)
+        if replay is None or not replay.candles:
+            return 0.0, "-"
+        total = len(replay.candles)
+        done = replay.position
+        first = self._first_position if self._first_position is not None else done
+        self._first_position = first
+        pct = 100.0 * done / total
+        elapsed = time.monotonic() - self.started
+        rate = (done - first) / elapsed if elapsed > 0 else 0.0
+        eta = (
+            f"{(total - done) / rate:.0f}s" if rate > 0 and done < total else ("0s" if done >= total else "-")
+        )
+        return pct, eta
+
     def line(self) -> str:
+        """One status line, at most 100 columns."""
         rt = self.runtime
         now = time.monotonic()
         msgs = self.sample("tradefleet_messages_total", stream="depth")
         rate = (msgs - self._last_msgs) / max(now - self._last_t, 1e-6)
         self._last_msgs, self._last_t = msgs, now
-        top = rt.book.top() if rt.book is not None else None
-        book = "book syncing"
-        if top is not None and rt.book.in_sync:
-            bid, _, ask, _ = top
-            book = f"bid {bid} ask {ask} spread {ask - bid}"
+        pct, eta = self.progress()
         strat = rt.engine.strategy if rt.engine else None
-        sma = ""
+        market = "warming up"
         if strat is not None and strat.cross.last_open_time is not None:
             s, lng = strat.cross.short.value, strat.cross.long.value
-            sma = (
-                f" | {iso_ms(strat.cross.last_open_time)[:10]} close {strat.live_close}"
-                f" sma{rt.config.short_window} {_fmt(s)} sma{rt.config.long_window} {_fmt(lng)}"
-            )
-        pos = rt.orders.position.qty if rt.orders is not None else Decimal(0)
-        faults = (
-            f"gaps {self.sample('tradefleet_sequence_gaps_total'):.0f}"
-            f" resyncs {self.sample('tradefleet_resyncs_total'):.0f}"
-            f" reconnects {sum(self._reconnects()):.0f}"
-            f" malformed {self.sample('tradefleet_malformed_frames_total'):.0f}"
-        )
+            close = strat.live_close
+            day = iso_ms(strat.cross.last_open_time)[:10]
+            market = f"{day} {_fmt(close, 0)} sma {_fmt(s, 0)}/{_fmt(lng, 0)}"
+        orders = rt.orders
+        pos = orders.position.qty if orders is not None else Decimal(0)
+        pnl = orders.position.realized_pnl_quote if orders is not None else Decimal(0)
         signals = rt.engine.state.signals if rt.engine else 0
-        head = f"[{now - self.started:5.1f}s] {book} | {rate:6.0f} upd/s"
-        return f"{head} | {faults}{sma} | pos {pos:f} | signals {signals}"
+        faults = self.sample("tradefleet_sequence_gaps_total") + sum(self._reconnects())
+        head = f"[{now - self.started:4.0f}s {pct:3.0f}% eta {eta:>4}]"
+        text = f"{head} {market} pos {pos:.5f} pnl {pnl:.2f} sig {signals} {rate:3.0f} upd/s flt {faults:.0f}"
+        return text[:100]
 
     def _reconnects(self) -> list[float]:
         out = []
@@ -299,12 +368,40 @@ class LiveView:
         return out
 
 
-def _fmt(v: Decimal | None) -> str:
-    return "-" if v is None else f"{v:.2f}"
+def _fmt(v: Decimal | None, places: int = 2) -> str:
+    return "-" if v is None else f"{v:.{places}f}"
+
+
+def human_summary(summary: dict[str, Any]) -> str:
+    """The summary for people: P&L at the quote's 8 decimals, and whether it equals the backtest."""
+
+    def money(key: str) -> str:
+        v = summary.get(key)
+        return "-" if v is None else f"{Decimal(v):.8f}"
+
+    same = summary.get("pnl_equals_backtest")
+    verdict = "equals the backtest's to the last digit" if same else "DIFFERS from the backtest's"
+    lines = [
+        f"summary: {summary['signals']} signals, {summary['orders']} orders, {summary['filled']} filled,"
+        f" duplicates {summary['duplicates']}",
+        f"  realized P&L {money('realized_pnl_quote')} (quote): {verdict if same is not None else ''}",
+        f"  backtest     {money('backtest_realized_pnl_quote')}",
+        f"  naive        {money('naive_backtest_realized_pnl_quote')} (closes, no lot rounding)",
+        f"  position {summary['position_qty']}; store {summary['store']}; {summary['seconds']} s",
+    ]
+    if summary.get("error"):
+        lines.append(f"  error: {summary['error']}")
+    return "\n".join(lines)
 
 
 async def summarize(
-    config: BotConfig, store_path: Path, sim_orders: dict[str, Any], view: LiveView
+    config: BotConfig,
+    store_path: Path,
+    sim_orders: dict[str, Any],
+    view: LiveView,
+    *,
+    klines: Path | None = None,
+    relabel: str | None = None,
 ) -> dict[str, Any]:
     from tradefleet.store import open_store
 
@@ -317,7 +414,27 @@ async def summarize(
     finally:
         await store.close()
     filled = [o for o in orders if o.filled_qty > 0]
-    backtest = naive_backtest(signals, quote_amount=config.quote_amount, fee_rate=config.fee_rate)
+    naive = naive_backtest(signals, quote_amount=config.quote_amount, fee_rate=config.fee_rate)
+    pnl = position.realized_pnl_quote if position else Decimal(0)
+    exact: dict[str, Any] = {}
+    if klines is not None:
+        # The same bot code over the same candles on a simulated clock (`tradefleet backtest`).
+        from tradefleet.app.backtest_run import BacktestSpec, run_backtest
+
+        logging.disable(logging.INFO)  # its signals and orders are not the demo's
+        try:
+            bt = await run_backtest(
+                BacktestSpec(klines, config.symbol, config.short_window, config.long_window,
+                             config.quote_amount, interval=relabel)
+            )  # fmt: skip
+        finally:
+            logging.disable(logging.NOTSET)
+        exact = {
+            "backtest_realized_pnl_quote": format(bt.position.realized_pnl_quote, "f"),
+            "backtest_position_qty": format(bt.position.qty, "f"),
+            "backtest_orders": len(bt.orders),
+            "pnl_equals_backtest": pnl == bt.position.realized_pnl_quote,
+        }
     return {
         "event": "summary",
         "bot": config.name,
@@ -328,9 +445,9 @@ async def summarize(
         "orders": len(orders),
         "filled": len(filled),
         "position_qty": format(position.qty if position else Decimal(0), "f"),
-        "realized_pnl_quote": format(position.realized_pnl_quote if position else Decimal(0), "f"),
-        "backtest_realized_pnl_quote": format(backtest.realized_pnl_quote, "f"),
-        "backtest_position_qty": format(backtest.position_qty, "f"),
+        "realized_pnl_quote": format(pnl, "f"),
+        **exact,
+        "naive_backtest_realized_pnl_quote": format(naive.realized_pnl_quote, "f"),
         "duplicates": int(sim_orders.get("duplicates", 0)),
         "sim_orders": len(sim_orders.get("orders", [])) if sim_orders else None,
         "store": str(store_path),

@@ -127,6 +127,24 @@ async def load(config: BotConfig, store_url: str, last: int = 0) -> ReportData:
     )
 
 
+async def _only_bot(config: BotConfig, store_url: str) -> BotConfig:
+    """Without --bot: the store's only bot, or a clear error naming the bots present (a store with no
+    bot's records yet keeps the default name: its candles are still worth a page)."""
+    store = open_store(store_url)
+    await store.open()
+    try:
+        names = await store.bots()
+    finally:
+        await store.close()
+    if len(names) == 1:
+        return config.replace(name=names[0])
+    if not names:
+        return config  # candles only (a bot still warming up): the page shows them and says so
+    raise ConfigError(
+        f"{redact_url(store_url)} holds several bots; choose one with --bot: {', '.join(names)}"
+    )
+
+
 def write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -141,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tradefleet report: {e}", file=sys.stderr)
         return 2
     try:
+        if args.bot is None and not args.config:
+            config = asyncio.run(_only_bot(config, store_url))
         data = asyncio.run(load(config, store_url, args.last))
     except ConfigError as e:
         print(f"tradefleet report: {e}", file=sys.stderr)

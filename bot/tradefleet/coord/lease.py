@@ -178,14 +178,16 @@ class LocalLease(_Transitions):
         *,
         metrics: BotMetrics | None = None,
         on_change: Listener | None = None,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         super().__init__(metrics, on_change)
         self.holder = holder_id or default_holder_id()
         self.last_error: str | None = None
         self._fence: int | None = None
+        self._clock = clock
 
     async def start(self) -> None:
-        self._fence = now_ms()
+        self._fence = self._clock()
         self._set(LEADER)
 
     async def stop(self) -> None:

@@ -41,6 +41,7 @@ import logging
 import os
 import signal as signal_mod
 import time
+from collections.abc import Callable
 from decimal import Decimal
 
 from tradefleet.config import BotConfig
@@ -109,6 +110,7 @@ class OrderManager:
         reconcile_interval_s: float = 5.0,
         max_send_attempts: int = 5,
         crash_at: str | None = None,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         self.config = config
         self.store = store
@@ -124,6 +126,8 @@ class OrderManager:
         # Test hook: SIGKILL this process right after the PENDING order is stored ("after_store") or
         # right after the exchange accepted it, before the answer is applied ("after_send").
         self.crash_at = crash_at
+        # Order and update timestamps come from the bot's one clock (simulated in replays/backtests).
+        self.clock = clock
         # "Never seen" by the exchange is final only this long after the last send (recvWindow + margin).
         self.unknown_settle_s = float(getattr(execution, "unknown_settle_s", 6.0))
         self.position = Position(bot=config.name, symbol=config.symbol)
@@ -136,6 +140,7 @@ class OrderManager:
         self._last_send: dict[str, float] = {}
         self._signals: asyncio.Queue[tuple[Signal, float]] = asyncio.Queue()
         self._lock = asyncio.Lock()
+        self._unfinished = 0  # signals queued or being acted on
         self._ready = asyncio.Event()
         self._draining = False
 
@@ -143,7 +148,17 @@ class OrderManager:
 
     def submit_signal(self, signal: Signal) -> None:
         """Queue a signal; the manager's own task handles signals one at a time, in order."""
+        self._unfinished += 1
         self._signals.put_nowait((signal, time.monotonic()))
+
+    def idle(self) -> bool:
+        """No signal waiting or being acted on and no order still open (checked without yielding)."""
+        return self._unfinished == 0 and not self._open_orders()
+
+    async def settle(self) -> None:
+        """Wait until every queued signal has been acted on (stored, sent, answered, applied). A
+        replay driver awaits this before it advances its simulated clock (`drain` is shutdown's)."""
+        await self._signals.join()
 
     async def recover(self) -> None:
         """Reload, reconcile, take over the pending signal; then trading is ready. Re-entrant (call
@@ -190,7 +205,11 @@ class OrderManager:
             tg.create_task(self._reconcile_loop())
             while True:
                 signal, queued_at = await self._signals.get()
-                await self._handle(signal, queued_at)
+                try:
+                    await self._handle(signal, queued_at)
+                finally:
+                    self._unfinished -= 1
+                    self._signals.task_done()
 
     async def drain(self, timeout_s: float) -> bool:
         """Stop taking signals, then wait (at most `timeout_s`) until no signal is being acted on and
@@ -279,7 +298,7 @@ class OrderManager:
         await self._send(order, queued_at)
 
     def _new_order(self, signal: Signal, cid: str, intent: OrderIntent) -> Order:
-        now = now_ms()
+        now = self.clock()
         return Order(
             client_order_id=cid,
             bot=self.config.name,
@@ -370,7 +389,7 @@ class OrderManager:
             OrderUpdate(
                 client_order_id=order.client_order_id,
                 status=OrderStatus.REJECTED,
-                event_time=now_ms(),
+                event_time=self.clock(),
                 exec_type="REJECTED",
                 reason=f"{e.code}: {e}" if e.code is not None else str(e),
                 source="rest",
@@ -429,7 +448,7 @@ class OrderManager:
             OrderUpdate(
                 client_order_id=order.client_order_id,
                 status=OrderStatus.CANCELED,
-                event_time=now_ms(),
+                event_time=self.clock(),
                 exec_type="CANCELED",
                 reason=f"{NOT_SENT}: {reason}",
                 source="local",

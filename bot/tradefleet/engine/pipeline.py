@@ -110,6 +110,7 @@ class BotEngine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._spawn = spawn or self._spawn_task
         self._signals: asyncio.Queue[Signal] = asyncio.Queue()
+        self._unfinished_signals = 0  # queued or being recorded, not yet handed to the order manager
         self._last_sample_ms = 0
         self._pending_ticker: BookTicker | None = None
         self._ticker_checks = {
@@ -123,8 +124,9 @@ class BotEngine:
             metrics,
             post=self.handle,
             spawn=self._spawn,
-            on_signal=self._signals.put_nowait,
+            on_signal=self._queue_signal,
             on_candle=self._on_candle,
+            clock=clock,
         )
         self._dispatch: dict[type, Callable[[Any], None]] = {
             KlineEvent: self.strategy.handle_kline,
@@ -258,9 +260,26 @@ class BotEngine:
                     log_event(log, "publish_failed", logging.WARNING, kind="signal", error=str(e))
             if self.orders is not None:
                 self.orders.submit_signal(signal)
+            self._unfinished_signals -= 1
             self._signals.task_done()
 
     async def drain_signals(self) -> None:
+        await self._signals.join()
+
+    def _queue_signal(self, signal: Signal) -> None:
+        self._unfinished_signals += 1
+        self._signals.put_nowait(signal)
+
+    def has_pending_work(self) -> bool:
+        """A fetch is in flight or a signal is not yet handed on (checked without yielding)."""
+        return bool(self._tasks) or self.strategy.fetching is not None or self._unfinished_signals > 0
+
+    async def settle(self) -> None:
+        """Wait until every spawned fetch has posted its result and every queued signal has been
+        handed on. A replay driver awaits this before it advances its simulated clock; when there
+        is nothing to wait for it returns without yielding."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
         await self._signals.join()
 
     def _spawn_task(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:

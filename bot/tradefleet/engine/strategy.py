@@ -94,8 +94,13 @@ class StrategyRunner:
         self.stream_from: int | None = None
         # Pre-bound metric children: `labels()` is a locked lookup that costs more than the update.
         self._candle_latency = metrics.op_latency["candle_update"].observe
-        self._sma_short = metrics.sma.labels("short")
-        self._sma_long = metrics.sma.labels("long")
+        # The strategy's gauges are read at scrape time from its own state: a closed candle pays
+        # nothing for them (a backtest closes millions), and a scrape never sees them half-updated.
+        self._last_close: Decimal | None = None
+        metrics.last_price.set_function(lambda: float(self._last_close or 0))
+        metrics.warmed_up.set_function(lambda: 1.0 if self.cross.warmed_up else 0.0)
+        metrics.sma.labels("short").set_function(lambda: float(self.cross.short.value or 0))
+        metrics.sma.labels("long").set_function(lambda: float(self.cross.long.value or 0))
 
     @property
     def warmed_up(self) -> bool:
@@ -279,12 +284,7 @@ class StrategyRunner:
     def _after_candle(self, candle: Candle, update: SmaUpdate) -> None:
         self.last_update = update
         self.candles_processed += 1
-        self.metrics.last_price.set(float(candle.close))
-        self.metrics.warmed_up.set(1 if self.cross.warmed_up else 0)
-        if update.sma_short is not None:
-            self._sma_short.set(float(update.sma_short))
-        if update.sma_long is not None:
-            self._sma_long.set(float(update.sma_long))
+        self._last_close = candle.close
         if self.on_candle is not None:
             self.on_candle(candle, update)
 

@@ -118,6 +118,7 @@ class BufferedStore:
         # The hot path only touches pre-resolved counters; the buffered gauges are read at scrape
         # time from the queues themselves, so they cost nothing per record and are never stale.
         self._enqueued_price = metrics.store_enqueued.labels("price")
+        self._candle_enqueued = metrics.store_enqueued.labels("candle")
         for kind in (*DURABLE_KINDS, "price", "candle"):
             metrics.store_buffered.labels(kind).set_function(functools.partial(self._waiting, kind))
 
@@ -258,7 +259,7 @@ class BufferedStore:
         # A closed candle is final; a late in-progress version of it must not replace it.
         if waiting is None or candle.closed or not waiting.closed:
             self._candles[key] = candle
-        self.metrics.store_enqueued.labels("candle").inc()
+        self._candle_enqueued.inc()
         self._drained.clear()
         self._wake.set()
 
@@ -533,3 +534,6 @@ class BufferedStore:
 
     async def load_position(self, bot: str, symbol: str) -> Position | None:
         return await self.store.load_position(bot, symbol)
+
+    async def bots(self) -> list[str]:
+        return await self.store.bots()

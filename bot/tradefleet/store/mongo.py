@@ -377,6 +377,13 @@ class MongoStore:
         )
         return [docs.price_from(d) for d in reversed(found)]
 
+    async def bots(self) -> list[str]:
+        await self._ensure_schema()
+        with self._translated():
+            names = set(await self._col("signals").distinct("bot"))
+            names |= set(await self._col("orders").distinct("bot"))
+        return sorted(str(n) for n in names)
+
     async def load_position(self, bot: str, symbol: str) -> Position | None:
         await self._ensure_schema()
         with self._translated():
