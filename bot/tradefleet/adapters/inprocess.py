@@ -188,6 +188,9 @@ class InProcessExchange:
             for c in self.candles[lo:hi]
         ]
 
+    async def server_time_ms(self) -> int:
+        return self.clock()
+
     async def fetch_symbol_rules(self, symbol: str) -> SymbolRules:
         r = self.market.rules
         return SymbolRules(
