@@ -357,8 +357,15 @@ def _problems(c: BotConfig) -> Any:
         url = getattr(c, key)
         if url is not None and (not url.startswith(schemes) or len(url) <= len(url.split("://")[0]) + 3):
             yield f"{key} {url!r} must start with {' or '.join(schemes)} and name a host"
-    if c.store_url.startswith("sqlite://") and not c.store_url.startswith("sqlite:///"):
-        yield "store_url for SQLite must be sqlite:///relative/path or sqlite:////absolute/path"
+    if (
+        c.store_url.startswith("sqlite://")
+        and not c.store_url.startswith("sqlite:///")
+        and c.store_url != "sqlite://:memory:"  # a private in-memory database: backtests and sweeps
+    ):
+        yield (
+            "store_url for SQLite must be sqlite:///relative/path, sqlite:////absolute/path "
+            "or sqlite://:memory:"
+        )
 
 
 _ = field  # dataclasses.field kept for subclasses' documented defaults

@@ -87,6 +87,7 @@ class _Reports:
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
+        self.mute = False  # the simulator's user-stream fault switch; never set in a backtest
 
     def publish(self, api_key: str, event: dict[str, Any]) -> None:
         self.events.append(event)
@@ -224,7 +225,9 @@ class InProcessExchange:
         except BinanceError as e:
             raise OrderRejected(f"{e.msg} ({e.code})", code=e.code) from e
         for event in self.reports.events[first:]:
-            self._queue.put_nowait(parse_execution_report(event))
+            # Balance events (outboundAccountPosition) follow each fill; the position is the bot's own.
+            if event.get("e") == "executionReport":
+                self._queue.put_nowait(parse_execution_report(event))
         return _summary(placed)
 
     async def query(self, order: Order) -> OrderUpdate | None:
