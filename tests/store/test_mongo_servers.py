@@ -115,3 +115,37 @@ def test_a_decimal_stored_as_a_string_reads_back_identical_to_its_decimal128_for
     as_string = decimals_as_strings({"v": [Decimal128(value)]})["v"][0]
     assert isinstance(as_string, str)
     assert dec(as_string).as_tuple() == dec(Decimal128(value)).as_tuple() == value.as_tuple()
+
+
+async def test_two_writers_racing_with_the_same_new_candles_both_succeed_and_store_each_once(
+    mongodb_url: str, dbname: str
+) -> None:
+    """Two bots on one symbol write the same candles at once. On FerretDB 1.x the upserts race into
+    a duplicate key whose bulk-write reply PyMongo cannot read (`KeyError: 'nModified'`)."""
+    first, second = MongoStore(mongodb_url, database=dbname), MongoStore(mongodb_url, database=dbname)
+    await first.open()
+    await second.open()
+    for round_ in range(30):
+        base = round_ * 3
+        # Each batch has a closed candle, an in-progress one, and the in-progress one's later version.
+        batch = [
+            r.candle(base),
+            r.candle(base + 1, close="1.0", closed=False),
+            r.candle(base + 1, close="1.5", closed=False),
+        ]
+        late = [r.candle(base + 2, close="2.0", closed=False)]
+        closed_then_stale = [r.candle(base + 2, close="2.5"), r.candle(base + 2, close="9.9", closed=False)]
+        await asyncio.gather(first.write_candles(batch), second.write_candles(batch))
+        await asyncio.gather(first.write_candles(late), second.write_candles(closed_then_stale))
+    stored = await first.candles(r.SYMBOL, "1m")
+    expected = []
+    for round_ in range(30):
+        base = round_ * 3
+        expected += [
+            r.candle(base),
+            r.candle(base + 1, close="1.5", closed=False),
+            r.candle(base + 2, close="2.5"),
+        ]
+    assert stored == expected
+    await first.close()
+    await second.close()

@@ -74,6 +74,9 @@ DEFAULT_SERVER_SELECTION_MS = 5000
 _DUPLICATE_KEY = 11000
 _OPEN_STATUSES = [OrderStatus.PENDING.value, OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value]
 _FOLD_ATTEMPTS = 20
+_UPSERT_ATTEMPTS = 5
+_CandleOp = tuple[Doc, Doc, bool]
+"""(filter, replacement document or update, upsert) of one candle write."""
 
 
 def translate(error: PyMongoError, where: str) -> Exception:
@@ -219,28 +222,55 @@ class MongoStore:
         if not candles:
             return
         await self._ensure_schema()
-        ops: list[ReplaceOne[Doc] | UpdateOne] = []
+        ops: list[_CandleOp] = []
         for c in candles:
             doc = self._out(docs.candle_doc(c))
             if c.closed:
-                ops.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
+                ops.append(({"_id": doc["_id"]}, doc, True))
             else:
                 # An in-progress candle never replaces a closed one: insert it only if absent, then
-                # update it only if not closed. (No duplicate-key trick: FerretDB 1.x answers an
-                # upsert's duplicate key in a bulk write with a reply the driver cannot read.)
+                # update it only if not closed.
                 fields = {k: v for k, v in doc.items() if k != "_id"}
-                ops.append(UpdateOne({"_id": doc["_id"]}, {"$setOnInsert": fields}, upsert=True))
-                ops.append(UpdateOne({"_id": doc["_id"], "closed": {"$ne": True}}, {"$set": fields}))
+                ops.append(({"_id": doc["_id"]}, {"$setOnInsert": fields}, True))
+                ops.append(({"_id": doc["_id"], "closed": {"$ne": True}}, {"$set": fields}, False))
+        candles_col = self._col("candles")
+        if self._caps is not None and not self._caps.bulk_upserts:
+            for op in ops:  # in order: several versions of one candle in a batch apply in their order
+                await self._write_candle_op(candles_col, op)
+            return
+        bulk = [
+            UpdateOne(f, u, upsert=upsert) if _is_update(u) else ReplaceOne(f, u, upsert=upsert)
+            for f, u, upsert in ops
+        ]
         with self._translated():
             try:
                 # Ordered: several versions of one candle in a batch must apply in their order.
-                await self._col("candles").bulk_write(ops, ordered=True)
+                await candles_col.bulk_write(bulk, ordered=True)
             except BulkWriteError as e:
                 if not _only_duplicates(e):
                     raise
                 # Two writers inserted the same new candle at once: every op is idempotent, so the
                 # batch is simply applied again (now without the race).
-                await self._col("candles").bulk_write(ops, ordered=True)
+                await candles_col.bulk_write(bulk, ordered=True)
+
+    async def _write_candle_op(self, candles_col: AsyncCollection[Doc], op: _CandleOp) -> None:
+        """One candle write; a duplicate key means another writer inserted the same candle between
+        our upsert's match and insert, so the write is applied again and now matches it."""
+        query, update, upsert = op
+        for _ in range(_UPSERT_ATTEMPTS):
+            with self._translated():
+                try:
+                    if _is_update(update):
+                        await candles_col.update_one(query, update, upsert=upsert)
+                    else:
+                        await candles_col.replace_one(query, update, upsert=upsert)
+                    return
+                except DuplicateKeyError:
+                    continue
+        raise StoreUnavailable(
+            f"candle {query['_id']} is being inserted concurrently; gave up after {_UPSERT_ATTEMPTS} tries",
+            retry_after=0.1,
+        )
 
     async def insert_signal(self, signal: Signal) -> bool:
         await self._ensure_schema()
@@ -389,6 +419,11 @@ class MongoStore:
         with self._translated():
             found = await self._col("positions").find_one({"_id": docs.position_id(bot, symbol)})
         return None if found is None else docs.position_from(found)
+
+
+def _is_update(doc: Doc) -> bool:
+    """An update (`$set`...) rather than a replacement document (whose keys never start with `$`)."""
+    return any(k.startswith("$") for k in doc)
 
 
 def _only_duplicates(error: BulkWriteError) -> bool:

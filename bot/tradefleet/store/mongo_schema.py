@@ -46,18 +46,24 @@ class Capabilities:
     """`prices` is a time-series collection; else an ordinary one with a unique identity index."""
     decimal128: bool
     """Decimals are stored as BSON Decimal128; else as exact decimal strings."""
+    bulk_upserts: bool = True
+    """Upserts may go in one ordered bulk write. FerretDB 1.x answers a duplicate key raised by a
+    racing upsert inside a bulk write without `nModified`, which PyMongo cannot read (KeyError), so
+    there they are sent one at a time, where the duplicate key arrives as a DuplicateKeyError."""
 
 
 async def ensure_schema(db: AsyncDatabase[Doc], where: str) -> Capabilities:
     """Create what is missing (idempotent, safe for replicas racing) and report the capabilities."""
-    decimal128 = await _has_decimal128(db)
-    if not decimal128:
+    ferretdb_1 = await _is_ferretdb_1(db)
+    decimal128 = not ferretdb_1
+    if ferretdb_1:
         log.warning(
             "mongodb_no_decimal128",
             extra={
                 "event": "mongodb_no_decimal128",
                 "where": where,
-                "detail": "FerretDB 1.x cannot store BSON Decimal128: decimals are stored as exact strings",
+                "detail": "FerretDB 1.x cannot store BSON Decimal128: decimals are stored as exact strings "
+                "(and candle upserts are sent one at a time)",
             },
         )
     timeseries = await _prices_collection(db, where)
@@ -76,12 +82,12 @@ async def ensure_schema(db: AsyncDatabase[Doc], where: str) -> Capabilities:
     await db["order_updates"].create_index(
         [("client_order_id", ASCENDING), ("event_time", ASCENDING), ("received_ns", ASCENDING)]
     )
-    return Capabilities(timeseries=timeseries, decimal128=decimal128)
+    return Capabilities(timeseries=timeseries, decimal128=decimal128, bulk_upserts=not ferretdb_1)
 
 
-async def _has_decimal128(db: AsyncDatabase[Doc]) -> bool:
+async def _is_ferretdb_1(db: AsyncDatabase[Doc]) -> bool:
     info = await db.command("buildInfo")
-    return not str(info.get("ferretdbVersion", "")).startswith("v1.")
+    return str(info.get("ferretdbVersion", "")).startswith("v1.")
 
 
 async def _listed_type(db: AsyncDatabase[Doc]) -> str | None:
