@@ -14,6 +14,8 @@ pub const SCALE: usize = 18;
 /// Integer digits a price may have: 10^20 * 10^18 still fits in a u128 (the pure book refuses
 /// the same prices, so both books agree on every input).
 pub const MAX_WHOLE: usize = 20;
+/// Longest price or quantity string read at all (the pure book's `MAX_NUMBER_CHARS`).
+pub const MAX_NUMBER_CHARS: usize = 64;
 
 const POW10: [u128; SCALE + 1] = {
     let mut t = [1u128; SCALE + 1];
@@ -27,6 +29,7 @@ const POW10: [u128; SCALE + 1] = {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bad {
+    PriceTooLong,
     PriceNotPlain,
     PriceDotOnly,
     PriceDecimals,
@@ -150,7 +153,8 @@ pub fn classify_qty(qty: &str) -> Option<Qty> {
         });
     }
     if !qty.is_ascii() {
-        return None;
+        // The pure book refuses every non-ASCII quantity (`isascii`): Unicode digits included.
+        return Some(Qty::Bad);
     }
     // qty.replace(".", "", 1).isdecimal(): digits with at most one dot, not only a dot
     let mut dots = 0;
@@ -164,11 +168,25 @@ pub fn classify_qty(qty: &str) -> Option<Qty> {
             return Some(Qty::Bad);
         }
     }
-    Some(if dots <= 1 && digits > 0 {
-        Qty::Set
-    } else {
-        Qty::Bad
-    })
+    Some(
+        if dots <= 1 && digits > 0 && !(b.len() > MAX_WHOLE && too_long(b)) {
+            Qty::Set
+        } else {
+            Qty::Bad
+        },
+    )
+}
+
+/// The pure book's `_bad_number` for a long quantity: at most MAX_WHOLE integer digits (leading
+/// zeros aside), SCALE decimals (trailing zeros aside), MAX_NUMBER_CHARS characters.
+fn too_long(b: &[u8]) -> bool {
+    let (whole, frac) = match b.iter().position(|&c| c == b'.') {
+        Some(d) => (&b[..d], &b[d + 1..]),
+        None => (b, &b[b.len()..]),
+    };
+    let whole_digits = whole.len() - whole.iter().take_while(|&&c| c == b'0').count();
+    let frac_digits = frac.len() - frac.iter().rev().take_while(|&&c| c == b'0').count();
+    b.len() > MAX_NUMBER_CHARS || whole_digits > MAX_WHOLE || frac_digits > SCALE
 }
 
 /// A fast hash for price keys (multiply-fold; keys are not attacker-chosen hash-flooding material:
@@ -331,6 +349,12 @@ where
     F: FnMut(&str) -> bool + ?Sized,
 {
     for (price, qty) in levels {
+        if price.len() > MAX_NUMBER_CHARS && price.chars().count() > MAX_NUMBER_CHARS {
+            return Err(LevelError {
+                kind: Bad::PriceTooLong,
+                text: price.to_owned(),
+            });
+        }
         let key = level_key(price).map_err(|kind| LevelError {
             kind,
             text: price.to_owned(),

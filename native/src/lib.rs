@@ -121,6 +121,14 @@ fn py_repr(py: Python<'_>, s: &str) -> String {
 fn describe(py: Python<'_>, e: &LevelError) -> String {
     let r = py_repr(py, &e.text);
     match e.kind {
+        Bad::PriceTooLong => {
+            let head: String = e.text.chars().take(40).collect();
+            format!(
+                "price {}... is longer than {} characters",
+                py_repr(py, &head),
+                book::MAX_NUMBER_CHARS
+            )
+        }
         Bad::PriceNotPlain => format!("price {r} is not a plain decimal number"),
         Bad::PriceDotOnly => format!("price {r} is not a decimal number"),
         Bad::PriceDecimals => format!("price {r} has more than {SCALE} decimals"),
