@@ -1,7 +1,7 @@
 """The real Docker engine for the image and compose tests: started if it is not running
 (scripts/docker-engine.sh), base images made from Debian's packages and both product images built
 (scripts/images.sh, cached on this machine). Where no engine can start these tests skip with the
-reason in the summary, except when TRADEFLEET_REQUIRE_DOCKER=1 (CI sets it): then they fail.
+reason in the summary, except when TFTEST_REQUIRE_DOCKER=1 (CI sets it): then they fail.
 
 At the end of the run a summary says what was built and how long each build and test took."""
 
@@ -83,7 +83,7 @@ def docker_engine() -> str:
     )
     if proc.returncode != 0:
         reason = f"NO DOCKER ENGINE, image and compose tests NOT RUN: {proc.stderr.strip()[-500:]}"
-        if os.environ.get("TRADEFLEET_REQUIRE_DOCKER") == "1":
+        if os.environ.get("TFTEST_REQUIRE_DOCKER") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
     TIMINGS.append(
