@@ -298,6 +298,7 @@ def measure(
     bot_env_extra: dict[str, str],
 ) -> dict[str, Any]:
     import psutil
+    from tests.obs import botproc  # here, like psutil: the baseline client imports this module too
 
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     with tempfile.TemporaryDirectory(prefix="tf-footprint-") as tmp, contextlib.ExitStack() as stack:
@@ -311,19 +312,11 @@ def measure(
         rest_url = ready.split("rest=")[1].split()[0]
         ws_url = ready.split("ws=")[1].split()[0]
         http_port = free_port()
-        bot_env = {
-            **env,
-            "TRADEFLEET_NAME": "footprint",
-            "TRADEFLEET_MODE": "paper",
-            "TRADEFLEET_INTERVAL": "1m",
-            "TRADEFLEET_REST_URL": rest_url,
-            "TRADEFLEET_WS_URL": ws_url,
-            "TRADEFLEET_STORE_URL": f"sqlite:///{tmp}/bot.sqlite",
-            "TRADEFLEET_HTTP_HOST": "127.0.0.1",
-            "TRADEFLEET_HTTP_PORT": str(http_port),
-        }
-        bot_env.pop("REDIS_URL", None)
-        bot_env.update(bot_env_extra)
+        config = {
+            "name": "footprint", "mode": "paper", "interval": "1m", "rest_url": rest_url, "ws_url": ws_url,
+            "store_url": f"sqlite:///{tmp}/bot.sqlite", "http_host": "127.0.0.1", "http_port": http_port,
+        }  # fmt: skip
+        bot_env = botproc.bot_env(config, PYTHONPATH=env["PYTHONPATH"], **bot_env_extra)
         bot_stdout = stack.enter_context(open(Path(tmp) / "bot.out", "w"))
         bot = stack.enter_context(_process(
             [sys.executable, "-m", "tradefleet.app.cli", "bot"], bot_env, logs["bot"]))  # fmt: skip

@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.obs.botproc import bot_env, sim_urls
+
 KEY = "tradefleet:lease:bench-bot:binance:BTCUSDT"
 
 
@@ -213,16 +215,14 @@ class Bot:
 
 
 def spawn_bot(name: str, tmp: Path, sim_port: int, redis_url: str, ttl_ms: int, renew_ms: int) -> Bot:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEFLEET_") and k != "REDIS_URL"}
-    env.update(
-        POD_NAME=name, REDIS_URL=redis_url, TRADEFLEET_NAME="bench-bot", TRADEFLEET_MODE="testnet",
+    config = {
+        "name": "bench-bot", "mode": "testnet", "interval": "1m", "short_window": 2, "long_window": 5,
+        **sim_urls(sim_port), "store_url": f"sqlite:///{tmp / 'bench.sqlite'}", "http_port": free_port(),
+        "http_host": "127.0.0.1", "lease_ttl_ms": ttl_ms, "lease_renew_ms": renew_ms, "depth_limit": 100,
+    }  # fmt: skip
+    env = bot_env(
+        config, POD_NAME=name, REDIS_URL=redis_url,
         TRADEFLEET_API_KEY="tradefleet-sim-key", TRADEFLEET_API_SECRET="tradefleet-sim-secret",
-        TRADEFLEET_INTERVAL="1m", TRADEFLEET_SHORT_WINDOW="2", TRADEFLEET_LONG_WINDOW="5",
-        TRADEFLEET_REST_URL=f"http://127.0.0.1:{sim_port}", TRADEFLEET_WS_URL=f"ws://127.0.0.1:{sim_port}",
-        TRADEFLEET_WS_API_URL=f"ws://127.0.0.1:{sim_port}/ws-api/v3",
-        TRADEFLEET_STORE_URL=f"sqlite:///{tmp / 'bench.sqlite'}", TRADEFLEET_HTTP_PORT=str(free_port()),
-        TRADEFLEET_HTTP_HOST="127.0.0.1", TRADEFLEET_LEASE_TTL_MS=str(ttl_ms),
-        TRADEFLEET_LEASE_RENEW_MS=str(renew_ms), TRADEFLEET_DEPTH_LIMIT="100",
     )  # fmt: skip
     log = tmp / f"{name}.log"
     with log.open("wb") as out:

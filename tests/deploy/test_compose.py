@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.obs.botproc import process_env
 from tradefleet.app.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,10 +165,9 @@ def test_bot_configuration_is_accepted_by_the_real_bot(compose: dict[str, Any], 
     for bot in BOTS:
         env = _service_env(compose["services"][bot], host_env)
         env["TRADEFLEET_CONFIG"] = str(ROOT / "deploy" / "compose" / "bot.yaml")
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("TRADEFLEET_") and k != "REDIS_URL"}
         proc = subprocess.run(
             [sys.executable, "-m", "tradefleet.app.cli", "bot", "--check-config"],
-            env={**clean, **env},
+            env=process_env(**env),
             capture_output=True,
             text=True,
             check=False,

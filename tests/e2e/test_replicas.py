@@ -39,6 +39,7 @@ import pytest
 import redis
 
 from tests.conftest import RedisServer, free_port, wait_for_port
+from tests.obs.botproc import bot_env, sim_urls
 
 pytestmark = pytest.mark.slow
 
@@ -94,27 +95,17 @@ class Replica:
         self.name = name
         self.http_port = free_port()
         self.log_path = tmp / f"{name}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEFLEET_") and k != "REDIS_URL"}
-        env.update(
+        config = {
+            "name": BOT, "mode": "testnet", "interval": "1m", "short_window": 2, "long_window": 5,
+            "quote_amount": 100, **sim_urls(sim.port), "store_url": store_url, "http_port": self.http_port,
+            "http_host": "127.0.0.1", "lease_ttl_ms": TTL_MS, "lease_renew_ms": RENEW_MS, "depth_limit": 100,
+        }  # fmt: skip
+        env = bot_env(
+            config,
             POD_NAME=name,
             REDIS_URL=redis_url,
-            TRADEFLEET_NAME=BOT,
-            TRADEFLEET_MODE="testnet",
             TRADEFLEET_API_KEY=SIM_KEY,
             TRADEFLEET_API_SECRET=SIM_SECRET,
-            TRADEFLEET_INTERVAL="1m",
-            TRADEFLEET_SHORT_WINDOW="2",
-            TRADEFLEET_LONG_WINDOW="5",
-            TRADEFLEET_QUOTE_AMOUNT="100",
-            TRADEFLEET_REST_URL=sim.url,
-            TRADEFLEET_WS_URL=f"ws://127.0.0.1:{sim.port}",
-            TRADEFLEET_WS_API_URL=f"ws://127.0.0.1:{sim.port}/ws-api/v3",
-            TRADEFLEET_STORE_URL=store_url,
-            TRADEFLEET_HTTP_PORT=str(self.http_port),
-            TRADEFLEET_HTTP_HOST="127.0.0.1",
-            TRADEFLEET_LEASE_TTL_MS=str(TTL_MS),
-            TRADEFLEET_LEASE_RENEW_MS=str(RENEW_MS),
-            TRADEFLEET_DEPTH_LIMIT="100",
         )
         self.out = self.log_path.open("w")
         self.proc = subprocess.Popen(

@@ -12,7 +12,6 @@ for the key and the secret, and for any request signature.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import sqlite3
@@ -27,6 +26,7 @@ import redis
 
 from tests.conftest import RedisServer, free_port
 from tests.e2e.test_replicas import Sim, http_json, wait
+from tests.obs.botproc import bot_env, sim_urls
 
 pytestmark = pytest.mark.slow
 
@@ -46,25 +46,12 @@ class Bot:
         self.http_port = free_port()
         self.db = tmp / f"{name}.sqlite"
         self.log_path = tmp / f"{name}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEFLEET_") and k != "REDIS_URL"}
-        env.update(
-            REDIS_URL=redis_url,
-            TRADEFLEET_NAME=name,
-            TRADEFLEET_MODE="testnet",
-            TRADEFLEET_LOG_LEVEL="DEBUG",
-            TRADEFLEET_API_KEY=key,
-            TRADEFLEET_API_SECRET=secret,
-            TRADEFLEET_INTERVAL="1m",
-            TRADEFLEET_SHORT_WINDOW="2",
-            TRADEFLEET_LONG_WINDOW="5",
-            TRADEFLEET_REST_URL=sim.url,
-            TRADEFLEET_WS_URL=f"ws://127.0.0.1:{sim.port}",
-            TRADEFLEET_WS_API_URL=f"ws://127.0.0.1:{sim.port}/ws-api/v3",
-            TRADEFLEET_STORE_URL=f"sqlite:///{self.db}",
-            TRADEFLEET_HTTP_PORT=str(self.http_port),
-            TRADEFLEET_HTTP_HOST="127.0.0.1",
-            TRADEFLEET_DEPTH_LIMIT="100",
-        )
+        config = {
+            "name": name, "mode": "testnet", "log_level": "DEBUG", "interval": "1m", "short_window": 2,
+            "long_window": 5, **sim_urls(sim.port), "store_url": f"sqlite:///{self.db}",
+            "http_port": self.http_port, "http_host": "127.0.0.1", "depth_limit": 100,
+        }  # fmt: skip
+        env = bot_env(config, REDIS_URL=redis_url, TRADEFLEET_API_KEY=key, TRADEFLEET_API_SECRET=secret)
         self.out = self.log_path.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tradefleet.app.cli", "bot"],

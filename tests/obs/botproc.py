@@ -1,4 +1,5 @@
-"""A real `tradefleet bot` process for the observability tests, pointed at an in-process simulator.
+"""A real `tradefleet bot` process for the observability tests, pointed at an in-process simulator,
+and the environment every test (and benchmark) gives the `tradefleet` processes it starts.
 
 The bot runs exactly as in a pod: its own process, a YAML config, the HTTP port the tests scrape.
 Its JSON log goes to a file in tmp, shown when something fails.
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,34 @@ import yaml
 
 from tests.conftest import free_port
 from tradefleet_sim.server import SimServer
+
+
+def process_env(**variables: str) -> dict[str, str]:
+    """The environment of a `tradefleet` process a test starts, as in a pod: this process's own (PATH,
+    the virtualenv) without any TRADEFLEET_* variable of the developer's shell or CI (bot and operator
+    refuse unknown ones, so a harness switch would stop them) and without REDIS_URL (the bot would
+    coordinate on whichever Redis the shell points at); then `variables` as given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEFLEET_") and k != "REDIS_URL"}
+    env.update(variables)
+    return env
+
+
+def bot_env(config: Mapping[str, object], **variables: str) -> dict[str, str]:
+    """`process_env` for a `tradefleet bot` configured by its environment alone: each `config` key as
+    TRADEFLEET_<KEY> (`short_window=2` is TRADEFLEET_SHORT_WINDOW=2), then `variables` as given
+    (POD_NAME, REDIS_URL, credentials)."""
+    env = process_env(**{f"TRADEFLEET_{key.upper()}": str(value) for key, value in config.items()})
+    env.update(variables)
+    return env
+
+
+def sim_urls(port: int) -> dict[str, str]:
+    """Bot config for a simulator process on this port: REST, market streams and order API."""
+    return {
+        "rest_url": f"http://127.0.0.1:{port}",
+        "ws_url": f"ws://127.0.0.1:{port}",
+        "ws_api_url": f"ws://127.0.0.1:{port}/ws-api/v3",
+    }
 
 
 class BotProcess:
@@ -54,9 +84,7 @@ class BotProcess:
     def start(self) -> None:
         path = self.tmp / "bot.yaml"
         path.write_text(yaml.safe_dump(self.config))
-        # A pod's environment: none of the developer's TRADEFLEET_* variables (unknown ones are refused).
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEFLEET_") and k != "REDIS_URL"}
-        env.update(self.env)
+        env = process_env(**self.env)
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "tradefleet.app.cli", "bot", "--config", str(path)],

@@ -5,7 +5,6 @@ installed; the higher priority one serves, the other takes over when it is kille
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import free_port
+from tests.obs.botproc import process_env
 from tests.operator.conftest import DEPLOYMENTS, eventually
 from tests.operator.crd_tools import example
 from tests.operator.test_operator_lifecycle import wait_generation
@@ -49,8 +49,7 @@ async def spawn(
 
     def start(priority: int) -> tuple[subprocess.Popen[bytes], int]:
         port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEFLEET_")}
-        env.update(
+        env = process_env(
             TRADEFLEET_BOT_IMAGE="registry.test/bot:1",
             TRADEFLEET_OPERATOR_STATUS_INTERVAL_S="0.5",
             TRADEFLEET_OPERATOR_STATUS_URL_TEMPLATE=bot_reports.template,

@@ -11,7 +11,6 @@ adopt another's order reports) and its own JSON log; orders are counted on the s
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -26,6 +25,7 @@ from tests.conftest import free_port, wait_for_port
 from tests.e2e import test_replicas as replicas
 from tests.e2e.test_replicas import _ms as ms
 from tests.e2e.test_replicas import wait
+from tests.obs.botproc import bot_env, process_env, sim_urls
 
 __all__ = ["Bot", "Sim", "cli", "ms", "wait", "write_candles", "zigzag"]
 
@@ -112,18 +112,15 @@ class Bot(replicas.Replica):
         self.http_port = free_port()
         self.db = store or tmp / f"{name}.sqlite"
         self.log_path = tmp / f"{self.id}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEFLEET_") and k != "REDIS_URL"}
         config = {
             "name": name, "mode": "testnet", "interval": "1m", "short_window": "2", "long_window": "5",
-            "quote_amount": "100", "rest_url": sim.url, "ws_url": f"ws://127.0.0.1:{sim.port}",
-            "ws_api_url": f"ws://127.0.0.1:{sim.port}/ws-api/v3", "store_url": f"sqlite:///{self.db}",
+            "quote_amount": "100", **sim_urls(sim.port), "store_url": f"sqlite:///{self.db}",
             "http_port": str(self.http_port), "http_host": "127.0.0.1", "lease_ttl_ms": "2000",
             "lease_renew_ms": "400", "depth_limit": "100", "store_flush_ms": "50",
             "reservation_ttl_ms": "3000",
         }  # fmt: skip
         config.update({k: str(v) for k, v in settings.items()})
-        env.update({f"TRADEFLEET_{k.upper()}": v for k, v in config.items()})
-        env.update(POD_NAME=self.id, TRADEFLEET_API_KEY=SIM_KEY, TRADEFLEET_API_SECRET=SIM_SECRET)
+        env = bot_env(config, POD_NAME=self.id, TRADEFLEET_API_KEY=SIM_KEY, TRADEFLEET_API_SECRET=SIM_SECRET)
         if redis_url:
             env["REDIS_URL"] = redis_url
         self.out = self.log_path.open("w")
@@ -165,7 +162,7 @@ class Bot(replicas.Replica):
 
 def cli(*args: str, redis_url: str | None = None) -> dict[str, Any]:
     """Run the real `tradefleet` command; its one JSON line."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEFLEET_") and k != "REDIS_URL"}
+    env = process_env()
     if redis_url:
         env["REDIS_URL"] = redis_url
     done = subprocess.run(
