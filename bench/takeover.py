@@ -46,8 +46,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.obs.botproc import bot_env, sim_urls
-
 KEY = "tradefleet:lease:bench-bot:binance:BTCUSDT"
 
 
@@ -215,6 +213,9 @@ class Bot:
 
 
 def spawn_bot(name: str, tmp: Path, sim_port: int, redis_url: str, ttl_ms: int, renew_ms: int) -> Bot:
+    # Here, not at the top: the lease replicas (`--child`) import this module and stay lean.
+    from tests.obs.botproc import bot_env, sim_urls
+
     config = {
         "name": "bench-bot", "mode": "testnet", "interval": "1m", "short_window": 2, "long_window": 5,
         **sim_urls(sim_port), "store_url": f"sqlite:///{tmp / 'bench.sqlite'}", "http_port": free_port(),
