@@ -171,7 +171,8 @@ class Hub:
         async def close(c: Client) -> None:
             c.closing = True
             try:
-                await asyncio.wait_for(c.ws.close(code=code, message=message), 2.0)
+                async with asyncio.timeout(2.0):
+                    await c.ws.close(code=code, message=message)
             except Exception:
                 transport = c.request.transport
                 if transport is not None:

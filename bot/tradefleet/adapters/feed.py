@@ -143,7 +143,8 @@ class Feed:
                     attempt += 1
                 log_event(log, "feed_reconnecting", reason=reason, delay_s=round(delay, 3), attempt=attempt)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._stopping.wait()
 
     def _checked_url(self) -> URL:
         try:

@@ -236,7 +236,8 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         finally:
             runtime.request_stop()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(bot_task, 30)
+                async with asyncio.timeout(30):
+                    await bot_task
         sim_orders = _sim_orders(sim.exchange)
     summary = await summarize(config, store_path, sim_orders, view, klines=klines, relabel=args.interval)
     if not args.quiet:

@@ -254,7 +254,8 @@ class BotRuntime:
                 wait = delay
                 log_event(log, "retry", logging.WARNING, what=what, error=repr(e), wait_s=wait)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._stop.wait()
             delay = min(delay * 2, self.config.reconnect_max_s)
         raise asyncio.CancelledError
 
@@ -301,7 +302,8 @@ class BotRuntime:
         warm-up history shows (the bot was down) are stored as missed rather than forgotten."""
         assert self.engine is not None
         try:
-            stored = await asyncio.wait_for(self.store.store.signals(self.config.name), 10)
+            async with asyncio.timeout(10):
+                stored = await self.store.store.signals(self.config.name)
         except Exception as e:  # the store is down: the newest-candle rule still applies
             log_event(log, "resume_point_unknown", logging.WARNING, error=repr(e)[:200])
             return
@@ -359,7 +361,8 @@ class BotRuntime:
                 await self.feed.stop()
         if self.engine is not None:
             with contextlib.suppress(TimeoutError, Exception):
-                await asyncio.wait_for(self.engine.drain_signals(), 5)
+                async with asyncio.timeout(5):
+                    await self.engine.drain_signals()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -374,7 +377,8 @@ class BotRuntime:
         ):
             if closer is not None:
                 try:
-                    await asyncio.wait_for(closer(), 10)
+                    async with asyncio.timeout(10):
+                        await closer()
                 except Exception as e:
                     log_event(log, "shutdown_error", logging.WARNING, step=str(closer), error=repr(e))
         log_event(log, "stopped", bot=self.config.name)

@@ -232,7 +232,8 @@ class RedisEventPublisher:
         self._closed = True
         if self._task is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), self.flush_timeout_s)
+                async with asyncio.timeout(self.flush_timeout_s):
+                    await self._idle.wait()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task

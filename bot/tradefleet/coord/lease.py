@@ -369,7 +369,8 @@ class RedisLease(_Transitions):
                 delay = min(delay, 0.25)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             try:
                 await self._tick()
             except Exception as e:
