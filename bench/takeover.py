@@ -214,7 +214,7 @@ class Bot:
 
 def spawn_bot(name: str, tmp: Path, sim_port: int, redis_url: str, ttl_ms: int, renew_ms: int) -> Bot:
     # Here, not at the top: the lease replicas (`--child`) import this module and stay lean.
-    from tests.obs.botproc import bot_env, sim_urls
+    from tests.obs.botproc import bot_env, sim_urls, start_bot
 
     config = {
         "name": "bench-bot", "mode": "testnet", "interval": "1m", "short_window": 2, "long_window": 5,
@@ -226,11 +226,7 @@ def spawn_bot(name: str, tmp: Path, sim_port: int, redis_url: str, ttl_ms: int, 
         TRADEFLEET_API_KEY="tradefleet-sim-key", TRADEFLEET_API_SECRET="tradefleet-sim-secret",
     )  # fmt: skip
     log = tmp / f"{name}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tradefleet.app.cli", "bot"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    return Bot(name, proc, log)
+    return Bot(name, start_bot(env, log), log)
 
 
 def run_bots(a: argparse.Namespace, binary: str) -> tuple[list[float], list[float]]:

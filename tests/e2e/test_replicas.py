@@ -39,7 +39,7 @@ import pytest
 import redis
 
 from tests.conftest import RedisServer, free_port, wait_for_port
-from tests.obs.botproc import bot_env, sim_urls
+from tests.obs.botproc import bot_env, sim_urls, start_bot, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -107,13 +107,7 @@ class Replica:
             TRADEFLEET_API_KEY=SIM_KEY,
             TRADEFLEET_API_SECRET=SIM_SECRET,
         )
-        self.out = self.log_path.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tradefleet.app.cli", "bot"],
-            env=env,
-            stdout=self.out,
-            stderr=subprocess.STDOUT,
-        )
+        self.proc = start_bot(env, self.log_path)
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         out = []
@@ -151,15 +145,7 @@ class Replica:
         self.proc.send_signal(sig)
 
     def stop(self) -> None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.out.close()
+        stop_process(self.proc, timeout=20)
 
 
 class Fleet:

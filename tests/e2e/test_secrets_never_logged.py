@@ -15,8 +15,6 @@ import json
 import re
 import secrets
 import sqlite3
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ import redis
 
 from tests.conftest import RedisServer, free_port
 from tests.e2e.test_replicas import Sim, http_json, wait
-from tests.obs.botproc import bot_env, sim_urls
+from tests.obs.botproc import bot_env, sim_urls, start_bot, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -52,13 +50,7 @@ class Bot:
             "http_port": self.http_port, "http_host": "127.0.0.1", "depth_limit": 100,
         }  # fmt: skip
         env = bot_env(config, REDIS_URL=redis_url, TRADEFLEET_API_KEY=key, TRADEFLEET_API_SECRET=secret)
-        self.out = self.log_path.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tradefleet.app.cli", "bot"],
-            env=env,
-            stdout=self.out,
-            stderr=subprocess.STDOUT,
-        )
+        self.proc = start_bot(env, self.log_path)
 
     def text(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -68,14 +60,7 @@ class Bot:
             return str(resp.read().decode())
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.out.close()
+        stop_process(self.proc)
 
 
 def every_redis_value(url: str) -> str:

@@ -52,6 +52,32 @@ def sim_urls(port: int) -> dict[str, str]:
     }
 
 
+def start_bot(
+    env: Mapping[str, str], log: Path, *args: str, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """`tradefleet bot` in a process of its own with exactly this environment, its output (the JSON
+    log lines, and anything on stderr) written to `log`."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tradefleet.app.cli", "bot", *args],
+            stdout=out, stderr=subprocess.STDOUT, env=dict(env), cwd=cwd,
+        )  # fmt: skip
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 30.0) -> int:
+    """Stop it as Kubernetes stops a pod: SIGTERM (after SIGCONT, so a SIGSTOPped one can act on it),
+    then SIGKILL once `timeout` has passed. Its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGCONT)
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    return proc.returncode
+
+
 class BotProcess:
     def __init__(self, tmp: Path, sim: SimServer, **config: Any) -> None:
         self.tmp = tmp
@@ -84,12 +110,7 @@ class BotProcess:
     def start(self) -> None:
         path = self.tmp / "bot.yaml"
         path.write_text(yaml.safe_dump(self.config))
-        env = process_env(**self.env)
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tradefleet.app.cli", "bot", "--config", str(path)],
-                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.tmp,
-            )  # fmt: skip
+        self.proc = start_bot(process_env(**self.env), self.log, "--config", str(path), cwd=self.tmp)
 
     def tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
@@ -97,14 +118,7 @@ class BotProcess:
     def stop(self) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        code = self.proc.returncode
+        code = stop_process(self.proc)
         self.proc = None
         return code
 

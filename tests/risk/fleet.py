@@ -25,7 +25,7 @@ from tests.conftest import free_port, wait_for_port
 from tests.e2e import test_replicas as replicas
 from tests.e2e.test_replicas import _ms as ms
 from tests.e2e.test_replicas import wait
-from tests.obs.botproc import bot_env, process_env, sim_urls
+from tests.obs.botproc import bot_env, process_env, sim_urls, start_bot
 
 __all__ = ["Bot", "Sim", "cli", "ms", "wait", "write_candles", "zigzag"]
 
@@ -123,13 +123,7 @@ class Bot(replicas.Replica):
         env = bot_env(config, POD_NAME=self.id, TRADEFLEET_API_KEY=SIM_KEY, TRADEFLEET_API_SECRET=SIM_SECRET)
         if redis_url:
             env["REDIS_URL"] = redis_url
-        self.out = self.log_path.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tradefleet.app.cli", "bot"],
-            env=env,
-            stdout=self.out,
-            stderr=subprocess.STDOUT,
-        )
+        self.proc = start_bot(env, self.log_path)
 
     def created(self) -> list[dict[str, Any]]:
         return self.created_orders()
