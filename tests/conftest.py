@@ -6,12 +6,13 @@ registered here so every test directory can use them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,16 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
             return
         time.sleep(0.02)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+async def until(cond: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:
+    """Wait for a condition the code under test will make true; fail clearly after `timeout` (generous:
+    the machine is shared)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 class RedisServer:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
 import redis
 
+from tests.conftest import until
 from tradefleet.coord.events import (
     ORDERS_STREAM,
     SIGNALS_STREAM,
@@ -22,14 +21,6 @@ from tradefleet.coord.events import (
 from tradefleet.domain.models import Side
 from tradefleet.logs import now_ms
 from tradefleet.metrics import BotMetrics
-
-
-async def until(cond: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def client(url: str) -> redis.Redis:

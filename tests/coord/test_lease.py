@@ -12,25 +12,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import redis
 
+from tests.conftest import until
 from tradefleet.coord.lease import LEADER, STANDBY, UNKNOWN, LocalLease, RedisLease, lease_key
 from tradefleet.metrics import BotMetrics
 
 HOLDER_SCRIPT = Path(__file__).with_name("lease_holder.py")
 KEY = lease_key("btc-usdt", "binance", "BTCUSDT")
-
-
-async def until(cond: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def make(url: str, name: str, *, ttl_ms: int = 2000, renew_ms: int = 300, **kw: object) -> RedisLease:

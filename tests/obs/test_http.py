@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -11,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.conftest import until
 from tradefleet.metrics import BotMetrics
 from tradefleet.web.http import BotHttpServer
 from tradefleet.web.process_metrics import LoopMonitor
@@ -142,14 +142,6 @@ async def test_stop_releases_the_port(metrics: BotMetrics, http: aiohttp.ClientS
         await again.stop()
 
 
-async def wait_until(predicate: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.02)
-
-
 async def test_livez_fails_after_the_loop_was_blocked_then_recovers(
     metrics: BotMetrics, http: aiohttp.ClientSession
 ) -> None:
@@ -162,18 +154,18 @@ async def test_livez_fails_after_the_loop_was_blocked_then_recovers(
     await server.start()
     monitor.start()
     try:
-        await wait_until(lambda: monitor.ticks >= 1)
+        await until(lambda: monitor.ticks >= 1)
         assert (await get(http, f"{server.url}/livez"))[0] == 200
         ticks = monitor.ticks
         time.sleep(2.5)  # synchronous work hogging the loop: the monitor's timer fires ~0.5 s+ late
-        await wait_until(lambda: monitor.ticks > ticks)
+        await until(lambda: monitor.ticks > ticks)
         status, body = await get(http, f"{server.url}/livez")
         assert status == 503, body
         assert body["failed"] == ["event_loop"]
         assert "late" in body["checks"]["event_loop"]["detail"]
         assert metrics.registry.get_sample_value("tradefleet_event_loop_lag_seconds")  # > 0
         assert (metrics.registry.get_sample_value("tradefleet_event_loop_delay_seconds_count") or 0) >= 2
-        await wait_until(lambda: monitor.last_lag < 0.3)
+        await until(lambda: monitor.last_lag < 0.3)
         assert (await get(http, f"{server.url}/livez"))[0] == 200
     finally:
         await monitor.stop()
@@ -192,7 +184,7 @@ async def test_livez_fails_when_the_monitor_stops_ticking(
     await server.start()
     monitor.start()
     try:
-        await wait_until(lambda: monitor.ticks >= 1)
+        await until(lambda: monitor.ticks >= 1)
         await monitor.stop()  # the task is gone: from now on nothing ticks
         assert (await get(http, f"{server.url}/livez"))[0] == 200
         now[0] += 1.5
