@@ -66,13 +66,18 @@ def http_json(url: str, method: str = "GET") -> Any:
 
 
 class Sim:
-    def __init__(self, tmp: Path) -> None:
+    """A `tradefleet sim` process on a free port, its output in tmp/sim.log. By default it replays
+    the real BTCUSDT daily candles as 1-minute candles, one a second."""
+
+    REPLAY = ("--kline-interval", "1m", "--speed", "1", "--history", "60", "--depth-rate", "5")
+
+    def __init__(self, tmp: Path, *args: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = (tmp / "sim.log").open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tradefleet.app.cli", "sim", "--port", str(self.port),
-             "--kline-interval", "1m", "--speed", "1", "--history", "60", "--depth-rate", "5"],
+             *(args or self.REPLAY)],
             stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         wait_for_port(self.port, timeout=30)

@@ -21,7 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import free_port, wait_for_port
+from tests.conftest import free_port
 from tests.e2e import test_replicas as replicas
 from tests.e2e.test_replicas import _ms as ms
 from tests.e2e.test_replicas import wait
@@ -72,16 +72,10 @@ class Sim(replicas.Sim):
     """The replica tests' simulator process, replaying the test's own candles."""
 
     def __init__(self, tmp: Path, candles: Path, *, speed: float, history: int = 20) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = (tmp / "sim.log").open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tradefleet.app.cli", "sim", "--port", str(self.port),
-             "--klines", str(candles), "--speed", str(speed), "--history", str(history),
-             "--depth-rate", "4", "--levels", "200"],
-            stdout=self.log, stderr=subprocess.STDOUT,
+        super().__init__(
+            tmp, "--klines", str(candles), "--speed", str(speed), "--history", str(history),
+            "--depth-rate", "4", "--levels", "200",
         )  # fmt: skip
-        wait_for_port(self.port, timeout=30)
 
     def orders(self) -> list[dict[str, Any]]:  # type: ignore[override]
         """Every order the exchange accepted, in the order it executed them."""
