@@ -183,6 +183,17 @@ class Fleet:
     def wait_orders(self, n: int, timeout: float = 120.0) -> None:
         wait(lambda: len(self.all_created()) >= n, timeout, f"{n} orders created")
 
+    def kill_leader(self, leader: Replica, order_timeout: float = 60.0) -> Replica:
+        """`kill -9` the leader: no release, its key must expire; a standby takes over and places the
+        next order. The new leader, returned as soon as that order is created."""
+        before = len(self.all_created())
+        leader.signal(signal.SIGKILL)
+        leader.proc.wait(timeout=20)
+        new: Replica = wait(self.leader, 30, "a standby to take over")
+        wait(lambda: len(new.created_orders()) >= 1, order_timeout, "the new leader to place an order")
+        assert len(self.all_created()) > before
+        return new
+
     def requests_settled(self) -> int | None:
         """Total order requests the exchange has seen, once it stopped changing for a second."""
         first = sum(self.sim.orders()["client_ids_seen"].values())
@@ -286,13 +297,7 @@ def test_three_replicas_survive_kill_9_and_a_paused_leader_without_duplicates(fl
     first = wait(fleet.leader, 30, "a leader")
     assert {n for n, _ in fleet.all_created()} == {first.name}
 
-    # kill -9: no release, the key must expire; a standby trades the next signal.
-    before = len(fleet.all_created())
-    first.signal(signal.SIGKILL)
-    first.proc.wait(timeout=20)
-    second = wait(fleet.leader, 30, "a standby to take over")
-    wait(lambda: len(second.created_orders()) >= 1, 60, "the new leader to place an order")
-    assert len(fleet.all_created()) > before
+    second = fleet.kill_leader(first)
 
     # SIGSTOP the new leader as soon as it stored that order (between the lease check and the request
     # is the dangerous moment), for longer than its lease; the last replica takes over; then the sleeper wakes up.

@@ -9,7 +9,6 @@ pymongo on the raw documents, independent of the bot's store code.
 
 from __future__ import annotations
 
-import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,13 +62,7 @@ def test_replicas_on_a_shared_mongodb_store_trade_once_and_survive_kill_9_of_the
     first = wait(fleet.leader, 30, "a leader")
     assert {n for n, _ in fleet.all_created()} == {first.name}
 
-    before = len(fleet.all_created())
-    first.signal(signal.SIGKILL)
-    first.proc.wait(timeout=20)
-    second = wait(fleet.leader, 30, "the standby to take over")
-    wait(lambda: len(second.created_orders()) >= 1, 90, "the new leader to place an order")
-    assert len(fleet.all_created()) > before
-
+    fleet.kill_leader(first, order_timeout=90)
     fleet.settle_and_check_last_signal_followed()
     fleet.check_no_duplicates_and_alternation()
     # The store really is the MongoDB server's: the bot's own documents, with its price samples.
