@@ -28,7 +28,11 @@ def test_a_fleet_limit_tightens_a_bot_limit_and_never_loosens_it() -> None:
     assert merge_limits(own, RiskLimits(max_fleet_quote=D(300))).max_fleet_quote == 300
     assert merge_limits(own, RiskLimits(max_fleet_quote=D(900))).max_fleet_quote == 500
     both = merge_limits(own, RiskLimits(max_fleet_drawdown_quote=D(40), max_quote_asset_quote=D(200)))
-    assert (both.max_fleet_drawdown_quote, both.max_quote_asset_quote, both.max_position_quote) == (40, 200, 100)
+    assert (both.max_fleet_drawdown_quote, both.max_quote_asset_quote, both.max_position_quote) == (
+        40,
+        200,
+        100,
+    )
     # Only fleet limits come from a fleet: a per-bot limit in it is ignored.
     assert merge_limits(own, RiskLimits(max_position_quote=D(1))).max_position_quote == 100
     assert merge_limits(own, RiskLimits()) is own
