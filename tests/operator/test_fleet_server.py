@@ -26,7 +26,7 @@ import redis
 
 from tests.conftest import RedisServer
 from tests.operator.conftest import BotReports, Cluster, eventually
-from tests.plugins.kube import KubeCluster
+from tests.plugins.kube import ROOT, KubeCluster
 from tests.risk.fleet import Bot, Sim, ms, wait, write_candles, zigzag
 from tradingbot_operator.settings import OperatorSettings
 
@@ -73,6 +73,9 @@ def test_a_valid_fleet_is_stored_with_defaults_and_listed_with_its_columns(kube:
         kube.kubectl("get", "tfl", "-n", kube_ns, "-o", "name").stdout.strip()
         == "tradingfleet.tradefleet.io/desk"
     )
+    example = ROOT / "crds" / "examples" / "fleet" / "default.yaml"
+    out = kube.kubectl("apply", "-n", kube_ns, "-f", str(example)).stdout
+    assert "tradingfleet.tradefleet.io/default created" in out
 
 
 @pytest.fixture
