@@ -234,6 +234,7 @@ class RiskGate:
             except Exception as e:
                 self.last_error = repr(e)[:200]
             else:
+                self.metrics.risk_fleet_drawdown.set(float(self.fleet_equity.drawdown))
                 fleet_dd = fleet_drawdown_breach(self.fleet_equity, lim)
                 if fleet_dd is not None and not any(h.bot is None for h in self.halts):
                     await self.trip(fleet_dd, fleet_wide=True)
