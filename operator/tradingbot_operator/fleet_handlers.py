@@ -13,7 +13,9 @@ Deleting a TradingFleet leaves its scope's Redis keys as they are: deleting is n
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import defaultdict
 from typing import Any
 
 import kopf
@@ -35,16 +37,28 @@ from tradingbot_operator.settings import GROUP, VERSION
 
 def register_fleet(registry: kopf.OperatorRegistry, ctx: Any) -> None:
     resource = (GROUP, VERSION, FLEET_PLURAL)
+    # One sync at a time per TradingFleet: kopf runs the timer beside the change handlers, and a timer
+    # that read `halted: true` just before an edit to false must not write the halt back after the
+    # handler lifted it. The spec is read after the lock is taken (kopf's body is a live view).
+    locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def locked(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger) -> None:
+        async with locks[str(body.get("metadata", {}).get("uid"))]:
+            await sync_fleet(ctx, body, patch, logger)
 
     @kopf.on.resume(*resource, id="mirror", registry=registry)
     @kopf.on.create(*resource, id="mirror", registry=registry)
     @kopf.on.update(*resource, field="spec", id="mirror", registry=registry)
     async def mirror(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
-        await sync_fleet(ctx, body, patch, logger)
+        await locked(body, patch, logger)
 
     @kopf.timer(*resource, id="resync", interval=ctx.settings.status_interval_s, registry=registry)
     async def resync(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
-        await sync_fleet(ctx, body, patch, logger)
+        await locked(body, patch, logger)
+
+    @kopf.on.delete(*resource, id="forget", optional=True, registry=registry)
+    def forget(uid: str, **_: Any) -> None:
+        locks.pop(uid, None)
 
 
 async def sync_fleet(ctx: Any, body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger) -> None:
