@@ -6,7 +6,7 @@ The played kubelet: every pod the ReplicaSet controller creates becomes a bot pr
 by the pod, on one redis-server and one store), reported Ready once it is warm (standby reconciled, or
 leader); a pod the controller deletes gets SIGTERM, and once its process has exited the pod is removed,
 as a kubelet confirms a graceful deletion. The processes run the test's settings (the simulator's
-URLs, short leases), not the rendered bot.yaml.
+URLs, short leases) plus the drain bound from the bot.yaml the operator rendered.
 
 The order is held open by the simulator (`hold_fills`), so "in flight" is a fact of the test, not a
 race: the old leader gets SIGTERM while its order is open, must keep the lease and wait, and exits 0
@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from tests.conftest import RedisServer
 from tests.operator.conftest import DEPLOYMENTS, Cluster, eventually
@@ -64,6 +65,11 @@ class PlayedKubelet:
         http.trust_env, http.verify, http.cert = False, cluster.kube.http.verify, cluster.kube.http.cert
         self.kube = dataclasses.replace(cluster.kube, http=http)
 
+    def rendered(self, key: str) -> Any:
+        """A key of the bot.yaml the operator rendered (the ConfigMap the pod mounts)."""
+        cm = self.kube.api("GET", f"/api/v1/namespaces/{self.cluster.ns}/configmaps/bot-roll-config")
+        return yaml.safe_load(cm["data"]["bot.yaml"])[key]
+
     def _api(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
         return self.kube.api(method, f"/api/v1/namespaces/{self.cluster.ns}/pods{path}", body, **kw)
 
@@ -75,9 +81,8 @@ class PlayedKubelet:
                 self._api("POST", f"/{name}/binding", {
                     "apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
                     "target": {"apiVersion": "v1", "kind": "Node", "name": FAKE_NODE}})  # fmt: skip
-                self.bots[name] = Bot(
-                    self.tmp, self.sim, self.redis_url, "roll", replica=name, store=self.store
-                )
+                self.bots[name] = Bot(self.tmp, self.sim, self.redis_url, "roll", replica=name, store=self.store,
+                                      stop_order_grace_s=self.rendered("stop_order_grace_s"))  # fmt: skip
                 self.grace_s[name] = int(pod["spec"]["terminationGracePeriodSeconds"])
             elif bot is None:
                 continue
@@ -135,8 +140,8 @@ async def test_a_spec_edit_during_an_order_in_flight_ends_with_it_final_and_one_
     stop = asyncio.Event()
     kubelet: PlayedKubelet | None = None
     runner: asyncio.Task[None] | None = None
-    try:
-        async with start_operator():
+    async with start_operator():
+        try:
             await cluster.create_bot(manifest)
             dep = await eventually(lambda: cluster.get(DEPLOYMENTS, "bot-roll"), "the Deployment", 60)
             assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
@@ -191,12 +196,12 @@ async def test_a_spec_edit_during_an_order_in_flight_ends_with_it_final_and_one_
             await until(lambda: len(new.created()) >= after + 2, 240, "the new pod to trade")
             sim.pause()
             await until(lambda: all(o["status"] == "FILLED" for o in sim.orders()), 60, "every order final")
-    finally:
-        stop.set()
-        if runner is not None:
-            await runner
-        if kubelet is not None:
-            kubelet.stop()
+        finally:  # inside the operator's block: kopf cancels the tasks born after it at its exit
+            stop.set()
+            if runner is not None:
+                await runner
+            if kubelet is not None:
+                kubelet.stop()
 
     d = sim.describe()
     assert d["duplicates"] == 0 and d["resubmits"] == 0, d
