@@ -135,3 +135,25 @@ async def test_local_state_keeps_fleet_limits_and_equity_like_redis() -> None:
     f = await state.report_equity("a", D(-2), 60_000)
     assert (f.total, f.peak, f.drawdown) == (-2, 3, 5)
     assert await state.fleet_equity() == f
+
+
+async def test_resuming_the_fleet_starts_a_new_peak_so_the_limit_does_not_trip_again_at_once(
+    redis_server,
+) -> None:
+    state = RedisRiskState(redis_server.url, "again")
+    limits = RiskLimits(max_fleet_drawdown_quote=D(10))
+    try:
+        await state.report_equity("a", D(5), 60_000)
+        fell = await state.report_equity("a", D(-6), 60_000)
+        assert fleet_drawdown_breach(fell, limits) is not None
+        await state.halt(new_halt(fleet_drawdown_breach(fell, limits) or "", "bot a (risk limit)"))
+        await state.resume(None, "ops")
+        after = await state.report_equity("a", D(-6), 60_000)
+        assert (after.peak, after.drawdown) == (-6, 0) and fleet_drawdown_breach(after, limits) is None
+        # A bot's own resume leaves the fleet's peak alone.
+        await state.report_equity("a", D(-17), 60_000)
+        await state.halt(new_halt("loss", "bot a (risk limit)", bot="a"))
+        await state.resume("a", "ops")
+        assert (await state.report_equity("a", D(-17), 60_000)).drawdown == 11
+    finally:
+        await state.close()

@@ -305,6 +305,8 @@ class RedisRiskState:
         if current is None:
             return None
         await self._redis.hdel(self.halts_key, field)
+        if bot is None:  # resuming the fleet accepts its drawdown so far: a new peak starts now
+            await self._redis.delete(f"{self.prefix}:equity_peak")
         h = halt_from_json(current)
         await self._event("resume", h, by=by)
         return h
@@ -411,6 +413,8 @@ class LocalRiskState:
     async def resume(self, bot: str | None, by: str) -> Halt | None:
         field = bot or FLEET_FIELD
         h = self._halts.pop(field, None)
+        if bot is None:
+            self._peak = None  # as with Redis: a new peak starts when the fleet resumes
         if self.halt_file is not None:
             h = remove_from_halt_file(self.halt_file, field) or h
         return h

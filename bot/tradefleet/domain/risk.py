@@ -286,7 +286,8 @@ class FleetEquity:
 
     Bots joining or leaving move the peak with the sum (like a deposit or a withdrawal), so only the
     members' own gains and losses move the drawdown: a bot paused with a profit does not look like a
-    fall of the fleet's equity, and a new bot does not hide one."""
+    fall of the fleet's equity, and a new bot does not hide one. Resuming the fleet drops the peak
+    (the drawdown so far is accepted), or the limit would trip again at the next poll."""
 
     total: Decimal = ZERO
     peak: Decimal | None = None
