@@ -7,12 +7,21 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import yaml
 
+from tests.operator.crd_tools import ROOT
 from tradefleet.coord.risk_state import RedisRiskState, new_halt
-from tradefleet.domain.risk import FleetEquity, Halt, RiskLimits
+from tradefleet.domain.risk import FLEET_LIMIT_FIELDS, FleetEquity, Halt, RiskLimits
 from tradefleet.errors import ConfigError
 from tradingbot_operator import fleet_switch
-from tradingbot_operator.fleet import FleetObservation, build_fleet_status, fleet_halt_id, parse_fleet
+from tradingbot_operator.fleet import (
+    LIMITS,
+    SPEC_KEYS,
+    FleetObservation,
+    build_fleet_status,
+    fleet_halt_id,
+    parse_fleet,
+)
 
 NOW = "2026-12-05T05:00:00Z"
 
@@ -134,3 +143,20 @@ async def test_mirror_halts_keeps_the_id_replaces_on_a_new_reason_and_lifts_only
         assert [h.halt_id for h in await state.halts()] == [person.halt_id]
     finally:
         await state.close()
+
+
+def test_the_crd_columns_point_at_status_fields_and_its_limits_are_the_operators() -> None:
+    version = yaml.safe_load((ROOT / "crds" / "tradingfleets.tradefleet.io.yaml").read_text())["spec"][
+        "versions"
+    ][0]
+    schema = version["schema"]["openAPIV3Schema"]
+    assert set(schema["properties"]["spec"]["properties"]) == SPEC_KEYS
+    assert set(schema["properties"]["spec"]["properties"]["limits"]["properties"]) == set(LIMITS)
+    for column in version["additionalPrinterColumns"]:
+        node: dict[str, Any] = schema
+        for part in column["jsonPath"].split("[")[0].strip(".").split("."):
+            node = (
+                node["properties"][part] if part != "metadata" else {"properties": {"creationTimestamp": {}}}
+            )
+    # Every fleet limit is a field the bot knows, so a fleet cannot name a limit no bot applies.
+    assert sorted(LIMITS.values()) == sorted(FLEET_LIMIT_FIELDS)
