@@ -116,6 +116,9 @@ class BotConfig:
     """Orders in any 60 s; reaching it halts this bot (a runaway loop); 0 = no limit."""
     max_fleet_daily_loss_quote: Decimal = Decimal(0)
     """Summed loss today of every bot in the scope that halts the whole fleet; 0 = no limit."""
+    max_fleet_drawdown_quote: Decimal = Decimal(0)
+    """Fall of the scope's summed equity from its peak that halts the whole fleet; 0 = no limit.
+    A TradingFleet (mirrored into Redis) can tighten this and the other fleet limits, never loosen."""
     risk_poll_ms: int = 200
     """How often the kill switch is read: a halt takes effect within this (plus one Redis round trip)."""
     risk_stale_ms: int = 1000
@@ -151,6 +154,7 @@ class BotConfig:
             max_drawdown_quote=self.max_drawdown_quote,
             max_orders_per_minute=self.max_orders_per_minute,
             max_fleet_daily_loss_quote=self.max_fleet_daily_loss_quote,
+            max_fleet_drawdown_quote=self.max_fleet_drawdown_quote,
         )
 
     @property
@@ -329,7 +333,8 @@ def _problems(c: BotConfig) -> Any:
     if not NAME_RE.match(c.risk_scope):
         yield f"risk_scope {c.risk_scope!r} must be a DNS label"
     for key in ("max_position_quote", "max_fleet_quote", "max_quote_asset_quote", "max_daily_loss_quote",
-                "max_drawdown_quote", "max_orders_per_minute", "max_fleet_daily_loss_quote"):  # fmt: skip
+                "max_drawdown_quote", "max_orders_per_minute", "max_fleet_daily_loss_quote",
+                "max_fleet_drawdown_quote"):  # fmt: skip
         if getattr(c, key) < 0:
             yield f"{key} must be 0 (no limit) or positive"
     if c.risk_poll_ms < 10 or c.risk_stale_ms < 2 * c.risk_poll_ms:

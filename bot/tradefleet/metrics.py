@@ -222,6 +222,12 @@ class BotMetrics:
         self.risk_drawdown = Gauge(
             "tradefleet_risk_drawdown_quote", "Equity below its peak (>= 0)", registry=r
         )
+        self.risk_fleet_drawdown = Gauge(
+            "tradefleet_risk_fleet_drawdown_quote",
+            "The scope's summed equity below its peak, as this leader last reported it (>= 0; reported "
+            "only with a fleet drawdown limit)",
+            registry=r,
+        )
 
     def set_identity(self, *, bot: str, exchange: str, symbol: str, mode: str, interval: str) -> None:
         """Publish who this process is (`tradefleet_bot_info`); call once at start."""

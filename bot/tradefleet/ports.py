@@ -14,7 +14,7 @@ from typing import Protocol
 
 from tradefleet.domain.market import DepthSnapshot, MarketEvent
 from tradefleet.domain.models import Candle, Order, OrderUpdate, Position, PriceSample, Signal
-from tradefleet.domain.risk import Exposure, Halt, RiskLimits
+from tradefleet.domain.risk import Exposure, FleetEquity, Halt, RiskLimits
 
 
 class VenueAdapter(Protocol):
@@ -184,6 +184,20 @@ class RiskState(Protocol):
     async def halts(self) -> list[Halt]:
         """Every halt in force in the scope (the fleet's and each bot's)."""
         ...
+
+    async def switch(self) -> tuple[list[Halt], RiskLimits]:
+        """The halts in force and the fleet limits a TradingFleet set for the scope (one read)."""
+        ...
+
+    async def set_fleet_limits(self, limits: RiskLimits) -> None:
+        """Replace the scope's fleet limits (the operator mirrors a TradingFleet's spec.limits)."""
+        ...
+
+    async def report_equity(self, bot: str, value: Decimal, ttl_ms: int) -> FleetEquity:
+        """Publish `bot`'s equity (expires unless renewed); the fleet's summed equity and peak."""
+        ...
+
+    async def fleet_equity(self) -> FleetEquity: ...
 
     async def halt(self, h: Halt) -> Halt:
         """Set `h` unless a halt of the same scope is in force; returns the one in force."""

@@ -33,6 +33,7 @@ import kopf
 from tradefleet.errors import ConfigError, PermanentError, TemporaryError
 from tradingbot_operator import report, risk_switch
 from tradingbot_operator.conditions import Observation, build_status, condition, status_changed
+from tradingbot_operator.fleet_handlers import register_fleet
 from tradingbot_operator.kube import Kube
 from tradingbot_operator.metrics import OperatorMetrics
 from tradingbot_operator.render import Rendered, render
@@ -117,6 +118,8 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     @kopf.on.delete(*resource, id="forget", optional=True, registry=registry)
     def forget(name: str, namespace: str | None, **_: Any) -> None:
         ctx.metrics.set_phase(namespace or "", name, None)
+
+    register_fleet(registry, ctx)
 
 
 async def reconcile_bot(

@@ -76,6 +76,7 @@ RISK_LIMITS = {
     "maxDailyLossQuote": "max_daily_loss_quote",
     "maxDrawdownQuote": "max_drawdown_quote",
     "maxFleetDailyLossQuote": "max_fleet_daily_loss_quote",
+    "maxFleetDrawdownQuote": "max_fleet_drawdown_quote",
 }
 RISK_KEYS = frozenset({*RISK_LIMITS, "maxOrdersPerMinute", "stopOrderGraceSeconds", "scope", "halted",
                        "haltReason", "flatten"})  # fmt: skip

@@ -18,7 +18,9 @@ the handlers live in `trading_routes.py` and `account_rest.py`):
   `server_error_before` N (503 -1007 and NOT placed), `rate_limit` N (429 + `Retry-After`
   `retry_after_s`, not placed), `timeout_s` X with `timeout` N (placed, the answer waits X seconds),
   `reject` N (`-2010` with `reject_msg`), `delay_fill_ms` (orders answer NEW and fill that much
-  later), `user_stream_mute` (bool), `drop_user_streams` (bool, closes the WebSocket API sessions).
+  later), `hold_fills` (bool: MARKET orders answer NEW and wait; setting it false fills every held
+  order at the market then: an order in flight for exactly as long as a test needs, no timer),
+  `user_stream_mute` (bool), `drop_user_streams` (bool, closes the WebSocket API sessions).
 
 Security is Binance's: `X-MBX-APIKEY` names the account, `signature` is HMAC-SHA256 of the other
 parameters exactly as sent (query string then body), and `timestamp`/`recvWindow` are checked
@@ -70,6 +72,7 @@ class TradingFaults:
     reject: int = 0
     reject_msg: str = "Order rejected by the simulator."
     delay_fill_ms: int = 0
+    hold_fills: bool = False
     user_stream_mute: bool = False
 
     def take(self, name: str) -> bool:
@@ -103,6 +106,7 @@ class Trading:
         self.fault_counts: Counter[str] = Counter()
         # Every order request as (wall ms, client order id, outcome): lets tests check pacing.
         self.requests: list[tuple[int, str, str]] = []
+        self.held: list[tuple[SimOrder, Account, Any, Decimal | None, Decimal | None]] = []
         self._order_ids = itertools.count(1000)
         self.limit = LimitOrders(
             account_of=self.accounts.get,
@@ -294,11 +298,21 @@ class Trading:
             self.limit.arrive(order, account, market)
         elif type_ in STOP_TYPES:
             self.limit.wait_for_stop(order, account, market)
+        elif self.faults.hold_fills:
+            self.held.append((order, account, market, qty, quote))
         elif self.faults.delay_fill_ms > 0:
             self._spawn(self._fill_later(order, account, market, qty, quote, self.faults.delay_fill_ms))
         else:
             self.fill(order, account, market, qty, quote, at=now)
         return order
+
+    def release_held(self) -> int:
+        """Fill every order `hold_fills` kept open (those still open); returns how many."""
+        held, self.held = self.held, []
+        for order, account, market, qty, quote in held:
+            if order.is_open:
+                self.fill(order, account, market, qty, quote)
+        return len(held)
 
     async def _fill_later(
         self,

@@ -165,6 +165,8 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
                 continue
             setattr(trading.faults, name, type(getattr(trading.faults, name))(value))
         trading.streams.mute = trading.faults.user_stream_mute
+        if not trading.faults.hold_fills and trading.held:
+            trading.release_held()
         return web.json_response({"ok": True, "pending_faults": trading.describe()["pending_faults"]})
 
     async def sim_accounts(request: web.Request) -> web.Response:

@@ -89,7 +89,9 @@ def test_validation_catches_an_unknown_field_so_the_check_can_fail() -> None:
     assert validation_errors(typo)
 
 
-@pytest.mark.parametrize("name", ["kopf-peering.yaml", "tradingbots.tradefleet.io.yaml"])
+@pytest.mark.parametrize(
+    "name", ["kopf-peering.yaml", "tradingbots.tradefleet.io.yaml", "tradingfleets.tradefleet.io.yaml"]
+)
 def test_chart_crds_are_byte_identical_to_repo_crds(name: str) -> None:
     source = ROOT / "crds" / name
     copy = CHART / "crds" / name

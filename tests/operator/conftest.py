@@ -102,6 +102,10 @@ def declare_resources(emulator: ClusterEmulator, *, service_monitors: bool) -> N
         kind="TradingBot", singular="tradingbot", namespaced=True, verbs=verbs,
         shortnames={"tb"}, subresources={"status"},
     )  # fmt: skip
+    emulator.resources["tradefleet.io/v1alpha1/tradingfleets"] = ResourceInfo(
+        kind="TradingFleet", singular="tradingfleet", namespaced=True, verbs=verbs,
+        shortnames={"tfl"}, subresources={"status"},
+    )  # fmt: skip
     emulator.resources[DEPLOYMENTS] = ResourceInfo(
         kind="Deployment", namespaced=True, verbs=verbs, subresources={"status"}
     )

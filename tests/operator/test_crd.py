@@ -16,7 +16,14 @@ from tradefleet.config import EXCHANGES, INTERVALS_MS, MODES
 EXAMPLES = ("paper-btc-usdt.yaml", "testnet-eth-usdt.yaml")
 
 
-@pytest.mark.parametrize("path", ["crds/tradingbots.tradefleet.io.yaml", "crds/kopf-peering.yaml"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "crds/tradingbots.tradefleet.io.yaml",
+        "crds/tradingfleets.tradefleet.io.yaml",
+        "crds/kopf-peering.yaml",
+    ],
+)
 def test_crd_files_validate_against_the_official_schemas(path: str):
     for doc in yaml.safe_load_all((ROOT / path).read_text()):
         kubernetes_validate.validate(doc, "1.37.0", strict=True)

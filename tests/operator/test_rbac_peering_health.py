@@ -17,6 +17,7 @@ from tests.operator.crd_tools import example
 from tests.operator.test_operator_lifecycle import wait_generation
 
 RBAC = Path(__file__).resolve().parents[2] / "operator" / "rbac.yaml"
+FLEETS = "tradefleet.io/v1alpha1/tradingfleets"
 
 
 def rbac_rules() -> list[dict[str, Any]]:
@@ -62,6 +63,16 @@ async def test_peered_operator_runs_a_bot_with_service_monitor_and_every_call_is
         monitor = await eventually(lambda: cluster.get(SERVICEMONITORS, "bot-btc-usdt"), "the ServiceMonitor")
         assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
         assert monitor["metadata"]["ownerReferences"][0]["kind"] == "TradingBot"
+        # A TradingFleet too (this operator has no Redis: it says so in status, which is a call to audit).
+        await cluster.request(
+            "POST", "/apis/tradefleet.io/v1alpha1/namespaces/bots/tradingfleets",
+            {"apiVersion": "tradefleet.io/v1alpha1", "kind": "TradingFleet", "metadata": {"name": "default"},
+             "spec": {"halted": True, "reason": "audit"}},
+        )  # fmt: skip
+        fleet = await eventually(
+            lambda: (cluster.get(FLEETS, "default") or {}).get("status", {}).get("conditions"), "fleet status"
+        )
+        assert {c["type"]: c["reason"] for c in fleet}["Synced"] == "NoRedis"
         await cluster.patch_spec("btc-usdt", {"paused": True})
         await wait_generation(cluster, "btc-usdt", 2)
         await cluster.delete_bot("btc-usdt")
@@ -82,6 +93,7 @@ async def test_peered_operator_runs_a_bot_with_service_monitor_and_every_call_is
             continue  # the test's own calls, and discovery (open to every authenticated client)
         resource = r.resource.plural + (f"/{r.subresource}" if r.subresource else "")
         calls.add((r.resource.group, resource, verb_of(r)))
+    assert ("tradefleet.io", "tradingfleets/status", "patch") in calls
     assert ("apps", "deployments", "create") in calls and (
         "tradefleet.io",
         "tradingbots/status",

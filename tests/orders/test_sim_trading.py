@@ -116,3 +116,14 @@ async def test_binance_execution_query_returns_none_for_an_id_never_sent(sim):
         assert await ex.query(order) is None
     finally:
         await ex.close()
+
+
+async def test_held_fills_answer_new_and_fill_when_released(sim, client):
+    await sim_trading_fault(sim, hold_fills=True)
+    params = {"newClientOrderId": "tf-held", "quoteOrderQty": "60", "newOrderRespType": "RESULT"}
+    first = await client.create_order("BTC/USDT", "market", "buy", None, None, params)
+    assert first["info"]["status"] == "NEW"
+    assert (await client.fetch_order(first["id"], "BTC/USDT"))["status"] == "open"
+    await sim_trading_fault(sim, hold_fills=False)
+    filled = await client.fetch_order(first["id"], "BTC/USDT")
+    assert filled["status"] == "closed" and Decimal(str(filled["filled"])) > 0

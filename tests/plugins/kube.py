@@ -218,10 +218,11 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
     cluster = _start(base)
     try:
         cluster.kubectl("apply", "-f", str(ROOT / "crds" / "tradingbots.tradefleet.io.yaml"))
+        cluster.kubectl("apply", "-f", str(ROOT / "crds" / "tradingfleets.tradefleet.io.yaml"))
         cluster.kubectl("apply", "-f", str(ROOT / "crds" / "kopf-peering.yaml"))
         cluster.kubectl(
             "wait", "--for=condition=Established", "--timeout=60s",
-            "crd/tradingbots.tradefleet.io", "crd/kopfpeerings.kopf.dev",
+            "crd/tradingbots.tradefleet.io", "crd/tradingfleets.tradefleet.io", "crd/kopfpeerings.kopf.dev",
         )  # fmt: skip
         _wait_for_garbage_collection_of_tradingbots(cluster)
         if cluster.get(f"/api/v1/nodes/{FAKE_NODE}") is None:

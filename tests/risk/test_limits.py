@@ -97,3 +97,39 @@ def test_order_rate_guard_stops_a_bot_driven_by_a_signal_storm(
         assert storm.describe()["duplicates"] == 0
     finally:
         bot.stop()
+
+
+def test_fleet_drawdown_limit_halts_the_whole_fleet_when_their_summed_equity_falls(
+    tmp_path: Path, falling: Sim, redis_server: RedisServer
+) -> None:
+    """Three bots, no limit of their own; the fleet's drawdown limit (6 quote) comes from the scope's
+    Redis limits, as a TradingFleet's operator writes it. Each bot loses about 2.2 quote a falling
+    candle on its 100-quote BUY: the fleet trips on the summed fall, before the SMA SELL comes, and
+    every bot's SELL is then refused with the fleet halt's reason."""
+    admin = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    admin.hset("tradefleet:risk:default:limits", mapping={"max_fleet_drawdown_quote": "6"})
+    bots = [Bot(tmp_path, falling, redis_server.url, f"dd-{i}") for i in range(3)]
+    try:
+
+        def sells() -> list[dict[str, object]]:
+            rows = [s for b in bots for s in b.rows("signals") if s["side"] == "SELL"]
+            return rows if len(rows) == len(bots) and all(s["action"] != "pending" for s in rows) else []
+
+        for s in wait(sells, 240, "every bot's SELL signal decided"):
+            assert str(s["action"]).startswith("risk: halted (fleet: fleet_drawdown: 3 bots"), s
+        halts = admin.hgetall("tradefleet:risk:default:halts")
+        assert list(halts) == ["*"], halts  # one fleet halt, no bot halted on its own
+        assert '"reason": "fleet_drawdown: 3 bots' in halts["*"] and "(risk limit)" in halts["*"]
+        assert sorted(o["side"] for o in falling.orders()) == ["BUY"] * 3  # no SELL reached the exchange
+        for b in bots:
+            st = b.status()
+            assert (
+                st is not None
+                and st["risk"]["halted"]
+                and st["risk"]["fleet_limits"] == {"max_fleet_drawdown_quote": "6"}
+            )
+            assert float(st["risk"]["fleet_drawdown_quote"]) >= 6
+        assert falling.describe()["duplicates"] == 0
+    finally:
+        for b in bots:
+            b.stop()

@@ -11,6 +11,11 @@ Keys, per scope S (a fleet: every bot with the same `risk_scope`):
   once cannot both fit into the last room. Bots renew their entry while alive; a bot killed while
   holding a reservation stops counting after `ttl_ms`, so it never blocks the fleet forever.
 - `tradefleet:risk:S:events`: stream of halts and resumes (who, what, when), the audit trail.
+- `tradefleet:risk:S:limits`: hash, field a fleet limit (`max_fleet_quote`, ...), value a decimal
+  string: the limits a TradingFleet sets for the scope (the operator writes them; bots read them with
+  the halts, in the same round trip, and apply the stricter of theirs and these).
+- `tradefleet:risk:S:equity` and `...:equity_peak`: each leader's equity (realized + unrealized P&L,
+  expiring unless renewed) and the fleet's peak, kept by `_EQUITY` in one step (the drawdown limit).
 
 Expiry uses the Redis server's clock (`TIME`), the one clock every bot shares.
 
@@ -35,7 +40,16 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from tradefleet.domain.risk import Exposure, Halt, RiskLimits, set_exposure, try_reserve
+from tradefleet.domain.risk import (
+    FLEET_LIMIT_FIELDS,
+    Exposure,
+    FleetEquity,
+    Halt,
+    RiskLimits,
+    report_equity,
+    set_exposure,
+    try_reserve,
+)
 
 UNIT = Decimal("0.00000001")
 FLEET_FIELD = "*"
@@ -90,6 +104,46 @@ return now
 """
 
 
+# A bot reports its equity; returns the fleet's sum and peak. Entries that expired leave the peak with
+# their equity, a bot that joins brings its own (see `domain.risk.report_equity`, the same rule).
+_EQUITY = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local all = redis.call('HGETALL', KEYS[1])
+local stored = redis.call('GET', KEYS[2])
+local peak = nil
+if stored then peak = tonumber(stored) end
+local total, known = 0, false
+for i = 1, #all, 2 do
+  local amt, exp = string.match(all[i + 1], '^(%-?%d+)|(%d+)$')
+  amt = tonumber(amt)
+  if amt == nil or tonumber(exp) <= now then
+    redis.call('HDEL', KEYS[1], all[i])
+    if peak and amt then peak = peak - amt end
+  elseif all[i] == ARGV[1] then
+    known = true
+  else
+    total = total + amt
+  end
+end
+local value = tonumber(ARGV[2])
+if peak and not known then peak = peak + value end
+total = total + value
+if peak == nil or total > peak then peak = total end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '|' .. string.format('%.0f', now + tonumber(ARGV[3])))
+redis.call('SET', KEYS[2], string.format('%.0f', peak))
+return {string.format('%.0f', total), string.format('%.0f', peak), tostring(redis.call('HLEN', KEYS[1]))}
+"""
+
+
+_REPLACE = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current or cjson.decode(current)['halt_id'] ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+
+
 def to_units(amount: Decimal) -> int:
     return int((amount / UNIT).to_integral_value())
 
@@ -116,6 +170,24 @@ def halt_from_json(text: str) -> Halt:
         bot=d.get("bot"),
         flatten=bool(d.get("flatten", False)),
     )
+
+
+def limits_from_fields(fields: dict[str, str]) -> RiskLimits:
+    """The fleet limits in the scope's `limits` hash; a field that is not a fleet limit or not a
+    decimal >= 0 is skipped (the operator validated it; a hand-written typo must not stop the fleet)."""
+    values: dict[str, Decimal] = {}
+    for name in FLEET_LIMIT_FIELDS:
+        try:
+            value = Decimal(fields.get(name, "0"))
+        except ArithmeticError:
+            continue
+        if value.is_finite() and value > 0:
+            values[name] = value
+    return RiskLimits(**values)  # type: ignore[arg-type]
+
+
+def limits_to_fields(limits: RiskLimits) -> dict[str, str]:
+    return {n: format(getattr(limits, n), "f") for n in FLEET_LIMIT_FIELDS if getattr(limits, n) > 0}
 
 
 def new_halt(reason: str, by: str, *, bot: str | None = None, flatten: bool = False) -> Halt:
@@ -147,6 +219,8 @@ class RedisRiskState:
         self._reserve = self._redis.register_script(_RESERVE)
         self._set = self._redis.register_script(_SET)
         self._set_pnl = self._redis.register_script(_SET_PNL)
+        self._equity = self._redis.register_script(_EQUITY)
+        self._replace = self._redis.register_script(_REPLACE)
 
     @property
     def halts_key(self) -> str:
@@ -160,9 +234,51 @@ class RedisRiskState:
     def events_key(self) -> str:
         return f"{self.prefix}:events"
 
+    @property
+    def limits_key(self) -> str:
+        return f"{self.prefix}:limits"
+
     async def halts(self) -> list[Halt]:
         raw: dict[str, str] = await self._redis.hgetall(self.halts_key)
         return [*(halt_from_json(v) for v in raw.values()), *read_halt_file(self.halt_file).values()]
+
+    async def switch(self) -> tuple[list[Halt], RiskLimits]:
+        """The halts in force and the fleet's limits, in one round trip (what a bot polls)."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(self.halts_key)
+        pipe.hgetall(self.limits_key)
+        raw, limits = await pipe.execute()
+        halts = [*(halt_from_json(v) for v in raw.values()), *read_halt_file(self.halt_file).values()]
+        return halts, limits_from_fields(limits)
+
+    async def set_fleet_limits(self, limits: RiskLimits) -> None:
+        """Replace the scope's fleet limits (only the fleet fields; none set removes them all)."""
+        fields = limits_to_fields(limits)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(self.limits_key)
+        if fields:
+            pipe.hset(self.limits_key, mapping=fields)
+        await pipe.execute()
+
+    async def report_equity(self, bot: str, value: Decimal, ttl_ms: int) -> FleetEquity:
+        total, peak, members = await self._equity(
+            keys=[f"{self.prefix}:equity", f"{self.prefix}:equity_peak"],
+            args=[bot, to_units(value), ttl_ms],
+        )
+        return FleetEquity(total=from_units(total), peak=from_units(peak), members=int(members))
+
+    async def fleet_equity(self) -> FleetEquity:
+        """The fleet's equity as last reported (live entries only; the peak as last kept)."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(f"{self.prefix}:equity")
+        pipe.get(f"{self.prefix}:equity_peak")
+        pipe.time()
+        raw, peak, (sec, usec) = await pipe.execute()
+        now = sec * 1000 + usec // 1000
+        live = [int(v.split("|")[0]) for v in raw.values() if int(v.split("|")[1]) > now]
+        return FleetEquity(
+            total=from_units(sum(live)), peak=None if peak is None else from_units(peak), members=len(live)
+        )
 
     async def halt(self, h: Halt) -> Halt:
         """Set a halt unless one of the same scope is already in force (then that one is kept, so a
@@ -174,12 +290,23 @@ class RedisRiskState:
         current = await self._redis.hget(self.halts_key, field)
         return halt_from_json(current) if current else h
 
+    async def replace_halt(self, old_id: str, h: Halt) -> bool:
+        """Put `h` in place of the halt in force of its scope if that one's id is `old_id`, in one step
+        (no instant without a halt, and never over a halt someone else set meanwhile)."""
+        field = h.bot or FLEET_FIELD
+        done = await self._replace(keys=[self.halts_key], args=[field, old_id, halt_to_json(h)])
+        if done:
+            await self._event("halt", h, replaces=old_id)
+        return bool(done)
+
     async def resume(self, bot: str | None, by: str) -> Halt | None:
         field = bot or FLEET_FIELD
         current = await self._redis.hget(self.halts_key, field)
         if current is None:
             return None
         await self._redis.hdel(self.halts_key, field)
+        if bot is None:  # resuming the fleet accepts its drawdown so far: a new peak starts now
+            await self._redis.delete(f"{self.prefix}:equity_peak")
         h = halt_from_json(current)
         await self._event("resume", h, by=by)
         return h
@@ -248,11 +375,30 @@ class LocalRiskState:
         self._halts: dict[str, Halt] = {}
         self._table: dict[str, Exposure] = {}
         self._pnl: dict[str, tuple[Decimal, int]] = {}
+        self._limits = RiskLimits()
+        self._equity: dict[str, tuple[Decimal, int]] = {}
+        self._peak: Decimal | None = None
 
     async def halts(self) -> list[Halt]:
         out = dict(self._halts)
         out.update(read_halt_file(self.halt_file))
         return list(out.values())
+
+    async def switch(self) -> tuple[list[Halt], RiskLimits]:
+        return await self.halts(), self._limits
+
+    async def set_fleet_limits(self, limits: RiskLimits) -> None:
+        self._limits = limits_from_fields(limits_to_fields(limits))
+
+    async def report_equity(self, bot: str, value: Decimal, ttl_ms: int) -> FleetEquity:
+        self._equity, fleet = report_equity(self._equity, self._peak, bot, value, now_ms=_ms(), ttl_ms=ttl_ms)
+        self._peak = fleet.peak
+        return fleet
+
+    async def fleet_equity(self) -> FleetEquity:
+        now = _ms()
+        live = [a for a, exp in self._equity.values() if exp > now]
+        return FleetEquity(total=sum(live, Decimal(0)), peak=self._peak, members=len(live))
 
     async def halt(self, h: Halt) -> Halt:
         field = h.bot or FLEET_FIELD
@@ -267,6 +413,8 @@ class LocalRiskState:
     async def resume(self, bot: str | None, by: str) -> Halt | None:
         field = bot or FLEET_FIELD
         h = self._halts.pop(field, None)
+        if bot is None:
+            self._peak = None  # as with Redis: a new peak starts when the fleet resumes
         if self.halt_file is not None:
             h = remove_from_halt_file(self.halt_file, field) or h
         return h

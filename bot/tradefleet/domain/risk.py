@@ -61,6 +61,28 @@ class RiskLimits:
     """Orders one bot may send in any 60 s; one more trips the bot's halt (a runaway loop)."""
     max_fleet_daily_loss_quote: Decimal = ZERO
     """Sum of every live bot's loss since 00:00 UTC in the scope that halts the whole fleet."""
+    max_fleet_drawdown_quote: Decimal = ZERO
+    """Fall of the fleet's summed equity from its highest mark that halts the whole fleet."""
+
+
+FLEET_LIMIT_FIELDS = (
+    "max_fleet_quote",
+    "max_quote_asset_quote",
+    "max_fleet_daily_loss_quote",
+    "max_fleet_drawdown_quote",
+)
+"""The limits a fleet (a TradingFleet, mirrored into Redis) may set for every bot of its scope."""
+
+
+def merge_limits(own: RiskLimits, fleet: RiskLimits) -> RiskLimits:
+    """The bot's own limits tightened by the fleet's: for each fleet limit the smaller of the two that
+    are set (0 = not set). A fleet can lower a bot's limit, never loosen it."""
+    changes = {}
+    for name in FLEET_LIMIT_FIELDS:
+        mine, theirs = getattr(own, name), getattr(fleet, name)
+        if theirs > 0 and (mine <= 0 or theirs < mine):
+            changes[name] = theirs
+    return replace(own, **changes) if changes else own
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +277,60 @@ def fleet_loss_breach(day_pnl: Mapping[str, Decimal], limits: RiskLimits) -> str
     if loss >= limits.max_fleet_daily_loss_quote:
         cap = limits.max_fleet_daily_loss_quote
         return f"fleet_{DAILY_LOSS}: {len(day_pnl)} bots lost {loss} today, limit {cap}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class FleetEquity:
+    """The fleet's summed equity (every live bot's realized + unrealized P&L) and its highest mark.
+
+    Bots joining or leaving move the peak with the sum (like a deposit or a withdrawal), so only the
+    members' own gains and losses move the drawdown: a bot paused with a profit does not look like a
+    fall of the fleet's equity, and a new bot does not hide one. Resuming the fleet drops the peak
+    (the drawdown so far is accepted), or the limit would trip again at the next poll."""
+
+    total: Decimal = ZERO
+    peak: Decimal | None = None
+    members: int = 0
+
+    @property
+    def drawdown(self) -> Decimal:
+        return ZERO if self.peak is None else self.peak - self.total
+
+
+def report_equity(
+    table: Mapping[str, tuple[Decimal, int]],
+    peak: Decimal | None,
+    bot: str,
+    value: Decimal,
+    *,
+    now_ms: int,
+    ttl_ms: int,
+) -> tuple[dict[str, tuple[Decimal, int]], FleetEquity]:
+    """`bot` reports its equity: the new table ({bot: (equity, expires_ms)}) and fleet equity. What
+    `coord.risk_state`'s `_EQUITY` script does inside Redis, in one step."""
+    live: dict[str, tuple[Decimal, int]] = {}
+    for member, (amount, expires) in table.items():
+        if expires <= now_ms:
+            if peak is not None:
+                peak -= amount  # left the fleet: its equity leaves the peak too
+        else:
+            live[member] = (amount, expires)
+    if bot not in live and peak is not None:
+        peak += value  # joined: it brings its equity into the peak too
+    live[bot] = (value, now_ms + ttl_ms)
+    total = sum((a for a, _ in live.values()), ZERO)
+    peak = total if peak is None or total > peak else peak
+    return live, FleetEquity(total=total, peak=peak, members=len(live))
+
+
+def fleet_drawdown_breach(fleet: FleetEquity, limits: RiskLimits) -> str | None:
+    """The reason to halt the fleet when its summed equity fell the fleet's drawdown limit from peak."""
+    cap = limits.max_fleet_drawdown_quote
+    if cap <= 0 or fleet.peak is None:
+        return None
+    if fleet.drawdown >= cap:
+        return f"fleet_{DRAWDOWN}: {fleet.members} bots {fleet.drawdown} below peak {fleet.peak}, limit {cap}"
     return None
 
 

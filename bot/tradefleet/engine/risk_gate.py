@@ -8,6 +8,10 @@ every `risk_poll_ms` that reads the halts (one Redis round trip), renews this bo
 while it leads, checks the loss limits on the mark the app supplies, and hands flatten halts to the
 app's `on_flatten` (which submits the deterministic flatten signal).
 
+The limits in force are the bot's own (its config) tightened by the fleet's (a TradingFleet's
+spec.limits, which the operator mirrors into Redis and every poll reads with the halts): a fleet can
+lower a cap or a loss limit for every bot of its scope without a restart, never raise one.
+
 Failure rule: a read that fails, or a state older than `risk_stale_ms`, is "unknown", and unknown opens
 nothing. A reserve that fails is a denial. A release that fails is retried by the next renewal (the
 entry is replaced with what the position really holds).
@@ -32,14 +36,18 @@ from tradefleet.domain.risk import (
     STATE_UNKNOWN,
     ZERO,
     EquityTrack,
+    FleetEquity,
     Halt,
+    RiskLimits,
     RiskView,
     check_order,
     deny,
     equity,
+    fleet_drawdown_breach,
     fleet_loss_breach,
     halts_for,
     loss_breach,
+    merge_limits,
     orders_in_last_minute,
     position_exposure,
     track_equity,
@@ -72,7 +80,9 @@ class RiskGate:
     ) -> None:
         self.config = config
         self.bot = config.name
-        self.limits = config.risk_limits
+        self.own_limits = config.risk_limits
+        self.limits = self.own_limits
+        self.fleet_limits = RiskLimits()
         self.state = state
         self.metrics = metrics
         self.quote_asset = quote_asset
@@ -86,9 +96,10 @@ class RiskGate:
         self.last_error: str | None = None
         self.reserved = ZERO
         self._reserved_for: str | None = None
-        self._recent: deque[int] = deque(maxlen=max(64, 2 * self.limits.max_orders_per_minute))
+        self._recent: deque[int] = deque(maxlen=max(64, 2 * self.own_limits.max_orders_per_minute))
         self.track = EquityTrack()
         self.equity: Decimal | None = None
+        self.fleet_equity: FleetEquity | None = None
         self.exposure_sent: Decimal | None = None
         self._last_renew_ms = 0
         self._flatten_sent: dict[str, int] = {}
@@ -153,13 +164,19 @@ class RiskGate:
 
     async def poll_once(self) -> None:
         try:
-            halts = halts_for(await self.state.halts(), self.bot)
+            every, fleet_limits = await self.state.switch()
+            halts = halts_for(every, self.bot)
         except Exception as e:
             self.last_error = repr(e)[:200]
             self.view()  # updates the "known" gauge once the state is stale
             return
         now = self.clock()
         self.last_read_ms, self.last_error = now, None
+        if fleet_limits != self.fleet_limits:
+            set_limits = {k: str(v) for k, v in dataclasses.asdict(fleet_limits).items() if v}
+            log_event(log, "risk_fleet_limits", logging.INFO, limits=set_limits)
+            self.fleet_limits = fleet_limits
+            self.limits = merge_limits(self.own_limits, fleet_limits)
         for h in halts:
             if h.halt_id not in self.seen_ms:
                 self.seen_ms[h.halt_id] = now
@@ -198,7 +215,8 @@ class RiskGate:
 
     async def _check_loss(self, position: Position, now: int) -> None:
         lim = self.limits
-        if not (lim.max_daily_loss_quote or lim.max_drawdown_quote or lim.max_fleet_daily_loss_quote):
+        if not (lim.max_daily_loss_quote or lim.max_drawdown_quote or lim.max_fleet_daily_loss_quote
+                or lim.max_fleet_drawdown_quote):  # fmt: skip
             return
         value = equity(position, self.mark())
         self.track = track_equity(self.track, value, now)
@@ -208,6 +226,18 @@ class RiskGate:
         breach = loss_breach(self.track, value, self.limits)
         if breach is not None and not any(h.bot == self.bot for h in self.halts):
             await self.trip(breach)
+        if lim.max_fleet_drawdown_quote > 0:
+            try:
+                self.fleet_equity = await self.state.report_equity(
+                    self.bot, value, self.config.reservation_ttl_ms
+                )
+            except Exception as e:
+                self.last_error = repr(e)[:200]
+            else:
+                self.metrics.risk_fleet_drawdown.set(float(self.fleet_equity.drawdown))
+                fleet_dd = fleet_drawdown_breach(self.fleet_equity, lim)
+                if fleet_dd is not None and not any(h.bot is None for h in self.halts):
+                    await self.trip(fleet_dd, fleet_wide=True)
         if lim.max_fleet_daily_loss_quote > 0:
             try:
                 await self.state.report_pnl(
@@ -262,4 +292,9 @@ class RiskGate:
             "equity_quote": None if self.equity is None else format(self.equity, "f"),
             "peak_equity_quote": format(self.track.peak, "f"),
             "limits": {k: str(x) for k, x in dataclasses.asdict(self.limits).items()},
+            "fleet_limits": {k: str(x) for k, x in dataclasses.asdict(self.fleet_limits).items() if x},
+            "fleet_equity_quote": None if self.fleet_equity is None else format(self.fleet_equity.total, "f"),
+            "fleet_drawdown_quote": (
+                None if self.fleet_equity is None else format(self.fleet_equity.drawdown, "f")
+            ),
         }
