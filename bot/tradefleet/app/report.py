@@ -89,6 +89,7 @@ async def load(config: BotConfig, store_url: str, last: int = 0) -> ReportData:
         signals = await store.signals(config.name)
         orders = await store.orders(config.name)
         position = await store.load_position(config.name, config.symbol)
+        events = await store.events(config.name, limit=1000)
     finally:
         await store.close()
     notes: list[str] = []
@@ -122,6 +123,7 @@ async def load(config: BotConfig, store_url: str, last: int = 0) -> ReportData:
         signals=sorted((s for s in signals if s.symbol == config.symbol), key=lambda s: s.candle_open_time),
         orders=sorted((o for o in orders if o.symbol == config.symbol), key=lambda o: o.created_at),
         position=position,
+        events=events,
         generated_at=time.time_ns() // 1_000_000,
         notes=notes,
     )
@@ -175,5 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tradefleet report: cannot write {out}: {e.strerror}", file=sys.stderr)
         return 1
     shown = len(data.candles) - data.warmup
-    print(f"{out}: {shown} candles, {len(data.signals)} signals, {len(data.orders)} orders")
+    print(
+        f"{out}: {shown} candles, {len(data.signals)} signals, {len(data.orders)} orders, "
+        f"{len(data.events)} events"
+    )
     return 0

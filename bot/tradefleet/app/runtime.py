@@ -209,6 +209,7 @@ class BotRuntime:
                 self.lease.may_trade() and self.orders is not None and self.orders.trading_ready
             ),
             on_flatten=self._flatten,
+            store=self.store,  # halts and resumes it learns of become stored events
         )
 
     def _mark(self) -> Decimal | None:
@@ -467,6 +468,12 @@ class BotRuntime:
             },
             "signals": engine.state.signals if engine else 0,
             "risk": None if self.risk is None else self.risk.snapshot(),
+            # Notable events this process recorded (position mismatch episodes, halts, resumes); the
+            # store keeps them all (`tradefleet report`).
+            "events": [
+                {"kind": e.kind.value, "at_ms": e.at_ms, "summary": e.summary, **e.fields}
+                for e in getattr(self.store, "recent_events", ())
+            ],
             "counters": self.metrics.counters(),  # loss/error totals, the same numbers as /metrics
             "uptime_s": round((now - self.started_ms) / 1000, 1),
             "updated_at": now,

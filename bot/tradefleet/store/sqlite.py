@@ -22,6 +22,7 @@ anything else is a programming error and propagates unchanged.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import time
@@ -31,7 +32,9 @@ from decimal import Decimal
 from typing import Any, NoReturn, TypeVar
 
 from tradefleet.domain.models import (
+    BotEvent,
     Candle,
+    EventKind,
     Order,
     OrderStatus,
     OrderUpdate,
@@ -202,6 +205,13 @@ def _price_from(r: sqlite3.Row) -> PriceSample:
         bot=r["bot"], exchange=r["exchange"], symbol=r["symbol"], exchange_ts=r["exchange_ts"],
         local_ts=r["local_ts"], update_id=r["update_id"], bid=_to_dec(r["bid"]),
         bid_qty=_to_dec(r["bid_qty"]), ask=_to_dec(r["ask"]), ask_qty=_to_dec(r["ask_qty"]),
+    )  # fmt: skip
+
+
+def _event_from(r: sqlite3.Row) -> BotEvent:
+    return BotEvent(
+        event_id=r["event_id"], bot=r["bot"], kind=EventKind(r["kind"]), at_ms=r["at_ms"],
+        summary=r["summary"], fields=dict(json.loads(r["fields"])),
     )  # fmt: skip
 
 
@@ -456,7 +466,25 @@ class SqliteStore:
         row = (p.bot, p.symbol, _dec(p.qty), _dec(p.cost_quote), _dec(p.realized_pnl_quote), p.updated_at)
         await self._run(lambda conn: _write(conn, lambda c: c.execute(sql, row)))
 
+    async def insert_event(self, event: BotEvent) -> bool:
+        e = event
+        row = (e.event_id, e.bot, e.kind.value, e.at_ms, e.summary, json.dumps(e.fields, sort_keys=True))
+        sql = (
+            "INSERT INTO events (event_id, bot, kind, at_ms, summary, fields) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING"
+        )
+        cur = await self._run(lambda conn: _write(conn, lambda c: c.execute(sql, row)))
+        return cur.rowcount == 1
+
     # -- reads ------------------------------------------------------------------------------------
+
+    async def events(self, bot: str, limit: int = 100) -> list[BotEvent]:
+        rows = await self._select(
+            "SELECT event_id, bot, kind, at_ms, summary, fields FROM events WHERE bot = ? "
+            "ORDER BY at_ms DESC, event_id DESC LIMIT ?",
+            (bot, limit),
+        )
+        return [_event_from(r) for r in reversed(rows)]
 
     async def _select(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
         return await self._run(lambda conn: conn.execute(sql, params).fetchall())
