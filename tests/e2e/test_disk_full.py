@@ -124,8 +124,10 @@ def test_a_full_disk_loses_no_signal_and_duplicates_no_order_even_with_kill_9_be
             def settled() -> bool:
                 signals, orders, _ = store_rows(db)
                 final = ("FILLED", "CANCELED", "REJECTED", "EXPIRED")
-                return bool(signals) and all(o["status"] in final for o in orders) and all(
-                    s["action"] != "pending" for s in signals
+                return (
+                    bool(signals)
+                    and all(o["status"] in final for o in orders)
+                    and all(s["action"] != "pending" for s in signals)
                 )
 
             wait(settled, 60, "every signal with an outcome and no order open")

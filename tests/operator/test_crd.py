@@ -68,11 +68,18 @@ def bot(**spec: Any) -> dict[str, Any]:
         ({"resources": {"requests": {"cpu": "-1"}}}, "cpu must be a quantity that is not negative"),
         ({"resources": {"limits": {"cpu": "1E"}}}, "cpu must be between 1m and 256 cores"),
         ({"resources": {"requests": {"memory": "1k"}}}, "memory must be between 32Mi and 1Ti"),
-        ({"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "500m"}}},
-         "resources.requests.cpu is above resources.limits.cpu"),
-        ({"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}}},
-         "resources.requests.memory is above resources.limits.memory"),
-        ({"resources": {"requests": {"memory": "512Mi"}}}, "above the memory limit the operator sets by default"),
+        (
+            {"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "500m"}}},
+            "resources.requests.cpu is above resources.limits.cpu",
+        ),
+        (
+            {"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}}},
+            "resources.requests.memory is above resources.limits.memory",
+        ),
+        (
+            {"resources": {"requests": {"memory": "512Mi"}}},
+            "above the memory limit the operator sets by default",
+        ),
         ({"image": "GHCR.io/acme/bot:1"}, "image must be a reference the kubelet can pull"),
         ({"image": "ghcr.io/Acme/bot:1"}, "image must be a reference the kubelet can pull"),
     ],
@@ -92,7 +99,12 @@ def test_cel_rules_reject_what_the_schema_cannot_say(spec: dict[str, Any], expec
         {"replicas": 3, "redis": {"secretKeyRef": {"name": "tradefleet-redis"}}},
         {"quoteAmount": "0.0001"},
         {"resources": {"requests": {"cpu": "1m", "memory": "32Mi"}, "limits": {"cpu": 256, "memory": "1Ti"}}},
-        {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "0.5", "memory": "1Gi"}}},
+        {
+            "resources": {
+                "requests": {"cpu": "500m", "memory": "1Gi"},
+                "limits": {"cpu": "0.5", "memory": "1Gi"},
+            }
+        },
         {"image": "registry.local:5000/acme/trade_fleet-bot:V1.2_rc@sha256:" + "a" * 64},
         {"image": "tradefleet-bot"},
     ],

@@ -130,12 +130,19 @@ def test_bad_quantities_and_image_references_are_refused_at_admission_with_the_f
     "spec",
     [
         {"resources": {"requests": {"cpu": "1m", "memory": "32Mi"}, "limits": {"cpu": 256, "memory": "1Ti"}}},
-        {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "0.5", "memory": "1Gi"}}},
+        {
+            "resources": {
+                "requests": {"cpu": "500m", "memory": "1Gi"},
+                "limits": {"cpu": "0.5", "memory": "1Gi"},
+            }
+        },
         {"image": "registry.local:5000/acme/trade_fleet-bot:V1.2_rc@sha256:" + "a" * 64},
     ],
     ids=["bounds", "equal-request-and-limit", "image-with-port-tag-digest"],
 )
-def test_quantities_and_images_at_the_edges_are_accepted(kube: KubeCluster, kube_ns: str, spec: dict[str, Any]):
+def test_quantities_and_images_at_the_edges_are_accepted(
+    kube: KubeCluster, kube_ns: str, spec: dict[str, Any]
+):
     kube.kubectl("apply", "-n", kube_ns, "-f", "-", stdin=manifest("edge", **spec))
     assert kube.get(TB_PATH.format(ns=kube_ns, name="edge")) is not None
 

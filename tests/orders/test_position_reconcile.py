@@ -80,7 +80,9 @@ async def test_position_that_disagrees_with_the_exchange_account_fails_readiness
     from tradefleet.app.report import main as report
 
     out = tmp_path / "report.html"
-    assert await asyncio.to_thread(report, ["--store", str(bot.db), "--bot", "obs-bot", "--out", str(out)]) == 0
+    assert (
+        await asyncio.to_thread(report, ["--store", str(bot.db), "--bot", "obs-bot", "--out", str(out)]) == 0
+    )
     page = out.read_text()
     assert "<h2>Events</h2>" in page and "position_mismatch" in page and "holds 0.0256" in page
 

@@ -60,7 +60,9 @@ async def buffered(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[B
         await _discard(raw)
 
 
-async def test_a_mismatch_is_stored_once_per_episode_and_its_end_is_stored_too(buffered: BufferedStore) -> None:
+async def test_a_mismatch_is_stored_once_per_episode_and_its_end_is_stored_too(
+    buffered: BufferedStore,
+) -> None:
     account = Account("0.0256")
     check = PositionCheck(account, BotMetrics(), Decimal("0.00001"), bot=BOT, store=buffered, clock=Clock())
     for _ in range(5):  # five periodic checks of one disagreement: one record
@@ -121,6 +123,6 @@ async def test_halts_and_resumes_a_bot_learns_of_are_stored_once_per_halt_whoeve
     halt, resume = events
     assert halt.fields["by"] == "ops (alice)" and halt.fields["reason"] == "exchange misbehaving"
     assert halt.fields["scope"] == "fleet" and halt.fields["halted_at_ms"] == "1700000000000"
-    assert "halted (fleet) by ops (alice): exchange misbehaving" == halt.summary
+    assert halt.summary == "halted (fleet) by ops (alice): exchange misbehaving"
     assert resume.fields["halt_id"] == "h-1" and "lifted" in resume.summary
     assert json.loads(json.dumps(resume.fields)) == resume.fields  # plain strings only

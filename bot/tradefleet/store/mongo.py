@@ -59,7 +59,16 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
-from tradefleet.domain.models import BotEvent, Candle, Order, OrderStatus, OrderUpdate, Position, PriceSample, Signal
+from tradefleet.domain.models import (
+    BotEvent,
+    Candle,
+    Order,
+    OrderStatus,
+    OrderUpdate,
+    Position,
+    PriceSample,
+    Signal,
+)
 from tradefleet.errors import ConfigError, PermanentError, StoreUnavailable
 from tradefleet.store import mongo_docs as docs
 from tradefleet.store.merge import advance, update_key
