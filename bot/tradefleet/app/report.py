@@ -79,7 +79,7 @@ def resolve(args: argparse.Namespace, env: dict[str, str]) -> tuple[BotConfig, s
 
 
 async def load(config: BotConfig, store_url: str, last: int = 0) -> ReportData:
-    store = open_store(store_url)
+    store = open_store(store_url, lock="none")  # a reader, beside a running bot
     await store.open()
     try:
         candles = [c for c in await store.candles(config.symbol, config.interval) if c.closed]
@@ -132,7 +132,7 @@ async def load(config: BotConfig, store_url: str, last: int = 0) -> ReportData:
 async def _only_bot(config: BotConfig, store_url: str) -> BotConfig:
     """Without --bot: the store's only bot, or a clear error naming the bots present (a store with no
     bot's records yet keeps the default name: its candles are still worth a page)."""
-    store = open_store(store_url)
+    store = open_store(store_url, lock="none")  # a reader, beside a running bot
     await store.open()
     try:
         names = await store.bots()

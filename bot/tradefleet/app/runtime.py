@@ -79,7 +79,9 @@ class BotRuntime:
         from tradefleet.web.http import BotHttpServer
 
         c, m = self.config, self.metrics
-        self.store = BufferedStore.from_config(open_store(c.store_url), c, m)
+        # A second process on the same SQLite file waits here as a cold standby (sqlite_lock): it opens
+        # nothing, serves nothing and trades nothing until the holder exits or dies.
+        self.store = BufferedStore.from_config(open_store(c.store_url, lock="wait"), c, m)
         await self.store.store.open()
         self.store.start()
         self.rest = CcxtMarketRest(rest_url=c.rest_url, testnet=c.mode == "testnet")

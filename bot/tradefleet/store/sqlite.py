@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -44,10 +45,16 @@ from tradefleet.domain.models import (
     Signal,
 )
 from tradefleet.errors import PermanentError, StoreUnavailable
+from tradefleet.store import sqlite_lock
 from tradefleet.store.merge import advance, plain, update_key
 from tradefleet.store.sqlite_schema import migrate
 
 T = TypeVar("T")
+log = logging.getLogger("tradefleet.store")
+LOCK_WAIT_LOG_S = 30.0
+"""A process waiting for another's store file says so at once, then this often (and when the holder
+changes)."""
+LOCK_POLL_S = 0.2
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 """How long a write waits for another process's write lock before the store counts as unavailable.
@@ -234,9 +241,16 @@ def _write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T
 class SqliteStore:
     """`Store` on one SQLite file. `path` is a filesystem path or ":memory:"."""
 
-    def __init__(self, path: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
+    def __init__(
+        self, path: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, lock: str = "refuse"
+    ) -> None:
+        if lock not in sqlite_lock.LOCK_MODES:
+            raise ValueError(f"lock must be one of {sqlite_lock.LOCK_MODES}, not {lock!r}")
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
+        self.lock = lock
+        """One process per file (`sqlite_lock`): wait for the holder, refuse, or (readers) no lock."""
+        self._locked = False
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None
@@ -328,7 +342,30 @@ class SqliteStore:
             raise
         return conn
 
+    async def _take_lock(self) -> None:
+        if self._locked or self.lock == "none" or self.path == ":memory:" or self.path.startswith("file:"):
+            return
+        logged_at: float | None = None
+        logged_pid: int | None = None
+        while not sqlite_lock.try_acquire(self.path):
+            if self.lock == "refuse":
+                raise sqlite_lock.refuse(self.path)
+            pid = sqlite_lock.holder_pid(sqlite_lock.lock_path(self.path))
+            now = time.monotonic()
+            if logged_at is None or now - logged_at >= LOCK_WAIT_LOG_S or pid != logged_pid:
+                log.warning(
+                    "store_lock_wait",
+                    extra={"event": "store_lock_wait", "file": self.path, "holder_pid": pid,
+                           "detail": sqlite_lock.held_message(self.path)},
+                )  # fmt: skip
+                logged_at, logged_pid = now, pid
+            await asyncio.sleep(LOCK_POLL_S)
+        self._locked = True
+        if logged_at is not None:
+            log.warning("store_lock_acquired", extra={"event": "store_lock_acquired", "file": self.path})
+
     async def open(self) -> None:
+        await self._take_lock()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         await self._run(lambda conn: None)  # connects and migrates on the store's thread
@@ -351,6 +388,9 @@ class SqliteStore:
         finally:
             self._executor.shutdown(wait=True)
             self._executor = None
+            if self._locked:
+                sqlite_lock.release(self.path)
+                self._locked = False
 
     async def ping(self) -> None:
         # A real (one-row) write: a free lock alone would not notice a read-only or failing disk.
