@@ -84,7 +84,6 @@ def _compare(a: _Quantity, b: _Quantity) -> int:
 _QUANTITY_LIBRARY: dict[str, Any] = {
     "isQuantity": _is_quantity,
     "quantity": _quantity,
-    "sign": lambda q: celpy.celtypes.IntType((q.value > 0) - (q.value < 0)),
     "compareTo": lambda a, b: celpy.celtypes.IntType(_compare(a, b)),
     "isGreaterThan": lambda a, b: celpy.celtypes.BoolType(_compare(a, b) > 0),
     "isLessThan": lambda a, b: celpy.celtypes.BoolType(_compare(a, b) < 0),
