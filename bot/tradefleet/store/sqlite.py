@@ -4,10 +4,11 @@ Why it looks like this:
 - sqlite3 blocks, so every call runs on ONE dedicated thread (a single-worker executor) that owns
   the only connection. The event loop never waits on the disk, and the connection is never shared
   between threads.
-- WAL mode lets readers (a report, the sqlite3 shell, a second replica) read while we write, and
-  several processes may write the same file: each write is a short `BEGIN IMMEDIATE` transaction
-  (taking the write lock up front, so no transaction deadlocks upgrading a read lock), and
-  `busy_timeout` makes a writer wait for the other's lock instead of failing at once.
+- One process writes a file (`sqlite_lock`: an exclusive flock on `<file>.lock`, taken at open before
+  the database is touched). WAL mode lets readers (a report, the sqlite3 shell) read while it writes;
+  each write is a short `BEGIN IMMEDIATE` transaction (taking the write lock up front, so no
+  transaction deadlocks upgrading a read lock), and `busy_timeout` makes it wait for a lock someone
+  else took by hand (a `sqlite3` shell) instead of failing at once.
 - `synchronous=FULL`: a commit is on disk when it returns, so "recorded" means recorded even if the
   machine loses power. Prices are batched, so this costs one fsync per batch, not per sample.
 - Every write is idempotent through the tables' natural keys (see `sqlite_schema`), so the buffered
@@ -95,10 +96,9 @@ NETWORK_FILESYSTEMS = frozenset(
 def network_filesystem(path: str, mounts: str | None = None) -> str | None:
     """The network filesystem type `path` lives on, or None (local, or unknown: no /proc).
 
-    What the embedded store supports (#11): several processes of one bot on one host's local disk
-    (WAL and POSIX locks serialise them; a process paused inside a write blocks writes, and so orders,
-    until it resumes or dies: safe, not highly available). Anything else, processes on different
-    hosts through a network filesystem, is refused at open; several hosts share MongoDB."""
+    What the embedded store supports (#11): one writing process per file on one host's local disk
+    (`sqlite_lock`; a second waits or is refused). A file on a network filesystem is refused at open:
+    neither SQLite's locks nor the flock can be trusted there; several hosts share MongoDB."""
     if mounts is None:
         try:
             with open("/proc/self/mounts") as f:
