@@ -16,7 +16,8 @@ interval; a clean stop costs at most one renewal interval. Figures are printed; 
 these bounds in the same run, never with another machine's.
 
 With `--bots` the replicas are real `tradefleet bot` processes (testnet mode against the simulator,
-one shared SQLite store) and two times are reported per kill: until a standby holds the lease, and
+`--store-url` a shared MongoDB, else one SQLite file each: a SQLite file belongs to one process) and
+two times are reported per kill: until a standby holds the lease, and
 until it has reloaded and reconciled orders (`orders_recovered`), i.e. may really trade. The second
 adds the reconciliation of any order the dead leader left in flight (up to recvWindow + 1 s).
 
@@ -212,13 +213,18 @@ class Bot:
         return None
 
 
-def spawn_bot(name: str, tmp: Path, sim_port: int, redis_url: str, ttl_ms: int, renew_ms: int) -> Bot:
+def spawn_bot(
+    name: str, tmp: Path, sim_port: int, redis_url: str, ttl_ms: int, renew_ms: int, store_url: str | None
+) -> Bot:
     # Here, not at the top: the lease replicas (`--child`) import this module and stay lean.
     from tests.obs.botproc import bot_env, sim_urls, start_bot
 
+    # A SQLite file belongs to one process (a second would wait as a cold standby): without a shared
+    # MongoDB (`--store-url`), each replica gets its own file, which is enough to time a takeover.
+    store_url = store_url or f"sqlite:///{tmp / f'{name}.sqlite'}"
     config = {
         "name": "bench-bot", "mode": "testnet", "interval": "1m", "short_window": 2, "long_window": 5,
-        **sim_urls(sim_port), "store_url": f"sqlite:///{tmp / 'bench.sqlite'}", "http_port": free_port(),
+        **sim_urls(sim_port), "store_url": store_url, "http_port": free_port(),
         "http_host": "127.0.0.1", "lease_ttl_ms": ttl_ms, "lease_renew_ms": renew_ms, "depth_limit": 100,
     }  # fmt: skip
     env = bot_env(
@@ -250,7 +256,7 @@ def run_bots(a: argparse.Namespace, binary: str) -> tuple[list[float], list[floa
             _wait_port(sport)
             url = f"redis://127.0.0.1:{rport}/0"
             for i in range(a.replicas):
-                bots.append(spawn_bot(f"bot-{i}", tmp, sport, url, a.ttl_ms, a.renew_ms))
+                bots.append(spawn_bot(f"bot-{i}", tmp, sport, url, a.ttl_ms, a.renew_ms, a.store_url))
             for i in range(a.repeats):
                 wait_for(lambda: all(b.events("orders_recovered") for b in bots), 120)
                 wait_for(lambda: any(b.leading_since() for b in bots), 60)
@@ -277,7 +283,9 @@ def run_bots(a: argparse.Namespace, binary: str) -> tuple[list[float], list[floa
                 lease_times.append(t_lead - t_kill)
                 ready_times.append(t_ready - t_kill)
                 print(f"  kill {i + 1}: lease {t_lead - t_kill:.3f}s, trading-ready {t_ready - t_kill:.3f}s")
-                bots.append(spawn_bot(f"bot-{a.replicas + i}", tmp, sport, url, a.ttl_ms, a.renew_ms))
+                bots.append(
+                    spawn_bot(f"bot-{a.replicas + i}", tmp, sport, url, a.ttl_ms, a.renew_ms, a.store_url)
+                )
         finally:
             for b in bots:
                 b.proc.kill()
@@ -305,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ttl-ms", type=int, default=5000, help="the bot's default lease_ttl_ms")
     p.add_argument("--renew-ms", type=int, default=1000, help="the bot's default lease_renew_ms")
     p.add_argument("--bots", action="store_true", help="real `tradefleet bot` processes + simulator")
+    p.add_argument(
+        "--store-url",
+        help="with --bots: a shared store (mongodb://...); default: one SQLite file per replica",
+    )
     p.add_argument("--child", nargs=4, metavar=("URL", "HOLDER", "TTL", "RENEW"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:

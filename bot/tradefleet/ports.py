@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from tradefleet.domain.market import DepthSnapshot, MarketEvent
-from tradefleet.domain.models import Candle, Order, OrderUpdate, Position, PriceSample, Signal
+from tradefleet.domain.models import BotEvent, Candle, Order, OrderUpdate, Position, PriceSample, Signal
 from tradefleet.domain.risk import Exposure, FleetEquity, Halt, RiskLimits
 
 
@@ -136,6 +136,14 @@ class Store(Protocol):
 
     async def bots(self) -> list[str]:
         """Names of the bots with signals or orders in this store, sorted (for `tradefleet report`)."""
+        ...
+
+    async def insert_event(self, event: BotEvent) -> bool:
+        """Store a notable event; False if an event with that id already exists (nothing changes)."""
+        ...
+
+    async def events(self, bot: str, limit: int = 100) -> list[BotEvent]:
+        """The newest `limit` events of `bot`, oldest first."""
         ...
 
 

@@ -3,7 +3,9 @@
 Everything is real: the simulator process (`tradefleet sim`, real BTCUSDT daily candles replayed as
 1-minute candles, orders matched and counted, `duplicates` must stay 0), a real redis-server, and
 `tradefleet bot` processes in testnet mode (real ccxt client, signed order API, user data stream)
-sharing one SQLite store file, as replicas share MongoDB in a cluster. Windows 2/5 make a crossover
+sharing one MongoDB-protocol store (the session's FerretDB, or MONGODB_URL), as replicas do in a
+cluster. (A SQLite file belongs to one process: a second one waits as a cold standby, see
+`tests/store/test_one_process_per_file.py`; warm standbys share MongoDB.) Windows 2/5 make a crossover
 every ~4.5 candles, so signals come every few seconds at the replay speed used here.
 
 What is checked, from three independent witnesses (the simulator's order book, the shared store,
@@ -31,17 +33,20 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import pymongo
 import pytest
 import redis
 
 from tests.conftest import RedisServer, free_port, wait_for_port
 from tests.obs.botproc import bot_env, sim_urls, start_bot, stop_process
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.mongo]
 
 BOT = "fleet"
 TTL_MS, RENEW_MS = 2000, 400
@@ -154,10 +159,15 @@ class Replica:
 
 
 class Fleet:
-    def __init__(self, tmp: Path, redis: RedisServer) -> None:
+    def __init__(self, tmp: Path, redis: RedisServer, mongodb_url: str | None = None) -> None:
         self.tmp = tmp
         self.redis = redis
-        self.store_url = f"sqlite:///{tmp / 'fleet.sqlite'}"
+        self.store_url = f"sqlite:///{tmp / 'fleet.sqlite'}"  # one replica at a time only
+        self.client: pymongo.MongoClient[dict[str, Any]] | None = None
+        if mongodb_url is not None:
+            self.database = f"tf_e2e_{uuid.uuid4().hex[:12]}"
+            self.client = pymongo.MongoClient(mongodb_url)
+            self.store_url = urlunsplit(urlsplit(mongodb_url)._replace(path="/" + self.database))
         self.sim = Sim(tmp)
         self.replicas: list[Replica] = []
 
@@ -202,9 +212,14 @@ class Fleet:
         return second if first == second else None
 
     def store_rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """(orders, signals) of the bot from the shared store, read with sqlite3 directly: a witness
-        independent of the bot's own store code."""
+        """(orders, signals) of the bot from the shared store, read with pymongo or sqlite3 directly:
+        a witness independent of the bot's own store code."""
         import sqlite3
+
+        if self.client is not None:
+            db = self.client[self.database]
+            orders = [{**d, "client_order_id": d["_id"]} for d in db["orders"].find({"bot": BOT})]
+            return orders, list(db["signals"].find({"bot": BOT}))
 
         conn = sqlite3.connect(f"file:{self.tmp / 'fleet.sqlite'}?mode=ro", uri=True, timeout=10)
         conn.row_factory = sqlite3.Row
@@ -249,13 +264,16 @@ class Fleet:
         for r in self.replicas:
             r.stop()
         self.sim.stop()
+        if self.client is not None:
+            self.client.drop_database(self.database)
+            self.client.close()
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, redis_server: RedisServer) -> Iterator[Fleet]:
+def fleet(tmp_path: Path, redis_server: RedisServer, mongodb_url: str) -> Iterator[Fleet]:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server missing")
-    f = Fleet(tmp_path, redis_server)
+    f = Fleet(tmp_path, redis_server, mongodb_url)
     try:
         yield f
     finally:

@@ -9,13 +9,9 @@ pymongo on the raw documents, independent of the bot's store code.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import pymongo
 import pytest
 
 from tests.conftest import RedisServer
@@ -25,23 +21,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.mongo]
 
 
 class MongoFleet(Fleet):
+    """The replica tests' fleet on the MongoDB-protocol store (pymongo as the witness)."""
+
     def __init__(self, tmp: Path, redis: RedisServer, mongodb_url: str) -> None:
-        self.database = f"tf_e2e_{uuid.uuid4().hex[:12]}"
-        parts = urlsplit(mongodb_url)
-        self.client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongodb_url)
-        super().__init__(tmp, redis)
-        self.store_url = urlunsplit(parts._replace(path="/" + self.database))
-
-    def store_rows(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        db = self.client[self.database]
-        orders = [{**d, "client_order_id": d["_id"]} for d in db["orders"].find({"bot": BOT})]
-        signals = list(db["signals"].find({"bot": BOT}))
-        return orders, signals
-
-    def close(self) -> None:
-        super().close()
-        self.client.drop_database(self.database)
-        self.client.close()
+        super().__init__(tmp, redis, mongodb_url)
+        assert self.client is not None
 
 
 @pytest.fixture

@@ -54,9 +54,46 @@ def schema_errors(obj: Any) -> list[str]:
 _env = celpy.Environment()
 
 
+class _Quantity(celpy.celtypes.StringType):
+    """Kubernetes CEL's quantity (k8s.io/apiserver/pkg/cel/library/quantity.go) for cel-python: a
+    string that knows its exact value, read by the operator's own `quantity_value`."""
+
+    @property
+    def value(self) -> Any:
+        from tradingbot_operator.spec import quantity_value
+
+        return quantity_value(str(self))
+
+
+def _is_quantity(text: Any) -> celpy.celtypes.BoolType:
+    from tradingbot_operator.spec import QUANTITY_RE
+
+    return celpy.celtypes.BoolType(bool(QUANTITY_RE.match(str(text))))
+
+
+def _quantity(text: Any) -> _Quantity:
+    if not _is_quantity(text):
+        raise ValueError(f"quantity({text!r}): not a quantity")
+    return _Quantity(str(text))
+
+
+def _compare(a: _Quantity, b: _Quantity) -> int:
+    return (a.value > b.value) - (a.value < b.value)
+
+
+_QUANTITY_LIBRARY: dict[str, Any] = {
+    "isQuantity": _is_quantity,
+    "quantity": _quantity,
+    "compareTo": lambda a, b: celpy.celtypes.IntType(_compare(a, b)),
+    "isGreaterThan": lambda a, b: celpy.celtypes.BoolType(_compare(a, b) > 0),
+    "isLessThan": lambda a, b: celpy.celtypes.BoolType(_compare(a, b) < 0),
+    "string": lambda v: celpy.celtypes.StringType(str(v)),
+}
+
+
 @cache
 def _program(rule: str) -> Any:
-    return _env.program(_env.compile(rule))
+    return _env.program(_env.compile(rule), functions=_QUANTITY_LIBRARY)
 
 
 def cel_errors(obj: Any, old: Any = None) -> list[str]:

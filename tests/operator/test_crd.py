@@ -72,6 +72,23 @@ def bot(**spec: Any) -> dict[str, Any]:
         ({"mode": "testnet"}, "mode testnet and live place real orders"),
         ({"replicas": 2}, "replicas > 1 needs spec.redis"),
         ({"quoteAmount": "0.000"}, "quoteAmount must be greater than zero"),
+        ({"resources": {"requests": {"cpu": "-1"}}}, "cpu must be a quantity that is not negative"),
+        ({"resources": {"limits": {"cpu": "1E"}}}, "cpu must be between 1m and 256 cores"),
+        ({"resources": {"requests": {"memory": "1k"}}}, "memory must be between 32Mi and 1Ti"),
+        (
+            {"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "500m"}}},
+            "resources.requests.cpu is above resources.limits.cpu",
+        ),
+        (
+            {"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}}},
+            "resources.requests.memory is above resources.limits.memory",
+        ),
+        (
+            {"resources": {"requests": {"memory": "512Mi"}}},
+            "above the memory limit the operator sets by default",
+        ),
+        ({"image": "GHCR.io/acme/bot:1"}, "image must be a reference the kubelet can pull"),
+        ({"image": "ghcr.io/Acme/bot:1"}, "image must be a reference the kubelet can pull"),
     ],
 )
 def test_cel_rules_reject_what_the_schema_cannot_say(spec: dict[str, Any], expected: str):
@@ -88,6 +105,15 @@ def test_cel_rules_reject_what_the_schema_cannot_say(spec: dict[str, Any], expec
         {"mode": "live", "credentialsSecretRef": {"name": "binance-live"}},
         {"replicas": 3, "redis": {"secretKeyRef": {"name": "tradefleet-redis"}}},
         {"quoteAmount": "0.0001"},
+        {"resources": {"requests": {"cpu": "1m", "memory": "32Mi"}, "limits": {"cpu": 256, "memory": "1Ti"}}},
+        {
+            "resources": {
+                "requests": {"cpu": "500m", "memory": "1Gi"},
+                "limits": {"cpu": "0.5", "memory": "1Gi"},
+            }
+        },
+        {"image": "registry.local:5000/acme/trade_fleet-bot:V1.2_rc@sha256:" + "a" * 64},
+        {"image": "tradefleet-bot"},
     ],
 )
 def test_cel_rules_accept_valid_edges(spec: dict[str, Any]):
@@ -171,3 +197,11 @@ def test_the_status_the_operator_writes_fits_the_crd_so_nothing_is_pruned():
                 declared(item, node["items"], path + "[]")
 
     declared(status, status_schema, "status")
+
+
+def test_the_crd_image_rule_is_the_operators_image_grammar():
+    """One grammar in two places (RE2 in the CRD, `re` in the operator): kept equal by this test."""
+    from tradingbot_operator.spec import IMAGE_RE
+
+    rule = schema()["properties"]["spec"]["properties"]["image"]["x-kubernetes-validations"][0]["rule"]
+    assert rule == f'self.matches(r"{IMAGE_RE.pattern}")'

@@ -92,6 +92,61 @@ def test_invalid_specs_are_refused_with_the_message_kubectl_shows(
     assert kube.get(TB_PATH.format(ns=kube_ns, name="b")) is None  # nothing stored
 
 
+# Resource quantities and image references (#11): refused at admission by the CRD's CEL rules (the
+# quantity library reads them as the kubelet does), not after the operator created the ConfigMap.
+REFUSED_RESOURCES = [
+    ({"resources": {"requests": {"cpu": "-1"}}},
+     ("spec.resources.requests.cpu: Invalid value:", "cpu must be a quantity that is not negative")),
+    ({"resources": {"limits": {"cpu": "1E"}}},
+     ("spec.resources.limits.cpu: Invalid value:", "cpu must be between 1m and 256 cores")),
+    ({"resources": {"requests": {"memory": "16Mi"}}},
+     ("spec.resources.requests.memory: Invalid value:", "memory must be between 32Mi and 1Ti")),
+    ({"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "500m"}}},
+     ("spec.resources.requests.cpu: Invalid value:", "resources.requests.cpu is above resources.limits.cpu")),
+    ({"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}}},
+     ("spec.resources.requests.memory: Invalid value:", "requests.memory is above resources.limits.memory")),
+    ({"resources": {"requests": {"memory": "512Mi"}}},
+     ("spec.resources.requests.memory: Invalid value:", "above the memory limit the operator sets by default")),
+    ({"image": "GHCR.io/acme/bot:1"},
+     ('spec.image: Invalid value: "GHCR.io/acme/bot:1": image must be a reference the kubelet can pull',)),
+    ({"image": "ghcr.io/Acme/bot:1"},
+     ('spec.image: Invalid value: "ghcr.io/Acme/bot:1": image must be a reference the kubelet can pull',)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("spec", "expected"), REFUSED_RESOURCES, ids=[str(s) for s, _ in REFUSED_RESOURCES])
+def test_bad_quantities_and_image_references_are_refused_at_admission_with_the_field_named(
+    kube: KubeCluster, kube_ns: str, spec: dict[str, Any], expected: tuple[str, ...]
+):
+    proc = kube.kubectl("apply", "-n", kube_ns, "-f", "-", stdin=manifest(**spec), check=False)
+    assert proc.returncode == 1, proc.stdout
+    assert proc.stderr.startswith('The TradingBot "b" is invalid: '), proc.stderr
+    for part in expected:
+        assert part in proc.stderr, proc.stderr
+    assert kube.get(TB_PATH.format(ns=kube_ns, name="b")) is None  # nothing stored
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"resources": {"requests": {"cpu": "1m", "memory": "32Mi"}, "limits": {"cpu": 256, "memory": "1Ti"}}},
+        {
+            "resources": {
+                "requests": {"cpu": "500m", "memory": "1Gi"},
+                "limits": {"cpu": "0.5", "memory": "1Gi"},
+            }
+        },
+        {"image": "registry.local:5000/acme/trade_fleet-bot:V1.2_rc@sha256:" + "a" * 64},
+    ],
+    ids=["bounds", "equal-request-and-limit", "image-with-port-tag-digest"],
+)
+def test_quantities_and_images_at_the_edges_are_accepted(
+    kube: KubeCluster, kube_ns: str, spec: dict[str, Any]
+):
+    kube.kubectl("apply", "-n", kube_ns, "-f", "-", stdin=manifest("edge", **spec))
+    assert kube.get(TB_PATH.format(ns=kube_ns, name="edge")) is not None
+
+
 def test_unquoted_numbers_in_yaml_are_refused_as_not_strings(kube: KubeCluster, kube_ns: str):
     """What a user typing `quoteAmount: 1e3` (or 100) in YAML reads: a number is not a decimal string."""
     text = "apiVersion: tradefleet.io/v1alpha1\nkind: TradingBot\nmetadata: {name: b}\n"

@@ -3,7 +3,8 @@ the operator's spec checks, with the field named, before anything is created (#1
 
 Before: negative quantities, `1E` CPUs (10^18 cores), requests above the limits the pod gets (the
 operator's default memory limit included) and image references with upper-case registries passed the
-CRD schema, CEL and the operator; a 422 came back only for the Deployment, after the ConfigMap had
+CRD schema, CEL and the operator (now the CRD's CEL rules refuse them at admission too, and the
+operator's checks remain for a spec that slipped past an older CRD); a 422 came back only for the Deployment, after the ConfigMap had
 been created, or the pod never pulled.
 """
 
@@ -77,7 +78,10 @@ def test_quantities_are_read_as_kubernetes_reads_them() -> None:
     )
 
 
-async def test_bad_image_is_degraded_before_anything_is_created(cluster, start_operator) -> None:
+async def test_bad_image_is_degraded_before_anything_is_created(emulated_cluster, start_operator) -> None:
+    # The emulator has no CEL: this is the spec that slips past an older CRD without the rules (the
+    # real server refuses it at admission: test_bad_image_and_quantity_are_refused_at_admission).
+    cluster = emulated_cluster
     manifest = example("paper-btc-usdt.yaml")
     manifest["spec"]["image"] = "Registry.Example.com/tradefleet/bot:1"
     manifest["spec"]["resources"] = {"requests": {"memory": "512Mi"}}
@@ -90,3 +94,14 @@ async def test_bad_image_is_degraded_before_anything_is_created(cluster, start_o
         assert (
             not cluster.named(DEPLOYMENTS) and not cluster.named(CONFIGMAPS) and not cluster.named(SERVICES)
         )
+
+
+async def test_bad_image_and_quantity_are_refused_at_admission(cluster) -> None:
+    """With the CRD's CEL rules the real server refuses the same spec before the operator sees it."""
+    manifest = example("paper-btc-usdt.yaml")
+    manifest["spec"]["image"] = "Registry.Example.com/tradefleet/bot:1"
+    manifest["spec"]["resources"] = {"requests": {"memory": "512Mi"}}
+    with pytest.raises(AssertionError, match="422") as e:
+        await cluster.create_bot(manifest)
+    assert "spec.image: Invalid value" in str(e.value) and "spec.resources.requests.memory" in str(e.value)
+    assert not cluster.named(DEPLOYMENTS) and not cluster.named(CONFIGMAPS)

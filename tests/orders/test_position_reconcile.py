@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
@@ -60,5 +62,37 @@ async def test_position_that_disagrees_with_the_exchange_account_fails_readiness
             assert await bot.metric(session, "tradefleet_position_mismatch_qty") == pytest.approx(0.0256)
             events = [json.loads(line) for line in bot.log.read_text().splitlines() if line.startswith("{")]
             assert [e for e in events if e.get("event") == "position_mismatch"]
+            # The stored record (#11): one row for the episode, read from the file with sqlite3 directly.
+            deadline = time.monotonic() + 30
+            while not (rows := stored_events(bot.db)):
+                assert time.monotonic() < deadline, f"no stored event\n{bot.tail()}"
+                await asyncio.sleep(0.2)
+            assert [(r["kind"], r["bot"]) for r in rows] == [("position_mismatch", "obs-bot")]
+            fields = json.loads(rows[0]["fields"])
+            assert (Decimal(fields["position_qty"]), Decimal(fields["account_qty"])) == (0, Decimal("0.0256"))
+            _, body = await bot.get(session, "/status")
+            assert isinstance(body, dict)
+            shown = [e for e in body["events"] if e["kind"] == "position_mismatch"]
+            assert shown and Decimal(shown[0]["account_qty"]) == Decimal("0.0256"), body["events"]
     finally:
         bot.stop()
+    # `tradefleet report` shows it.
+    from tradefleet.app.report import main as report
+
+    out = tmp_path / "report.html"
+    assert (
+        await asyncio.to_thread(report, ["--store", str(bot.db), "--bot", "obs-bot", "--out", str(out)]) == 0
+    )
+    page = out.read_text()
+    assert "<h2>Events</h2>" in page and "position_mismatch" in page and "holds 0.0256" in page
+
+
+def stored_events(db: Path) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute("SELECT * FROM events ORDER BY at_ms").fetchall()
+    except sqlite3.OperationalError:
+        return []  # the bot has not created the file's tables yet
+    finally:
+        conn.close()

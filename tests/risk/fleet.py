@@ -114,6 +114,7 @@ class Bot(replicas.Replica):
             "reservation_ttl_ms": "3000",
         }  # fmt: skip
         config.update({k: str(v) for k, v in settings.items()})
+        self.store_url = config["store_url"]
         env = bot_env(config, POD_NAME=self.id, TRADEFLEET_API_KEY=SIM_KEY, TRADEFLEET_API_SECRET=SIM_SECRET)
         if redis_url:
             env["REDIS_URL"] = redis_url
@@ -132,7 +133,18 @@ class Bot(replicas.Replica):
         return bool(s and s["checks"]["orders"]["ok"] and s["checks"]["candles"]["ok"])
 
     def rows(self, table: str) -> list[dict[str, Any]]:
-        """Rows of this bot from its store, read with sqlite3 directly (a witness independent of the bot)."""
+        """Rows of this bot from its store, read with sqlite3 or pymongo directly (a witness independent
+        of the bot)."""
+        if self.store_url.startswith("mongodb"):
+            import pymongo
+
+            client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(self.store_url)
+            try:
+                docs = client.get_default_database()[table].find({"bot": self.name})
+                key = {"orders": "client_order_id", "signals": "signal_id"}.get(table, "_id")
+                return [{**d, key: d["_id"]} for d in docs]
+            finally:
+                client.close()
         if not self.db.exists():
             return []
         conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)

@@ -10,6 +10,7 @@ a flatten order was created after each bot saw the switch.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from decimal import Decimal
@@ -115,6 +116,22 @@ def test_halt_with_flatten_stops_every_bot_closes_each_position_once_and_resume_
     )
     sim.start()
     wait(lambda: all(len(b.created()) > before[b.name] for b in bots), 120, "every bot trading again")
+
+    # Each bot's store holds the halt and its resume once (#16), with who, scope, reason and when.
+    def stored(b: Bot) -> list[dict[str, object]]:
+        return [e for e in b.rows("events") if json.loads(str(e["fields"]))["halt_id"] == halted["halt_id"]]
+
+    wait(lambda: all(len(stored(b)) == 2 for b in bots), 30, "the halt and the resume stored by every bot")
+    for b in bots:
+        halt, resume = sorted(stored(b), key=lambda e: int(str(e["at_ms"])))
+        fields = json.loads(str(halt["fields"]))
+        assert (halt["kind"], resume["kind"]) == ("halt", "resume")
+        assert (fields["by"], fields["scope"], fields["reason"]) == (
+            "pytest",
+            "fleet",
+            "test: exchange misbehaving",
+        )
+        assert int(fields["halted_at_ms"]) == switch_ms and int(fields["seen_ms"]) >= switch_ms
 
 
 def test_without_redis_the_file_switch_halts_a_single_bot_and_resume_lifts_it(tmp_path: Path) -> None:

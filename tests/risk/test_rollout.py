@@ -2,7 +2,7 @@
 the new replica starts and becomes a warm standby, then the old leader gets SIGTERM while its order is
 in flight (the simulator answers NEW and fills 2.5 s later). The old process must stop taking signals,
 wait for that order to be final, release the lease and exit 0; the new one takes over. Checked on the
-simulator (no duplicate, every order filled), the shared store (one order per signal, BUY/SELL
+simulator (no duplicate, every order filled), the shared MongoDB store (one order per signal, BUY/SELL
 alternating, no signal left without an action) and the old process's log (the fill before the exit)."""
 
 from __future__ import annotations
@@ -10,15 +10,17 @@ from __future__ import annotations
 import shutil
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from tests.conftest import RedisServer
 from tests.risk.fleet import Bot, Sim, ms, wait, write_candles, zigzag
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.mongo]
 
 
 @pytest.fixture
@@ -33,14 +35,17 @@ def sim(tmp_path: Path) -> Iterator[Sim]:
 
 
 def test_sigterm_during_an_order_in_flight_ends_with_it_final_and_the_new_pod_taking_over(
-    tmp_path: Path, sim: Sim, redis_server: RedisServer
+    tmp_path: Path, sim: Sim, redis_server: RedisServer, mongodb_url: str
 ) -> None:
-    store = tmp_path / "roll.sqlite"
-    old = Bot(tmp_path, sim, redis_server.url, "roll", replica="roll-old", store=store, stop_order_grace_s=10)
+    # Both pods run at once on one store: MongoDB, as in a cluster (a SQLite file belongs to one process).
+    store = urlunsplit(urlsplit(mongodb_url)._replace(path=f"/tf_roll_{uuid.uuid4().hex[:12]}"))
+    old = Bot(
+        tmp_path, sim, redis_server.url, "roll", replica="roll-old", store_url=store, stop_order_grace_s=10
+    )
     new: Bot | None = None
     try:
         wait(lambda: any(e["status"] == "FILLED" for e in old.events("order")), 180, "the old pod trading")
-        new = Bot(tmp_path, sim, redis_server.url, "roll", replica="roll-new", store=store)
+        new = Bot(tmp_path, sim, redis_server.url, "roll", replica="roll-new", store_url=store)
         wait(new.trading, 120, "the new pod warm (standby, reconciled)")
         sim.order_faults(delay_fill_ms=2500)  # from now on every order is in flight for 2.5 s
         before = len(old.created())

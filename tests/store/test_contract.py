@@ -177,3 +177,28 @@ async def test_stored_order_is_the_same_whatever_order_its_reports_arrive_in(
     assert await store.get_order(o.client_order_id) == expected
     history = await store.order_updates(o.client_order_id)
     assert len(history) == len({update_key(u) for u in updates})
+
+
+async def test_events_are_stored_once_by_id_and_listed_per_bot_newest_limited_oldest_first(
+    store: Store,
+) -> None:
+    from tradefleet.domain.ids import event_id
+    from tradefleet.domain.models import BotEvent, EventKind
+
+    def ev(i: int, *, bot: str = r.BOT, kind: EventKind = EventKind.HALT) -> BotEvent:
+        return BotEvent(
+            event_id(bot, kind.value, f"halt-{i}"), bot, kind, r.T0 + i, f"halted (fleet) by ops: test {i}",
+            {"halt_id": f"halt-{i}", "scope": "fleet", "difference": "0.01440000", "by": "ops"},
+        )  # fmt: skip
+
+    events = [ev(i) for i in range(5)]
+    for e in events:
+        assert await store.insert_event(e) is True
+    # The same fact seen again (another replica, a restart) is not a second record.
+    assert await store.insert_event(events[2]) is False
+    assert await store.insert_event(ev(9, bot="other-bot", kind=EventKind.RESUME)) is True
+
+    assert await store.events(r.BOT) == events  # exact strings back (trailing zeros kept), oldest first
+    assert await store.events(r.BOT, limit=2) == events[-2:]
+    assert [e.kind for e in await store.events("other-bot")] == [EventKind.RESUME]
+    assert await store.events("nobody") == []

@@ -133,7 +133,7 @@ _WRITER = textwrap.dedent(
     from tradefleet.store import SqliteStore
 
     async def main():
-        store = SqliteStore({path!r})
+        store = SqliteStore({path!r}, lock="wait")  # a second process waits for the first (sqlite_lock)
         await store.open()
         for i in range(60):
             await store.insert_signal(r.signal(i, signal_id=f"sig-{{i}}"))
@@ -146,7 +146,9 @@ _WRITER = textwrap.dedent(
 
 
 @pytest.mark.slow
-async def test_two_processes_writing_one_file_at_once_store_every_record_exactly_once(tmp_path: Path) -> None:
+async def test_two_processes_started_on_one_file_at_once_take_turns_and_store_every_record_exactly_once(
+    tmp_path: Path,
+) -> None:
     path = str(tmp_path / "shared.sqlite")
     script = _WRITER.format(root=str(ROOT), path=path)
     procs = [

@@ -406,7 +406,7 @@ async def summarize(
 ) -> dict[str, Any]:
     from tradefleet.store import open_store
 
-    store = open_store(f"sqlite:///{store_path}")
+    store = open_store(f"sqlite:///{store_path}", lock="none")  # read after the bot closed it
     await store.open()
     try:
         signals = await store.signals(config.name)

@@ -79,7 +79,7 @@ def resolve(args: argparse.Namespace, env: dict[str, str]) -> tuple[BotConfig, s
 
 
 async def load(config: BotConfig, store_url: str, last: int = 0) -> ReportData:
-    store = open_store(store_url)
+    store = open_store(store_url, lock="none")  # a reader, beside a running bot
     await store.open()
     try:
         candles = [c for c in await store.candles(config.symbol, config.interval) if c.closed]
@@ -89,6 +89,7 @@ async def load(config: BotConfig, store_url: str, last: int = 0) -> ReportData:
         signals = await store.signals(config.name)
         orders = await store.orders(config.name)
         position = await store.load_position(config.name, config.symbol)
+        events = await store.events(config.name, limit=1000)
     finally:
         await store.close()
     notes: list[str] = []
@@ -122,6 +123,7 @@ async def load(config: BotConfig, store_url: str, last: int = 0) -> ReportData:
         signals=sorted((s for s in signals if s.symbol == config.symbol), key=lambda s: s.candle_open_time),
         orders=sorted((o for o in orders if o.symbol == config.symbol), key=lambda o: o.created_at),
         position=position,
+        events=events,
         generated_at=time.time_ns() // 1_000_000,
         notes=notes,
     )
@@ -130,7 +132,7 @@ async def load(config: BotConfig, store_url: str, last: int = 0) -> ReportData:
 async def _only_bot(config: BotConfig, store_url: str) -> BotConfig:
     """Without --bot: the store's only bot, or a clear error naming the bots present (a store with no
     bot's records yet keeps the default name: its candles are still worth a page)."""
-    store = open_store(store_url)
+    store = open_store(store_url, lock="none")  # a reader, beside a running bot
     await store.open()
     try:
         names = await store.bots()
@@ -175,5 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tradefleet report: cannot write {out}: {e.strerror}", file=sys.stderr)
         return 1
     shown = len(data.candles) - data.warmup
-    print(f"{out}: {shown} candles, {len(data.signals)} signals, {len(data.orders)} orders")
+    print(
+        f"{out}: {shown} candles, {len(data.signals)} signals, {len(data.orders)} orders, "
+        f"{len(data.events)} events"
+    )
     return 0

@@ -79,7 +79,9 @@ class BotRuntime:
         from tradefleet.web.http import BotHttpServer
 
         c, m = self.config, self.metrics
-        self.store = BufferedStore.from_config(open_store(c.store_url), c, m)
+        # A second process on the same SQLite file waits here as a cold standby (sqlite_lock): it opens
+        # nothing, serves nothing and trades nothing until the holder exits or dies.
+        self.store = BufferedStore.from_config(open_store(c.store_url, lock="wait"), c, m)
         await self.store.store.open()
         self.store.start()
         self.rest = CcxtMarketRest(rest_url=c.rest_url, testnet=c.mode == "testnet")
@@ -209,6 +211,7 @@ class BotRuntime:
                 self.lease.may_trade() and self.orders is not None and self.orders.trading_ready
             ),
             on_flatten=self._flatten,
+            store=self.store,  # halts and resumes it learns of become stored events
         )
 
     def _mark(self) -> Decimal | None:
@@ -471,6 +474,12 @@ class BotRuntime:
             },
             "signals": engine.state.signals if engine else 0,
             "risk": None if self.risk is None else self.risk.snapshot(),
+            # Notable events this process recorded (position mismatch episodes, halts, resumes); the
+            # store keeps them all (`tradefleet report`).
+            "events": [
+                {"kind": e.kind.value, "at_ms": e.at_ms, "summary": e.summary, **e.fields}
+                for e in getattr(self.store, "recent_events", ())
+            ],
             "counters": self.metrics.counters(),  # loss/error totals, the same numbers as /metrics
             "uptime_s": round((now - self.started_ms) / 1000, 1),
             "updated_at": now,

@@ -40,3 +40,11 @@ def client_order_id(signal_id: str, attempt: int = 0) -> str:
 def is_ours(client_id: str) -> bool:
     """True for ids this module generates (orders placed by a tradefleet bot)."""
     return bool(_OURS_RE.match(client_id))
+
+
+def event_id(bot: str, kind: str, key: str) -> str:
+    """The stored event's natural key: the same fact observed again (a replica, a restart) maps to the
+    same id, so the store keeps one record."""
+    if not bot or not kind or not key:
+        raise ValueError("bot, kind and key must not be empty")
+    return "ev" + hashlib.sha256(f"{bot}\x1f{kind}\x1f{key}".encode()).hexdigest()[:32]

@@ -174,3 +174,33 @@ class Position:
     @property
     def is_flat(self) -> bool:
         return self.qty == 0
+
+
+class EventKind(enum.StrEnum):
+    """What a stored event records (#11, #16). Notable facts only, never market data."""
+
+    POSITION_MISMATCH = "position_mismatch"
+    """The stored position and the exchange account disagree by a lot step or more (or by new numbers)."""
+    POSITION_MATCH = "position_match"
+    """They agree again: the end of a mismatch episode."""
+    HALT = "halt"
+    """The bot's risk gate learnt of a kill switch or limit halt in force for it."""
+    RESUME = "resume"
+    """The halt it knew of was lifted."""
+
+
+@dataclass(frozen=True, slots=True)
+class BotEvent:
+    """A notable fact a bot observed, kept in the store's `events` table/collection.
+
+    `event_id` is the natural key (a repeated write is a no-op): for a halt or a resume it is a function
+    of the bot and the halt id, so every replica and every restart of the bot records it once; for a
+    position episode it includes when the episode began. `fields` are exact strings (quantities as the
+    Decimal's text), so both backends store them as they are."""
+
+    event_id: str
+    bot: str
+    kind: EventKind
+    at_ms: int
+    summary: str
+    fields: dict[str, str]

@@ -132,7 +132,9 @@ class OrderManager:
         self.unknown_settle_s = float(getattr(execution, "unknown_settle_s", 6.0))
         self.position = Position(bot=config.name, symbol=config.symbol)
         # The stored position against the exchange account, on start, takeover and periodically (#11).
-        self.position_check = PositionCheck(execution, metrics, self.filters.step_size, publisher)
+        self.position_check = PositionCheck(
+            execution, metrics, self.filters.step_size, publisher, bot=config.name, store=store, clock=clock
+        )
         self._position_checked = 0.0
         self.last_order: Order | None = None
         self.trading_ready = False

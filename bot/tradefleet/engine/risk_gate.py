@@ -12,6 +12,11 @@ The limits in force are the bot's own (its config) tightened by the fleet's (a T
 spec.limits, which the operator mirrors into Redis and every poll reads with the halts): a fleet can
 lower a cap or a loss limit for every bot of its scope without a restart, never raise one.
 
+What the bot learns is also stored (#11, #16): a `halt` event when it first sees a halt in force for it
+(or trips one itself) and a `resume` event when that halt is lifted, with who, scope, reason and when.
+Their ids are functions of the bot and the halt id, so replicas and restarts record each once; they are
+written in the background through the never-drop store queue, so a slow store never delays the switch.
+
 Failure rule: a read that fails, or a state older than `risk_stale_ms`, is "unknown", and unknown opens
 nothing. A reserve that fails is a denial. A release that fails is retried by the next renewal (the
 entry is replaced with what the position really holds).
@@ -30,7 +35,8 @@ from decimal import Decimal
 from typing import Any
 
 from tradefleet.config import BotConfig
-from tradefleet.domain.models import Position, Side
+from tradefleet.domain.ids import event_id
+from tradefleet.domain.models import BotEvent, EventKind, Position, Side
 from tradefleet.domain.risk import (
     ORDER_RATE,
     STATE_UNKNOWN,
@@ -54,7 +60,7 @@ from tradefleet.domain.risk import (
 )
 from tradefleet.logs import log_event, now_ms
 from tradefleet.metrics import BotMetrics
-from tradefleet.ports import RiskState
+from tradefleet.ports import RiskState, Store
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +83,11 @@ class RiskGate:
         may_trade: Callable[[], bool],
         on_flatten: Callable[[Halt], None],
         clock: Callable[[], int] = now_ms,
+        store: Store | None = None,
     ) -> None:
         self.config = config
+        self.store = store
+        self._recording: set[asyncio.Task[None]] = set()
         self.bot = config.name
         self.own_limits = config.risk_limits
         self.limits = self.own_limits
@@ -182,8 +191,13 @@ class RiskGate:
                 self.seen_ms[h.halt_id] = now
                 log_event(log, "risk_halt_seen", logging.WARNING, halt_id=h.halt_id, scope=h.scope,
                           reason=h.reason, by=h.by, flatten=h.flatten, halted_at_ms=h.at_ms)  # fmt: skip
+                self._record(EventKind.HALT, h, now)
         if self.halts and not halts:
             log_event(log, "risk_resumed", halt_ids=[h.halt_id for h in self.halts])
+        in_force = {h.halt_id for h in halts}
+        for h in self.halts:
+            if h.halt_id not in in_force:
+                self._record(EventKind.RESUME, h, now)
         self.halts = halts
         self.metrics.risk_halted.set(1 if halts else 0)
         self.view()
@@ -261,8 +275,40 @@ class RiskGate:
             log_event(log, "risk_tripped", logging.ERROR, halt_id=h.halt_id, reason=h.reason)
         if all(x.halt_id != h.halt_id for x in self.halts):
             self.halts = (*self.halts, h)  # in force here at once, whatever the next poll reads
-            self.seen_ms.setdefault(h.halt_id, at)
+            if h.halt_id not in self.seen_ms:
+                self.seen_ms[h.halt_id] = at
+                self._record(EventKind.HALT, h, at)
         self.metrics.risk_halted.set(1)
+
+    # ---- the stored record ------------------------------------------------------------------------
+
+    def _record(self, kind: EventKind, h: Halt, seen_ms: int) -> None:
+        if self.store is None:
+            return
+        if kind is EventKind.HALT:
+            summary = f"halted ({h.scope}) by {h.by}: {h.reason}"
+        else:
+            summary = f"halt {h.halt_id} ({h.scope}, {h.reason}) lifted"
+        fields = {
+            "halt_id": h.halt_id, "scope": h.scope, "reason": h.reason, "by": h.by,
+            "halted_at_ms": str(h.at_ms), "flatten": str(h.flatten).lower(), "seen_ms": str(seen_ms),
+        }  # fmt: skip
+        event = BotEvent(event_id(self.bot, kind.value, h.halt_id), self.bot, kind, seen_ms, summary, fields)
+        task = asyncio.get_running_loop().create_task(self._store(event), name=f"record-{kind.value}")
+        self._recording.add(task)
+        task.add_done_callback(self._recording.discard)
+
+    async def _store(self, event: BotEvent) -> None:
+        assert self.store is not None
+        try:
+            await self.store.insert_event(event)
+        except Exception as e:  # the log line above has it; the store's own failure is counted there
+            log_event(log, "event_store_failed", logging.WARNING, kind=event.kind.value, error=str(e)[:200])
+
+    async def recorded(self) -> None:
+        """Wait until the events handed to the store so far are queued or written (tests, shutdown)."""
+        while self._recording:
+            await asyncio.gather(*self._recording, return_exceptions=True)
 
     # ---- what people see -------------------------------------------------------------------------
 

@@ -6,8 +6,10 @@
     mongodb://host:27017/dbname           MongoDB; dbname defaults to `tradefleet`
     mongodb+srv://cluster.example/dbname  MongoDB Atlas style
 
-SQLite URLs accept one option, `?busy_timeout_ms=N` (how long a write waits for another process's
-lock). MongoDB options are MongoDB's own and are validated by the driver when the store opens.
+A SQLite file belongs to one process at a time (`sqlite_lock`: a lock file next to it); replicas that
+run at once share MongoDB. SQLite URLs accept one option, `?busy_timeout_ms=N` (how long a write waits
+for SQLite's own lock, e.g. a `sqlite3` shell writing). MongoDB options are MongoDB's own and are
+validated by the driver when the store opens.
 
 This package refuses to guess: an URL it cannot read is a `ConfigError` saying what to write
 instead, and credentials in a MongoDB URL never appear in that message. Writes from the hot path go
@@ -25,11 +27,14 @@ from tradefleet.store.urls import EXAMPLES, mongo_database, parse_sqlite_url, re
 __all__ = ["BufferedStore", "SqliteStore", "open_store", "redact_url"]
 
 
-def open_store(url: str) -> Store:
-    """A store for `url`, not yet opened: call `await store.open()` before use."""
+def open_store(url: str, *, lock: str = "refuse") -> Store:
+    """A store for `url`, not yet opened: call `await store.open()` before use.
+
+    `lock` is what a SQLite store does when another process holds its file (`sqlite_lock`): `wait`
+    (the bot: a cold standby), `refuse` (the default), `none` (readers only)."""
     if url.startswith("sqlite:"):
         path, busy_timeout_ms = parse_sqlite_url(url)
-        return SqliteStore(path, busy_timeout_ms=busy_timeout_ms)
+        return SqliteStore(path, busy_timeout_ms=busy_timeout_ms, lock=lock)
     if url.startswith(("mongodb://", "mongodb+srv://")):
         from tradefleet.store.mongo import MongoStore  # pymongo is only imported when asked for
 

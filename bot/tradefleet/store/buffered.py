@@ -6,7 +6,8 @@ Two kinds of records, two promises:
   `enqueue_candle`). Price samples wait in a bounded buffer (`store_buffer_max`); when an outage
   fills it, the OLDEST samples are dropped first and `store_dropped` counts every one. Candles are
   few and coalesce by (symbol, interval, open_time): the newest version of each waits, never dropped.
-- what money depends on (signals, orders, order updates, positions, signal actions) is awaited
+- what money depends on (signals, orders, order updates, positions, signal actions) and notable
+  events (position mismatches, halts) are awaited
   (`record_*`) and never dropped. The call returns True once the record is durable; while the store
   is down it returns False as soon as the record is queued, and the writer retries it. These records
   are written strictly in the order they were recorded (a signal before its order, an order before
@@ -36,14 +37,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from tradefleet.config import BotConfig
-from tradefleet.domain.models import Candle, Order, OrderUpdate, Position, PriceSample, Signal
+from tradefleet.domain.models import BotEvent, Candle, Order, OrderUpdate, Position, PriceSample, Signal
 from tradefleet.errors import StoreUnavailable, TemporaryError
 from tradefleet.metrics import BotMetrics
 from tradefleet.ports import Store
 
 log = logging.getLogger("tradefleet.store")
 
-DURABLE_KINDS = ("signal", "signal_action", "order", "update", "position")
+DURABLE_KINDS = ("signal", "signal_action", "order", "update", "position", "event")
 RETRY_MIN_S = 0.05
 RETRY_MAX_S = 5.0
 """Backoff bounds: quick enough to catch a lock released by another process, slow enough not to
@@ -115,6 +116,8 @@ class BufferedStore:
         self._failures_in_row = 0
         self._last_error: str | None = None
         self.dropped = 0
+        self.recent_events: deque[BotEvent] = deque(maxlen=20)
+        """The newest events this process recorded (queued or durable), for `/status`."""
         # The hot path only touches pre-resolved counters; the buffered gauges are read at scrape
         # time from the queues themselves, so they cost nothing per record and are never stale.
         self._enqueued_price = metrics.store_enqueued.labels("price")
@@ -283,6 +286,11 @@ class BufferedStore:
 
     async def record_position(self, position: Position) -> bool:
         return await self._record("position", lambda s: s.save_position(position), position)
+
+    async def record_event(self, event: BotEvent) -> bool:
+        if all(e.event_id != event.event_id for e in self.recent_events):
+            self.recent_events.append(event)
+        return await self._record("event", lambda s: s.insert_event(event), event)
 
     async def _record(self, kind: str, call: Callable[[Store], Awaitable[object]], record: object) -> bool:
         """True once durable; False once queued while the store is down (the writer keeps trying)."""
@@ -489,6 +497,9 @@ class BufferedStore:
     async def save_position(self, position: Position) -> None:
         await self.record_position(position)
 
+    async def insert_event(self, event: BotEvent) -> bool:
+        return await self.record_event(event)
+
     async def write_prices(self, samples: Sequence[PriceSample]) -> None:
         for sample in samples:
             self.enqueue_price(sample)
@@ -537,3 +548,6 @@ class BufferedStore:
 
     async def bots(self) -> list[str]:
         return await self.store.bots()
+
+    async def events(self, bot: str, limit: int = 100) -> list[BotEvent]:
+        return await self.store.events(bot, limit)

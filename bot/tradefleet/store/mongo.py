@@ -9,7 +9,7 @@ Collections (in the database named by the URL, default `tradefleet`):
   time-series (DocumentDB, Cosmos DB, FerretDB: see `mongo_schema`). `ts` is the LOCAL receive
   time (`local_ts`), because (bot, update_id, local_ts) is a sample's identity and the newest-first
   read sorts on it; the exchange time is kept as a field.
-- `candles`, `signals`, `orders`, `order_updates`, `positions`: ordinary collections whose `_id` is
+- `candles`, `signals`, `orders`, `order_updates`, `positions`, `events`: ordinary collections whose `_id` is
   the natural key (see `mongo_docs`), plus secondary indexes for the reads and a unique index on
   candles' (symbol, interval, open_time).
 
@@ -59,7 +59,16 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
-from tradefleet.domain.models import Candle, Order, OrderStatus, OrderUpdate, Position, PriceSample, Signal
+from tradefleet.domain.models import (
+    BotEvent,
+    Candle,
+    Order,
+    OrderStatus,
+    OrderUpdate,
+    Position,
+    PriceSample,
+    Signal,
+)
 from tradefleet.errors import ConfigError, PermanentError, StoreUnavailable
 from tradefleet.store import mongo_docs as docs
 from tradefleet.store.merge import advance, update_key
@@ -357,7 +366,21 @@ class MongoStore:
         with self._translated():
             await self._col("positions").replace_one({"_id": doc["_id"]}, doc, upsert=True)
 
+    async def insert_event(self, event: BotEvent) -> bool:
+        await self._ensure_schema()
+        with self._translated():
+            try:
+                await self._col("events").insert_one(docs.event_doc(event))
+            except DuplicateKeyError:
+                return False
+        return True
+
     # -- reads ------------------------------------------------------------------------------------
+
+    async def events(self, bot: str, limit: int = 100) -> list[BotEvent]:
+        """The newest `limit` events, oldest first."""
+        found = await self._find("events", {"bot": bot}, [("at_ms", DESCENDING), ("_id", DESCENDING)], limit)
+        return [docs.event_from(d) for d in reversed(found)]
 
     async def _find(self, name: str, query: Doc, sort: list[tuple[str, int]], limit: int = 0) -> list[Doc]:
         await self._ensure_schema()

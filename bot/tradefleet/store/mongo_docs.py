@@ -20,7 +20,9 @@ from typing import Any
 from bson.decimal128 import Decimal128
 
 from tradefleet.domain.models import (
+    BotEvent,
     Candle,
+    EventKind,
     Order,
     OrderStatus,
     OrderUpdate,
@@ -218,4 +220,22 @@ def position_from(d: Doc) -> Position:
     return Position(
         bot=d["bot"], symbol=d["symbol"], qty=dec(d["qty"]), cost_quote=dec(d["cost_quote"]),
         realized_pnl_quote=dec(d["realized_pnl_quote"]), updated_at=int(d["updated_at"]),
+    )  # fmt: skip
+
+
+def event_doc(e: BotEvent) -> Doc:
+    """Only strings inside, so every server stores it as it is (no Decimal128 needed)."""
+    for key in e.fields:
+        if not key or key.startswith("$") or "." in key:
+            raise PermanentError(f"event field name {key!r} cannot be a MongoDB field name")
+    return {
+        "_id": e.event_id, "bot": e.bot, "kind": e.kind.value, "at_ms": e.at_ms, "summary": e.summary,
+        "fields": dict(e.fields),
+    }  # fmt: skip
+
+
+def event_from(d: Doc) -> BotEvent:
+    return BotEvent(
+        event_id=d["_id"], bot=d["bot"], kind=EventKind(d["kind"]), at_ms=int(d["at_ms"]),
+        summary=d["summary"], fields={str(k): str(v) for k, v in d.get("fields", {}).items()},
     )  # fmt: skip

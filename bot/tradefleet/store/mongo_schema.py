@@ -79,6 +79,7 @@ async def ensure_schema(db: AsyncDatabase[Doc], where: str) -> Capabilities:
     await db["signals"].create_index([("bot", ASCENDING), ("created_at", ASCENDING)])
     await db["orders"].create_index([("bot", ASCENDING), ("created_at", ASCENDING)])
     await db["orders"].create_index([("bot", ASCENDING), ("status", ASCENDING)])
+    await db["events"].create_index([("bot", ASCENDING), ("at_ms", ASCENDING)])
     await db["order_updates"].create_index(
         [("client_order_id", ASCENDING), ("event_time", ASCENDING), ("received_ns", ASCENDING)]
     )

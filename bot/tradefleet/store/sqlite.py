@@ -4,10 +4,11 @@ Why it looks like this:
 - sqlite3 blocks, so every call runs on ONE dedicated thread (a single-worker executor) that owns
   the only connection. The event loop never waits on the disk, and the connection is never shared
   between threads.
-- WAL mode lets readers (a report, the sqlite3 shell, a second replica) read while we write, and
-  several processes may write the same file: each write is a short `BEGIN IMMEDIATE` transaction
-  (taking the write lock up front, so no transaction deadlocks upgrading a read lock), and
-  `busy_timeout` makes a writer wait for the other's lock instead of failing at once.
+- One process writes a file (`sqlite_lock`: an exclusive flock on `<file>.lock`, taken at open before
+  the database is touched). WAL mode lets readers (a report, the sqlite3 shell) read while it writes;
+  each write is a short `BEGIN IMMEDIATE` transaction (taking the write lock up front, so no
+  transaction deadlocks upgrading a read lock), and `busy_timeout` makes it wait for a lock someone
+  else took by hand (a `sqlite3` shell) instead of failing at once.
 - `synchronous=FULL`: a commit is on disk when it returns, so "recorded" means recorded even if the
   machine loses power. Prices are batched, so this costs one fsync per batch, not per sample.
 - Every write is idempotent through the tables' natural keys (see `sqlite_schema`), so the buffered
@@ -22,6 +23,8 @@ anything else is a programming error and propagates unchanged.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import sqlite3
 import time
@@ -31,7 +34,9 @@ from decimal import Decimal
 from typing import Any, NoReturn, TypeVar
 
 from tradefleet.domain.models import (
+    BotEvent,
     Candle,
+    EventKind,
     Order,
     OrderStatus,
     OrderUpdate,
@@ -41,10 +46,16 @@ from tradefleet.domain.models import (
     Signal,
 )
 from tradefleet.errors import PermanentError, StoreUnavailable
+from tradefleet.store import sqlite_lock
 from tradefleet.store.merge import advance, plain, update_key
 from tradefleet.store.sqlite_schema import migrate
 
 T = TypeVar("T")
+log = logging.getLogger("tradefleet.store")
+LOCK_WAIT_LOG_S = 30.0
+"""A process waiting for another's store file says so at once, then this often (and when the holder
+changes)."""
+LOCK_POLL_S = 0.2
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 """How long a write waits for another process's write lock before the store counts as unavailable.
@@ -85,10 +96,9 @@ NETWORK_FILESYSTEMS = frozenset(
 def network_filesystem(path: str, mounts: str | None = None) -> str | None:
     """The network filesystem type `path` lives on, or None (local, or unknown: no /proc).
 
-    What the embedded store supports (#11): several processes of one bot on one host's local disk
-    (WAL and POSIX locks serialise them; a process paused inside a write blocks writes, and so orders,
-    until it resumes or dies: safe, not highly available). Anything else, processes on different
-    hosts through a network filesystem, is refused at open; several hosts share MongoDB."""
+    What the embedded store supports (#11): one writing process per file on one host's local disk
+    (`sqlite_lock`; a second waits or is refused). A file on a network filesystem is refused at open:
+    neither SQLite's locks nor the flock can be trusted there; several hosts share MongoDB."""
     if mounts is None:
         try:
             with open("/proc/self/mounts") as f:
@@ -205,6 +215,13 @@ def _price_from(r: sqlite3.Row) -> PriceSample:
     )  # fmt: skip
 
 
+def _event_from(r: sqlite3.Row) -> BotEvent:
+    return BotEvent(
+        event_id=r["event_id"], bot=r["bot"], kind=EventKind(r["kind"]), at_ms=r["at_ms"],
+        summary=r["summary"], fields=dict(json.loads(r["fields"])),
+    )  # fmt: skip
+
+
 def _write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
     """Run `fn` in one write transaction, taking the write lock up front."""
     conn.execute("BEGIN IMMEDIATE")
@@ -224,9 +241,16 @@ def _write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T
 class SqliteStore:
     """`Store` on one SQLite file. `path` is a filesystem path or ":memory:"."""
 
-    def __init__(self, path: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
+    def __init__(
+        self, path: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, lock: str = "refuse"
+    ) -> None:
+        if lock not in sqlite_lock.LOCK_MODES:
+            raise ValueError(f"lock must be one of {sqlite_lock.LOCK_MODES}, not {lock!r}")
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
+        self.lock = lock
+        """One process per file (`sqlite_lock`): wait for the holder, refuse, or (readers) no lock."""
+        self._locked = False
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None
@@ -318,7 +342,30 @@ class SqliteStore:
             raise
         return conn
 
+    async def _take_lock(self) -> None:
+        if self._locked or self.lock == "none" or self.path == ":memory:" or self.path.startswith("file:"):
+            return
+        logged_at: float | None = None
+        logged_pid: int | None = None
+        while not sqlite_lock.try_acquire(self.path):
+            if self.lock == "refuse":
+                raise sqlite_lock.refuse(self.path)
+            pid = sqlite_lock.holder_pid(sqlite_lock.lock_path(self.path))
+            now = time.monotonic()
+            if logged_at is None or now - logged_at >= LOCK_WAIT_LOG_S or pid != logged_pid:
+                log.warning(
+                    "store_lock_wait",
+                    extra={"event": "store_lock_wait", "file": self.path, "holder_pid": pid,
+                           "detail": sqlite_lock.held_message(self.path)},
+                )  # fmt: skip
+                logged_at, logged_pid = now, pid
+            await asyncio.sleep(LOCK_POLL_S)
+        self._locked = True
+        if logged_at is not None:
+            log.warning("store_lock_acquired", extra={"event": "store_lock_acquired", "file": self.path})
+
     async def open(self) -> None:
+        await self._take_lock()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         await self._run(lambda conn: None)  # connects and migrates on the store's thread
@@ -341,6 +388,9 @@ class SqliteStore:
         finally:
             self._executor.shutdown(wait=True)
             self._executor = None
+            if self._locked:
+                sqlite_lock.release(self.path)
+                self._locked = False
 
     async def ping(self) -> None:
         # A real (one-row) write: a free lock alone would not notice a read-only or failing disk.
@@ -456,7 +506,25 @@ class SqliteStore:
         row = (p.bot, p.symbol, _dec(p.qty), _dec(p.cost_quote), _dec(p.realized_pnl_quote), p.updated_at)
         await self._run(lambda conn: _write(conn, lambda c: c.execute(sql, row)))
 
+    async def insert_event(self, event: BotEvent) -> bool:
+        e = event
+        row = (e.event_id, e.bot, e.kind.value, e.at_ms, e.summary, json.dumps(e.fields, sort_keys=True))
+        sql = (
+            "INSERT INTO events (event_id, bot, kind, at_ms, summary, fields) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING"
+        )
+        cur = await self._run(lambda conn: _write(conn, lambda c: c.execute(sql, row)))
+        return cur.rowcount == 1
+
     # -- reads ------------------------------------------------------------------------------------
+
+    async def events(self, bot: str, limit: int = 100) -> list[BotEvent]:
+        rows = await self._select(
+            "SELECT event_id, bot, kind, at_ms, summary, fields FROM events WHERE bot = ? "
+            "ORDER BY at_ms DESC, event_id DESC LIMIT ?",
+            (bot, limit),
+        )
+        return [_event_from(r) for r in reversed(rows)]
 
     async def _select(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
         return await self._run(lambda conn: conn.execute(sql, params).fetchall())

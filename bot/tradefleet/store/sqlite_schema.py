@@ -128,7 +128,23 @@ _V1 = (
     "CREATE TABLE store_health (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at INTEGER NOT NULL)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+# v2 (#11, #16): notable events a bot observed (position mismatch episodes, halts and resumes).
+# `fields` is a JSON object of exact strings.
+_V2 = (
+    """
+    CREATE TABLE events (
+        event_id TEXT PRIMARY KEY,
+        bot TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        summary TEXT NOT NULL,
+        fields TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX events_by_bot ON events (bot, at_ms)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from tradefleet.domain.models import Candle, Order, OrderStatus, Position, Side, Signal
+from tradefleet.domain.models import BotEvent, Candle, Order, OrderStatus, Position, Side, Signal
 from tradefleet.domain.sma_cross import RollingMean
 
 WIDTH, HEIGHT = 1200, 480
@@ -38,6 +38,7 @@ class ReportData:
     signals: Sequence[Signal] = ()
     orders: Sequence[Order] = ()
     position: Position | None = None
+    events: Sequence[BotEvent] = ()  # position mismatch episodes, halts and resumes, oldest first
     generated_at: int = 0  # ms
     notes: list[str] = field(default_factory=list)
 
@@ -207,6 +208,7 @@ table{border-collapse:collapse;background:#fff;font-size:13px}
 th,td{border:1px solid #e2e8f0;padding:4px 8px;text-align:left;white-space:nowrap}
 th{background:#f1f5f9} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .BUY{color:#16a34a;font-weight:600} .SELL{color:#dc2626;font-weight:600}
+.position_mismatch,.halt{color:#dc2626;font-weight:600} .position_match,.resume{color:#16a34a}
 svg{background:#fff;border:1px solid #e2e8f0;max-width:100%;height:auto}
 """
 
@@ -300,6 +302,19 @@ def render_html(data: ReportData) -> str:
         ),
         "orders",
     )
+    events = _table(
+        ["when (UTC)", "event", "what", "details"],
+        (
+            [
+                (fmt_time(e.at_ms, "1s"), ""),
+                (e.kind.value, e.kind.value),
+                (e.summary, ""),
+                ("; ".join(f"{k}={v}" for k, v in sorted(e.fields.items())), ""),
+            ]
+            for e in data.events
+        ),
+        "events",
+    )
     notes = "".join(f'<p class="note">{_esc(n)}</p>' for n in [*data.notes, *risk_notes(data.signals)])
     title = f"tradefleet report — {data.bot} {data.symbol} {data.interval}"
     return (
@@ -311,5 +326,6 @@ def render_html(data: ReportData) -> str:
         f"{len(data.signals)} signals · {len(data.orders)} orders · {_esc(position)} · generated "
         f"{fmt_time(data.generated_at, '1s')} UTC</div>\n{notes}"
         f"{render_svg(data)}\n"
-        f"<h2>Signals</h2>\n{signals}\n<h2>Orders</h2>\n{orders}\n</body></html>\n"
+        f"<h2>Signals</h2>\n{signals}\n<h2>Orders</h2>\n{orders}\n"
+        f"<h2>Events</h2>\n{events if data.events else '<p>no notable events stored</p>'}\n</body></html>\n"
     )
