@@ -26,6 +26,7 @@ NEVER = (
     "tradefleet.app.backtest", "tradefleet.app.backtest_run", "tradefleet.app.sweep", "tradefleet.app.demo",
     "tradefleet.app.report", "tradefleet.web.backtest_html", "tradefleet.web.report_html",
     "tradefleet.domain.backtest", "tradefleet.domain.performance", "tradefleet.adapters.inprocess",
+    "psutil",  # on Linux the process metrics read /proc themselves
 )  # fmt: skip
 NOT_WITHOUT_THEIR_CONFIG = (
     "pymongo", "bson", "tradefleet.store.mongo",  # only with a mongodb:// store_url
