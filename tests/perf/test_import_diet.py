@@ -27,6 +27,7 @@ NEVER = (
     "tradefleet.app.report", "tradefleet.web.backtest_html", "tradefleet.web.report_html",
     "tradefleet.domain.backtest", "tradefleet.domain.performance", "tradefleet.adapters.inprocess",
     "psutil",  # on Linux the process metrics read /proc themselves
+    "aiohttp.web", "aiohttp.web_urldispatcher", "aiohttp.web_runner",  # the probes use the low-level server
 )  # fmt: skip
 NOT_WITHOUT_THEIR_CONFIG = (
     "pymongo", "bson", "tradefleet.store.mongo",  # only with a mongodb:// store_url
