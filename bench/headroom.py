@@ -23,9 +23,12 @@ Each step holds one rate; once a second the bot's `/metrics` is scraped (message
 its CPU read with psutil. Per step: messages sent and handled per second, CPU % of one core, loop
 delay p50/p99 (bucket deltas over the step, interpolated like PromQL's `histogram_quantile`; the
 monitor ticks every 0.5 s), the store queue (max, and its growth: the mean of the step's last
-quarter minus the mean of its first). A step falls behind when the bot handled < 97 % of the target
-rate, or the store queue grew by more than one flush's worth (`store_batch_max`). The machine is
-shared: the load average is printed with each step. Last line, machine-readable:
+quarter minus the mean of its first). A step falls behind when the bot handled < 97 % of what was
+sent, or the server sent < 97 % of the rate while waiting on the bot's socket (its send buffer full:
+the bot reads too slowly) for 5 % of the step or more, or the store queue grew by more than one
+flush's worth (`store_batch_max`). A server short of the rate without waiting on the socket is short
+of CPU itself, and the step says so. The machine is shared: the load average is printed with each
+step. Last line, machine-readable:
 
     headroom rate=<highest rate kept up with> first_behind=<rate or none> loop_p99_ms=<at that rate>
       store_growth=<…> first_loop_p99_over_5ms=<rate> floor_loop_p99_ms=<…> cpu_pct=<…> load=<…>
@@ -76,7 +79,8 @@ MINUTE_MS = 60_000
 REAL_MIX = {"depth": 10.0, "trade": 40.0, "book_ticker": 10.0, "kline": 0.5}
 REAL_RATE = sum(REAL_MIX.values())
 DEFAULT_RATES = (600, 1500, 3000, 6000, 9000, 12000, 18000, 24000)
-KEPT_UP = 0.97  # handled / target below this is falling behind
+KEPT_UP = 0.97  # handled / sent (or sent / target) below this is falling behind
+SOCKET_BLOCKED = 0.05  # the server waiting on the bot's socket this share of the step: the bot is slow
 
 
 # -- the stream server ------------------------------------------------------------------------------
@@ -117,6 +121,7 @@ class StreamServer:
         self.rate = 0.0
         self.sent = 0
         self.skipped = 0  # owed but not sent: more than a second behind
+        self.drain_s = 0.0  # time spent waiting for the socket to take more: the bot reading too slowly
         self.trade_id = 1
         self.candle: list[int] | None = None  # open_time, open, high, low, close (cents)
         self.connections = 0
@@ -161,6 +166,7 @@ class StreamServer:
             state = {
                 "sent": self.sent,
                 "skipped": self.skipped,
+                "drain_s": self.drain_s,
                 "rate": self.rate,
                 "connections": self.connections,
             }
@@ -238,7 +244,9 @@ class StreamServer:
             if frames:
                 writer.write(b"".join(frames))
                 self.sent += len(frames)
+                before = loop.time()
                 await writer.drain()  # the bot's reading pace is the backpressure
+                self.drain_s += loop.time() - before
 
     def _frame(self, stream: str, data: dict[str, object]) -> bytes:
         return ws_frame(json.dumps({"stream": stream, "data": data}, separators=(",", ":")).encode())
@@ -375,6 +383,7 @@ class Step:
     load: float = 0.0
     batch_max: int = 500
     floor_p99_ms: float | None = None  # an idle loop's p99 on this machine in the same window
+    blocked: float = 0.0  # share of the step the server waited on the bot's socket
 
     @property
     def queue_growth(self) -> float:
@@ -386,7 +395,15 @@ class Step:
 
     @property
     def kept_up(self) -> bool:
-        return self.handled_per_s >= KEPT_UP * self.rate
+        """The bot handled what it was sent, and what it was sent was the rate, or the server fell
+        short on its own (it did not wait on the bot's socket: the machine did not give it the CPU)."""
+        if self.handled_per_s < KEPT_UP * self.sent_per_s:
+            return False
+        return self.sent_per_s >= KEPT_UP * self.rate or self.blocked < SOCKET_BLOCKED
+
+    @property
+    def server_limited(self) -> bool:
+        return self.sent_per_s < KEPT_UP * self.rate and self.blocked < SOCKET_BLOCKED
 
     @property
     def queue_grew(self) -> bool:
@@ -406,7 +423,8 @@ class Step:
             f"(>5ms {100 * self.loop_over_5ms:.1f}%; idle loop p99 {ms(self.floor_p99_ms)})  "
             f"store queue max {max(self.queue, default=0):.0f} "
             f"growth {self.queue_growth:+.0f}  load {self.load:.1f}"
-            f"{'  BEHIND' if self.behind else ''}"
+            f"  socket blocked {100 * self.blocked:.0f}%"
+            f"{'  BEHIND' if self.behind else ''}{'  (server short of CPU)' if self.server_limited else ''}"
         )
 
 
@@ -528,6 +546,7 @@ def run(
             s1 = json.loads(_get(f"{base}/bench/state")[1])
             step.sent_per_s = (s1["sent"] - s0["sent"]) / window
             step.skipped = s1["skipped"] - s0["skipped"]
+            step.blocked = (s1["drain_s"] - s0["drain_s"]) / window
             step.handled_per_s = (_handled(m1) - _handled(m0)) / window
             p50 = _quantile(m0, m1, "", 0.5, "tradefleet_event_loop_delay_seconds")
             p99 = _quantile(m0, m1, "", 0.99, "tradefleet_event_loop_delay_seconds")
