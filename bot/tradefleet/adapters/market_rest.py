@@ -4,9 +4,10 @@ Why it exists: the book needs a REST snapshot to sync, the strategy needs 200+ c
 at start, and sizing needs the exchange's filters. Four public GETs (`/api/v3/depth`, `/time`,
 `/klines`, `/exchangeInfo`) on the aiohttp client the feed already loads for its websocket. It was
 ccxt's implicit API (`public_get_depth`, ...) until the memory work: importing ccxt's Binance
-client costs ~19 MiB of RSS per bot (`python -m bench.imports`) (a paper bot now loads no ccxt at all; only the trading client
-of a testnet/live bot does, see `binance_exec`). Raw bodies keep the exchange's decimal strings and
-the depth snapshot keeps `lastUpdateId`, which the sync algorithm needs.
+client costs ~19 MiB of RSS per bot (`python -m bench.imports`); a paper bot now loads no ccxt at
+all, only the trading client of a testnet/live bot does (`binance_exec`). Raw bodies keep the
+exchange's decimal strings and the depth snapshot keeps `lastUpdateId`, which the sync algorithm
+needs.
 
 Errors, mapped as ccxt mapped them for these endpoints (the retry policy depends on it):
 `RateLimited` for 429/418 and Binance codes -1003/-1015, with the server's Retry-After;
