@@ -30,8 +30,9 @@ flush's worth (`store_batch_max`). A server short of the rate without waiting on
 of CPU itself, and the step says so. The machine is shared: the load average is printed with each
 step. Last line, machine-readable:
 
-    headroom rate=<highest rate kept up with> first_behind=<rate or none> loop_p99_ms=<at that rate>
-      store_growth=<…> first_loop_p99_over_5ms=<rate> floor_loop_p99_ms=<…> cpu_pct=<…> load=<…>
+    headroom rate=<highest rate sent in full and kept up with> first_behind=<rate or none>
+      loop_p99_ms=<at that rate> store_growth=<…> first_loop_p99_over_5ms=<rate> floor_loop_p99_ms=<…>
+      cpu_pct=<…> load=<…> server_short_from=<first rate the server could not send in full, or none>
 
 (one line). The loop delay of a loaded machine is mostly the scheduler's: a floor process in the same
 run (`--floor-loop`: an idle asyncio loop with the same 0.5 s monitor) measures how late any loop on
@@ -571,11 +572,12 @@ def run(
 
 
 def summary(steps: list[Step]) -> str:
-    kept = [s for s in steps if not s.behind]
+    kept = [s for s in steps if not s.behind and not s.server_limited]  # the full rate reached the bot
     first_behind = next((s for s in steps if s.behind), None)
     best = max(kept, key=lambda s: s.rate) if kept else None
     ref = best or steps[-1]
     first_slow_loop = next((s for s in steps if (s.loop_p99_ms or 0) > 5.0), None)
+    first_short = next((s for s in steps if s.server_limited), None)
 
     def r(s: Step | None) -> str:
         return "none" if s is None else f"{s.rate:.0f}"
@@ -585,7 +587,7 @@ def summary(steps: list[Step]) -> str:
         f"loop_p99_ms={'nan' if ref.loop_p99_ms is None else f'{ref.loop_p99_ms:.2f}'} "
         f"store_growth={ref.queue_growth:.0f} first_loop_p99_over_5ms={r(first_slow_loop)} "
         f"floor_loop_p99_ms={'nan' if ref.floor_p99_ms is None else f'{ref.floor_p99_ms:.2f}'} "
-        f"cpu_pct={ref.cpu_pct:.1f} load={ref.load:.1f}"
+        f"cpu_pct={ref.cpu_pct:.1f} load={ref.load:.1f} server_short_from={r(first_short)}"
     )
 
 
