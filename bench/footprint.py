@@ -4,6 +4,8 @@
     python -m bench.footprint --quick    # 20 s window (~35 s in all)
     python -m bench.footprint --check    # exit 1 if the bot is over budget (CPU < 5 %, RSS < 100 MiB)
     python -m bench.footprint --tickers-per-s 100 --bot-set store_flush_ms=1000   # what-ifs
+    python -m bench.footprint --bots 8 --quick             # a scaling run: 8 bots on the same stream
+    python -m bench.footprint --bots 8 --quick --scale 10  # ... at 10x BTCUSDT's depth and trade rates
 
 Three processes, all started here:
 - the simulator (`tradefleet_sim`'s SimExchange + SimServer, in a child process started with
@@ -26,10 +28,21 @@ over the window: CPU % of one core (process CPU time over wall time), peak and m
 threads; the bot's `/metrics` is scraped at both ends for message rates and for the p50/p99 of the
 `parse`, `book_apply` and `candle_update` latency histograms (computed from bucket deltas like
 PromQL's `histogram_quantile`). The machine is shared, so absolute figures move between runs;
-compare bot and floor within one run. Last line, machine-readable:
+compare bot and floor within one run.
 
-    footprint bot_cpu_pct=<x> bot_rss_mib=<x> baseline_cpu_pct=<x> baseline_rss_mib=<x> msgs_per_s=<x> p99_book_apply_us=<x>
-"""  # noqa: E501
+Memory is read three ways from /proc/PID/smaps_rollup: RSS (what `ps` shows; shared library pages
+counted in full in every process), PSS (shared pages split between the processes sharing them: the
+sum over processes is what they take together) and USS (pages of this process alone). With `--bots N`
+the bots start one after another, each waited for until ready, and the PSS sum over the bots started
+so far is read 2 s after each is ready; its slope is the marginal memory of one more bot. CPU is the
+mean over every bot in the window. From those two figures: how many bots fit a 2-core/24 GiB node,
+by CPU (both cores fully busy: no reserve for the system) and by memory (the whole 24 GiB). Last line,
+machine-readable (keys are added over time, never renamed):
+
+    footprint bot_cpu_pct=<x> bot_rss_mib=<x> baseline_cpu_pct=<x> baseline_rss_mib=<x> msgs_per_s=<x>
+      p99_book_apply_us=<x> bots=<n> bot_rss_ready_mib=<x> bot_pss_mib=<x> marginal_mib=<x>
+      node_bots_by_cpu=<n> node_bots_by_mem=<n>
+"""
 
 from __future__ import annotations
 
@@ -67,7 +80,8 @@ def free_port() -> int:
 # -- child 1: the simulator with a realistic trade rate ---------------------------------------------
 
 
-async def _serve_sim(port: int, trades_per_s: float, tickers_per_s: float, seed: int) -> None:
+async def _serve_sim(port: int, trades_per_s: float, tickers_per_s: float, seed: int,
+                     depth_per_s: float = 10.0) -> None:  # fmt: skip
     from tradefleet_sim.exchange import SimExchange
     from tradefleet_sim.options import SimOptions
     from tradefleet_sim.server import SimServer
@@ -77,7 +91,7 @@ async def _serve_sim(port: int, trades_per_s: float, tickers_per_s: float, seed:
         kline_interval="1m",
         speed=1 / 60,  # real time: one 1-minute candle per minute
         progress_frames=29,  # a kline frame every 2 s, like Binance's kline stream
-        depth_rate=10.0,
+        depth_rate=depth_per_s,
         levels_per_side=1000,
         changes_per_side=20,
         trade_probability=0.0,  # the pump below sends the trades
@@ -289,6 +303,22 @@ def _quantile(
     return None
 
 
+def _smaps_mib(pid: int) -> dict[str, float]:
+    """RSS, PSS (shared pages split between the processes sharing them) and USS (this process's
+    alone) from /proc/PID/smaps_rollup, in MiB; {} where there is no such file (not Linux)."""
+    out: dict[str, float] = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 2 and parts[1].isdigit():
+                    out[parts[0].rstrip(":")] = int(parts[1]) / 1024
+    except OSError:
+        return {}
+    return {"rss": out.get("Rss", 0.0), "pss": out.get("Pss", 0.0),
+            "uss": out.get("Private_Clean", 0.0) + out.get("Private_Dirty", 0.0)}  # fmt: skip
+
+
 def measure(
     window_s: float,
     warmup_s: float,
@@ -296,6 +326,8 @@ def measure(
     tickers_per_s: float,
     seed: int,
     bot_env_extra: dict[str, str],
+    bots: int = 1,
+    depth_per_s: float = 10.0,
 ) -> dict[str, Any]:
     import psutil
     from tests.obs import botproc  # here, like psutil: the baseline client imports this module too
@@ -307,25 +339,37 @@ def measure(
         sim = stack.enter_context(_process(
             [sys.executable, "-m", "bench.footprint", "--serve-sim", str(sim_port),
              "--trades-per-s", str(trades_per_s), "--tickers-per-s", str(tickers_per_s),
-             "--seed", str(seed)], env, logs["sim"]))  # fmt: skip
+             "--depth-per-s", str(depth_per_s), "--seed", str(seed)], env, logs["sim"]))  # fmt: skip
         ready = _wait_line(sim, "tradefleet-sim ready", 60)
         rest_url = ready.split("rest=")[1].split()[0]
         ws_url = ready.split("ws=")[1].split()[0]
-        http_port = free_port()
-        config = {
-            "name": "footprint", "mode": "paper", "interval": "1m", "rest_url": rest_url, "ws_url": ws_url,
-            "store_url": f"sqlite:///{tmp}/bot.sqlite", "http_host": "127.0.0.1", "http_port": http_port,
-        }  # fmt: skip
-        bot_env = botproc.bot_env(config, PYTHONPATH=env["PYTHONPATH"], **bot_env_extra)
-        bot_stdout = stack.enter_context(open(Path(tmp) / "bot.out", "w"))
-        bot = stack.enter_context(_process(
-            [sys.executable, "-m", "tradefleet.app.cli", "bot"], bot_env, logs["bot"]))  # fmt: skip
-        assert bot.stdout is not None
-        # The bot logs JSON lines to stdout: copy them off the pipe so it never blocks on a full pipe.
-        copier = threading.Thread(target=_copy, args=(bot.stdout, bot_stdout), daemon=True)
-        copier.start()
-        http = f"http://127.0.0.1:{http_port}"
-        _wait_ready(http, bot, 120)
+        bot_procs: list[subprocess.Popen[str]] = []
+        https: list[str] = []
+        at_ready: list[dict[str, float]] = []  # bot 1's memory at ready, then the sums over bots 1..k
+        for i in range(bots):
+            http_port = free_port()
+            config = {
+                "name": f"footprint-{i}" if bots > 1 else "footprint", "mode": "paper", "interval": "1m",
+                "rest_url": rest_url, "ws_url": ws_url, "store_url": f"sqlite:///{tmp}/bot-{i}.sqlite",
+                "http_host": "127.0.0.1", "http_port": http_port,
+            }  # fmt: skip
+            bot_env = botproc.bot_env(config, PYTHONPATH=env["PYTHONPATH"], **bot_env_extra)
+            # Opened before the bot starts, so it is closed after the bot stops (the stack unwinds LIFO).
+            bot_stdout = stack.enter_context(open(Path(tmp) / f"bot-{i}.out", "w"))
+            bot = stack.enter_context(_process(
+                [sys.executable, "-m", "tradefleet.app.cli", "bot"], bot_env, logs["bot"]))  # fmt: skip
+            assert bot.stdout is not None
+            # The bot logs JSON lines to stdout: copy them off the pipe so it never blocks on a full pipe.
+            threading.Thread(target=_copy, args=(bot.stdout, bot_stdout), daemon=True).start()
+            http = f"http://127.0.0.1:{http_port}"
+            _wait_ready(http, bot, 120)
+            bot_procs.append(bot)
+            https.append(http)
+            time.sleep(2.0)  # the first frames after ready are handled; the figure is "at ready", settled
+            mems = [_smaps_mib(b.pid) for b in bot_procs]
+            at_ready.append({k: sum(m.get(k, 0.0) for m in mems) for k in ("rss", "pss", "uss")})
+        http = https[0]
+        bot = bot_procs[0]
         stream_url = _stream_url(ws_url)
         base_args = [sys.executable, "-m", "bench.footprint", "--baseline-client", stream_url]
         base = stack.enter_context(_process(base_args, env, logs["base"]))
@@ -333,8 +377,9 @@ def measure(
         time.sleep(warmup_s)  # steady state: caches warm, the first candle closes flushed, allocators settled
 
         procs = [Sampled("bot", bot.pid), Sampled("baseline", base.pid), Sampled("simulator", sim.pid)]
+        procs += [Sampled(f"bot-{i}", b.pid) for i, b in enumerate(bot_procs) if i > 0]
         handles = {p.name: psutil.Process(p.pid) for p in procs}
-        log_lines0 = _count_lines(Path(tmp) / "bot.out")
+        log_lines0 = _count_lines(Path(tmp) / "bot-0.out")
         m0 = _scrape(http)
         for p in procs:
             p.cpu0, p.t0 = _cpu_seconds(handles[p.name]), time.monotonic()
@@ -349,7 +394,8 @@ def measure(
         for p in procs:
             p.cpu1, p.t1 = _cpu_seconds(handles[p.name]), time.monotonic()
         m1 = _scrape(http)
-        log_lines = _count_lines(Path(tmp) / "bot.out") - log_lines0
+        end_mems = {p.name: _smaps_mib(p.pid) for p in procs}
+        log_lines = _count_lines(Path(tmp) / "bot-0.out") - log_lines0
         _, state_text = _get(f"{rest_url}/sim/state")
         base.send_signal(signal.SIGTERM)
         base_frames = int(_wait_line(base, "baseline frames=", 30).split("=")[1])
@@ -374,6 +420,9 @@ def measure(
     return {
         "window_s": round(window, 1),
         "procs": procs,
+        "bots": bots,
+        "at_ready": at_ready,
+        "end_mem": end_mems,
         "msgs_per_s": msgs,
         "baseline_frames": base_frames,
         "latency_us": {
@@ -434,13 +483,63 @@ def report(r: dict[str, Any]) -> str:
     ok_rss = bot.rss_peak_mib < BUDGET_RSS_MIB
     lines.append(f"budget: cpu < {BUDGET_CPU_PCT}% {'OK' if ok_cpu else 'OVER'}, "
                  f"rss < {BUDGET_RSS_MIB:.0f} MiB {'OK' if ok_rss else 'OVER'}")  # fmt: skip
+    ready = r["at_ready"]
+    end = r["end_mem"]
+    if ready:
+        r0, eb, ef = ready[0], end["bot"], end["baseline"]
+        lines.append(
+            f"bot at ready: rss {r0['rss']:.1f} MiB, pss {r0['pss']:.1f}, uss {r0['uss']:.1f}; after the "
+            f"window: rss {eb.get('rss', 0):.1f}, pss {eb.get('pss', 0):.1f}, uss {eb.get('uss', 0):.1f} "
+            f"(floor: rss {ef.get('rss', 0):.1f}, pss {ef.get('pss', 0):.1f})"
+        )
+    fleet = fleet_figures(r)
+    if r["bots"] > 1:
+        pss_sums = [round(x["pss"], 1) for x in ready]
+        lines.append(
+            f"{r['bots']} bots: cpu mean {fleet['cpu_mean_pct']:.2f} % (max {fleet['cpu_max_pct']:.2f}), "
+            f"rss mean {fleet['rss_mean_mib']:.1f} MiB; pss sum at ready as bots start {pss_sums} MiB: "
+            f"marginal {fleet['marginal_mib']:.1f} MiB a bot"
+        )
+    lines.append(
+        f"a 2-core/24 GiB node at these rates: {fleet['node_bots_by_cpu']} bots by CPU (both cores busy), "
+        f"{fleet['node_bots_by_mem']} by memory ({fleet['marginal_mib']:.1f} MiB a bot)"
+    )
     p99 = r["latency_us"]["book_apply"][1]
     lines.append(
         f"footprint bot_cpu_pct={bot.cpu_pct:.2f} bot_rss_mib={bot.rss_peak_mib:.1f} "
         f"baseline_cpu_pct={base.cpu_pct:.2f} baseline_rss_mib={base.rss_peak_mib:.1f} "
-        f"msgs_per_s={total:.1f} p99_book_apply_us={'nan' if p99 is None else f'{p99:.1f}'}"
+        f"msgs_per_s={total:.1f} p99_book_apply_us={'nan' if p99 is None else f'{p99:.1f}'} "
+        f"bots={r['bots']} bot_rss_ready_mib={ready[0]['rss'] if ready else float('nan'):.1f} "
+        f"bot_pss_mib={end['bot'].get('pss', float('nan')):.1f} marginal_mib={fleet['marginal_mib']:.1f} "
+        f"node_bots_by_cpu={fleet['node_bots_by_cpu']} node_bots_by_mem={fleet['node_bots_by_mem']}"
     )
     return "\n".join(lines)
+
+
+NODE_CORES = 2
+NODE_MIB = 24 * 1024
+
+
+def fleet_figures(r: dict[str, Any]) -> dict[str, Any]:
+    """Per-bot CPU over every bot of the run, and memory a bot adds: with several bots the slope of
+    the PSS sum at ready (PSS splits shared pages between the processes sharing them, so the sum is
+    what the bots take together), with one bot its PSS after the window. Then what fits a node."""
+    bots = [p for p in r["procs"] if p.name == "bot" or p.name.startswith("bot-")]
+    cpus = [p.cpu_pct for p in bots]
+    ready = r["at_ready"]
+    if len(ready) > 1:
+        marginal = (ready[-1]["pss"] - ready[0]["pss"]) / (len(ready) - 1)
+    else:
+        marginal = r["end_mem"].get("bot", {}).get("pss", float("nan"))
+    cpu_mean = sum(cpus) / len(cpus)
+    return {
+        "cpu_mean_pct": cpu_mean,
+        "cpu_max_pct": max(cpus),
+        "rss_mean_mib": sum(p.rss_mean_mib for p in bots) / len(bots),
+        "marginal_mib": marginal,
+        "node_bots_by_cpu": int(NODE_CORES * 100 / cpu_mean) if cpu_mean > 0 else 0,
+        "node_bots_by_mem": int(NODE_MIB / marginal) if marginal > 0 else 0,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -455,6 +554,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="extra bookTicker frames per second (the bot subscribes but ignores them)",
     )
+    p.add_argument(
+        "--bots", type=int, default=1, help="bots on the same stream (a scaling run: marginal memory)"
+    )
+    p.add_argument(
+        "--scale", type=float, default=1.0, help="multiply BTCUSDT's depth and trade rates (10: 10x)"
+    )
+    p.add_argument("--depth-per-s", type=float, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--json", action="store_true", help="also print the raw figures as JSON")
     p.add_argument("--check", action="store_true", help="exit 1 when the bot is over the CPU or RSS budget")
@@ -469,7 +575,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline-client", metavar="URL", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve_sim is not None:
-        asyncio.run(_serve_sim(args.serve_sim, args.trades_per_s, args.tickers_per_s, args.seed))
+        asyncio.run(_serve_sim(args.serve_sim, args.trades_per_s, args.tickers_per_s, args.seed,
+                               args.depth_per_s or 10.0))  # fmt: skip
         return 0
     if args.baseline_client:
         asyncio.run(_baseline_client(args.baseline_client))
@@ -482,7 +589,12 @@ def main(argv: list[str] | None = None) -> int:
         extra[f"TRADEFLEET_{key.strip().upper()}"] = value
     window = args.window if args.window is not None else 20.0 if args.quick else 60.0
     warmup = args.warmup if args.warmup is not None else 8.0 if args.quick else 15.0
-    result = measure(window, warmup, args.trades_per_s, args.tickers_per_s, args.seed, extra)
+    if args.bots < 1 or args.scale <= 0:
+        p.error("--bots must be at least 1 and --scale positive")
+    trades, tickers = args.trades_per_s * args.scale, args.tickers_per_s * args.scale
+    result = measure(
+        window, warmup, trades, tickers, args.seed, extra, bots=args.bots, depth_per_s=10.0 * args.scale
+    )
     if args.json:  # before the report: the report's last line stays the last line
         raw = {**result, "procs": [q.__dict__ | {"cpu_pct": q.cpu_pct} for q in result["procs"]]}
         raw.pop("sim_state", None)

@@ -1,8 +1,9 @@
 """The depth snapshot over a bare aiohttp GET, for the benchmark's `ours` side only.
 
-Why: the benchmark measures the feed and the book; the bot's real REST edge (`CcxtMarketRest`)
-imports ccxt, whose ~40+ MiB would be counted in 'our' RSS for one request. The snapshot body is
-the same Binance JSON either way. Not for production: no error translation, no retries."""
+Why: the benchmark measures the feed and the book. It was written when the bot's REST edge imported
+ccxt (~19 MiB counted in 'our' RSS for one request); the bot's `BinanceMarketRest` is now this same
+aiohttp GET plus error translation, so the two differ by a few KiB. The snapshot body is the same
+Binance JSON either way. Not for production: no error translation, no retries."""
 
 from __future__ import annotations
 

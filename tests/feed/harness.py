@@ -1,5 +1,5 @@
 """A bot's market-data path, wired for tests: real Feed (websocket) + real BookKeeper (pure or native
-book) + real CcxtMarketRest, all pointed at the simulator, with a probe that captures our book at the exact
+book) + real BinanceMarketRest, all pointed at the simulator, with a probe that captures our book at the exact
 update id the simulator reports for its TRUE book."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from tests.feed.wsserver import wait_until
 from tests.plugins.sim import sim_book
 from tradefleet.adapters.binance import BinanceSpot
 from tradefleet.adapters.feed import Feed
-from tradefleet.adapters.market_rest import CcxtMarketRest
+from tradefleet.adapters.market_rest import BinanceMarketRest
 from tradefleet.domain.market import DepthDiff, MarketEvent, StreamStatus
 from tradefleet.domain.native_book import ParsedDiff
 from tradefleet.engine.book_keeper import BookKeeper
@@ -29,7 +29,7 @@ class MarketPath:
     def __init__(self, sim: SimServer, metrics: BotMetrics, *, native: bool = False, **feed_kw: Any) -> None:
         self.sim = sim
         self.metrics = metrics
-        self.rest = CcxtMarketRest(rest_url=sim.rest_url)
+        self.rest = BinanceMarketRest(rest_url=sim.rest_url)
         self.keeper = BookKeeper(market_id="BTCUSDT", rest=self.rest, depth_limit=1000, metrics=metrics,
                                  post=self._handle, retry_base_s=0.1, retry_max_s=2.0,
                                  native=native)  # fmt: skip

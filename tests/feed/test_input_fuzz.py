@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tradefleet.adapters.binance import BinanceSpot
-from tradefleet.adapters.market_rest import CcxtMarketRest
+from tradefleet.adapters.market_rest import BinanceMarketRest
 from tradefleet.domain.candles import candle_from_kline
 from tradefleet.domain.market import BookTicker, DepthDiff, DepthSnapshot, KlineEvent, Trade
 from tradefleet.domain.orderbook import BookSync, Outcome
@@ -200,21 +200,15 @@ def test_depth_diff_with_a_bad_number_never_leaves_a_half_applied_book(
         assert result.outcome is Outcome.REJECTED and sync.buffered == 0 and not result.needs_snapshot
 
 
-class _Exchange:
-    """ccxt's implicit-API surface CcxtMarketRest calls; returns the fuzzed bodies."""
+class _Rest(BinanceMarketRest):
+    """The real client with its one HTTP call answered by the fuzzed bodies (decoded JSON)."""
 
     def __init__(self, klines: Any = None, depth: Any = None) -> None:
-        self.klines, self.depth = klines, depth
-        self.last_response_headers: dict[str, str] = {}
+        super().__init__(rest_url="http://127.0.0.1:9")
+        self.bodies = {"time": {"serverTime": 10**13}, "klines": klines, "depth": depth}
 
-    async def public_get_time(self, params: Any) -> Any:
-        return {"serverTime": 10**13}
-
-    async def public_get_klines(self, params: Any) -> Any:
-        return self.klines
-
-    async def public_get_depth(self, params: Any) -> Any:
-        return self.depth
+    async def _get(self, endpoint: str, params: dict[str, Any], what: str) -> Any:
+        return self.bodies[endpoint]
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=200)
@@ -225,7 +219,7 @@ def test_rest_klines_with_a_bad_number_refuse_the_whole_page(rows: list[tuple[st
         for i, (c, v) in enumerate(rows)
     ]
     ok = all(good(c, positive=True) and good(v, positive=False) for c, v in rows)
-    rest = CcxtMarketRest(exchange=_Exchange(klines=body))
+    rest = _Rest(klines=body)
     try:
         candles = asyncio.run(rest.fetch_candles("BTC/USDT", "1m", 0, len(rows) * 60_000))
     except ExchangeUnavailable as e:
@@ -241,9 +235,7 @@ def test_rest_depth_snapshot_with_a_bad_number_is_never_used(
 ) -> None:
     body = {"lastUpdateId": 100, "bids": [["0.001", "1"], *bids], "asks": [["100000", "1"], *asks]}
     ok = all(good(p, positive=True) and level_qty_ok(q) for p, q in bids + asks)
-    snapshot = asyncio.run(
-        CcxtMarketRest(exchange=_Exchange(depth=body)).fetch_depth_snapshot("BTCUSDT", 100)
-    )
+    snapshot = asyncio.run(_Rest(depth=body).fetch_depth_snapshot("BTCUSDT", 100))
     sync = BookSync("BTCUSDT")
     result = sync.on_snapshot(snapshot)
     if ok:

@@ -1,9 +1,10 @@
-"""CcxtMarketRest: ccxt (unmodified, as a real HTTP client) against the simulator, plus the
-exchangeInfo filters of a real 2021 Binance response. Exact decimal strings survive, history pages
+"""BinanceMarketRest: aiohttp against the simulator (and a bare server for the answers the
+simulator never gives), plus the exchangeInfo filters of a real 2021 Binance response. Exact decimal strings survive, history pages
 past 1,000 candles and stops at the last closed one, and every error comes out as ours."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 from decimal import Decimal
@@ -13,7 +14,7 @@ import pytest
 from tests.conftest import free_port
 from tests.feed.captures import DATA
 from tests.plugins.sim import MakeSim, sim_fault
-from tradefleet.adapters.market_rest import CcxtMarketRest, rules_from_exchange_info
+from tradefleet.adapters.market_rest import BinanceMarketRest, rules_from_exchange_info
 from tradefleet.errors import ExchangeUnavailable, PermanentError, RateLimited
 from tradefleet_sim.klines import DEFAULT_KLINES
 
@@ -23,7 +24,7 @@ DAY_MS = 86_400_000
 @pytest.fixture
 async def sim_rest(make_sim: MakeSim):
     sim = await make_sim(history=1200)
-    rest = CcxtMarketRest(rest_url=sim.rest_url)
+    rest = BinanceMarketRest(rest_url=sim.rest_url)
     yield sim, rest
     await rest.close()
 
@@ -96,9 +97,72 @@ async def test_unknown_symbol_is_permanent(sim_rest) -> None:
 
 
 async def test_unreachable_exchange_is_temporary() -> None:
-    rest = CcxtMarketRest(rest_url=f"http://127.0.0.1:{free_port()}", timeout_ms=5000)
+    rest = BinanceMarketRest(rest_url=f"http://127.0.0.1:{free_port()}", timeout_ms=5000)
     try:
         with pytest.raises(ExchangeUnavailable):
             await rest.fetch_depth_snapshot("BTCUSDT", 100)
     finally:
         await rest.close()
+
+
+@pytest.fixture
+async def bare_server():
+    """A real HTTP server answering `/api/v3/depth` with whatever the test puts in `answer`
+    (status, body, headers), or never answering when `answer` is None."""
+    from aiohttp import web
+
+    state: dict[str, object] = {"answer": None}
+    never = asyncio.Event()
+
+    async def depth(request: web.Request) -> web.Response:
+        answer = state["answer"]
+        if answer is None:
+            await never.wait()
+        status, body, headers = answer  # type: ignore[misc]
+        return web.Response(status=status, body=body, headers=headers)
+
+    app = web.Application()
+    app.router.add_get("/api/v3/depth", depth)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    rest = BinanceMarketRest(rest_url=f"http://127.0.0.1:{port}", timeout_ms=300)
+    yield state, rest
+    await rest.close()
+    never.set()
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "error", "retry_after"),
+    [
+        (400, b'{"code":-1121,"msg":"Invalid symbol."}', {}, PermanentError, None),
+        (400, b'{"code":-1003,"msg":"Too many requests."}', {}, RateLimited, 1.0),
+        (429, b"", {"Retry-After": "7"}, RateLimited, 7.0),
+        (503, b'{"code":-1008,"msg":"Server is currently overloaded"}', {}, ExchangeUnavailable, None),
+        (403, b"<html>Forbidden by a WAF</html>", {}, ExchangeUnavailable, None),  # no Binance body
+        (404, b"not found", {}, ExchangeUnavailable, None),
+        (200, b"<html>maintenance</html>", {}, ExchangeUnavailable, 1.0),  # 200 but not JSON
+        (200, b'{"bids":[],"asks":[]}', {}, ExchangeUnavailable, 1.0),  # JSON without lastUpdateId
+    ],
+)  # fmt: skip
+async def test_every_answer_becomes_ours(bare_server, status, body, headers, error, retry_after) -> None:
+    state, rest = bare_server
+    state["answer"] = (status, body, headers)
+    with pytest.raises(error) as info:
+        await rest.fetch_depth_snapshot("BTCUSDT", 100)
+    assert type(info.value) is error
+    assert getattr(info.value, "retry_after", None) == retry_after
+    assert "depth snapshot BTCUSDT" in str(info.value)
+
+
+async def test_a_server_that_never_answers_is_temporary(bare_server) -> None:
+    _state, rest = bare_server
+    with pytest.raises(ExchangeUnavailable):
+        await rest.fetch_depth_snapshot("BTCUSDT", 100)
+
+
+def test_a_rest_url_that_is_not_http_is_refused() -> None:
+    with pytest.raises(PermanentError, match="http:// or https://"):
+        BinanceMarketRest(rest_url="ws://127.0.0.1:1")

@@ -129,6 +129,34 @@ async def test_metrics_serves_text_format_and_openmetrics_on_request(
         assert (await r.text()).rstrip().endswith("# EOF")
 
 
+async def test_unknown_paths_and_methods_are_refused_and_head_has_no_body(
+    served: tuple[BotHttpServer, State], http: aiohttp.ClientSession
+) -> None:
+    server, _ = served
+    status, body = await get(http, f"{server.url}/nope")
+    assert status == 404 and "/livez /readyz /metrics /status" in body
+    async with http.post(f"{server.url}/readyz", data=b"x") as r:
+        assert r.status == 405 and r.headers["Allow"] == "GET, HEAD"
+    async with http.head(f"{server.url}/readyz") as r:
+        assert r.status == 200 and r.headers["Content-Type"].startswith("application/json")
+        assert await r.read() == b""
+    status, body = await get(http, f"{server.url}/")  # the index names the endpoints
+    assert status == 200 and body == "/livez /readyz /metrics /status\n"
+
+
+async def test_metrics_are_gzipped_when_asked_and_many_requests_share_one_connection(
+    served: tuple[BotHttpServer, State], http: aiohttp.ClientSession
+) -> None:
+    server, _ = served
+    async with http.get(f"{server.url}/metrics", headers={"Accept-Encoding": "gzip"}) as r:
+        assert r.status == 200 and r.headers["Content-Encoding"] == "gzip"
+        assert "tradefleet_sequence_gaps_total" in await r.text()  # aiohttp inflates it
+    connector = aiohttp.TCPConnector(limit=1)
+    async with aiohttp.ClientSession(connector=connector) as one:
+        for _ in range(20):  # keep-alive: twenty answers on one connection
+            assert (await get(one, f"{server.url}/livez"))[0] == 200
+
+
 async def test_stop_releases_the_port(metrics: BotMetrics, http: aiohttp.ClientSession) -> None:
     server = BotHttpServer(host="127.0.0.1", port=0, registry=metrics.registry, readiness=dict, status=dict)
     await server.start()

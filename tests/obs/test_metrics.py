@@ -69,6 +69,39 @@ def test_process_collectors_report_this_process() -> None:
     assert (get("tradefleet_process_cpu_percent") or 0) > 0
 
 
+def test_the_proc_reader_and_psutil_read_the_same_process_alike() -> None:
+    """On Linux the collector reads /proc itself (psutil is not imported: ~1 MiB a bot); elsewhere it
+    asks psutil. Both readers, on this process, against psutil's own answers."""
+    import threading
+
+    from tradefleet.web.process_metrics import ProcfsReader, PsutilCollector, PsutilReader
+
+    assert ProcfsReader.available  # the tests run on Linux: the /proc path is the one under test
+    me = psutil.Process(os.getpid())
+    stop = threading.Event()
+    extra = threading.Thread(target=stop.wait)  # one more thread: the count must follow it
+    extra.start()
+    try:
+        for reader in (ProcfsReader, PsutilReader):
+            sample = reader(os.getpid()).read()
+            times, mem, ctx = me.cpu_times(), me.memory_info(), me.num_ctx_switches()
+            assert sample.user_s == pytest.approx(times.user, abs=0.5)
+            assert sample.system_s == pytest.approx(times.system, abs=0.5)
+            assert sample.rss == pytest.approx(mem.rss, rel=0.2)
+            assert sample.vms == pytest.approx(mem.vms, rel=0.2)
+            assert sample.threads == me.num_threads()
+            assert sample.fds == pytest.approx(me.num_fds(), abs=3)
+            assert 0 < sample.voluntary <= ctx.voluntary and sample.involuntary <= ctx.involuntary
+    finally:
+        stop.set()
+        extra.join()
+    ticks = iter([100.0, 101.0])
+    collector = PsutilCollector(reader=ProcfsReader, clock=lambda: next(ticks))
+    sum(range(3_000_000))  # CPU between the collector's first reading and the scrape
+    percent = next(m for m in collector.collect() if m.name == "tradefleet_process_cpu_percent")
+    assert 0 < percent.samples[0].value <= 100 * (os.cpu_count() or 1)  # CPU seconds over the 1 s clock
+
+
 def test_installing_process_metrics_twice_on_one_registry_is_harmless() -> None:
     registry = CollectorRegistry()
     first = install_process_metrics(registry)

@@ -30,8 +30,8 @@ def test_the_bot_edges_build_a_binance_client_without_loading_other_exchanges() 
         from tradefleet.adapters import ccxt_lean
         installed = ccxt_lean.install()
         import tradefleet.app.runtime, tradefleet.adapters.market_rest, tradefleet.adapters.binance_exec
-        from tradefleet.adapters.market_rest import CcxtMarketRest
-        rest = CcxtMarketRest(rest_url="http://127.0.0.1:9")
+        from tradefleet.adapters.ccxt_factory import make_binance
+        client = make_binance(rest_url="http://127.0.0.1:9")  # what BinanceExecution builds
         import ccxt.async_support
         loaded = sorted(m for m in sys.modules if m.startswith("ccxt."))
         print(json.dumps({"installed": installed, "loaded": loaded,

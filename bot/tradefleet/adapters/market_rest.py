@@ -1,28 +1,33 @@
-"""Public market REST through ccxt (async): depth snapshots, closed candles, symbol rules.
+"""Public market REST over aiohttp: depth snapshots, closed candles, symbol rules.
 
 Why it exists: the book needs a REST snapshot to sync, the strategy needs 200+ closed daily candles
-at start, and sizing needs the exchange's filters. ccxt stays the HTTP client (rate limiting,
-proxies, the simulator or testnet via `make_binance(rest_url=...)`), but we call Binance's raw
-endpoints through ccxt's implicit API (`public_get_depth`, `public_get_klines`, ...): the unified
-methods return floats, and a float cannot be a price. Raw bodies keep the exchange's decimal strings
-and the depth snapshot keeps `lastUpdateId`, which the sync algorithm needs.
+at start, and sizing needs the exchange's filters. Four public GETs (`/api/v3/depth`, `/time`,
+`/klines`, `/exchangeInfo`) on the aiohttp client the feed already loads for its websocket. It was
+ccxt's implicit API (`public_get_depth`, ...) until the memory work: importing ccxt's Binance
+client costs ~19 MiB of RSS per bot (`python -m bench.imports`); a paper bot now loads no ccxt at
+all, only the trading client of a testnet/live bot does (`binance_exec`). Raw bodies keep the
+exchange's decimal strings and the depth snapshot keeps `lastUpdateId`, which the sync algorithm
+needs.
 
-What it refuses to do: retry (callers own retry policy, with `retry_after` as a hint), or let a ccxt
-exception escape. Every ccxt error becomes ours: `RateLimited` (429/418, with Retry-After),
-`ExchangeUnavailable` (network, timeouts, 5xx, malformed bodies), `PermanentError` (bad symbol,
-bad request: a retry cannot help).
+Errors, mapped as ccxt mapped them for these endpoints (the retry policy depends on it):
+`RateLimited` for 429/418 and Binance codes -1003/-1015, with the server's Retry-After;
+`ExchangeUnavailable` for the network, timeouts, 5xx, Binance's "busy" codes, a 4xx without a
+Binance error body (a proxy, a WAF, a maintenance page) and malformed bodies; `PermanentError` for a
+4xx carrying a Binance error code (bad symbol, bad parameter: a retry cannot help).
+
+What it refuses to do: retry (callers own retry policy, with `retry_after` as a hint), follow an
+environment proxy (like the feed: `trust_env=False`), or let an aiohttp exception escape.
 """
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import ccxt.async_support as ccxt
+import aiohttp
 import msgspec
 
-from tradefleet.adapters.ccxt_factory import make_binance
+from tradefleet.adapters.ccxt_factory import TESTNET_REST
 from tradefleet.domain import numbers
 from tradefleet.domain.market import DepthSnapshot
 from tradefleet.domain.models import Candle
@@ -31,10 +36,10 @@ from tradefleet.errors import (
     MalformedFrame,
     PermanentError,
     RateLimited,
-    TradefleetError,
 )
 from tradefleet.ports import SymbolRules
 
+BINANCE_REST = "https://api.binance.com"
 KLINES_PAGE = 1000  # Binance's maximum per /api/v3/klines request
 _DEFAULT_RATE_LIMIT_WAIT_S = 1.0
 
@@ -54,67 +59,87 @@ def market_id_of(symbol: str) -> str:
     return symbol.replace("/", "").upper()
 
 
-# Binance error codes that mean "not now" rather than "never"; ccxt maps some of them to
-# ExchangeError (e.g. -1008 on a 503), which alone would read as permanent.
+# Binance error codes that mean "not now" rather than "never".
 _RATE_CODES = frozenset({-1003, -1015})
 _BUSY_CODES = frozenset({-1000, -1001, -1004, -1006, -1007, -1008})
-_CODE_RE = re.compile(r'"code"\s*:\s*(-?\d+)')
 
 
-def _binance_code(error: Exception) -> int | None:
-    match = _CODE_RE.search(str(error))
-    return int(match.group(1)) if match else None
+class _ErrorBody(msgspec.Struct):
+    code: int
+    msg: str = ""
 
 
-def translate(error: Exception, what: str, retry_after: float | None = None) -> TradefleetError:
-    """Map a ccxt error to ours; `retry_after` is the server's Retry-After when it sent one."""
-    code = _binance_code(error)
-    if isinstance(error, ccxt.DDoSProtection | ccxt.RateLimitExceeded) or code in _RATE_CODES:
+_error_body = msgspec.json.Decoder(_ErrorBody)
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def error_for(status: int, body: bytes, retry_after: float | None, what: str) -> Exception:
+    """Our error for a non-2xx answer (`status`, raw `body`, the server's Retry-After)."""
+    try:
+        err: _ErrorBody | None = _error_body.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        err = None
+    detail = f"HTTP {status}" + (f" code {err.code}: {err.msg[:200]}" if err is not None else "")
+    code = err.code if err is not None else None
+    if status in (418, 429) or code in _RATE_CODES:
         return RateLimited(
-            f"{what}: rate limited: {error}", retry_after=retry_after or _DEFAULT_RATE_LIMIT_WAIT_S
+            f"{what}: rate limited: {detail}", retry_after=retry_after or _DEFAULT_RATE_LIMIT_WAIT_S
         )
-    if isinstance(error, ccxt.OperationFailed) or code in _BUSY_CODES:  # network, timeouts, 5xx, busy
-        return ExchangeUnavailable(f"{what}: {error}", retry_after=retry_after)
-    return PermanentError(f"{what}: {error}")
+    if status >= 500 or code in _BUSY_CODES or err is None:
+        return ExchangeUnavailable(f"{what}: {detail}", retry_after=retry_after)
+    return PermanentError(f"{what}: {detail}")
 
 
-class CcxtMarketRest:
-    """`MarketRest` over a ccxt async Binance client."""
+class BinanceMarketRest:
+    """`MarketRest` over aiohttp, against Binance Spot (or any server speaking its public REST)."""
 
     def __init__(
-        self,
-        *,
-        rest_url: str | None = None,
-        testnet: bool = False,
-        timeout_ms: int = 10_000,
-        exchange: Any = None,
+        self, *, rest_url: str | None = None, testnet: bool = False, timeout_ms: int = 10_000
     ) -> None:
-        self.exchange = exchange if exchange is not None else make_binance(
-            rest_url=rest_url, testnet=testnet, timeout_ms=timeout_ms
-        )  # fmt: skip
+        if timeout_ms <= 0:
+            raise ValueError(f"timeout_ms must be positive, got {timeout_ms}")
+        base = rest_url or (TESTNET_REST if testnet else BINANCE_REST)
+        if not base.startswith(("http://", "https://")):
+            raise PermanentError(f"REST URL must be http:// or https://, got {base!r}")
+        self.base = base.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
+        self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
-        await self.exchange.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
-    async def _get(self, method: str, params: dict[str, Any], what: str) -> Any:
+    async def _get(self, endpoint: str, params: dict[str, Any], what: str) -> Any:
+        """The decoded JSON body of `GET /api/v3/<endpoint>`, or one of our errors."""
+        if self._session is None:  # created on first use, inside the running loop
+            self._session = aiohttp.ClientSession(trust_env=False, timeout=self._timeout)
+        url = f"{self.base}/api/v3/{endpoint}"
+        query = {k: str(v) for k, v in params.items()}
         try:
-            return await getattr(self.exchange, method)(params)
-        except ccxt.BaseError as e:
-            raise translate(e, what, self._retry_after()) from e
-
-    def _retry_after(self) -> float | None:
-        headers = getattr(self.exchange, "last_response_headers", None) or {}
-        for name, value in headers.items():
-            if name.lower() == "retry-after":
-                try:
-                    return max(0.0, float(value))
-                except (TypeError, ValueError):
-                    return None
-        return None
+            async with self._session.get(url, params=query) as r:
+                body = await r.read()
+                if r.status >= 300:
+                    raise error_for(r.status, body, _retry_after(r.headers), what)
+        except (aiohttp.ClientError, OSError) as e:  # OSError covers TimeoutError
+            raise ExchangeUnavailable(f"{what}: {type(e).__name__}: {e}") from e
+        try:
+            return msgspec.json.decode(body)
+        except msgspec.DecodeError as e:
+            raise ExchangeUnavailable(f"{what}: body is not JSON: {e}", retry_after=1.0) from e
 
     async def fetch_depth_snapshot(self, market_id: str, limit: int) -> DepthSnapshot:
         what = f"depth snapshot {market_id}"
-        body = await self._get("public_get_depth", {"symbol": market_id, "limit": limit}, what)
+        body = await self._get("depth", {"symbol": market_id, "limit": limit}, what)
         try:
             depth = msgspec.convert(body, _DepthBody)
         except msgspec.ValidationError as e:
@@ -122,7 +147,7 @@ class CcxtMarketRest:
         return DepthSnapshot(market_id, depth.lastUpdateId, depth.bids, depth.asks)
 
     async def server_time_ms(self) -> int:
-        body = await self._get("public_get_time", {}, "server time")
+        body = await self._get("time", {}, "server time")
         try:
             return int(body["serverTime"])
         except (KeyError, TypeError, ValueError) as e:
@@ -140,7 +165,7 @@ class CcxtMarketRest:
         while start < until_ms:
             params = {"symbol": market_id, "interval": interval, "startTime": start,
                       "endTime": until_ms - 1, "limit": KLINES_PAGE}  # fmt: skip
-            body = await self._get("public_get_klines", params, f"klines {market_id} {interval}")
+            body = await self._get("klines", params, f"klines {market_id} {interval}")
             try:
                 rows = msgspec.convert(body, list[_Kline], strict=False)
                 page = [_candle(symbol, interval, row) for row in rows]
@@ -164,7 +189,7 @@ class CcxtMarketRest:
     async def fetch_symbol_rules(self, symbol: str) -> SymbolRules:
         market_id = market_id_of(symbol)
         what = f"exchangeInfo {market_id}"
-        body = await self._get("public_get_exchangeinfo", {"symbol": market_id}, what)
+        body = await self._get("exchangeInfo", {"symbol": market_id}, what)
         return rules_from_exchange_info(body, market_id)
 
 

@@ -70,7 +70,7 @@ class BotRuntime:
     async def _build(self) -> None:
         from tradefleet.adapters.binance import BinanceSpot
         from tradefleet.adapters.feed import Feed
-        from tradefleet.adapters.market_rest import CcxtMarketRest
+        from tradefleet.adapters.market_rest import BinanceMarketRest
         from tradefleet.coord.events import NullPublisher, RedisEventPublisher
         from tradefleet.coord.lease import LocalLease, RedisLease, lease_key
         from tradefleet.engine.book_keeper import BookKeeper
@@ -84,7 +84,7 @@ class BotRuntime:
         self.store = BufferedStore.from_config(open_store(c.store_url, lock="wait"), c, m)
         await self.store.store.open()
         self.store.start()
-        self.rest = CcxtMarketRest(rest_url=c.rest_url, testnet=c.mode == "testnet")
+        self.rest = BinanceMarketRest(rest_url=c.rest_url, testnet=c.mode == "testnet")
         if c.redis_url:
             self.lease = RedisLease(
                 c.redis_url,

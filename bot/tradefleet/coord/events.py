@@ -40,17 +40,13 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
-
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from typing import TYPE_CHECKING, Any
 
 from tradefleet.logs import log_event, now_ms
 from tradefleet.metrics import BotMetrics
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 log = logging.getLogger(__name__)
 
@@ -191,13 +187,15 @@ class RedisEventPublisher:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         # The drain loop is the retry (with backoff); redis-py's own retries would only stall it.
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(
-            redis_url,
-            socket_timeout=2.0,
-            socket_connect_timeout=2.0,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=True,
+        from tradefleet.coord import redis_client  # only a bot with Redis loads redis-py
+
+        self._lost: tuple[type[Exception], ...] = (
+            redis_client.RedisConnectionError,
+            redis_client.RedisTimeoutError,
+            OSError,
         )
+        self._refused: type[Exception] = redis_client.RedisError
+        self._redis: aioredis.Redis = redis_client.connect(redis_url, timeout_s=2.0)
         self._xadd_once = self._redis.register_script(_XADD_ONCE)
         self._set_status = self._redis.register_script(_SET_STATUS)
 
@@ -331,7 +329,7 @@ class RedisEventPublisher:
                         client=pipe,
                     )
                 results = await pipe.execute()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as e:
+        except self._lost as e:
             # Put the batch back in front, in order; the bounds then drop the oldest if needed.
             self._main.extendleft(reversed(main))
             self._status.extendleft(reversed(status))
@@ -339,7 +337,7 @@ class RedisEventPublisher:
             self._trim(self._status, self.status_buffer_max)
             self._failed(e)
             return False
-        except RedisError as e:
+        except self._refused as e:
             # Redis refused the commands themselves (wrong key type, out of memory policy):
             # resending cannot help, and holding the batch would block every later entry.
             for entry in main + status:

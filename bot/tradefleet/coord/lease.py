@@ -44,15 +44,13 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
-
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from typing import TYPE_CHECKING, Any
 
 from tradefleet.logs import log_event, now_ms
 from tradefleet.metrics import BotMetrics
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 log = logging.getLogger(__name__)
 
@@ -263,13 +261,10 @@ class RedisLease(_Transitions):
         self._wake = asyncio.Event()
         # One attempt per call, bounded by the socket timeout: the next tick is the retry.
         timeout = max(0.2, min(renew_ms / 1000, self._valid_for_s / 2))
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(
-            redis_url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=True,
-        )
+        from tradefleet.coord import redis_client  # only a bot with Redis loads redis-py
+
+        self._errors: tuple[type[Exception], ...] = (redis_client.RedisError, OSError)
+        self._redis: aioredis.Redis = redis_client.connect(redis_url, timeout_s=timeout)
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
@@ -299,7 +294,7 @@ class RedisLease(_Transitions):
             try:
                 released = await self._release(keys=[self.key], args=[value])
                 log_event(log, "lease_released", key=self.key, released=bool(released))
-            except (RedisError, OSError) as e:
+            except self._errors as e:
                 self._error("release", e)
         self._fence = None
         self._set(STANDBY)
@@ -314,7 +309,7 @@ class RedisLease(_Transitions):
             return False
         try:
             pttl = int(await self._confirm(keys=[self.key], args=[value]))
-        except (RedisError, OSError) as e:
+        except self._errors as e:
             self._error("confirm", e)
             self._lose(UNKNOWN)
             return False
@@ -392,7 +387,7 @@ class RedisLease(_Transitions):
             held, fence, current = await self._acquire(
                 keys=[self.key, self.fence_key], args=[self.holder_id, self.ttl_ms]
             )
-        except (RedisError, OSError) as e:
+        except self._errors as e:
             self._error("acquire", e)
             self._lose(UNKNOWN)
             return
@@ -415,7 +410,7 @@ class RedisLease(_Transitions):
         sent = _now()
         try:
             renewed = await self._renew(keys=[self.key], args=[value, self.ttl_ms])
-        except (RedisError, OSError) as e:
+        except self._errors as e:
             self._error("renew", e)
             self._lose(UNKNOWN)
             return

@@ -36,10 +36,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-
 from tradefleet.domain.risk import (
     FLEET_LIMIT_FIELDS,
     Exposure,
@@ -209,13 +205,9 @@ class RedisRiskState:
         self.halt_file = Path(halt_file) if halt_file else None
         self.prefix = f"tradefleet:risk:{scope}"
         # decode_responses=True: every reply is str; the stubs cannot say so, hence Any.
-        self._redis: Any = aioredis.Redis.from_url(
-            redis_url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=True,
-        )
+        from tradefleet.coord import redis_client  # only a bot with Redis loads redis-py
+
+        self._redis: Any = redis_client.connect(redis_url, timeout_s=timeout_s)
         self._reserve = self._redis.register_script(_RESERVE)
         self._set = self._redis.register_script(_SET)
         self._set_pnl = self._redis.register_script(_SET_PNL)

@@ -1,0 +1,85 @@
+"""The bot's live path imports only what its configuration uses (issue #17: ~53 MiB of a bot's 72 MiB
+were imports). A test of modules, not of timings: a real `tradefleet bot` process runs against the
+simulator with `PYTHONPROFILEIMPORTTIME=1`, so its log lists every module it imported; once it is
+ready (book synced, candles warmed up, orders reconciled: the whole live path has run), the list must
+not hold the drivers and libraries its configuration does not use.
+
+What each one costs when it is loaded (`python -m bench.footprint`, README "Memory"): ccxt's Binance
+client ~17 MiB (only the trading client of a testnet/live bot uses ccxt), redis-py ~7 MiB, pymongo
+several MiB; numpy and pandas belong to the tests and the backtest benchmarks, never to a bot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import RedisServer
+from tests.obs.botproc import BotProcess
+from tests.plugins.sim import MakeSim
+
+pytestmark = pytest.mark.slow
+
+NEVER = (
+    "numpy", "pandas", "kopf", "kubernetes", "tradingbot_operator", "tradefleet_sim",
+    "tradefleet.app.backtest", "tradefleet.app.backtest_run", "tradefleet.app.sweep", "tradefleet.app.demo",
+    "tradefleet.app.report", "tradefleet.web.backtest_html", "tradefleet.web.report_html",
+    "tradefleet.domain.backtest", "tradefleet.domain.performance", "tradefleet.adapters.inprocess",
+    "psutil",  # on Linux the process metrics read /proc themselves
+    "aiohttp.web", "aiohttp.web_urldispatcher", "aiohttp.web_runner",  # the probes use the low-level server
+)  # fmt: skip
+NOT_WITHOUT_THEIR_CONFIG = (
+    "pymongo", "bson", "tradefleet.store.mongo",  # only with a mongodb:// store_url
+    "redis", "tradefleet.coord.redis_client",  # only with redis_url
+    "ccxt", "requests", "cryptography", "websockets",  # only a testnet/live bot's trading client
+    "tradefleet.adapters.binance_exec", "tradefleet.adapters.userdata",
+)  # fmt: skip
+
+
+def imported(log: str) -> set[str]:
+    """Module names from `-X importtime` lines: `import time: self | cumulative | <indent>name`."""
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in log.splitlines()
+        if line.startswith("import time:") and line.count("|") == 2 and "imported package" not in line
+    }
+
+
+def loaded(modules: set[str], package: str) -> list[str]:
+    return sorted(m for m in modules if m == package or m.startswith(package + "."))
+
+
+async def run_until_ready(tmp_path: Path, make_sim: MakeSim, **config: object) -> set[str]:
+    sim = await make_sim(history=260)
+    bot = BotProcess(tmp_path, sim, **config)
+    bot.env = {"PYTHONPROFILEIMPORTTIME": "1"}
+    bot.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            await bot.wait_ready(http)
+    finally:
+        code = bot.stop()
+    assert code == 0, bot.tail()
+    return imported(bot.log.read_text(errors="replace"))
+
+
+async def test_a_paper_bot_on_sqlite_without_redis_loads_no_driver_it_does_not_use(
+    tmp_path: Path, make_sim: MakeSim
+) -> None:
+    modules = await run_until_ready(tmp_path, make_sim)
+    # The list is the bot's: the live path is in it (so an empty or foreign list cannot pass).
+    for needed in ("aiohttp", "sqlite3", "msgspec", "tradefleet.adapters.feed", "tradefleet.store.sqlite",
+                   "tradefleet.engine.order_manager", "tradefleet.adapters.paper", "tradefleet.coord.lease"):  # fmt: skip
+        assert needed in modules, f"{needed} missing from the bot's imports: the parse is broken"
+    for package in NEVER + NOT_WITHOUT_THEIR_CONFIG:
+        assert not loaded(modules, package), f"a paper bot on SQLite without Redis imported {package}"
+
+
+async def test_with_redis_the_bot_loads_redis_and_still_no_other_driver(
+    tmp_path: Path, make_sim: MakeSim, redis_server: RedisServer
+) -> None:
+    modules = await run_until_ready(tmp_path, make_sim, redis_url=redis_server.url)
+    assert "redis" in modules and "tradefleet.coord.redis_client" in modules
+    for package in (*NEVER, "pymongo", "bson", "ccxt", "websockets"):
+        assert not loaded(modules, package), f"a paper bot with Redis imported {package}"
