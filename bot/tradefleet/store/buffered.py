@@ -286,6 +286,19 @@ class BufferedStore:
 
     async def _record(self, kind: str, call: Callable[[Store], Awaitable[object]], record: object) -> bool:
         """True once durable; False once queued while the store is down (the writer keeps trying)."""
+        done = self._enqueue(kind, call, record)
+        # shield: a caller cancelled (or timed out) while waiting leaves the record queued.
+        try:
+            async with asyncio.timeout(self.write_timeout_s):
+                return await asyncio.shield(done)
+        except TimeoutError:
+            return False
+
+    def _enqueue(
+        self, kind: str, call: Callable[[Store], Awaitable[object]], record: object
+    ) -> asyncio.Future[bool]:
+        """Queue a durable record (synchronously, so its place in the order is fixed at once); the
+        future says True once it is written, False once it is known to wait for a down store."""
         if self._closed:
             raise RuntimeError(f"BufferedStore is closed; {kind} not recorded")
         if self._task is None:
@@ -298,12 +311,7 @@ class BufferedStore:
         self._wake.set()
         if not self._healthy:
             done.set_result(False)
-        # shield: a caller cancelled (or timed out) while waiting leaves the record queued.
-        try:
-            async with asyncio.timeout(self.write_timeout_s):
-                return await asyncio.shield(done)
-        except TimeoutError:
-            return False
+        return done
 
     # -- the writer -------------------------------------------------------------------------------
 
@@ -440,10 +448,11 @@ class BufferedStore:
 
     # -- the Store protocol's writes, with this buffer's promises --------------------------------
     # Handed to the order manager (which takes any Store), the buffered store is the whole store:
-    # - `insert_order` goes straight to the store and waits until the PENDING record is durable,
-    #   retrying through an outage: no order leaves before it is recorded (an order we could not
-    #   record is one a restart could not reconcile), and while the store is down signals wait in the
-    #   manager's queue. It keeps the store's answer (False: that client order id already exists).
+    # - `commit_order` (and `insert_order`) go straight to the store and wait until the PENDING record
+    #   is durable, retrying through an outage: no order leaves before it is recorded (an order we
+    #   could not record is one a restart could not reconcile), and while the store is down signals
+    #   wait in the manager's queue. They keep the store's answer (False: that client order id already
+    #   exists). `after_commit_order` is queued and not awaited (see there).
     # - everything else goes through the never-drop queue, in order; the booleans say "durable" (True)
     #   or "queued while the store is down" (False), and `apply_order_update` returns None, so the
     #   manager merges the update into its in-memory order with the store's own forward-only rule.
@@ -452,11 +461,23 @@ class BufferedStore:
         await self.store.open()
 
     async def insert_order(self, order: Order) -> bool:
+        return await self._until_durable(order, lambda: self.store.insert_order(order))
+
+    async def commit_order(self, signal: Signal, order: Order) -> bool:
+        return await self._until_durable(order, lambda: self.store.commit_order(signal, order))
+
+    async def after_commit_order(self, signal: Signal, order: Order) -> None:
+        # Queued, not awaited: nothing before the send depends on it, and its place in the queue puts
+        # it before every later write about this signal or order (reports, actions, the position).
+        self._enqueue("signal", lambda s: s.after_commit_order(signal, order), signal)
+
+    async def _until_durable(self, order: Order, write: Callable[[], Awaitable[bool]]) -> bool:
+        """Write `order` straight to the store, retrying through an outage until the store answers."""
         delay = RETRY_MIN_S
         while True:
             started = time.perf_counter()
             try:
-                inserted = await self.store.insert_order(order)
+                inserted = await write()
             except TemporaryError as e:
                 self.metrics.store_failures.labels("order").inc()
                 self.metrics.store_retries.inc()
