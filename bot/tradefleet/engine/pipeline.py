@@ -6,8 +6,9 @@ crossover) before the next one is looked at, and ordering needs no locks. The on
 websocket's own bounded receive buffer; the engine never holds a backlog of its own.
 
 What must be durable leaves through awaited paths in order: signals go through one worker task that
-logs, stores, publishes and only then hands them to the order manager. Price samples and candles go to
-the buffered store without waiting.
+logs them and hands them to the order manager, which stores each in one write with its action and
+order (or, when the manager cannot act at once, stores it first), then publishes them. Price samples
+and candles go to the buffered store without waiting.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class SinkLike(Protocol):
 
 
 class SignalTaker(Protocol):
+    def ready_to_act(self) -> bool: ...
+
     def submit_signal(self, signal: Signal) -> None: ...
 
 
@@ -246,19 +249,30 @@ class BotEngine:
     # -- the signal path (ordered, durable) ------------------------------------------------------
 
     async def run_signals(self) -> None:
-        """One signal at a time, in order: log, store (durably or safely queued), publish, trade."""
+        """One signal at a time, in order: log, store (durably or safely queued), publish, trade.
+
+        When the order manager can act at once (`ready_to_act`), the signal goes to it before anything
+        is awaited and unstored: the manager stores it in the same write as its action and order, the
+        one durable write between the closing kline and the order request. A signal that would have
+        to wait (the manager is busy, recovering or stopping; there is none) is stored here first."""
         while True:
             signal = await self._signals.get()
             self.state.signals += 1
             self.state.last_signal = signal
             log_event(log, "signal", **signal_fields(signal))
-            await self.sink.record_signal(signal)
+            orders = self.orders
+            handed = orders is not None and orders.ready_to_act()
+            if handed:
+                assert orders is not None
+                orders.submit_signal(signal)
+            else:
+                await self.sink.record_signal(signal)
             if self.publisher is not None:
                 try:
                     await self.publisher.publish("signal", signal_fields(signal))
-                except Exception as e:  # publishing is best effort; the store has the signal
+                except Exception as e:  # publishing is best effort; the store has (or gets) the signal
                     log_event(log, "publish_failed", logging.WARNING, kind="signal", error=str(e))
-            if self.orders is not None:
+            if not handed and self.orders is not None:
                 self.orders.submit_signal(signal)
             self._unfinished_signals -= 1
             self._signals.task_done()
