@@ -161,6 +161,10 @@ class OrderManager:
         Otherwise the engine stores it first, so a signal that has to wait is never only in memory."""
         return self.trading_ready and not self._draining and not self._unfinished and not self._lock.locked()
 
+    def acting(self) -> bool:
+        """A signal is queued or being acted on: stored, sent, answered (cheap, checked per frame)."""
+        return self._unfinished > 0
+
     def idle(self) -> bool:
         """No signal waiting or being acted on and no order still open (checked without yielding)."""
         return self._unfinished == 0 and not self._open_orders()
@@ -311,11 +315,11 @@ class OrderManager:
             return
         self._orders[cid] = order
         self.last_order = order
-        self._log_order(order)
-        log_event(log, "signal_action", signal_id=signal.signal_id, side=signal.side.value, action=ORDER)
+        self._log_order(order)  # PENDING, before the request leaves (replica tests count these lines)
         self._crash_point("after_store")
         await self.store.after_commit_order(decided, order)
         await self._send(order, queued_at)
+        log_event(log, "signal_action", signal_id=signal.signal_id, side=signal.side.value, action=ORDER)
 
     async def _commit(self, signal: Signal, order: Order) -> bool:
         """The one durable write before the request: the signal with its action, and the PENDING order
