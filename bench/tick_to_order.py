@@ -18,9 +18,15 @@ Where the two times are taken, both on the host's CLOCK_MONOTONIC (one clock for
   adapter is wrapped for the benchmark; a running bot's adapter is not, so it costs nothing there);
 - at the simulator: when the order request reaches its order handler (`SimOptions.record_arrivals`;
   off, the handler reads no clock).
-One sample per order the bot sent for a crossing it saw live. The two paths run one after the other
-in rounds (fresh bot, store and Redis keys each time) on the same simulator, so both see the same
-machine load.
+One sample per order the bot sent for a crossing it saw live.
+
+The simulator shares this machine's CPUs, and the replay moves the whole book onto each candle's close
+just before sending it (a real exchange's close is just another trade): with its default 1,000 levels
+a side, that burst kept the simulator, and the Redis round trips right after the close, waiting for a
+core. `--levels 200` (the default here) keeps the burst small; the bot reads 100 levels either way.
+
+The two paths run one after the other in rounds (fresh bot, store and Redis keys each time) on the
+same simulator, so both see the same machine load.
 
 The two paths:
 - ours: the engine hands the signal to the order manager unstored; the manager asks the lease (Redis)
@@ -204,14 +210,14 @@ class BenchRuntime(BotRuntime):
 class Sim:
     """`tradefleet sim` as its own process."""
 
-    def __init__(self, tmp: Path, speed: float) -> None:
+    def __init__(self, tmp: Path, speed: float, levels: int) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = (tmp / "sim.log").open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tradefleet.app.cli", "sim", "--port", str(self.port),
              "--kline-interval", "1m", "--speed", str(speed), "--history", "60", "--loop",
-             "--depth-rate", "10", "--relax-limits", "--record-order-arrivals"],
+             "--depth-rate", "10", "--levels", str(levels), "--relax-limits", "--record-order-arrivals"],
             stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         wait_for_port(self.port, timeout=60)
@@ -328,7 +334,7 @@ async def main(args: argparse.Namespace) -> None:
         setup_logging("INFO", stream=log)  # the bot's JSON lines, as in production (to a file here)
         redis = RedisServer(tmp)
         redis.start()
-        sim = Sim(tmp, args.speed)
+        sim = Sim(tmp, args.speed, args.levels)
         ours: list[Sample] = []
         base: list[Sample] = []
         try:
@@ -372,6 +378,10 @@ if __name__ == "__main__":
     parser.add_argument("--samples", type=int, default=200, help="orders per path (default 200)")
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per path (default 4)")
     parser.add_argument("--speed", type=float, default=12.0, help="replayed candles per second (default 12)")
+    parser.add_argument(
+        "--levels", type=int, default=200,
+        help="the simulated book's levels per side (default 200; see the module docstring)",
+    )  # fmt: skip
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds one bot may take")
     parser.add_argument("--dir", default=None, help="where the SQLite files go (default: the temp dir)")
     asyncio.run(main(parser.parse_args()))
