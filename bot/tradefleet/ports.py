@@ -109,6 +109,18 @@ class Store(Protocol):
         """Store a new order; False if that client order id already exists."""
         ...
 
+    async def commit_order(self, signal: Signal, order: Order) -> bool:
+        """The one durable write between a signal and its order: `signal` (with its action, replacing
+        a stored one's) and the new PENDING `order`, atomically: after a crash or an error, both are
+        stored or neither is. False, with nothing written, if that client order id already exists."""
+        ...
+
+    async def after_commit_order(self, signal: Signal, order: Order) -> None:
+        """Whatever `commit_order` left for later (MongoDB: the signal's own document), called after
+        it and before any other write about that signal or order. Idempotent; reads are right
+        without it, so a crash before it loses nothing."""
+        ...
+
     async def apply_order_update(self, update: OrderUpdate) -> Order | None:
         """Append the update to the order's history (idempotent) and move the order document to the
         newest state (never backwards). Returns the order as now stored, None for an unknown id."""

@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="count weights and orders, never answer 429/418 (default: enforce)",
     )
     p.add_argument(
+        "--record-order-arrivals",
+        action="store_true",
+        help="keep each order request's arrival time (monotonic ns) for GET /sim/orders/arrivals",
+    )
+    p.add_argument(
         "--tls-port",
         type=int,
         default=None,
@@ -139,6 +144,7 @@ def options_from(args: argparse.Namespace) -> tuple[SimOptions, list[tuple[float
         ping_interval=args.ping_interval,
         seed=args.seed,
         enforce_limits=not args.relax_limits,
+        record_arrivals=args.record_order_arrivals,
         startup_faults=tuple(req for at, req in faults if at <= 0),
     )
     return opts, [(at, req) for at, req in faults if at > 0]

@@ -1,12 +1,14 @@
 """HTTP routes of the simulator's signed trading API (`trading.py` holds the state and rules):
 `POST/GET/DELETE /api/v3/order`, `GET /api/v3/openOrders`, `GET /api/v3/account`, the WebSocket API
-user stream, and the `/sim/orders`, `/sim/orders/faults`, `/sim/accounts` controls. The rest of the
-account endpoints are in `account_rest.py`. Order-path faults (lost responses, 5xx, 429, timeouts)
-act here, around a real placement, exactly as `trading.py`'s docstring lists them."""
+user stream, and the `/sim/orders`, `/sim/orders/arrivals` (with `SimOptions.record_arrivals`),
+`/sim/orders/faults`, `/sim/accounts` controls. The rest of the account endpoints are in
+`account_rest.py`. Order-path faults (lost responses, 5xx, 429, timeouts) act here, around a real
+placement, exactly as `trading.py`'s docstring lists them."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import fields
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -26,11 +28,18 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
     if isinstance(extensions, dict):
         extensions["trading"] = trading  # so tests and the sim's own /sim/state can reach it
 
+    options = getattr(exchange, "options", None)
+    # client order id -> CLOCK_MONOTONIC ns of its first request (SimOptions.record_arrivals), or None.
+    arrivals: dict[str, int] | None = {} if getattr(options, "record_arrivals", False) else None
+
     async def new_order(request: web.Request) -> web.StreamResponse:
+        arrived = time.monotonic_ns() if arrivals is not None else 0
         cid = request.query.get("newClientOrderId", "")
         try:
             account, params = await trading.authenticate(request)
             cid = params.get("newClientOrderId", "")
+            if arrivals is not None and cid:
+                arrivals.setdefault(cid, arrived)
             refusal = exchange.limits.order(account.api_key)
             if refusal is not None:
                 headers = {"Retry-After": str(refusal.retry_after_s)}
@@ -148,6 +157,12 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
     async def sim_orders(request: web.Request) -> web.Response:
         return web.json_response(trading.describe())
 
+    async def sim_arrivals(request: web.Request) -> web.Response:
+        if arrivals is None:
+            msg = "order arrivals are not recorded; start the simulator with --record-order-arrivals"
+            return web.json_response({"error": msg}, status=404)
+        return web.json_response({"clock": "CLOCK_MONOTONIC ns", "arrivals": arrivals})
+
     async def sim_faults(request: web.Request) -> web.Response:
         try:
             body = await request.json()
@@ -186,6 +201,7 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
     app.router.add_get("/api/v3/account", account_info)
     app.router.add_get("/ws-api/v3", trading.streams.handle)
     app.router.add_get("/sim/orders", sim_orders)
+    app.router.add_get("/sim/orders/arrivals", sim_arrivals)
     app.router.add_post("/sim/orders/faults", sim_faults)
     app.router.add_post("/sim/accounts", sim_accounts)
     account_rest.add_routes(app, trading)

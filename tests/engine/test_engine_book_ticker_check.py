@@ -53,6 +53,9 @@ class Sink:
     async def record_signal(self, signal: Signal) -> bool:
         return True
 
+    def defer_market_data(self, seconds: float) -> None:
+        pass
+
 
 async def replay(capture: str, symbol: str, tamper: bool = False) -> BotMetrics:
     metrics, rest, sink = BotMetrics(), RecordedRest(), Sink()

@@ -209,3 +209,39 @@ async def test_stop_during_backoff_returns_promptly_and_leaves_gauge_down(metric
     await asyncio.wait_for(task, 20)
     assert not feed.connected
     assert (metrics.registry.get_sample_value("tradefleet_stream_connected") or 0) == 0
+
+
+def _raw_text_frame(payload: bytes) -> bytes:
+    """A server-to-client websocket text frame (unmasked), to put many frames on the wire at once."""
+    n = len(payload)
+    header = bytes([0x81, n]) if n < 126 else bytes([0x81, 126]) + n.to_bytes(2, "big")
+    return header + payload
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["order_path_idle", "order_path_busy"])
+async def test_while_the_order_path_is_busy_other_tasks_run_between_frames_that_arrived_together(
+    metrics: BotMetrics, busy: bool
+) -> None:
+    """A burst already in the client's buffer is handled in one go, without a yield; while
+    `yield_while` says the order path has work, the feed yields after every frame, so a task waiting
+    on its own reply (the lease check, the risk reserve) runs between frames, not after the burst."""
+    seen: list[int] = []
+    probe: list[int] = []
+
+    def consumer(event: MarketEvent) -> None:
+        if isinstance(event, DepthDiff):
+            seen.append(event.final_update_id)
+            if event.final_update_id == 1:  # a signal: schedule "the order path's next step"
+                asyncio.get_running_loop().call_soon(lambda: probe.append(len(seen)))
+
+    async with ScriptedServer() as server:
+        feed = Feed(BinanceSpot(), server.url, consumer, metrics, stale_after_s=30, yield_while=lambda: busy)
+        async with running(feed):
+            ws = await server.next_connection()
+            ws.transport.write(b"".join(_raw_text_frame(depth_frame(u).encode()) for u in range(1, 51)))
+            await wait_until(lambda: len(seen) == 50, what="the burst")
+    assert len(probe) == 1
+    if busy:
+        assert probe == [1]  # ran right after the frame that scheduled it
+    else:
+        assert probe[0] > 1  # waited for (at least part of) the burst

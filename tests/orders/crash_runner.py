@@ -1,11 +1,12 @@
 """A separate bot process for the kill -9 tests: a real OrderManager with a real SQLite store and
 ccxt against the simulator. `--crash-at after_store|after_send` makes it SIGKILL itself at that point.
 
-    python -m tests.orders.crash_runner --rest-url URL --ws-api-url URL --store PATH
+    python -m tests.orders.crash_runner --rest-url URL --ws-api-url URL (--store PATH | --store-url URL)
         [--buy N] [--crash-at POINT]
 
 It recovers first (as every bot start does), optionally submits one BUY signal, waits until every
-order it knows is final and prints one JSON line: {"orders": {...}, "position_qty": "..."}.
+order it knows is final and prints one JSON line:
+{"orders": {...}, "signals": {signal id: action}, "position_qty": "..."}.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ async def main(args: argparse.Namespace) -> int:
     config = BotConfig(name="crash-bot", symbol="BTC/USDT", interval="1m", short_window=2, long_window=3,
                        quote_amount=Decimal("100"), mode="testnet", rest_url=args.rest_url,
                        ws_api_url=args.ws_api_url)  # fmt: skip
-    store = open_store(f"sqlite:///{args.store}")
+    store = open_store(args.store_url or f"sqlite:///{args.store}")
     await store.open()
     lease = LocalLease("crash-runner")
     await lease.start()
@@ -66,6 +67,7 @@ async def main(args: argparse.Namespace) -> int:
     print(json.dumps({
         "orders": {o.client_order_id: {"status": o.status.value, "filled_qty": str(o.filled_qty),
                                        "fee": str(o.fee)} for o in orders},
+        "signals": {s.signal_id: s.action for s in await store.signals(config.name)},
         "position_qty": str(manager.position.qty),
     }), flush=True)  # fmt: skip
     await execution.close()
@@ -77,7 +79,9 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--rest-url", required=True)
     p.add_argument("--ws-api-url", required=True)
-    p.add_argument("--store", required=True)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--store", help="SQLite file")
+    where.add_argument("--store-url", help="any store URL (MongoDB: with its database in the path)")
     p.add_argument("--buy", type=int)
     p.add_argument("--crash-at", choices=["after_store", "after_send"])
     sys.exit(asyncio.run(main(p.parse_args())))

@@ -3,8 +3,10 @@ that its duplicate detector (what the exactly-once tests rely on) really fires."
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
+import aiohttp
 import ccxt
 import pytest
 
@@ -127,3 +129,28 @@ async def test_held_fills_answer_new_and_fill_when_released(sim, client):
     await sim_trading_fault(sim, hold_fills=False)
     filled = await client.fetch_order(first["id"], "BTC/USDT")
     assert filled["status"] == "closed" and Decimal(str(filled["filled"])) > 0
+
+
+async def test_order_arrivals_are_recorded_on_the_hosts_monotonic_clock_only_when_asked(make_sim):
+    recording = await make_sim(record_arrivals=True)
+    await recording.exchange.stop()
+    ex = make_binance(rest_url=recording.rest_url, api_key=DEFAULT_API_KEY, secret=DEFAULT_API_SECRET)
+    ex.options["fetchMargins"] = False
+    try:
+        await ex.load_markets()
+        before = time.monotonic_ns()
+        params = {"newClientOrderId": "tf-arrival", "quoteOrderQty": "60"}
+        await ex.create_order("BTC/USDT", "market", "buy", None, None, params)
+        await ex.create_order("BTC/USDT", "market", "buy", None, None, params)  # the first request counts
+        after = time.monotonic_ns()
+    finally:
+        await ex.close()
+    quiet = await make_sim()
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{recording.rest_url}/sim/orders/arrivals") as r:
+            arrivals = (await r.json())["arrivals"]
+        async with s.get(f"{quiet.rest_url}/sim/orders/arrivals") as r:
+            assert r.status == 404
+            assert "--record-order-arrivals" in (await r.json())["error"]
+    assert list(arrivals) == ["tf-arrival"]
+    assert before < arrivals["tf-arrival"] < after

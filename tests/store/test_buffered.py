@@ -177,6 +177,46 @@ async def test_candle_versions_coalesce_and_a_closed_candle_is_not_replaced_by_a
     await buffered.close()
 
 
+async def test_candles_wait_for_the_flush_interval_like_prices_and_awaited_records_do_not(
+    sqlite_store: SqliteStore, metrics: BotMetrics
+) -> None:
+    buffered = BufferedStore(sqlite_store, metrics, flush_ms=600_000)
+    buffered.start()
+    buffered.enqueue_candle(r.candle(0))
+    sig = r.signal(0)
+    assert await buffered.record_signal(sig) is True  # written at once, without the candle
+    assert await sqlite_store.signals(r.BOT) == [sig]
+    assert await sqlite_store.candles(r.SYMBOL, "1m") == []
+    assert await buffered.flush(timeout=30)
+    assert await sqlite_store.candles(r.SYMBOL, "1m") == [r.candle(0)]
+    await buffered.close()
+
+
+async def test_market_data_waits_while_an_order_is_about_to_be_stored_and_goes_once_it_is(
+    sqlite_store: SqliteStore, metrics: BotMetrics
+) -> None:
+    """A closing candle and a price batch would otherwise put their commit ahead of the order's on
+    the store's one connection; they go as soon as the order's commit is done."""
+    buffered = BufferedStore(sqlite_store, metrics, flush_ms=0)  # market data due at once
+    buffered.start()
+    buffered.defer_market_data(600.0)
+    buffered.enqueue_candle(r.candle(0))
+    for i in range(3):
+        buffered.enqueue_price(r.price(i))
+    sig = r.signal(0)
+    assert await buffered.record_signal(sig) is True  # awaited records never wait
+    assert buffered.buffered()["candle"] == 1 and buffered.buffered()["price"] == 3
+    assert await sqlite_store.candles(r.SYMBOL, "1m") == []
+
+    order = r.order()
+    assert await buffered.commit_order(sig, order) is True
+    await eventually(lambda: buffered.buffered()["price"] == 0 and buffered.buffered()["candle"] == 0,
+                     what="market data written after the order's commit")  # fmt: skip
+    assert await sqlite_store.candles(r.SYMBOL, "1m") == [r.candle(0)]
+    assert len(await sqlite_store.prices(r.BOT)) == 3
+    await buffered.close()
+
+
 async def test_close_writes_everything_still_queued_and_closes_the_store(
     tmp_path: Path, metrics: BotMetrics
 ) -> None:

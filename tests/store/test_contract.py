@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.store import records as r
 from tests.store.test_order_merge import fold, order_histories
-from tradefleet.domain.models import OrderStatus, OrderUpdate, Side
+from tradefleet.domain.models import Order, OrderStatus, OrderUpdate, Side, Signal
 from tradefleet.ports import Store
 from tradefleet.store.merge import update_key
 
@@ -202,3 +202,66 @@ async def test_events_are_stored_once_by_id_and_listed_per_bot_newest_limited_ol
     assert await store.events(r.BOT, limit=2) == events[-2:]
     assert [e.kind for e in await store.events("other-bot")] == [EventKind.RESUME]
     assert await store.events("nobody") == []
+
+
+def _committed(i: int = 0) -> tuple[Signal, Order]:
+    """A signal decided "order" and its PENDING order, as the order manager commits them."""
+    sig = dataclasses.replace(r.signal(i), action="order")
+    return sig, dataclasses.replace(r.order(), signal_id=sig.signal_id, created_at=sig.created_at)
+
+
+async def test_a_signal_and_its_order_are_committed_together_and_a_second_commit_changes_nothing(
+    store: Store,
+) -> None:
+    sig, o = _committed()
+    assert await store.commit_order(sig, o) is True
+    # Read before the rest is written, as after a crash right after the commit.
+    assert await store.signals(r.BOT) == [sig]
+    assert await store.get_order(o.client_order_id) == o
+
+    again = dataclasses.replace(sig, action="again", close=Decimal("1"))
+    assert await store.commit_order(again, dataclasses.replace(o, quote_amount=Decimal("999"))) is False
+    await store.after_commit_order(sig, o)
+    assert await store.signals(r.BOT) == [sig]
+    assert await store.orders(r.BOT) == [o]
+    await store.after_commit_order(sig, o)  # idempotent
+    assert await store.signals(r.BOT) == [sig]
+
+
+async def test_a_commit_gives_a_signal_stored_as_pending_its_action(store: Store) -> None:
+    sig, o = _committed()
+    pending = dataclasses.replace(sig, action="pending")
+    assert await store.insert_signal(pending) is True
+    assert await store.commit_order(sig, o) is True
+    assert await store.signals(r.BOT) == [sig]
+    await store.after_commit_order(sig, o)
+    assert await store.signals(r.BOT) == [sig]
+    assert await store.insert_signal(pending) is False  # a late copy of the pending record changes nothing
+    assert await store.signals(r.BOT) == [sig]
+
+
+async def test_an_action_recorded_after_a_commit_whose_rest_never_ran_is_kept(store: Store) -> None:
+    """The process died between the commit and `after_commit_order`; after the restart the order is
+    found never sent and its signal gets another action: that action is what every read shows."""
+    sig, o = _committed()
+    other_sig, other = _committed(1)
+    assert await store.commit_order(sig, o) is True
+    assert await store.commit_order(other_sig, other) is True
+    await store.update_signal_action(sig.signal_id, "not_sent: flat_cannot_sell")
+    assert await store.signals(r.BOT) == [
+        dataclasses.replace(sig, action="not_sent: flat_cannot_sell"),
+        other_sig,
+    ]
+
+
+async def test_reports_that_came_before_a_committed_order_are_folded_in_by_the_rest_of_the_commit(
+    store: Store,
+) -> None:
+    sig, o = _committed()
+    fill = r.update(o.client_order_id, OrderStatus.FILLED, filled="1", quote="100", trade_id=9, fee="0.1")
+    assert await store.apply_order_update(fill) is None
+    assert await store.commit_order(sig, o) is True
+    await store.after_commit_order(sig, o)
+    stored = await store.get_order(o.client_order_id)
+    assert stored is not None
+    assert (stored.status, stored.filled_qty, stored.fee) == (OrderStatus.FILLED, Decimal(1), Decimal("0.1"))

@@ -124,6 +124,7 @@ class BotRuntime:
             stale_after_s=c.stale_after_s,
             reconnect_max_s=c.reconnect_max_s,
             max_connection_age_s=c.max_connection_age_s,
+            yield_while=self._order_path_busy,
         )
         # Process CPU/memory collectors, the bot's identity for dashboards, and the loop monitor
         # that /livez asks (added by the monitoring work).
@@ -213,6 +214,11 @@ class BotRuntime:
             on_flatten=self._flatten,
             store=self.store,  # halts and resumes it learns of become stored events
         )
+
+    def _order_path_busy(self) -> bool:
+        """A signal is on its way to the order manager or being acted on (asked once per frame)."""
+        engine, orders = self.engine, self.orders
+        return (engine is not None and engine.signals_in_flight()) or (orders is not None and orders.acting())
 
     def _mark(self) -> Decimal | None:
         top = self.book.top() if self.book is not None and self.book.in_sync else None

@@ -89,6 +89,10 @@ class Candle:
     trades: int = 0
 
 
+SIGNAL_PENDING = "pending"
+"""A stored signal's action before anything was decided about it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Signal:
     """A crossover decision. Stored and logged whether or not an order follows."""
@@ -107,7 +111,7 @@ class Signal:
     created_at: int  # ms, local
     # What the bot did about it: "order" when an order was placed, otherwise why not
     # (e.g. "already_long", "flat_cannot_sell", "below_min_notional", "standby", "paused").
-    action: str = "pending"
+    action: str = SIGNAL_PENDING
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,11 @@
 
 The rules it lives by, in the order they protect the account:
 
-1. An order is stored (PENDING) before its request leaves. Its client order id is a pure function of
-   the signal (`domain.ids.client_order_id`), so a retry, a restart or a new leader computes the same
-   id and asks the exchange about it before doing anything else.
+1. An order is stored (PENDING) before its request leaves, in ONE write with its signal and the
+   signal's action (`Store.commit_order`: both or neither after a crash); everything else the store
+   needs is written after the request. Its client order id is a pure function of the signal
+   (`domain.ids.client_order_id`), so a retry, a restart or a new leader computes the same id and
+   asks the exchange about it before doing anything else.
 2. An uncertain outcome (timeout, lost response, 5xx, Binance -1007: `ExecutionUnknown`) is answered by
    querying that id, never by re-sending. "Never seen" only counts as an answer once the original
    request can no longer be accepted: its recvWindow has passed (`unknown_settle_s`, taken from the
@@ -26,6 +28,7 @@ or trade before `recover()` has finished.
 
 Public surface (the app wires it): `OrderManager(config=, store=, execution=, lease=, rules=, metrics=,
 publisher=None)`, `await recover()` (again on every takeover), `submit_signal(signal)` (non-blocking),
+`ready_to_act()` (the engine asks it before handing a signal over unstored),
 `await run()` (until cancelled), `await drain(timeout_s)` (SIGTERM: stop taking signals, let the
 order in flight become final), `position`, `last_order`, `trading_ready`. Signal actions stored:
 "order", "rejected", "standby", "order_in_flight", the `domain.position` reasons, and
@@ -46,7 +49,7 @@ from decimal import Decimal
 
 from tradefleet.config import BotConfig
 from tradefleet.domain.ids import client_order_id, is_ours
-from tradefleet.domain.models import Order, OrderStatus, OrderUpdate, Position, Side, Signal
+from tradefleet.domain.models import SIGNAL_PENDING, Order, OrderStatus, OrderUpdate, Position, Side, Signal
 from tradefleet.domain.position import (
     ORDER_IN_FLIGHT,
     Filters,
@@ -75,7 +78,7 @@ STANDBY = "standby"
 ORDER = "order"
 REJECTED = "rejected"
 NOT_SENT = "not_sent"
-PENDING = "pending"
+PENDING = SIGNAL_PENDING
 POSITION_CHECK_S = 30.0
 """How often the stored position is compared with the exchange account between takeovers."""
 SUPERSEDED = "superseded"
@@ -152,6 +155,17 @@ class OrderManager:
         """Queue a signal; the manager's own task handles signals one at a time, in order."""
         self._unfinished += 1
         self._signals.put_nowait((signal, time.monotonic()))
+
+    def ready_to_act(self) -> bool:
+        """A signal submitted now would be acted on at once: recovered, not stopping, nothing queued
+        or in progress. The engine then leaves storing the signal to the manager, which stores it in
+        the same write as its action (and order): one durable write between the tick and the order.
+        Otherwise the engine stores it first, so a signal that has to wait is never only in memory."""
+        return self.trading_ready and not self._draining and not self._unfinished and not self._lock.locked()
+
+    def acting(self) -> bool:
+        """A signal is queued or being acted on: stored, sent, answered (cheap, checked per frame)."""
+        return self._unfinished > 0
 
     def idle(self) -> bool:
         """No signal waiting or being acted on and no order still open (checked without yielding)."""
@@ -235,8 +249,9 @@ class OrderManager:
             try:
                 async with self._lock:
                     if self._draining:
-                        # Stopping: the signal is in the store (the engine recorded it before it came
-                        # here); the next leader's takeover acts on it. Never half of an order.
+                        # Stopping: the signal is stored as it came (pending; the engine may have left
+                        # that to us) and the next leader's takeover acts on it. Never half an order.
+                        await self.store.insert_signal(signal)
                         log_event(log, "signal_deferred", signal_id=signal.signal_id, reason="stopping")
                         return
                     await self._act(signal, queued_at)
@@ -252,14 +267,18 @@ class OrderManager:
     # ---- signals -> orders ----------------------------------------------------------------------
 
     async def _act(self, signal: Signal, queued_at: float) -> None:
-        await self.store.insert_signal(signal)
+        """Decide what to do about `signal` and store it with that action. When it trades, the signal,
+        its action and the PENDING order are ONE write (`_commit`), and the request leaves right after
+        it; anything else the store needs comes after the request (`after_commit_order`)."""
         if signal.action != PENDING:
+            await self.store.insert_signal(signal)
             return  # decided already (e.g. missed while the bot was down): stored with its reason
         cid = client_order_id(signal.signal_id)
         if cid in self._orders:
+            await self.store.insert_signal(signal)  # stored with its order already: changes nothing
             return  # this signal already has its order (a replay, a second delivery)
         if self._open_orders():
-            await self._set_action(signal, ORDER_IN_FLIGHT)
+            await self._store_decided(signal, ORDER_IN_FLIGHT)
             return
         decision = decide(
             signal.side,
@@ -271,33 +290,48 @@ class OrderManager:
         if not await self._may_trade():
             # What is done about a signal is the leader's to record: a standby writing "standby" (or
             # a reason from its own, possibly stale, view of the position) into the shared store would
-            # overwrite the leader's "order". It only logs; the action stays as the leader sets it.
+            # overwrite the leader's "order". It stores the signal as it came (pending) and only logs.
+            await self.store.insert_signal(signal)
             log_event(log, "signal_action", signal_id=signal.signal_id, side=signal.side.value,
                       action=STANDBY, stored=False)  # fmt: skip
             return
         if isinstance(decision, Skip):
-            await self._set_action(signal, decision.reason)
+            await self._store_decided(signal, decision.reason)
             return
         if self.risk is not None:  # the fleet's rules: kill switch, caps, rate (domain.risk)
             denial = await self.risk.before_send(
                 signal.signal_id, decision.side, decision.quote_amount, self.position
             )
             if denial is not None:
-                await self._set_action(signal, denial)
+                await self._store_decided(signal, denial)
                 return
         order = self._new_order(signal, cid, decision)
-        if not await self.store.insert_order(order):
-            # Someone (another replica, an earlier run) stored it first: follow that order instead.
+        decided = dataclasses.replace(signal, action=ORDER)
+        if not await self._commit(decided, order):
+            # Someone (another replica, an earlier run) stored it first, with the signal: follow that
+            # order instead.
             existing = await self.store.get_order(cid)
             if existing is not None:
                 self._orders[cid] = existing
+            await self.store.insert_signal(signal)  # stored by that commit: changes nothing
             return
         self._orders[cid] = order
         self.last_order = order
-        self._log_order(order)
-        await self._set_action(signal, ORDER)
+        self._log_order(order)  # PENDING, before the request leaves (replica tests count these lines)
         self._crash_point("after_store")
+        await self.store.after_commit_order(decided, order)
         await self._send(order, queued_at)
+        log_event(log, "signal_action", signal_id=signal.signal_id, side=signal.side.value, action=ORDER)
+
+    async def _commit(self, signal: Signal, order: Order) -> bool:
+        """The one durable write before the request: the signal with its action, and the PENDING order
+        (`Store.commit_order`; atomic: both or neither). False if that order id is stored already."""
+        return await self.store.commit_order(signal, order)
+
+    async def _store_decided(self, signal: Signal, action: str) -> None:
+        """Store `signal` with the reason it does not trade (new, or stored earlier as pending)."""
+        await self.store.insert_signal(dataclasses.replace(signal, action=action))
+        await self._set_action(signal, action)
 
     def _new_order(self, signal: Signal, cid: str, intent: OrderIntent) -> Order:
         now = self.clock()

@@ -6,13 +6,15 @@ crossover) before the next one is looked at, and ordering needs no locks. The on
 websocket's own bounded receive buffer; the engine never holds a backlog of its own.
 
 What must be durable leaves through awaited paths in order: signals go through one worker task that
-logs, stores, publishes and only then hands them to the order manager. Price samples and candles go to
-the buffered store without waiting.
+logs them and hands them to the order manager, which stores each in one write with its action and
+order (or, when the manager cannot act at once, stores it first), then publishes them. Price samples
+and candles go to the buffered store without waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from typing import Any, Protocol
 
 from tradefleet.config import BotConfig
 from tradefleet.domain.market import BookTicker, KlineEvent, StreamStatus, Trade
-from tradefleet.domain.models import Candle, PriceSample, Signal
+from tradefleet.domain.models import SIGNAL_PENDING, Candle, PriceSample, Signal
 from tradefleet.domain.sma_cross import SmaUpdate
 from tradefleet.engine.strategy import HistoryReady, StrategyRunner
 from tradefleet.logs import iso_ms, log_event, now_ms
@@ -29,6 +31,12 @@ from tradefleet.metrics import BotMetrics
 from tradefleet.ports import EventPublisher, MarketRest
 
 log = logging.getLogger("tradefleet.engine")
+
+PUBLISH_AFTER_ORDER_S = 0.05
+"""How long publishing a signal handed to the order manager waits for its order to be done."""
+ORDER_WRITE_WAIT_S = 0.5
+"""How long market-data writes may wait for the order a signal is about to place (its commit ends the
+wait; a signal that places no order lets them go after this)."""
 
 
 class BookLike(Protocol):
@@ -52,9 +60,15 @@ class SinkLike(Protocol):
 
     async def record_signal(self, signal: Signal) -> Any: ...
 
+    def defer_market_data(self, seconds: float) -> None: ...
+
 
 class SignalTaker(Protocol):
+    def ready_to_act(self) -> bool: ...
+
     def submit_signal(self, signal: Signal) -> None: ...
+
+    async def settle(self) -> None: ...
 
 
 @dataclass
@@ -246,19 +260,36 @@ class BotEngine:
     # -- the signal path (ordered, durable) ------------------------------------------------------
 
     async def run_signals(self) -> None:
-        """One signal at a time, in order: log, store (durably or safely queued), publish, trade."""
+        """One signal at a time, in order: log, store (durably or safely queued), publish, trade.
+
+        When the order manager can act at once (`ready_to_act`), the signal goes to it before anything
+        is awaited and unstored: the manager stores it in the same write as its action and order, the
+        one durable write between the closing kline and the order request. A signal that would have
+        to wait (the manager is busy, recovering or stopping; there is none) is stored here first."""
         while True:
             signal = await self._signals.get()
             self.state.signals += 1
             self.state.last_signal = signal
             log_event(log, "signal", **signal_fields(signal))
-            await self.sink.record_signal(signal)
+            orders = self.orders
+            handed = orders is not None and orders.ready_to_act()
+            if handed:
+                assert orders is not None
+                orders.submit_signal(signal)
+                if self.publisher is not None:
+                    # Publishing is the rest: it waits (a little) for the order request to leave, so
+                    # its Redis round trip does not run on this loop while the order is on its way.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(PUBLISH_AFTER_ORDER_S):
+                            await orders.settle()
+            else:
+                await self.sink.record_signal(signal)
             if self.publisher is not None:
                 try:
                     await self.publisher.publish("signal", signal_fields(signal))
-                except Exception as e:  # publishing is best effort; the store has the signal
+                except Exception as e:  # publishing is best effort; the store has (or gets) the signal
                     log_event(log, "publish_failed", logging.WARNING, kind="signal", error=str(e))
-            if self.orders is not None:
+            if not handed and self.orders is not None:
                 self.orders.submit_signal(signal)
             self._unfinished_signals -= 1
             self._signals.task_done()
@@ -267,8 +298,16 @@ class BotEngine:
         await self._signals.join()
 
     def _queue_signal(self, signal: Signal) -> None:
+        if self.orders is not None and signal.action == SIGNAL_PENDING:
+            # An order may follow within milliseconds: the candle this frame closed (and any price
+            # batch) is written after the order's commit, not ahead of it on the store's connection.
+            self.sink.defer_market_data(ORDER_WRITE_WAIT_S)
         self._unfinished_signals += 1
         self._signals.put_nowait(signal)
+
+    def signals_in_flight(self) -> bool:
+        """A signal is queued or being handed over (cheap: the feed asks after every frame)."""
+        return self._unfinished_signals > 0
 
     def has_pending_work(self) -> bool:
         """A fetch is in flight or a signal is not yet handed on (checked without yielding)."""

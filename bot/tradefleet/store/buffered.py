@@ -13,11 +13,12 @@ Two kinds of records, two promises:
   are written strictly in the order they were recorded (a signal before its order, an order before
   its updates).
 
-One writer task owns the store: durable records first, then candles, then prices in batches of
-`store_batch_max`, at least every `store_flush_ms`. A failed write is retried with exponential
-backoff (the store's `retry_after` when it gives one); every write is idempotent in the store, so
-retrying a batch whose outcome was not seen cannot duplicate anything. Reads pass straight through to
-the store and see only what has been written.
+One writer task owns the store: durable records first, then candles and prices (in batches of
+`store_batch_max`) at least every `store_flush_ms`, never while an order is about to be stored
+(`defer_market_data`: its one commit must not queue behind a batch of market data). A failed write
+is retried with exponential backoff (the store's `retry_after` when it gives one); every write is
+idempotent in the store, so retrying a batch whose outcome was not seen cannot duplicate anything.
+Reads pass straight through to the store and see only what has been written.
 
 What it refuses: it keeps nothing on disk of its own. If `close()` cannot drain the queue (the store
 is still down at shutdown), every unwritten durable record is logged in full as a JSON line
@@ -101,6 +102,8 @@ class BufferedStore:
         self.write_timeout_s = write_timeout_s
         self._prices: deque[PriceSample] = deque()
         self._prices_since: float | None = None  # when the oldest waiting sample arrived (monotonic)
+        self._candles_since: float | None = None  # when the oldest waiting candle arrived (monotonic)
+        self._deferred_until = 0.0  # market data waits until then: an order is about to be stored
         self._inflight_prices = 0
         self._inflight_candles = 0
         self._candles: dict[tuple[str, str, int], Candle] = {}
@@ -257,6 +260,8 @@ class BufferedStore:
     def enqueue_candle(self, candle: Candle) -> None:
         if self._closed:
             return
+        if not self._candles:
+            self._candles_since = time.monotonic()  # candles wait for the flush interval, like prices
         key = (candle.symbol, candle.interval, candle.open_time)
         waiting = self._candles.get(key)
         # A closed candle is final; a late in-progress version of it must not replace it.
@@ -294,6 +299,19 @@ class BufferedStore:
 
     async def _record(self, kind: str, call: Callable[[Store], Awaitable[object]], record: object) -> bool:
         """True once durable; False once queued while the store is down (the writer keeps trying)."""
+        done = self._enqueue(kind, call, record)
+        # shield: a caller cancelled (or timed out) while waiting leaves the record queued.
+        try:
+            async with asyncio.timeout(self.write_timeout_s):
+                return await asyncio.shield(done)
+        except TimeoutError:
+            return False
+
+    def _enqueue(
+        self, kind: str, call: Callable[[Store], Awaitable[object]], record: object
+    ) -> asyncio.Future[bool]:
+        """Queue a durable record (synchronously, so its place in the order is fixed at once); the
+        future says True once it is written, False once it is known to wait for a down store."""
         if self._closed:
             raise RuntimeError(f"BufferedStore is closed; {kind} not recorded")
         if self._task is None:
@@ -306,12 +324,7 @@ class BufferedStore:
         self._wake.set()
         if not self._healthy:
             done.set_result(False)
-        # shield: a caller cancelled (or timed out) while waiting leaves the record queued.
-        try:
-            async with asyncio.timeout(self.write_timeout_s):
-                return await asyncio.shield(done)
-        except TimeoutError:
-            return False
+        return done
 
     # -- the writer -------------------------------------------------------------------------------
 
@@ -331,24 +344,43 @@ class BufferedStore:
             if not self._has_work():
                 self._drained.set()
 
+    def defer_market_data(self, seconds: float) -> None:
+        """An order is about to be stored: price samples and candles wait until its write is done
+        (at most `seconds`). On SQLite every write goes through one connection, so a batch of market
+        data started just before (a closing candle, a price flush) would put its own commit, fsync
+        included, ahead of the order's. Awaited records never wait."""
+        self._deferred_until = max(self._deferred_until, time.monotonic() + seconds)
+
+    def _end_deferral(self) -> None:
+        if self._deferred_until:
+            self._deferred_until = 0.0
+            self._wake.set()
+
+    def _market_due(self) -> float | None:
+        """Seconds until waiting market data is to be written (0: now); None when none waits."""
+        if not (self._candles or self._prices):
+            return None
+        if self._flush_waiters or not self._healthy:
+            return 0.0
+        now = time.monotonic()
+        if now < self._deferred_until:
+            return self._deferred_until - now
+        if len(self._prices) >= self.batch_max:
+            return 0.0
+        since = min(t for t in (self._prices_since, self._candles_since, now) if t is not None)
+        return max(0.0, since + self.flush_s - now)
+
     async def _wait_for_work(self) -> None:
         while True:
-            if self._durable or self._candles or len(self._prices) >= self.batch_max:
+            if self._durable:
                 return
-            if self._prices and (self._flush_waiters or not self._healthy):
+            due = self._market_due()
+            if due == 0.0:
                 return
-            timeout: float | None = None
-            if self._prices:
-                since = self._prices_since if self._prices_since is not None else time.monotonic()
-                timeout = since + self.flush_s - time.monotonic()
-                if timeout <= 0:
-                    return
             self._wake.clear()
-            try:
-                async with asyncio.timeout(timeout):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(due):
                     await self._wake.wait()
-            except TimeoutError:
-                return
 
     async def _attempt(self, kind: str, write: Callable[[], Awaitable[object]]) -> None:
         if self._failures_in_row:
@@ -378,6 +410,8 @@ class BufferedStore:
             self.metrics.latency.labels("event_to_stored").observe(time.monotonic() - job.enqueued)
             if not job.done.done():
                 job.done.set_result(True)
+        if self._market_due() != 0.0:
+            return  # not due yet, or an order is about to be stored
         if self._candles:
             await self._write_candles()
         if self._prices:
@@ -387,6 +421,7 @@ class BufferedStore:
         keys = list(self._candles)[: self.batch_max]
         batch = [self._candles.pop(k) for k in keys]
         self._inflight_candles = len(batch)
+        self._candles_since = time.monotonic() if self._candles else None
         try:
             await self._attempt("candle", lambda: self.store.write_candles(batch))
         except Exception:
@@ -394,6 +429,7 @@ class BufferedStore:
                 newer = self._candles.get(key)
                 if newer is None or (candle.closed and not newer.closed):
                     self._candles[key] = candle
+            self._candles_since = self._candles_since or time.monotonic()
             raise
         finally:
             self._inflight_candles = 0
@@ -448,10 +484,11 @@ class BufferedStore:
 
     # -- the Store protocol's writes, with this buffer's promises --------------------------------
     # Handed to the order manager (which takes any Store), the buffered store is the whole store:
-    # - `insert_order` goes straight to the store and waits until the PENDING record is durable,
-    #   retrying through an outage: no order leaves before it is recorded (an order we could not
-    #   record is one a restart could not reconcile), and while the store is down signals wait in the
-    #   manager's queue. It keeps the store's answer (False: that client order id already exists).
+    # - `commit_order` (and `insert_order`) go straight to the store and wait until the PENDING record
+    #   is durable, retrying through an outage: no order leaves before it is recorded (an order we
+    #   could not record is one a restart could not reconcile), and while the store is down signals
+    #   wait in the manager's queue. They keep the store's answer (False: that client order id already
+    #   exists). `after_commit_order` is queued and not awaited (see there).
     # - everything else goes through the never-drop queue, in order; the booleans say "durable" (True)
     #   or "queued while the store is down" (False), and `apply_order_update` returns None, so the
     #   manager merges the update into its in-memory order with the store's own forward-only rule.
@@ -460,11 +497,23 @@ class BufferedStore:
         await self.store.open()
 
     async def insert_order(self, order: Order) -> bool:
+        return await self._until_durable(order, lambda: self.store.insert_order(order))
+
+    async def commit_order(self, signal: Signal, order: Order) -> bool:
+        return await self._until_durable(order, lambda: self.store.commit_order(signal, order))
+
+    async def after_commit_order(self, signal: Signal, order: Order) -> None:
+        # Queued, not awaited: nothing before the send depends on it, and its place in the queue puts
+        # it before every later write about this signal or order (reports, actions, the position).
+        self._enqueue("signal", lambda s: s.after_commit_order(signal, order), signal)
+
+    async def _until_durable(self, order: Order, write: Callable[[], Awaitable[bool]]) -> bool:
+        """Write `order` straight to the store, retrying through an outage until the store answers."""
         delay = RETRY_MIN_S
         while True:
             started = time.perf_counter()
             try:
-                inserted = await self.store.insert_order(order)
+                inserted = await write()
             except TemporaryError as e:
                 self.metrics.store_failures.labels("order").inc()
                 self.metrics.store_retries.inc()
@@ -482,6 +531,7 @@ class BufferedStore:
                 delay = min(delay * 2, self.retry_max_s)
                 continue
             self.metrics.latency.labels("store_write").observe(time.perf_counter() - started)
+            self._end_deferral()
             return inserted
 
     async def insert_signal(self, signal: Signal) -> bool:

@@ -22,6 +22,15 @@ insert are not one atomic step: only two writers racing with the very same sampl
 insert, and a bot has exactly one writer task, which never sends a batch while its previous attempt
 is still running.
 
+One write between a signal and its order. `commit_order` inserts the order document with the signal
+(carrying its action) embedded: one single-document insert, atomic on every server without a
+transaction (FerretDB 1.x and standalone servers have none), so the PENDING order, its signal and the
+action are stored together or not at all. `after_commit_order` (after the request has left) copies
+the signal into `signals`, folds in reports that arrived first, and drops the embedded copy. Until it
+has run (or forever, if the process died first) `signals()` reads the embedded copy where the
+signal's document is missing or still `pending`, and `update_signal_action` creates the missing
+document from it, so a reader never sees the difference.
+
 Order documents only move forward: each update is folded with `merge.advance` under optimistic
 concurrency (a `rev` field checked by the update), with the folded update keys kept in `applied`,
 so two replicas, a retry or a crash between the history insert and the document update can neither
@@ -37,6 +46,7 @@ gaps `mongo_schema` detects.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
@@ -60,6 +70,7 @@ from pymongo.errors import (
 )
 
 from tradefleet.domain.models import (
+    SIGNAL_PENDING,
     BotEvent,
     Candle,
     Order,
@@ -81,6 +92,9 @@ DEFAULT_SERVER_SELECTION_MS = 5000
 (the driver's default is 30 s, which would stall the buffered writer for that long per attempt)."""
 
 _DUPLICATE_KEY = 11000
+_EMBEDDED_SIGNAL = "signal"
+"""The field of an order document that carries its signal from `commit_order` to `after_commit_order`."""
+
 _OPEN_STATUSES = [OrderStatus.PENDING.value, OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value]
 _FOLD_ATTEMPTS = 20
 _UPSERT_ATTEMPTS = 5
@@ -293,7 +307,17 @@ class MongoStore:
     async def update_signal_action(self, signal_id: str, action: str) -> None:
         await self._ensure_schema()
         with self._translated():
-            await self._col("signals").update_one({"_id": signal_id}, {"$set": {"action": action}})
+            result = await self._col("signals").update_one({"_id": signal_id}, {"$set": {"action": action}})
+            if result.matched_count:
+                return
+            # No document yet: the signal may live only inside its order (committed, and the process
+            # died before `after_commit_order`). Its document is created from that copy.
+            found = await self._col("orders").find_one(
+                {"signal_id": signal_id, _EMBEDDED_SIGNAL: {"$exists": True}}, {_EMBEDDED_SIGNAL: 1}
+            )
+        if found is not None:
+            embedded = docs.signal_from(found[_EMBEDDED_SIGNAL])
+            await self._put_signal(dataclasses.replace(embedded, action=action))
 
     async def insert_order(self, order: Order) -> bool:
         await self._ensure_schema()
@@ -302,7 +326,54 @@ class MongoStore:
                 await self._col("orders").insert_one(self._out(docs.order_doc(order)))
             except DuplicateKeyError:
                 return False
-            # Reports that arrived before the order document (kept in the history) are folded in now.
+        await self._fold_early(order)
+        return True
+
+    async def commit_order(self, signal: Signal, order: Order) -> bool:
+        await self._ensure_schema()
+        doc = self._out(docs.order_doc(order) | {_EMBEDDED_SIGNAL: docs.signal_doc(signal)})
+        with self._translated():
+            try:
+                await self._col("orders").insert_one(doc)
+            except DuplicateKeyError:
+                return False
+        return True
+
+    async def after_commit_order(self, signal: Signal, order: Order) -> None:
+        await self._ensure_schema()
+        await self._put_signal(signal)
+        await self._fold_early(order)
+        with self._translated():
+            await self._col("orders").update_one(
+                {"_id": order.client_order_id}, {"$unset": {_EMBEDDED_SIGNAL: ""}}
+            )
+
+    async def _put_signal(self, signal: Signal) -> None:
+        """The signal's document with `signal.action`, created if missing (idempotent)."""
+        fields = self._out(docs.signal_doc(signal))
+        action = fields.pop("action")
+        del fields["_id"]
+        signals = self._col("signals")
+        for _ in range(_UPSERT_ATTEMPTS):
+            with self._translated():
+                try:
+                    await signals.update_one(
+                        {"_id": signal.signal_id},
+                        {"$set": {"action": action}, "$setOnInsert": fields},
+                        upsert=True,
+                    )
+                    return
+                except DuplicateKeyError:
+                    continue  # another writer created it between our match and insert: match it now
+        raise StoreUnavailable(
+            f"signal {signal.signal_id} is being inserted concurrently; "
+            f"gave up after {_UPSERT_ATTEMPTS} tries",
+            retry_after=0.1,
+        )
+
+    async def _fold_early(self, order: Order) -> None:
+        """Reports that arrived before the order document (kept in the history) are folded in now."""
+        with self._translated():
             early = [
                 docs.update_from(d)
                 async for d in self._col("order_updates")
@@ -311,7 +382,6 @@ class MongoStore:
             ]
         if early:
             await self._fold(order.client_order_id, early)
-        return True
 
     async def apply_order_update(self, update: OrderUpdate) -> Order | None:
         await self._ensure_schema()
@@ -415,7 +485,23 @@ class MongoStore:
 
     async def signals(self, bot: str) -> list[Signal]:
         found = await self._find("signals", {"bot": bot}, [("created_at", ASCENDING), ("_id", ASCENDING)])
-        return [docs.signal_from(d) for d in found]
+        stored = {d["_id"]: docs.signal_from(d) for d in found}
+        # Signals committed with their order whose own document is not written yet (see the module
+        # docstring): the order's copy is what was committed.
+        with self._translated():
+            embedded = [
+                docs.signal_from(d[_EMBEDDED_SIGNAL])
+                async for d in self._col("orders").find(
+                    {"bot": bot, _EMBEDDED_SIGNAL: {"$exists": True}}, {_EMBEDDED_SIGNAL: 1}
+                )
+            ]
+        if not embedded:
+            return list(stored.values())
+        for s in embedded:
+            current = stored.get(s.signal_id)
+            if current is None or current.action == SIGNAL_PENDING:
+                stored[s.signal_id] = s
+        return sorted(stored.values(), key=lambda s: (s.created_at, s.signal_id))
 
     async def candles(self, symbol: str, interval: str) -> list[Candle]:
         found = await self._find(

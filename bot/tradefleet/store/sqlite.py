@@ -166,6 +166,13 @@ def _order_row(o: Order) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+def _signal_row(s: Signal) -> tuple[Any, ...]:
+    return (
+        s.signal_id, s.bot, s.exchange, s.symbol, s.interval, s.side.value, s.candle_open_time,
+        s.candle_close_time, _dec(s.close), _dec(s.sma_short), _dec(s.sma_long), s.created_at, s.action,
+    )  # fmt: skip
+
+
 def _order_from(r: sqlite3.Row) -> Order:
     return Order(
         client_order_id=r["client_order_id"], bot=r["bot"], exchange=r["exchange"], symbol=r["symbol"],
@@ -430,11 +437,7 @@ class SqliteStore:
         await self._run(lambda conn: _write(conn, lambda c: c.executemany(sql, rows)))
 
     async def insert_signal(self, signal: Signal) -> bool:
-        s = signal
-        row = (
-            s.signal_id, s.bot, s.exchange, s.symbol, s.interval, s.side.value, s.candle_open_time,
-            s.candle_close_time, _dec(s.close), _dec(s.sma_short), _dec(s.sma_long), s.created_at, s.action,
-        )  # fmt: skip
+        row = _signal_row(signal)
         sql = f"INSERT INTO signals ({_SIGNAL_COLUMNS}) VALUES ({', '.join('?' * 13)}) ON CONFLICT DO NOTHING"
         cur = await self._run(lambda conn: _write(conn, lambda c: c.execute(sql, row)))
         return cur.rowcount == 1
@@ -445,6 +448,27 @@ class SqliteStore:
 
     async def insert_order(self, order: Order) -> bool:
         return await self._run(lambda conn: _write(conn, lambda c: self._insert_order(c, order)))
+
+    async def commit_order(self, signal: Signal, order: Order) -> bool:
+        """The signal, with its action, and its PENDING order in ONE transaction: one fsync, and a
+        crash or an error anywhere inside leaves both or neither. A stored signal takes the new
+        action. False, with nothing written, when that client order id is stored already."""
+        row = _signal_row(signal)
+        sql = (
+            f"INSERT INTO signals ({_SIGNAL_COLUMNS}) VALUES ({', '.join('?' * 13)}) "
+            "ON CONFLICT (signal_id) DO UPDATE SET action = excluded.action"
+        )
+
+        def commit(c: sqlite3.Connection) -> bool:
+            if not self._insert_order(c, order):
+                return False  # nothing else was written in this transaction
+            c.execute(sql, row)
+            return True
+
+        return await self._run(lambda conn: _write(conn, commit))
+
+    async def after_commit_order(self, signal: Signal, order: Order) -> None:
+        """Nothing: `commit_order` wrote everything in its one transaction."""
 
     def _insert_order(self, c: sqlite3.Connection, order: Order) -> bool:
         sql = f"INSERT INTO orders ({_ORDER_COLUMNS}) VALUES ({', '.join('?' * 19)}) ON CONFLICT DO NOTHING"

@@ -1,0 +1,387 @@
+"""Tick -> order: from the closing kline frame arriving on the bot's socket to the order request
+arriving at the exchange, end to end over real sockets, with today's one-commit path and the
+four-commit path it replaced measured in the same run.
+
+    python -m bench.tick_to_order                  # 200 orders per path, ~6 minutes
+    python -m bench.tick_to_order --samples 40     # quicker, rougher tails
+
+What runs: the simulator as its own process (`tradefleet sim`, real BTCUSDT candles replayed as
+1-minute candles at `--speed` candles a second with depth, trades and tickers streaming, orders
+matched, `--record-order-arrivals`), a real redis-server (the lease's fencing check and the risk
+gate's fleet reserve are Redis round trips on the path), and a whole bot in this process
+(`BotRuntime`: the websocket feed, the book, the strategy with windows 2/5 so crossings come every few
+candles, the buffered store over a SQLite file on disk with `synchronous=FULL`, the order manager,
+the risk gate, ccxt signing and sending in testnet mode). Nothing on the path is stubbed.
+
+Where the two times are taken, both on the host's CLOCK_MONOTONIC (one clock for both processes):
+- at the bot: when the websocket client hands the feed the frame that closes the candle (the venue
+  adapter is wrapped for the benchmark; a running bot's adapter is not, so it costs nothing there);
+- at the simulator: when the order request reaches its order handler (`SimOptions.record_arrivals`;
+  off, the handler reads no clock).
+One sample per order the bot sent for a crossing it saw live.
+
+The simulator shares this machine's CPUs, and the replay moves the whole book onto each candle's close
+just before sending it (a real exchange's close is just another trade): with its default 1,000 levels
+a side, that burst kept the simulator, and the Redis round trips right after the close, waiting for a
+core. `--levels 200` (the default here) keeps the burst small; the bot reads 100 levels either way.
+
+The two paths run one after the other in rounds (fresh bot, store and Redis keys each time) on the
+same simulator, so both see the same machine load.
+
+The two paths:
+- ours: the engine hands the signal to the order manager unstored; the manager asks the lease (Redis)
+  and the risk gate (Redis reserve for a BUY), stores the signal with its action and the PENDING order
+  in ONE SQLite commit, and sends.
+- baseline: the path before (#17), rebuilt from today's parts so only the storing differs: the engine
+  stores the signal (commit 1), the manager stores it again (2), stores the order (3) and the action
+  (4), then sends.
+
+Also printed: where the time goes on each path (medians of the per-sample segments, including the
+risk gate's share). Ends with one line:
+`tick_to_order p50_us=… p99_us=… baseline_p50_us=… baseline_p99_us=… ratio=… samples=… risk_p50_us=…`
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import RedisServer, free_port, wait_for_port
+
+from tradefleet.app.runtime import BotRuntime
+from tradefleet.config import BotConfig
+from tradefleet.domain.market import KlineEvent, MarketEvent
+from tradefleet.domain.models import Order, Signal
+from tradefleet.engine.order_manager import OrderManager
+from tradefleet.logs import setup_logging
+from tradefleet.metrics import BotMetrics
+from tradefleet_sim.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
+
+SEGMENTS = (
+    ("strategy", "frame -> crossover decided (parse, candle, SMAs)", "recv", "signal"),
+    ("engine", "decided -> handed to the order manager", "signal", "handed"),
+    ("queue", "handed -> lease check starts", "handed", "lease0"),
+    ("lease", "lease confirm (Redis)", "lease0", "lease1"),
+    ("risk", "risk gate (Redis reserve on a BUY)", "risk0", "risk1"),
+    ("decide", "lease/risk -> store write starts", "risk1", "commit0"),
+    ("store", "store writes before the request", "commit0", "commit1"),
+    ("to_send", "stored -> request built", "commit1", "submit"),
+    ("request", "ccxt signs and sends -> simulator", "submit", "arrived"),
+)
+
+
+# -- the baseline: the four-commit path, from today's parts ----------------------------------------
+
+
+class FourCommitOrderManager(OrderManager):
+    """The order manager as it was before the one-commit path (#17): the engine stores every signal
+    first (`ready_to_act` False: commit 1), `_act` begins by storing it again (2), and the order and
+    the signal's action are two more commits (3, 4) before the request."""
+
+    def ready_to_act(self) -> bool:
+        return False
+
+    async def _act(self, signal: Signal, queued_at: float) -> None:
+        await self.store.insert_signal(signal)
+        await super()._act(signal, queued_at)
+
+    async def _commit(self, signal: Signal, order: Order) -> bool:
+        if not await self.store.insert_order(order):
+            return False
+        await self.store.update_signal_action(signal.signal_id, signal.action)
+        return True
+
+
+# -- instrumentation (benchmark only) ---------------------------------------------------------------
+
+
+@dataclass
+class Marks:
+    """CLOCK_MONOTONIC ns readings of one bot run: closing frames by candle open time, and the
+    order path's steps by signal id (a signal's steps never interleave with another's here: the
+    manager acts on one signal at a time)."""
+
+    recv: dict[int, int] = field(default_factory=dict)
+    steps: dict[str, dict[str, int]] = field(default_factory=dict)
+    current: dict[str, int] = field(default_factory=dict)
+    sent: dict[str, str] = field(default_factory=dict)  # client order id -> signal id
+
+    def mark(self, name: str) -> None:
+        self.current.setdefault(name, time.monotonic_ns())
+
+
+class TimedAdapter:
+    """The venue adapter, noting when each frame that closes a candle reached the feed."""
+
+    def __init__(self, inner: Any, marks: Marks) -> None:
+        self.name = inner.name
+        self.stream_url = inner.stream_url
+        self._parse = inner.parse
+        self._recv = marks.recv
+
+    def parse(self, frame: str | bytes) -> MarketEvent | None:
+        t = time.monotonic_ns()
+        event = self._parse(frame)
+        if type(event) is KlineEvent and event.closed:
+            self._recv.setdefault(event.open_time, t)
+        return event
+
+
+def _around(marks: Marks, before: str, after: str, call: Callable[..., Awaitable[Any]]) -> Any:
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        marks.mark(before)
+        try:
+            return await call(*args, **kwargs)
+        finally:
+            marks.mark(after)
+
+    return timed
+
+
+class BenchRuntime(BotRuntime):
+    """A whole bot; the benchmark wraps the adapter and the order path's steps with clock readings,
+    and the baseline swaps in the four-commit order manager."""
+
+    def __init__(self, config: BotConfig, *, baseline: bool, marks: Marks) -> None:
+        super().__init__(config, BotMetrics(), holder=f"bench-{config.name}")
+        self.baseline = baseline
+        self.marks = marks
+
+    async def _build(self) -> None:
+        await super()._build()
+        self.feed.adapter = TimedAdapter(self.feed.adapter, self.marks)
+        strategy, steps = self.engine.strategy, self.marks.steps
+        on_signal = strategy.on_signal
+
+        def decided(signal: Signal) -> None:
+            steps.setdefault(signal.signal_id, {}).setdefault("signal", time.monotonic_ns())
+            on_signal(signal)
+
+        strategy.on_signal = decided
+
+    async def _build_orders(self) -> None:
+        await super()._build_orders()
+        m = self.marks
+        if self.baseline:
+            o = self.orders
+            self.orders = FourCommitOrderManager(
+                config=o.config, store=o.store, execution=o.execution, lease=o.lease, rules=o.rules,
+                metrics=o.metrics, publisher=o.publisher, risk=o.risk,
+            )  # fmt: skip
+        orders = self.orders
+        submit_signal = orders.submit_signal
+
+        def handed(signal: Signal) -> None:
+            m.current = m.steps.setdefault(signal.signal_id, {})
+            m.mark("handed")
+            submit_signal(signal)
+
+        orders.submit_signal = handed
+        orders.lease.confirm = _around(m, "lease0", "lease1", orders.lease.confirm)
+        orders.risk.before_send = _around(m, "risk0", "risk1", orders.risk.before_send)
+        orders._commit = _around(m, "commit0", "commit1", orders._commit)
+        submit = orders.execution.submit
+
+        async def sent(order: Order) -> Any:
+            m.mark("submit")
+            m.sent.setdefault(order.client_order_id, order.signal_id)
+            return await submit(order)
+
+        orders.execution.submit = sent
+
+
+# -- the run ----------------------------------------------------------------------------------------
+
+
+class Sim:
+    """`tradefleet sim` as its own process."""
+
+    def __init__(self, tmp: Path, speed: float, levels: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = (tmp / "sim.log").open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tradefleet.app.cli", "sim", "--port", str(self.port),
+             "--kline-interval", "1m", "--speed", str(speed), "--history", "60", "--loop",
+             "--depth-rate", "10", "--levels", str(levels), "--relax-limits", "--record-order-arrivals"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_for_port(self.port, timeout=60)
+
+    def arrivals(self) -> dict[str, int]:
+        with urllib.request.urlopen(f"{self.url}/sim/orders/arrivals", timeout=10) as resp:
+            body: dict[str, int] = json.loads(resp.read())["arrivals"]
+            return body
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+@dataclass
+class Sample:
+    total_ns: int
+    segments: dict[str, int]
+    side: str
+
+
+async def run_bot(
+    sim: Sim, redis_url: str, tmp: Path, name: str, *, baseline: bool, samples: int, timeout_s: float
+) -> list[Sample]:
+    """Start a fresh bot, collect `samples` orders, stop it; the samples it produced."""
+    config = BotConfig(
+        name=name, symbol="BTC/USDT", interval="1m", short_window=2, long_window=5,
+        quote_amount=Decimal("100"), mode="testnet", rest_url=sim.url, ws_url=f"ws://127.0.0.1:{sim.port}",
+        ws_api_url=f"ws://127.0.0.1:{sim.port}/ws-api/v3", store_url=f"sqlite:///{tmp / name}.sqlite",
+        redis_url=redis_url, http_port=free_port(), http_host="127.0.0.1", depth_limit=100,
+        risk_scope=name,
+    )  # fmt: skip
+    marks = Marks()
+    runtime = BenchRuntime(config, baseline=baseline, marks=marks)
+    task = asyncio.get_running_loop().create_task(runtime.run())
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len([s for s in marks.steps.values() if "submit" in s]) < samples:
+            if task.done():
+                raise RuntimeError(f"bot {name} stopped early (exit {task.result()}); see {tmp}/bot.log")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"bot {name}: only {len(marks.sent)} orders in {timeout_s:.0f} s")
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)  # the last order's request reaches the simulator
+    finally:
+        runtime.request_stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 60)
+    arrivals = sim.arrivals()
+    signals = {s.signal_id: s for s in await _stored_signals(config)}
+    out = []
+    for cid, signal_id in marks.sent.items():
+        steps, signal = marks.steps.get(signal_id), signals.get(signal_id)
+        if steps is None or signal is None or "handed" not in steps or cid not in arrivals:
+            continue  # acted on at start-up (a takeover), not from a frame seen live
+        recv = marks.recv.get(signal.candle_open_time)
+        if recv is None:
+            continue
+        points = {**steps, "recv": recv, "arrived": arrivals[cid]}
+        segments = {k: points[b] - points[a] for k, _, a, b in SEGMENTS if a in points and b in points}
+        out.append(Sample(arrivals[cid] - recv, segments, signal.side.value))
+    return out
+
+
+async def _stored_signals(config: BotConfig) -> list[Signal]:
+    from tradefleet.store import open_store
+
+    store = open_store(config.store_url)
+    await store.open()
+    try:
+        return await store.signals(config.name)
+    finally:
+        await store.close()
+
+
+def _pct(values: list[int], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000
+
+
+def _report(name: str, samples: list[Sample]) -> None:
+    totals = [s.total_ns for s in samples]
+    print(
+        f"{name:28} {statistics.median(totals) / 1000:9.0f} {_pct(totals, 0.9):9.0f} "
+        f"{_pct(totals, 0.99):9.0f} {max(totals) / 1000:9.0f} {len(samples):8d}"
+    )
+
+
+def _breakdown(name: str, samples: list[Sample]) -> dict[str, float]:
+    print(f"\nwhere {name} goes (median µs per segment; BUYs {sum(s.side == 'BUY' for s in samples)}):")
+    medians: dict[str, float] = {}
+    for key, what, _, _ in SEGMENTS:
+        values = [s.segments[key] for s in samples if key in s.segments]
+        if not values:
+            continue
+        medians[key] = statistics.median(values) / 1000
+        buys = [s.segments[key] for s in samples if key in s.segments and s.side == "BUY"]
+        buy = f"  (BUY {statistics.median(buys) / 1000:7.0f})" if buys else ""
+        print(f"  {key:8} {what:46} {medians[key]:7.0f}{buy}")
+    return medians
+
+
+async def main(args: argparse.Namespace) -> None:
+    os.environ["TRADEFLEET_API_KEY"] = DEFAULT_API_KEY  # the simulator's account, read by the bot
+    os.environ["TRADEFLEET_API_SECRET"] = DEFAULT_API_SECRET
+    with tempfile.TemporaryDirectory(prefix="tick-to-order-", dir=args.dir) as tmp_name:
+        tmp = Path(tmp_name)
+        log = (tmp / "bot.log").open("w")
+        setup_logging("INFO", stream=log)  # the bot's JSON lines, as in production (to a file here)
+        redis = RedisServer(tmp)
+        redis.start()
+        sim = Sim(tmp, args.speed, args.levels)
+        ours: list[Sample] = []
+        base: list[Sample] = []
+        try:
+            per_bot = -(-args.samples // args.rounds)
+            for r in range(args.rounds):
+                order = (False, True) if r % 2 == 0 else (True, False)
+                for baseline in order:
+                    name = f"{'base' if baseline else 'ours'}-{r}"
+                    got = await run_bot(sim, redis.url, tmp, name, baseline=baseline, samples=per_bot,
+                                        timeout_s=args.timeout)  # fmt: skip
+                    (base if baseline else ours).extend(got)
+                    print(f"  {name}: {len(got)} samples", file=sys.stderr, flush=True)
+        finally:
+            sim.stop()
+            redis.stop()
+            log.close()
+        if not ours or not base:
+            raise SystemExit("no samples: the bot sent no order for a live crossing")
+        print("\ntick -> order: closing kline frame at the bot's socket -> order request at the simulator")
+        print(f"{'µs':28} {'p50':>9} {'p90':>9} {'p99':>9} {'max':>9} {'samples':>8}")
+        _report("ours (one commit)", ours)
+        _report("baseline (four commits)", base)
+        mine = _breakdown("ours", ours)
+        _breakdown("the baseline", base)
+        p50 = statistics.median(s.total_ns for s in ours) / 1000
+        p99 = _pct([s.total_ns for s in ours], 0.99)
+        b50 = statistics.median(s.total_ns for s in base) / 1000
+        b99 = _pct([s.total_ns for s in base], 0.99)
+        risk = mine.get("risk", 0.0)
+        print(f"\nrisk gate: {risk:.0f} µs of ours' {p50:.0f} µs median ({100 * risk / p50:.0f} %)")
+        print(
+            f"tick_to_order p50_us={p50:.0f} p99_us={p99:.0f} baseline_p50_us={b50:.0f} "
+            f"baseline_p99_us={b99:.0f} ratio={b50 / p50:.2f} samples={len(ours)} risk_p50_us={risk:.0f}"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.tick_to_order", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--samples", type=int, default=200, help="orders per path (default 200)")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per path (default 4)")
+    parser.add_argument("--speed", type=float, default=12.0, help="replayed candles per second (default 12)")
+    parser.add_argument(
+        "--levels", type=int, default=200,
+        help="the simulated book's levels per side (default 200; see the module docstring)",
+    )  # fmt: skip
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds one bot may take")
+    parser.add_argument("--dir", default=None, help="where the SQLite files go (default: the temp dir)")
+    asyncio.run(main(parser.parse_args()))
