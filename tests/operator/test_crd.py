@@ -65,8 +65,11 @@ def bot(**spec: Any) -> dict[str, Any]:
         ({"mode": "testnet"}, "mode testnet and live place real orders"),
         ({"replicas": 2}, "replicas > 1 needs spec.redis"),
         ({"quoteAmount": "0.000"}, "quoteAmount must be greater than zero"),
+        ({"mode": "testnet", "credentialsSecretRef": {"name": "keys"},
+          "exchangeUrls": {"rest": "http://sim:8765", "ws": "ws://sim:8765"}},
+         "exchangeUrls is for paper mode only"),
     ],
-)
+)  # fmt: skip
 def test_cel_rules_reject_what_the_schema_cannot_say(spec: dict[str, Any], expected: str):
     body = bot(**spec)
     assert schema_errors(body) == []  # structurally fine ...
@@ -81,6 +84,7 @@ def test_cel_rules_reject_what_the_schema_cannot_say(spec: dict[str, Any], expec
         {"mode": "live", "credentialsSecretRef": {"name": "binance-live"}},
         {"replicas": 3, "redis": {"secretKeyRef": {"name": "tradefleet-redis"}}},
         {"quoteAmount": "0.0001"},
+        {"exchangeUrls": {"rest": "http://sim:8765", "ws": "ws://sim:8765"}},
     ],
 )
 def test_cel_rules_accept_valid_edges(spec: dict[str, Any]):
@@ -120,6 +124,8 @@ def test_other_fields_may_change_after_creation():
         ({"quoteAmount": "1e3"}, "spec.quoteAmount"),
         ({"replicas": 9}, "spec.replicas"),
         ({"resources": {"limits": {"memory": "lots"}}}, "spec.resources.limits.memory"),
+        ({"exchangeUrls": {"rest": "ftp://sim", "ws": "ws://sim"}}, "spec.exchangeUrls.rest"),
+        ({"exchangeUrls": {"rest": "http://sim"}}, "spec.exchangeUrls"),
     ],
 )
 def test_schema_rejects_malformed_fields(spec: dict[str, Any], path: str):
