@@ -299,6 +299,11 @@ load_images() { # load IMAGE...: docker save | ctr import, skipped when containe
 node_up() {
   local d="$DIR/node"
   mkdir -p "$d/cni" "$NODE_LIB" "$NODE_RUN"
+  # A node whose cluster was killed (not stopped) leaves volume mounts and address leases: no node
+  # runs now (node_unavailable said so), so they are nobody's.
+  unmount_under "$NODE_LIB/kubelet"
+  umount "$NODE_LIB/kubelet" 2>/dev/null || true
+  rm -rf --one-file-system "$NODE_LIB/kubelet/pods" "$NODE_RUN/cni-ipam"
   echo "$DIR" >"$NODE_RUN/owner"
   touch "$DIR/node.owned"
   read -r SCHED_PORT KUBELET_PORT KUBELET_HEALTH PROXY_HEALTH PROXY_METRICS DNS_HEALTH DNS_READY < <(free_ports 7)

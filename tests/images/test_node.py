@@ -57,7 +57,11 @@ def node(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> It
             if os.environ.get("TFTEST_REQUIRE_NODE") == "1":
                 pytest.fail(reason)
             pytest.skip(reason)
-        TIMINGS.append(f"node: cluster with a Ready node in {time.monotonic() - started:.1f}s")
+        info = (cluster.get(f"/api/v1/nodes/{NODE_NAME}") or {}).get("status", {}).get("nodeInfo", {})
+        TIMINGS.append(
+            f"node: cluster with a Ready node in {time.monotonic() - started:.1f}s (kubelet"
+            f" {info.get('kubeletVersion')}, {info.get('containerRuntimeVersion')}, kernel {info.get('kernelVersion')})"
+        )
         loaded = time.monotonic()
         proc = _cluster_sh("load", str(base), images["bot"], images["operator"], "redis:7.2", timeout=1800)
         assert proc.returncode == 0, proc.stderr
