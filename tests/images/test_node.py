@@ -28,6 +28,8 @@ from tests.images.conftest import TIMINGS, wait_for
 from tests.plugins import kube as kube_plugin
 from tests.plugins.kube import CLUSTER_SH, KubeCluster
 
+# Slow: images built, a cluster and node started, images copied into containerd, pods awaited.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "tradefleet"
 NODE_NAME = "tradefleet-node"
