@@ -292,6 +292,11 @@ load_images() { # load IMAGE...: docker save | ctr import, skipped when containe
     if [ "$have" = "$id" ]; then log "$img already on the node"; continue; fi
     t0=$(date +%s)
     docker save "$img" | ctr_ images import - >/dev/null
+    # The image this tag named before is nobody's now unless another tag names it (the kubelet's
+    # image GC is off): drop it, unless a container still uses it.
+    if [ -n "$have" ] && [ "$(crictl inspecti -o go-template --template '{{len .status.repoTags}}' "$have" 2>/dev/null)" = 0 ]; then
+      crictl rmi "$have" >/dev/null 2>&1 || true
+    fi
     log "loaded $img into the node in $(($(date +%s) - t0)) s"
   done
 }
