@@ -284,7 +284,7 @@ node_image() { # the sandbox (pause) image, made from the static pause binary k8
 load_images() { # load IMAGE...: docker save | ctr import, skipped when containerd has that image ID
   [ $# -gt 0 ] || { echo "usage: $0 load [DIR] IMAGE..." >&2; exit 2; }
   alive containerd || { echo "cluster.sh load: no node runs for $DIR (scripts/cluster.sh up $DIR --node)" >&2; exit 1; }
-  local img id have t0
+  local img id have t0 old replaced=()
   for img in "$@"; do
     id=$(docker image inspect --format '{{.Id}}' "$img" 2>/dev/null) \
       || { echo "cluster.sh load: the Docker engine has no image $img (scripts/images.sh builds ours)" >&2; exit 1; }
@@ -292,12 +292,16 @@ load_images() { # load IMAGE...: docker save | ctr import, skipped when containe
     if [ "$have" = "$id" ]; then log "$img already on the node"; continue; fi
     t0=$(date +%s)
     docker save "$img" | ctr_ images import - >/dev/null
-    # The image this tag named before is nobody's now unless another tag names it (the kubelet's
-    # image GC is off): drop it, unless a container still uses it.
-    if [ -n "$have" ] && [ "$(crictl inspecti -o go-template --template '{{len .status.repoTags}}' "$have" 2>/dev/null)" = 0 ]; then
-      crictl rmi "$have" >/dev/null 2>&1 || true
-    fi
+    [ -n "$have" ] && replaced+=("$have")
     log "loaded $img into the node in $(($(date +%s) - t0)) s"
+  done
+  # The images re-loaded tags named before are nobody's now unless another tag names them (the
+  # kubelet's image GC is off): drop them, unless a container uses them. Only after every import:
+  # the garbage collection a removal starts must not race an import's unpacking of shared layers.
+  for old in "${replaced[@]}"; do
+    if [ "$(crictl inspecti -o go-template --template '{{len .status.repoTags}}' "$old" 2>/dev/null)" = 0 ]; then
+      crictl rmi "$old" >/dev/null 2>&1 || true
+    fi
   done
 }
 

@@ -5,7 +5,10 @@ subnet, kube-proxy for Services and CoreDNS for Service names, all on this machi
 The chain a user follows: the images built from our Dockerfiles are loaded into the node, `helm
 install` of helm/tradefleet runs the operator pod (it reaches the API server through the
 `kubernetes` Service with the chart's ServiceAccount) and Redis, and `helm test` runs its test pod,
-which finds the operator by its Service's DNS name.
+which finds the operator by its Service's DNS name. The simulator runs as a pod, a paper TradingBot
+pointed at it (`spec.exchangeUrls`) trades and reports through the operator into `kubectl get tb`,
+a deleted bot pod comes back; two replicas sharing the chart's Redis lease and a store (FerretDB,
+the MongoDB protocol, as a pod) lose their leader pod and the survivor trades on, each order once.
 
 Where no node can run (not root, no containerd, another cluster's node on this machine) the tests
 skip with the reason cluster.sh gave, except when TFTEST_REQUIRE_NODE=1 (CI sets it): then they fail.
@@ -22,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pymongo
 import pytest
 
 from tests.images.conftest import TIMINGS, wait_for
@@ -65,7 +69,15 @@ def node(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> It
             f" {info.get('kubeletVersion')}, {info.get('containerRuntimeVersion')}, kernel {info.get('kernelVersion')})"
         )
         loaded = time.monotonic()
-        proc = _cluster_sh("load", str(base), images["bot"], images["operator"], "redis:7.2", timeout=1800)
+        proc = _cluster_sh(
+            "load",
+            str(base),
+            images["bot"],
+            images["operator"],
+            "redis:7.2",
+            "tradefleet-test/ferretdb:1",
+            timeout=1800,
+        )
         assert proc.returncode == 0, proc.stderr
         TIMINGS.append(f"node: images loaded in {time.monotonic() - loaded:.1f}s")
         yield cluster
@@ -258,3 +270,102 @@ def test_a_paper_bot_trades_against_the_simulator_pod_and_a_deleted_pod_comes_ba
         300,
         lambda: json.dumps(tradingbot(node, ns).get("status"), indent=1),
     )
+
+
+FERRETDB = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: ferretdb}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: ferretdb}}
+  template:
+    metadata: {labels: {app: ferretdb}}
+    spec:
+      automountServiceAccountToken: false
+      containers:
+        - name: ferretdb
+          image: tradefleet-test/ferretdb:1
+          imagePullPolicy: Never
+          args: [--handler=sqlite, --sqlite-url=file:/data/db/, --state-dir=/data/db,
+                 --listen-addr=0.0.0.0:27017, --debug-addr=-, --telemetry=disable, --log-level=warn]
+          ports: [{name: mongo, containerPort: 27017}]
+          readinessProbe: {tcpSocket: {port: mongo}, periodSeconds: 2}
+          volumeMounts: [{name: data, mountPath: /data/db}]
+      volumes: [{name: data, emptyDir: {}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ferretdb}
+spec:
+  selector: {app: ferretdb}
+  ports: [{name: mongo, port: 27017, targetPort: mongo}]
+"""
+
+
+def test_two_replicas_share_the_lease_and_the_survivor_of_a_killed_leader_trades_exactly_once(
+    node: KubeCluster, release: str
+) -> None:
+    """Two bot pods with the chart's Redis (the lease) and one store (FerretDB as a pod, the
+    MongoDB protocol): one trades; kill its pod and the other takes over and trades the next
+    crossings, each order once (the store is the witness: orders alternate BUY, SELL, ...)."""
+    ns = release
+    node.kubectl("apply", "-n", ns, "-f", "-", stdin=FERRETDB)
+    if not [p for p in pods(node, ns, "app=sim")]:
+        node.kubectl("apply", "-n", ns, "-f", "-", stdin=SIM)
+    node.kubectl(
+        "create", "secret", "generic", "pair-store", "-n", ns,
+        "--from-literal=url=mongodb://ferretdb:27017/tradefleet",
+    )  # fmt: skip
+    store = wait_for("FerretDB Ready", lambda: [p for p in pods(node, ns, "app=ferretdb") if ready(p)], 300,
+                     lambda: describe(node, ns))[0]  # fmt: skip
+    bot = json.loads(json.dumps(BOT))
+    bot["metadata"]["name"] = "pair"
+    bot["spec"].update(
+        replicas=2,
+        store={"secretKeyRef": {"name": "pair-store"}},
+        redis={"secretKeyRef": {"name": "tradefleet-redis"}},
+    )
+    node.kubectl("apply", "-n", ns, "-f", "-", stdin=json.dumps(bot))
+    selector = "app.kubernetes.io/instance=pair"
+
+    def live_pods() -> list[dict[str, Any]]:
+        return [p for p in pods(node, ns, selector) if not p["metadata"].get("deletionTimestamp")]
+
+    wait_for("two bot pods running", lambda: len([p for p in live_pods() if ready(p)]) == 2, 600,
+             lambda: describe(node, ns))  # fmt: skip
+
+    def status() -> dict[str, Any]:
+        body = node.get(f"/apis/tradefleet.io/v1alpha1/namespaces/{ns}/tradingbots/pair") or {}
+        return body.get("status", {}).get("bot") or {}
+
+    leader = wait_for(
+        "a leader with a signal",
+        lambda: (s := status()).get("holder") and (s.get("lastSignal") or {}).get("side") and s["holder"],
+        600,
+        lambda: json.dumps(status(), indent=1) + describe(node, ns),
+    )
+    leader_pod = leader.split(":")[0]
+    assert leader_pod in {p["metadata"]["name"] for p in live_pods()}
+
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        f"mongodb://{store['status']['podIP']}:27017/", serverSelectionTimeoutMS=10_000
+    )
+    try:
+        orders = client["tradefleet"]["orders"]
+        before = wait_for("an order in the store", lambda: orders.count_documents({"bot": "pair"}), 300)
+        node.kubectl("delete", "pod", "-n", ns, leader_pod, "--grace-period=0", "--force")
+        survivor = wait_for(
+            "the other pod holding the lease",
+            lambda: (h := status().get("holder", "")) and not h.startswith(leader_pod + ":") and h,
+            300,
+            lambda: json.dumps(status(), indent=1) + describe(node, ns),
+        )
+        wait_for("orders by the new leader", lambda: orders.count_documents({"bot": "pair"}) >= before + 2, 600,
+                 lambda: json.dumps(status(), indent=1))  # fmt: skip
+        docs = sorted(orders.find({"bot": "pair"}), key=lambda o: o["created_at"])
+        sides = [o["side"] for o in docs]
+        assert sides == ["BUY", "SELL"] * (len(sides) // 2) + ["BUY"] * (len(sides) % 2), sides
+        assert survivor.split(":")[0] != leader_pod
+    finally:
+        client.close()
