@@ -80,15 +80,24 @@ kind-up:
 kind-down:
 	bash scripts/kind-down.sh
 
-# Kubernetes from source (etcd, kube-apiserver, kube-controller-manager, helm), pinned, built once
+# Kubernetes from source (etcd, kube-apiserver, kube-controller-manager, helm; and the node's
+# kubelet, kube-scheduler, kube-proxy, CoreDNS, crictl, pause), pinned, built once
 # into /var/cache/tradefleet/k8s/ (needs Go; the first build takes many minutes, later ones none).
 k8s-build:
-	bash scripts/k8s-build.sh
+	bash scripts/k8s-build.sh --node
 
-# A throwaway control plane on loopback for a contributor: writes .cluster/kubeconfig (admin).
-# The tests start their own (tests/plugins/kube.py). Both targets are idempotent.
+# A throwaway cluster for a contributor: the control plane, and a node where this machine can run
+# one (root, containerd, Debian's CNI plugins, Docker for the images; else the reason is printed),
+# with our images loaded when the Docker engine has them (scripts/images.sh builds them). Writes
+# .cluster/kubeconfig (admin). The tests start their own (tests/plugins/kube.py). Idempotent.
 cluster-up:
-	bash scripts/cluster.sh up .cluster
+	bash scripts/cluster.sh up .cluster --node
+	@if [ -f .cluster/mode ] && [ "$$(cat .cluster/mode)" = node ]; then \
+	  for i in tradefleet-bot:dev tradefleet-operator:dev redis:7.2; do \
+	    if docker image inspect $$i >/dev/null 2>&1; then bash scripts/cluster.sh load .cluster $$i; \
+	    else echo "cluster-up: $$i is not in Docker (scripts/images.sh all), not loaded"; fi; \
+	  done; \
+	fi
 
 cluster-down:
 	bash scripts/cluster.sh down .cluster

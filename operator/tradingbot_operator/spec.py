@@ -64,9 +64,15 @@ SPEC_KEYS = frozenset(
     {
         "exchange", "symbol", "strategy", "quoteAmount", "mode", "credentialsSecretRef", "replicas",
         "paused", "image", "imagePullPolicy", "resources", "store", "redis", "priceSampleMs", "logLevel",
-        "risk",
+        "risk", "exchangeUrls",
     }
 )  # fmt: skip
+# spec.exchangeUrls (paper mode only): the CRD's patterns, a scheme and a host, no spaces.
+EXCHANGE_URL_RES = {
+    "rest": re.compile(r"^https?://[^/?#\s]+(/\S*)?$"),
+    "ws": re.compile(r"^wss?://[^/?#\s]+(/\S*)?$"),
+}
+MAX_URL = 253
 STRATEGY_KEYS = frozenset({"type", "shortWindow", "longWindow", "interval"})
 # spec.risk: camelCase key -> the bot's config key (decimal strings, quote currency; 0 = no limit).
 RISK_LIMITS = {
@@ -119,6 +125,10 @@ class BotSpec:
     halted: bool = False
     halt_reason: str = ""
     flatten: bool = False
+    rest_url: str | None = None
+    """spec.exchangeUrls.rest: an exchange look-alike's REST base URL (paper mode only)."""
+    ws_url: str | None = None
+    """spec.exchangeUrls.ws: its market-data websocket base URL."""
 
     @property
     def stop_order_grace_s(self) -> int:
@@ -155,6 +165,10 @@ class BotSpec:
         }
         if self.price_sample_ms is not None:
             config["price_sample_ms"] = self.price_sample_ms
+        if self.rest_url is not None:
+            config["rest_url"] = self.rest_url
+        if self.ws_url is not None:
+            config["ws_url"] = self.ws_url
         config["risk_halt_file"] = HALT_FILE  # spec.risk.halted, written by the operator (halt_file())
         config.update(self.risk)
         return config
@@ -189,6 +203,29 @@ def parse_spec(name: str, namespace: str, spec: Mapping[str, Any]) -> BotSpec:
     except ConfigError as e:  # a rule the bot has and the operator has not learnt yet
         raise ConfigError(f"invalid TradingBot spec: the bot would refuse its config: {e}") from e
     return bot
+
+
+def _exchange_urls(urls: Any, mode: Any, out: dict[str, Any]) -> Iterator[str]:
+    if urls is None:
+        return
+    if not isinstance(urls, Mapping):
+        yield "spec.exchangeUrls must be a mapping with keys rest and ws"
+        return
+    unknown = sorted(set(urls) - set(EXCHANGE_URL_RES))
+    if unknown:
+        yield f"unknown field(s) spec.exchangeUrls.{', spec.exchangeUrls.'.join(unknown)}; known: rest, ws"
+    for key, pattern in EXCHANGE_URL_RES.items():
+        url = urls.get(key)
+        schemes = "http:// or https://" if key == "rest" else "ws:// or wss://"
+        if not isinstance(url, str) or len(url) > MAX_URL or not pattern.match(url):
+            yield f"spec.exchangeUrls.{key} {url!r} must start with {schemes}, name a host and have no spaces"
+        else:
+            out[f"{key}_url"] = url
+    if mode != "paper":
+        yield (
+            f"spec.exchangeUrls is for paper mode only (spec.mode is {mode!r}): a bot with credentials "
+            "talks to the exchange itself"
+        )
 
 
 def _collect(name: str, spec: Mapping[str, Any], out: dict[str, Any]) -> Iterator[str]:
@@ -243,6 +280,8 @@ def _collect(name: str, spec: Mapping[str, Any], out: dict[str, Any]) -> Iterato
             f"spec.mode {mode} places real orders: set spec.credentialsSecretRef.name to a Secret "
             "with keys api-key and api-secret"
         )
+
+    yield from _exchange_urls(spec.get("exchangeUrls"), mode, out)
 
     replicas = spec.get("replicas", 1)
     if not _is_int(replicas) or not 1 <= replicas <= MAX_REPLICAS:

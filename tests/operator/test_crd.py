@@ -89,8 +89,11 @@ def bot(**spec: Any) -> dict[str, Any]:
         ),
         ({"image": "GHCR.io/acme/bot:1"}, "image must be a reference the kubelet can pull"),
         ({"image": "ghcr.io/Acme/bot:1"}, "image must be a reference the kubelet can pull"),
+        ({"mode": "testnet", "credentialsSecretRef": {"name": "keys"},
+          "exchangeUrls": {"rest": "http://sim:8765", "ws": "ws://sim:8765"}},
+         "exchangeUrls is for paper mode only"),
     ],
-)
+)  # fmt: skip
 def test_cel_rules_reject_what_the_schema_cannot_say(spec: dict[str, Any], expected: str):
     body = bot(**spec)
     assert schema_errors(body) == []  # structurally fine ...
@@ -114,6 +117,7 @@ def test_cel_rules_reject_what_the_schema_cannot_say(spec: dict[str, Any], expec
         },
         {"image": "registry.local:5000/acme/trade_fleet-bot:V1.2_rc@sha256:" + "a" * 64},
         {"image": "tradefleet-bot"},
+        {"exchangeUrls": {"rest": "http://sim:8765", "ws": "ws://sim:8765"}},
     ],
 )
 def test_cel_rules_accept_valid_edges(spec: dict[str, Any]):
@@ -153,6 +157,8 @@ def test_other_fields_may_change_after_creation():
         ({"quoteAmount": "1e3"}, "spec.quoteAmount"),
         ({"replicas": 9}, "spec.replicas"),
         ({"resources": {"limits": {"memory": "lots"}}}, "spec.resources.limits.memory"),
+        ({"exchangeUrls": {"rest": "ftp://sim", "ws": "ws://sim"}}, "spec.exchangeUrls.rest"),
+        ({"exchangeUrls": {"rest": "http://sim"}}, "spec.exchangeUrls"),
     ],
 )
 def test_schema_rejects_malformed_fields(spec: dict[str, Any], path: str):

@@ -78,6 +78,11 @@ REFUSED = [
     ({"quoteAmount": 100}, 'spec.quoteAmount: Invalid value: "integer": spec.quoteAmount in body must be of type string'),
     ({"replicas": 9}, "spec.replicas: Invalid value: 9: spec.replicas in body should be less than or equal to"),
     ({"resources": {"limits": {"memory": "lots"}}}, "spec.resources.limits.memory"),
+    ({"mode": "testnet", "credentialsSecretRef": {"name": "keys"},
+      "exchangeUrls": {"rest": "http://sim:8765", "ws": "ws://sim:8765"}},
+     "exchangeUrls is for paper mode only: a bot with credentials talks to the exchange itself"),
+    ({"exchangeUrls": {"rest": "ftp://sim:8765", "ws": "ws://sim:8765"}},
+     'spec.exchangeUrls.rest: Invalid value: "ftp://sim:8765": spec.exchangeUrls.rest in body should match'),
 ]  # fmt: skip
 
 

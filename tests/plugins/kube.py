@@ -168,10 +168,13 @@ class KubeCluster:
         return done
 
 
-def _start(base: Path) -> KubeCluster:
+def _start(base: Path, *, node: bool = False) -> KubeCluster:
+    """`scripts/cluster.sh up BASE` (with `--node`: and a node where this machine can run one; the
+    caller reads BASE/node.unavailable for the reason when it cannot)."""
     proc = subprocess.run(
-        ["bash", str(CLUSTER_SH), "up", str(base)], capture_output=True, text=True, timeout=3600, check=False
-    )
+        ["bash", str(CLUSTER_SH), "up", str(base), *(["--node"] if node else [])],
+        capture_output=True, text=True, timeout=3600, check=False,
+    )  # fmt: skip
     if proc.returncode != 0:
         pytest.fail(
             f"scripts/cluster.sh up failed (a real control plane is required):\n{proc.stderr[-5000:]}"
