@@ -164,7 +164,13 @@ async def run_fleet(specs: Sequence[BacktestSpec], *, store_url: str = MEMORY) -
             bot_metrics = BotMetrics() if len(specs) > 1 else metrics
             lease = LocalLease("backtest", metrics=bot_metrics, clock=clock.now_ms)
             engine = BotEngine(
-                config, bot_metrics, book=_NoBook(), rest=exchange, sink=store, clock=clock.now_ms
+                config,
+                bot_metrics,
+                book=_NoBook(),
+                rest=exchange,
+                sink=store,
+                clock=clock.now_ms,
+                timed=False,  # wall-clock latencies of a replay say nothing about live trading
             )
             orders = OrderManager(
                 config=config,

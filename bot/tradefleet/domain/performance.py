@@ -161,7 +161,7 @@ def evaluate(
             cash_f, qty_f = float(cash), float(qty)
         if entry is not None:
             exposed += 1
-        equity.append(cash_f + qty_f * float(close))
+        equity.append(cash_f + qty_f * float(close) if qty_f else cash_f)  # flat: no conversion
     if entry is not None and entry[2] > 0:
         pnl = entry[2] * closes[-1] - entry[3]
         trips.append(RoundTrip(entry[0], entry[1], None, None, entry[2], pnl, _ratio(pnl, entry[3])))

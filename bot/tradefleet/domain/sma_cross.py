@@ -41,13 +41,19 @@ class RollingMean:
     def push(self, value: Decimal) -> Decimal | None:
         if not value.is_finite() or value <= 0:
             raise ValueError(f"a close must be a finite positive number, not {value}")
+        return self.push_checked(value)
+
+    def push_checked(self, value: Decimal) -> Decimal | None:
+        """`push` for a value already known to be finite and positive (`SmaCrossover.on_close`
+        checks each close once for both averages)."""
+        values = self._values
         total = SUM_CONTEXT.add(self._total, value)  # raises (Inexact) rather than drift
-        if len(self._values) >= self.window:
-            total = SUM_CONTEXT.subtract(total, self._values[0])
-            self._values.popleft()
-        self._values.append(value)
+        if len(values) >= self.window:
+            total = SUM_CONTEXT.subtract(total, values[0])
+            values.popleft()
+        values.append(value)
         self._total = total
-        return self.value
+        return total / self.window if len(values) >= self.window else None
 
     @property
     def value(self) -> Decimal | None:
@@ -105,8 +111,8 @@ class SmaCrossover:
         if not candle.close.is_finite() or candle.close <= 0:  # before any state changes
             raise ValueError(f"candle {candle.open_time} close {candle.close} is not a finite positive price")
         self.last_open_time = candle.open_time
-        s = self.short.push(candle.close)
-        lng = self.long.push(candle.close)
+        s = self.short.push_checked(candle.close)
+        lng = self.long.push_checked(candle.close)
         cross = None
         if s is not None and lng is not None:
             relation = Side.BUY if s > lng else Side.SELL if s < lng else self.relation
