@@ -19,7 +19,7 @@ def candle_from_kline(k: KlineEvent, symbol: str | None = None) -> Candle:
     The last answer is kept for the same event object: a fleet replayed in one process (a backtest
     sweep) hands one closing kline to every bot, and they share one parse instead of each parsing
     five decimals. Both are immutable, and the cache holds the event, so identity cannot be reused."""
-    global _last  # noqa: PLW0603 (a one-slot memo; see the docstring)
+    global _last
     last = _last
     if last is not None and last[0] is k and last[1] == symbol:
         return last[2]

@@ -305,8 +305,8 @@ class BufferedStore:
             enqueued = time.monotonic()
             try:
                 await self._attempt(kind, functools.partial(call, self.store))
-            except Exception:  # noqa: S110 (the writer's retry below owns failures)
-                pass
+            except Exception:
+                pass  # queued below: the writer's retries own failures
             else:
                 self._stored_latency(time.monotonic() - enqueued)
                 return True

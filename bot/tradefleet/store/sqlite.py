@@ -161,8 +161,9 @@ def _order_row(o: Order) -> tuple[Any, ...]:
 
 
 def _order_from(r: sqlite3.Row) -> Order:
-    (cid, bot, exchange, symbol, side, order_type, signal_id, status, created_at, updated_at, quantity,
-     quote_amount, exchange_order_id, filled_qty, cum_quote, fee, fee_asset, fencing_token, reason) = r  # fmt: skip
+    (cid, bot, exchange, symbol, side, order_type, signal_id, status, created_at, updated_at,
+     quantity, quote_amount, exchange_order_id, filled_qty, cum_quote, fee, fee_asset, fencing_token,
+     reason) = r  # fmt: skip
     return Order(
         client_order_id=cid, bot=bot, exchange=exchange, symbol=symbol, side=Side(side),
         order_type=order_type, signal_id=signal_id, status=OrderStatus(status), created_at=created_at,
