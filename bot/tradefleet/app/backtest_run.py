@@ -192,14 +192,17 @@ async def run_fleet(specs: Sequence[BacktestSpec], *, store_url: str = MEMORY) -
         candles = bots[0].exchange.candles
         for i in range(start, max(b.end for b in bots)):
             clock.set(candles[i].close_time)
-            busy = False
+            busy = []
             for b in bots:
                 if b.exchange.history <= i < b.end:
                     b.engine.handle(b.exchange.close_candle(i))
-                    busy = busy or b.engine.has_pending_work()
-            if busy:  # everything this close caused finishes before time moves on
-                for b in bots:
-                    await b.settle()
+                    if b.engine.has_pending_work():
+                        busy.append(b)
+            # Everything this close caused finishes before time moves on. A bot with nothing pending
+            # after the close has nothing in flight at all (its earlier closes were settled, and only
+            # its engine hands its order manager work), so only the busy ones are waited for.
+            for b in busy:
+                await b.settle()
         for b in bots:
             await b.settle()
     finally:

@@ -43,6 +43,7 @@ import signal as signal_mod
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 from tradefleet.config import BotConfig
 from tradefleet.domain.ids import client_order_id, is_ours
@@ -131,6 +132,11 @@ class OrderManager:
         # "Never seen" by the exchange is final only this long after the last send (recvWindow + margin).
         self.unknown_settle_s = float(getattr(execution, "unknown_settle_s", 6.0))
         self.position = Position(bot=config.name, symbol=config.symbol)
+        # Pre-bound metric children (`labels()` is a locked lookup costing more than the update).
+        self._signal_to_order = metrics.op_latency["signal_to_order"].observe
+        self._order_ack = metrics.op_latency["order_ack"].observe
+        self._orders_sent = {side: metrics.orders.labels(side.value) for side in Side}
+        self._updates_seen: dict[OrderStatus, Any] = {}  # filled on first use: no series before
         # The stored position against the exchange account, on start, takeover and periodically (#11).
         self.position_check = PositionCheck(execution, metrics, self.filters.step_size, publisher)
         self._position_checked = 0.0
@@ -338,7 +344,7 @@ class OrderManager:
                 return  # still PENDING: whoever leads next reconciles it
             start = time.monotonic()
             if queued_at is not None:
-                self.metrics.latency.labels("signal_to_order").observe(start - queued_at)
+                self._signal_to_order(start - queued_at)
                 queued_at = None
             self._last_send[order.client_order_id] = start
             try:
@@ -369,9 +375,9 @@ class OrderManager:
                     return
                 continue
             else:
-                self.metrics.orders.labels(order.side.value).inc()
+                self._orders_sent[order.side].inc()
                 self._crash_point("after_send")
-                self.metrics.latency.labels("order_ack").observe(time.monotonic() - start)
+                self._order_ack(time.monotonic() - start)
                 await self._apply(update)
                 return
             delay = min(delay * 2, 10.0)
@@ -510,7 +516,10 @@ class OrderManager:
         # for the individual fills), so the position is right as soon as the answer arrives.
         await self.store.apply_order_update(update)
         new = merge_update(order, update)
-        self.metrics.order_updates.labels(update.status.value).inc()
+        seen = self._updates_seen.get(update.status)
+        if seen is None:
+            seen = self._updates_seen[update.status] = self.metrics.order_updates.labels(update.status.value)
+        seen.inc()
         self._orders[cid] = new
         if new == order:
             return

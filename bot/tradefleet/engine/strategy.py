@@ -32,7 +32,7 @@ from typing import Any
 from tradefleet.config import BotConfig
 from tradefleet.domain.candles import CandleClock, candle_from_kline, find_gaps, merge
 from tradefleet.domain.market import KlineEvent
-from tradefleet.domain.models import Candle, Signal
+from tradefleet.domain.models import Candle, Side, Signal
 from tradefleet.domain.sma_cross import Cross, SmaCrossover, SmaUpdate, signal_id
 from tradefleet.errors import MalformedFrame, TemporaryError
 from tradefleet.logs import log_event, now_ms
@@ -100,6 +100,7 @@ class StrategyRunner:
         # The strategy's gauges are read at scrape time from its own state: a closed candle pays
         # nothing for them (a backtest closes millions), and a scrape never sees them half-updated.
         self._last_close: Decimal | None = None
+        self._signals_seen = {side: metrics.signals.labels(side.value) for side in Side}
         metrics.last_price.set_function(lambda: float(self._last_close or 0))
         metrics.warmed_up.set_function(lambda: 1.0 if self.cross.warmed_up else 0.0)
         metrics.sma.labels("short").set_function(lambda: float(self.cross.short.value or 0))
@@ -311,5 +312,5 @@ class StrategyRunner:
             created_at=self.clock(),
             action=action,
         )
-        self.metrics.signals.labels(side.value).inc()
+        self._signals_seen[side].inc()
         self.on_signal(sig)
