@@ -224,8 +224,8 @@ def walk_market(
         else:
             assert remaining_quote is not None
             affordable = remaining_quote / price
-            if step > 0:
-                affordable = affordable.quantize(step, rounding=ROUND_DOWN)
+            if step > 0:  # whole steps, whatever the step's notation ("0.00001000" from exchangeInfo)
+                affordable = (affordable / step).to_integral_value(rounding=ROUND_DOWN) * step
             take = min(avail, affordable)
         if take <= 0:
             break

@@ -99,7 +99,9 @@ async def test_paper_fills_are_the_simulators_fills_to_the_last_digit():
         D("0.001"),
         base_asset="BTC",
         quote_asset="USDT",
-        step_size=rules.step_size,
+        # As the bot reads it from exchangeInfo: "0.00001000" (quantizing to that notation once cut
+        # quantities to 8 decimals instead of whole steps).
+        step_size=D(f"{rules.step_size:.8f}"),
         clock=lambda: 7,
     )
 

@@ -161,7 +161,9 @@ async def run_fleet(specs: Sequence[BacktestSpec], *, store_url: str = MEMORY) -
                 store = BufferedStore.from_config(open_store(store_url), config, metrics)
                 await store.store.open()
                 store.start()
-            bot_metrics = BotMetrics() if len(specs) > 1 else metrics
+            # Nobody scrapes a backtest: a fleet's bots count into one registry (a registry per bot
+            # cost more than a short bot's run), and a fleet of one uses the store's.
+            bot_metrics = metrics
             lease = LocalLease("backtest", metrics=bot_metrics, clock=clock.now_ms)
             engine = BotEngine(
                 config,

@@ -168,7 +168,8 @@ def evaluate(
     cap = float(capital)
     drawdown, peak = [], cap
     for e in equity:
-        peak = max(peak, e)
+        if e > peak:
+            peak = e
         drawdown.append(e / peak - 1.0 if peak > 0 else 0.0)
     returns = [b / a - 1.0 for a, b in zip([cap, *equity[:-1]], equity, strict=True) if a > 0]
     per_year = YEAR_MS / interval_ms
@@ -208,7 +209,7 @@ def _sharpe(returns: Sequence[float], per_year: float) -> float | None:
     if len(returns) < 2:
         return None
     mean = sum(returns) / len(returns)
-    var = sum((r - mean) ** 2 for r in returns) / (len(returns) - 1)
+    var = sum([(r - mean) * (r - mean) for r in returns]) / (len(returns) - 1)
     return mean / math.sqrt(var) * math.sqrt(per_year) if var > 0 else None
 
 
@@ -216,5 +217,5 @@ def _sortino(returns: Sequence[float], per_year: float) -> float | None:
     if len(returns) < 2:
         return None
     mean = sum(returns) / len(returns)
-    downside = math.sqrt(sum(min(r, 0.0) ** 2 for r in returns) / len(returns))
+    downside = math.sqrt(sum([r * r for r in returns if r < 0.0]) / len(returns))  # the others add 0
     return mean / downside * math.sqrt(per_year) if downside > 0 else None

@@ -597,6 +597,8 @@ class OrderManager:
         log_event(log, "signal_action", signal_id=signal.signal_id, side=signal.side.value, action=action)
 
     def _log_order(self, order: Order) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return  # (the fields cost more than the call: backtests log warnings only)
         log_event(
             log,
             "order",
