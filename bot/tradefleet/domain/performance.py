@@ -168,8 +168,7 @@ def evaluate(
     cap = float(capital)
     drawdown, peak = [], cap
     for e in equity:
-        if e > peak:
-            peak = e
+        peak = max(peak, e)
         drawdown.append(e / peak - 1.0 if peak > 0 else 0.0)
     returns = [b / a - 1.0 for a, b in zip([cap, *equity[:-1]], equity, strict=True) if a > 0]
     per_year = YEAR_MS / interval_ms
