@@ -29,12 +29,13 @@ from tradefleet.domain.numbers import SUM_CONTEXT
 class RollingMean:
     """Mean of the last `window` values, updated in O(1)."""
 
-    __slots__ = ("_total", "_values", "window")
+    __slots__ = ("_divisor", "_total", "_values", "window")
 
     def __init__(self, window: int) -> None:
         if window < 1:
             raise ValueError("window must be at least 1")
         self.window = window
+        self._divisor = Decimal(window)  # the same quotient as dividing by the int, one conversion less
         self._values: deque[Decimal] = deque()
         self._total = Decimal(0)
 
@@ -48,12 +49,15 @@ class RollingMean:
         checks each close once for both averages)."""
         values = self._values
         total = SUM_CONTEXT.add(self._total, value)  # raises (Inexact) rather than drift
-        if len(values) >= self.window:
+        full = len(values) >= self.window
+        if full:
             total = SUM_CONTEXT.subtract(total, values[0])
             values.popleft()
         values.append(value)
         self._total = total
-        return total / self.window if len(values) >= self.window else None
+        if full or len(values) >= self.window:
+            return total / self._divisor
+        return None
 
     @property
     def value(self) -> Decimal | None:
@@ -103,23 +107,28 @@ class SmaCrossover:
         return max(0, self.long.window - self.long.count)
 
     def on_close(self, candle: Candle) -> SmaUpdate:
-        if self.last_open_time is not None and candle.open_time <= self.last_open_time:
+        open_time, close = candle.open_time, candle.close
+        if self.last_open_time is not None and open_time <= self.last_open_time:
             raise ValueError(
-                f"candle {candle.open_time} is not after the last one ({self.last_open_time}); "
+                f"candle {open_time} is not after the last one ({self.last_open_time}); "
                 "feed each closed candle once, in order"
             )
-        if not candle.close.is_finite() or candle.close <= 0:  # before any state changes
-            raise ValueError(f"candle {candle.open_time} close {candle.close} is not a finite positive price")
-        self.last_open_time = candle.open_time
-        s = self.short.push_checked(candle.close)
-        lng = self.long.push_checked(candle.close)
+        if not close.is_finite() or close <= 0:  # before any state changes
+            raise ValueError(f"candle {open_time} close {close} is not a finite positive price")
+        self.last_open_time = open_time
+        s = self.short.push_checked(close)
+        lng = self.long.push_checked(close)
         cross = None
         if s is not None and lng is not None:
-            relation = Side.BUY if s > lng else Side.SELL if s < lng else self.relation
-            if self.relation is not None and relation is not None and relation != self.relation:
+            before = self.relation
+            relation = _BUY if s > lng else _SELL if s < lng else before
+            if before is not None and relation is not None and relation is not before:
                 cross = Cross(relation, candle, s, lng)
             self.relation = relation
         return SmaUpdate(candle, s, lng, cross)
+
+
+_BUY, _SELL = Side.BUY, Side.SELL
 
 
 def signal_id(bot: str, exchange: str, symbol: str, interval: str, candle_open_time: int, side: Side) -> str:

@@ -272,18 +272,21 @@ class StrategyRunner:
             self._accept(candle)
 
     def _accept(self, candle: Candle) -> None:
-        kind = self.candle_clock.classify(candle.open_time)
-        if kind == "duplicate":
-            return
-        if kind == "gap":
-            start, end = self.candle_clock.missing_range(candle.open_time)
-            self.last_gap = (start, end)
-            log_event(log, "candle_gap", logging.WARNING, missing_from=start, missing_to=end)
-            self.pending[candle.open_time] = candle
-            self._fetch("backfill", start, end)
-            return
+        clock = self.candle_clock
+        last = clock.last_open_time
+        if last is None or candle.open_time != last + self.interval_ms:  # else: the next one, as usual
+            kind = clock.classify(candle.open_time)
+            if kind == "duplicate":
+                return
+            if kind == "gap":
+                start, end = clock.missing_range(candle.open_time)
+                self.last_gap = (start, end)
+                log_event(log, "candle_gap", logging.WARNING, missing_from=start, missing_to=end)
+                self.pending[candle.open_time] = candle
+                self._fetch("backfill", start, end)
+                return
         update = self.cross.on_close(candle)
-        self.candle_clock.advance(candle.open_time)
+        clock.advance(candle.open_time)
         self._after_candle(candle, update)
         if update.cross is not None:
             self._emit(update.cross.side, candle, update.cross.sma_short, update.cross.sma_long)
