@@ -158,7 +158,7 @@ async def run_fleet(specs: Sequence[BacktestSpec], *, store_url: str = MEMORY) -
                 warmup_extra=0,  # history is exactly the long window, as the demo serves it
             )
             if store is None:
-                store = BufferedStore.from_config(open_store(store_url), config, metrics)
+                store = BufferedStore.from_config(open_store(store_url), config, metrics, timed=False)
                 await store.store.open()
                 store.start()
             # Nobody scrapes a backtest: a fleet's bots count into one registry (a registry per bot
@@ -182,6 +182,7 @@ async def run_fleet(specs: Sequence[BacktestSpec], *, store_url: str = MEMORY) -
                 rules=await exchange.fetch_symbol_rules(spec.symbol),
                 metrics=bot_metrics,
                 clock=clock.now_ms,
+                timed=False,
             )
             engine.orders = orders
             bots.append(_Bot(spec, config, exchange, engine, orders, end, []))

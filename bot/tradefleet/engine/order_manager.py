@@ -112,6 +112,7 @@ class OrderManager:
         max_send_attempts: int = 5,
         crash_at: str | None = None,
         clock: Callable[[], int] = now_ms,
+        timed: bool = True,
     ) -> None:
         self.config = config
         self.store = store
@@ -133,8 +134,9 @@ class OrderManager:
         self.unknown_settle_s = float(getattr(execution, "unknown_settle_s", 6.0))
         self.position = Position(bot=config.name, symbol=config.symbol)
         # Pre-bound metric children (`labels()` is a locked lookup costing more than the update).
-        self._signal_to_order = metrics.op_latency["signal_to_order"].observe
-        self._order_ack = metrics.op_latency["order_ack"].observe
+        # `timed=False` on a simulated clock (backtests): a replay's wall-clock latencies mean nothing.
+        self._signal_to_order = metrics.op_latency["signal_to_order"].observe if timed else _unmeasured
+        self._order_ack = metrics.op_latency["order_ack"].observe if timed else _unmeasured
         self._orders_sent = {side: metrics.orders.labels(side.value) for side in Side}
         self._updates_seen: dict[OrderStatus, Any] = {}  # filled on first use: no series before
         # The stored position against the exchange account, on start, takeover and periodically (#11).
@@ -615,6 +617,10 @@ class OrderManager:
     def _crash_point(self, name: str) -> None:
         if self.crash_at == name:
             os.kill(os.getpid(), signal_mod.SIGKILL)
+
+
+def _unmeasured(seconds: float) -> None:
+    """A latency nobody measures (see `OrderManager(timed=False)`)."""
 
 
 def _order_payload(o: Order) -> dict[str, object]:

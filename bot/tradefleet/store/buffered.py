@@ -69,6 +69,10 @@ class _Job:
     done: asyncio.Future[bool]
 
 
+def _unmeasured(seconds: float) -> None:
+    """A latency nobody measures (see `BufferedStore(timed=False)`)."""
+
+
 def _fields(record: object) -> dict[str, Any]:
     if dataclasses.is_dataclass(record) and not isinstance(record, type):
         return dataclasses.asdict(record)
@@ -88,6 +92,7 @@ class BufferedStore:
         buffer_max: int = 100_000,
         retry_max_s: float = RETRY_MAX_S,
         write_timeout_s: float = WRITE_TIMEOUT_S,
+        timed: bool = True,
     ) -> None:
         if batch_max < 1 or buffer_max < 1 or flush_ms < 0:
             raise ValueError("batch_max and buffer_max must be positive, flush_ms not negative")
@@ -124,8 +129,10 @@ class BufferedStore:
         # counter update per call cost a tenth of a backtested candle (a sweep enqueues millions).
         self._candles_uncounted = 0
         self._enqueued = {kind: metrics.store_enqueued.labels(kind) for kind in DURABLE_KINDS}
-        self._write_latency = metrics.op_latency["store_write"].observe
-        self._stored_latency = metrics.op_latency["event_to_stored"].observe
+        # `timed=False` (a backtest on the simulated clock): wall-clock write latencies of a
+        # throwaway in-memory store say nothing about a live bot's, and cost a histogram each.
+        self._write_latency = metrics.op_latency["store_write"].observe if timed else _unmeasured
+        self._stored_latency = metrics.op_latency["event_to_stored"].observe if timed else _unmeasured
         # A store whose calls never wait (private in-memory SQLite: backtests and sweeps) is written
         # at once when nothing is queued ahead: the same order, the same promise, no hand-off to the
         # writer task and back (which cost more than the write), and no timeout around a call that
@@ -135,13 +142,16 @@ class BufferedStore:
             metrics.store_buffered.labels(kind).set_function(functools.partial(self._waiting, kind))
 
     @classmethod
-    def from_config(cls, store: Store, config: BotConfig, metrics: BotMetrics) -> BufferedStore:
+    def from_config(
+        cls, store: Store, config: BotConfig, metrics: BotMetrics, *, timed: bool = True
+    ) -> BufferedStore:
         return cls(
             store,
             metrics,
             batch_max=config.store_batch_max,
             flush_ms=config.store_flush_ms,
             buffer_max=config.store_buffer_max,
+            timed=timed,
         )
 
     # -- state ------------------------------------------------------------------------------------
