@@ -217,3 +217,30 @@ def test_merges_rebuild_every_field_of_an_order_and_a_position():
     u = OrderUpdate("tf1", OrderStatus.NEW, 3, exec_type="NEW")
     for merged in (merge_update(o, u), advance(o, u, first_seen=True)):
         assert merged == o
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["add", "refill", "drop"]), st.integers(0, 7), st.integers(1, 1000)),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_a_kept_fold_equals_folding_from_scratch_after_every_change(changes):
+    """The order manager keeps its fold (`PositionFold`) and refolds after each report from the
+    first order that changed: at every step it must equal `position_from_orders` from scratch."""
+    from tradefleet.domain.position import PositionFold
+
+    kept = PositionFold("b", "BTC/USDT", F)
+    orders: dict[str, Order] = {}
+    for step, (what, slot, units) in enumerate(changes):
+        cid = f"tf{slot:03d}"
+        side = Side.BUY if slot % 2 == 0 else Side.SELL
+        if what == "drop":
+            orders.pop(cid, None)
+        else:  # a new order, or a new version of one (more filled, a later fee)
+            qty = D(units) / 1000
+            orders[cid] = _order(OrderStatus.PARTIALLY_FILLED if what == "add" else OrderStatus.FILLED,
+                                 client_order_id=cid, side=side, created_at=slot, updated_at=step,
+                                 filled_qty=qty, cum_quote=qty * 100, fee=qty / 1000, fee_asset="BTC")  # fmt: skip
+        assert kept.position(orders.values()) == position_from_orders("b", "BTC/USDT", orders.values(), F)

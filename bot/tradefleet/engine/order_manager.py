@@ -52,10 +52,10 @@ from tradefleet.domain.position import (
     ORDER_IN_FLIGHT,
     Filters,
     OrderIntent,
+    PositionFold,
     Skip,
     decide,
     merge_update,
-    position_from_orders,
 )
 from tradefleet.engine.position_check import PositionCheck
 from tradefleet.engine.risk_gate import RiskGate
@@ -133,6 +133,7 @@ class OrderManager:
         # "Never seen" by the exchange is final only this long after the last send (recvWindow + margin).
         self.unknown_settle_s = float(getattr(execution, "unknown_settle_s", 6.0))
         self.position = Position(bot=config.name, symbol=config.symbol)
+        self._fold = PositionFold(config.name, config.symbol, self.filters)  # position_from_orders, kept
         # Pre-bound metric children (`labels()` is a locked lookup costing more than the update).
         # `timed=False` on a simulated clock (backtests): a replay's wall-clock latencies mean nothing.
         self._signal_to_order = metrics.op_latency["signal_to_order"].observe if timed else _unmeasured
@@ -577,9 +578,7 @@ class OrderManager:
         return [o for o in self._orders.values() if not o.status.is_final]
 
     def _refresh_position(self) -> None:
-        self.position = position_from_orders(
-            self.config.name, self.config.symbol, self._orders.values(), self.filters
-        )
+        self.position = self._fold.position(self._orders.values())
         self.metrics.position_qty.set(float(self.position.qty))
 
     async def _save_position(self) -> None:
