@@ -193,13 +193,25 @@ async def run_fleet(specs: Sequence[BacktestSpec], *, store_url: str = MEMORY) -
             await b.orders.lease.start()
             b.tasks += [asyncio.create_task(b.engine.run_signals()), asyncio.create_task(b.orders.run())]
         candles = bots[0].exchange.candles
+        # Per bot, what the loop below calls for every candle, looked up once.
+        replay = [
+            (
+                b,
+                b.exchange.history,
+                b.end,
+                b.exchange.close_candle,
+                b.engine.handle,
+                b.engine.has_pending_work,
+            )
+            for b in bots
+        ]
         for i in range(start, max(b.end for b in bots)):
             clock.set(candles[i].close_time)
             busy = []
-            for b in bots:
-                if b.exchange.history <= i < b.end:
-                    b.engine.handle(b.exchange.close_candle(i))
-                    if b.engine.has_pending_work():
+            for b, first, end, close_candle, handle, has_pending_work in replay:
+                if first <= i < end:
+                    handle(close_candle(i))
+                    if has_pending_work():
                         busy.append(b)
             # Everything this close caused finishes before time moves on. A bot with nothing pending
             # after the close has nothing in flight at all (its earlier closes were settled, and only
