@@ -208,8 +208,8 @@ async def run_fleet(specs: Sequence[BacktestSpec], *, store_url: str = MEMORY) -
         for i in range(start, max(b.end for b in bots)):
             clock.set(candles[i].close_time)
             busy = []
-            for b, first, end, close_candle, handle, has_pending_work in replay:
-                if first <= i < end:
+            for b, lo, hi, close_candle, handle, has_pending_work in replay:
+                if lo <= i < hi:
                     handle(close_candle(i))
                     if has_pending_work():
                         busy.append(b)
