@@ -244,6 +244,9 @@ class SqliteStore:
         # parameter sweeps on `sqlite://:memory:` fast). Files always go through the store's thread.
         # `inline` tells the buffered store that a call never waits on anything (see there).
         self.inline = path == ":memory:"
+        # A private in-memory database has no other writer: the order documents this store last
+        # committed are kept, so merging a report skips reading the order back (see `_apply`).
+        self._committed: dict[str, Order] | None = {} if self.inline else None
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
@@ -299,6 +302,8 @@ class SqliteStore:
             )
 
     def _connect(self) -> sqlite3.Connection:
+        if self._committed is not None:
+            self._committed.clear()  # a new connection to ":memory:" is a new, empty database
         if self.path != ":memory:" and not self.path.startswith("file:"):
             fs = network_filesystem(self.path)
             if fs is not None:
@@ -428,7 +433,10 @@ class SqliteStore:
         )  # fmt: skip
 
     async def apply_order_update(self, update: OrderUpdate) -> Order | None:
-        return await self._run(lambda conn: _write(conn, lambda c: self._apply(c, update)))
+        new = await self._run(lambda conn: _write(conn, lambda c: self._apply(c, update)))
+        if self._committed is not None and new is not None:
+            self._committed[new.client_order_id] = new  # only once the transaction committed
+        return new
 
     def _apply(self, c: sqlite3.Connection, u: OrderUpdate) -> Order | None:
         sql = (
@@ -441,12 +449,14 @@ class SqliteStore:
             u.fee_asset, u.trade_id, u.exec_type, u.reason, u.source,
         )  # fmt: skip
         first_seen = c.execute(sql, row).rowcount == 1
-        found = c.execute(
-            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE client_order_id = ?", (u.client_order_id,)
-        ).fetchone()
-        if found is None:
-            return None
-        order = _order_from(found)
+        order = self._committed.get(u.client_order_id) if self._committed is not None else None
+        if order is None:
+            found = c.execute(
+                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE client_order_id = ?", (u.client_order_id,)
+            ).fetchone()
+            if found is None:
+                return None
+            order = _order_from(found)
         new = advance(order, u, first_seen=first_seen)
         if new != order:
             self._save_order(c, new)
