@@ -158,7 +158,9 @@ async def run_fleet(specs: Sequence[BacktestSpec], *, store_url: str = MEMORY) -
                 warmup_extra=0,  # history is exactly the long window, as the demo serves it
             )
             if store is None:
-                store = BufferedStore.from_config(open_store(store_url), config, metrics, timed=False)
+                store = BufferedStore.from_config(
+                    open_store(store_url), config, metrics, timed=False, candle_batch=True
+                )
                 await store.store.open()
                 store.start()
             # Nobody scrapes a backtest: a fleet's bots count into one registry (a registry per bot

@@ -93,6 +93,7 @@ class BufferedStore:
         retry_max_s: float = RETRY_MAX_S,
         write_timeout_s: float = WRITE_TIMEOUT_S,
         timed: bool = True,
+        candle_batch: bool = False,
     ) -> None:
         if batch_max < 1 or buffer_max < 1 or flush_ms < 0:
             raise ValueError("batch_max and buffer_max must be positive, flush_ms not negative")
@@ -138,12 +139,22 @@ class BufferedStore:
         # writer task and back (which cost more than the write), and no timeout around a call that
         # cannot hang (a synchronous call cannot be interrupted by one anyway).
         self._inline = bool(getattr(store, "inline", False))
+        # `candle_batch` (backtests): candles wait for a full batch (or a flush) like price samples,
+        # instead of being written as they come: a replay closes thousands a second, and wrote them
+        # a few rows at a time whenever its loop yielded.
+        self._candle_batch = candle_batch
         for kind in (*DURABLE_KINDS, "price", "candle"):
             metrics.store_buffered.labels(kind).set_function(functools.partial(self._waiting, kind))
 
     @classmethod
     def from_config(
-        cls, store: Store, config: BotConfig, metrics: BotMetrics, *, timed: bool = True
+        cls,
+        store: Store,
+        config: BotConfig,
+        metrics: BotMetrics,
+        *,
+        timed: bool = True,
+        candle_batch: bool = False,
     ) -> BufferedStore:
         return cls(
             store,
@@ -152,6 +163,7 @@ class BufferedStore:
             flush_ms=config.store_flush_ms,
             buffer_max=config.store_buffer_max,
             timed=timed,
+            candle_batch=candle_batch,
         )
 
     # -- state ------------------------------------------------------------------------------------
@@ -287,7 +299,18 @@ class BufferedStore:
             self._candles[key] = candle
         self._candles_uncounted += 1
         self._drained.clear()
-        self._wake.set()
+        if not self._candle_batch or len(self._candles) >= self.batch_max:
+            self._wake.set()
+
+    def _candles_due(self) -> bool:
+        if not self._candles:
+            return False
+        return (
+            not self._candle_batch
+            or len(self._candles) >= self.batch_max
+            or self._flush_waiters > 0
+            or not self._healthy
+        )
 
     def _count_candles(self) -> None:
         if self._candles_uncounted:
@@ -367,7 +390,7 @@ class BufferedStore:
 
     async def _wait_for_work(self) -> None:
         while True:
-            if self._durable or self._candles or len(self._prices) >= self.batch_max:
+            if self._durable or self._candles_due() or len(self._prices) >= self.batch_max:
                 return
             if self._prices and (self._flush_waiters or not self._healthy):
                 return
@@ -415,7 +438,7 @@ class BufferedStore:
             self._stored_latency(time.monotonic() - job.enqueued)
             if not job.done.done():
                 job.done.set_result(True)
-        if self._candles:
+        if self._candles_due():
             await self._write_candles()
         if self._prices:
             await self._write_prices()
