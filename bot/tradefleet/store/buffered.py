@@ -129,6 +129,7 @@ class BufferedStore:
         # writer takes candles (the next turn of the loop) or anyone asks what is buffered. One
         # counter update per call cost a tenth of a backtested candle (a sweep enqueues millions).
         self._candles_uncounted = 0
+        self._last_candle: Candle | None = None
         self._enqueued = {kind: metrics.store_enqueued.labels(kind) for kind in DURABLE_KINDS}
         # `timed=False` (a backtest on the simulated clock): wall-clock write latencies of a
         # throwaway in-memory store say nothing about a live bot's, and cost a histogram each.
@@ -290,11 +291,15 @@ class BufferedStore:
     def enqueue_candle(self, candle: Candle) -> None:
         if self._closed:
             return
+        if candle is self._last_candle:
+            # The very same candle again (the bots of a backtested fleet share one store and one
+            # parse): it is waiting or written already; only the count moves.
+            self._candles_uncounted += 1
+            return
+        self._last_candle = candle
         key = (candle.symbol, candle.interval, candle.open_time)
         waiting = self._candles.get(key)
-        # A closed candle is final; a late in-progress version of it must not replace it. The very
-        # same candle again (the bots of a backtested fleet share one store and one parse) changes
-        # nothing.
+        # A closed candle is final; a late in-progress version of it must not replace it.
         if waiting is not candle and (waiting is None or candle.closed or not waiting.closed):
             self._candles[key] = candle
         self._candles_uncounted += 1
