@@ -24,11 +24,12 @@ bug raises instead of teaching a bot wrong lessons.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from typing import Any, Literal
 
 from tradefleet_sim.book import Book, Level, Side, fmt, wire_levels
 from tradefleet_sim.hub import Hub
+from tradefleet_sim.matching import walk_market
 from tradefleet_sim.rules import SymbolRules
 from tradefleet_sim.tickers import Trade, TradeTape
 
@@ -215,27 +216,9 @@ class SimMarket:
             raise ValueError("give exactly one of base_qty or quote_qty")
         if (base_qty is not None and base_qty <= 0) or (quote_qty is not None and quote_qty <= 0):
             raise ValueError("order amount must be positive")
-        step = self.rules.step_size
-        fills: list[Level] = []
-        remaining_base = base_qty
-        remaining_quote = quote_qty
-        for price, avail in self.levels(side):
-            if remaining_base is not None:
-                take = min(avail, remaining_base)
-            else:
-                assert remaining_quote is not None
-                affordable = (remaining_quote / price).quantize(step, rounding=ROUND_DOWN)
-                take = min(avail, affordable)
-            if take <= 0:
-                break
-            fills.append((price, take))
-            if remaining_base is not None:
-                remaining_base -= take
-                if remaining_base <= 0:
-                    break
-            else:
-                assert remaining_quote is not None
-                remaining_quote -= take * price
+        fills = walk_market(
+            self.levels(side), base_qty=base_qty, quote_qty=quote_qty, step=self.rules.step_size
+        )
         if not fills:
             return []
         book_side = self.book.asks if side == "BUY" else self.book.bids

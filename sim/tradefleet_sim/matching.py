@@ -10,8 +10,9 @@ buyer receives less), in the quote asset on a SELL.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 ZERO = Decimal(0)
@@ -198,7 +199,64 @@ class SimOrder:
 def commission_for(side: str, price: Decimal, qty: Decimal, rate: Decimal) -> Decimal:
     """Taker commission of one fill, rounded down to 8 decimals (in base for BUY, quote for SELL)."""
     raw = qty * rate if side == "BUY" else price * qty * rate
-    return raw.quantize(Decimal("0.00000001"), rounding="ROUND_DOWN")
+    return raw.quantize(Decimal("0.00000001"), rounding=ROUND_DOWN)
+
+
+def walk_market(
+    levels: Iterable[tuple[Decimal, Decimal]],
+    *,
+    base_qty: Decimal | None = None,
+    quote_qty: Decimal | None = None,
+    step: Decimal,
+) -> list[tuple[Decimal, Decimal]]:
+    """The fills `[(price, qty)]` of a MARKET order walking `levels` (best first, the side it takes
+    from) for exactly one of `base_qty` (takes until that much is filled or the levels run out) or
+    `quote_qty` (buys whole `step`s: what is left at a level buys `left / price` rounded down to
+    the step, like Binance's quoteOrderQty; `step <= 0` means no step). It stops at the first
+    level where it can take nothing. The simulator's matching (`SimMarket.take_liquidity`) and the
+    bot's paper fills (`tradefleet.adapters.paper`) both fill with this, so they cannot differ."""
+    fills: list[tuple[Decimal, Decimal]] = []
+    remaining_base = base_qty
+    remaining_quote = quote_qty
+    for price, avail in levels:
+        if remaining_base is not None:
+            take = min(avail, remaining_base)
+        else:
+            assert remaining_quote is not None
+            affordable = remaining_quote / price
+            if step > 0:  # whole steps, whatever the step's notation ("0.00001000" from exchangeInfo)
+                affordable = (affordable / step).to_integral_value(rounding=ROUND_DOWN) * step
+            take = min(avail, affordable)
+        if take <= 0:
+            break
+        fills.append((price, take))
+        if remaining_base is not None:
+            remaining_base -= take
+            if remaining_base <= 0:
+                break
+        else:
+            assert remaining_quote is not None
+            remaining_quote -= take * price
+    return fills
+
+
+def market_complete(
+    *,
+    base_qty: Decimal | None,
+    quote_qty: Decimal | None,
+    executed_qty: Decimal,
+    cum_quote: Decimal,
+    next_price: Decimal | None,
+    step: Decimal,
+) -> bool:
+    """Whether a MARKET order that filled `executed_qty` for `cum_quote` is FILLED (else the rest
+    EXPIRES): all of `base_qty`, or a `quote_qty` whose rest buys less than one step at the best
+    price left in the book (`next_price`, None when that side is empty), as Binance reports it."""
+    if base_qty is not None:
+        return executed_qty == base_qty
+    assert quote_qty is not None
+    left = quote_qty - cum_quote
+    return left <= 0 or (next_price is not None and left / next_price < step)
 
 
 def is_step_multiple(qty: Decimal, step: Decimal) -> bool:

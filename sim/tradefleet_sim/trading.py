@@ -49,7 +49,7 @@ from aiohttp import web
 
 from tradefleet_sim.accounts import Account, Accounts
 from tradefleet_sim.matching import OrderError as LimitError
-from tradefleet_sim.matching import SimFill, SimOrder, commission_for, is_step_multiple
+from tradefleet_sim.matching import SimFill, SimOrder, commission_for, is_step_multiple, market_complete
 from tradefleet_sim.orders_limit import LIMIT_TYPES, LimitOrders, limit_params
 from tradefleet_sim.orders_stop import STOP_TYPES, stop_price, would_trigger_now
 from tradefleet_sim.userdata import UserStreams
@@ -382,13 +382,15 @@ class Trading:
 
     @staticmethod
     def _complete(order: SimOrder, qty: Decimal | None, quote: Decimal | None, market: Any) -> bool:
-        if qty is not None:
-            return order.executed_qty == qty
-        assert quote is not None
-        left = quote - order.cum_quote
-        best = market.levels(order.side, 1)
-        # What is left buys less than one step at the next price: Binance calls that FILLED.
-        return left <= 0 or (bool(best) and left / best[0][0] < market.rules.step_size)
+        best = market.levels(order.side, 1) if qty is None else []
+        return market_complete(
+            base_qty=qty,
+            quote_qty=quote,
+            executed_qty=order.executed_qty,
+            cum_quote=order.cum_quote,
+            next_price=best[0][0] if best else None,
+            step=market.rules.step_size,
+        )
 
     def cancel(self, account: Account, params: dict[str, str]) -> SimOrder:
         try:

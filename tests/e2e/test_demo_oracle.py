@@ -140,6 +140,21 @@ def test_signed_orders_fill_at_each_crossings_close_and_pnl_equals_the_backtest_
     assert {o["status"] for o in orders} >= {"PENDING", "FILLED"}
 
 
+def test_paper_mode_fills_like_the_simulator_so_its_pnl_equals_the_backtest(tmp_path: Path) -> None:
+    # Paper fills walk the bot's own copy of the simulator's book with the simulator's own walk,
+    # fee rounding and FILLED rule (tradefleet_sim.matching): the P&L is the backtest's to the digit.
+    klines, expected = window_2023_08(tmp_path)
+    events, summary = run_demo(
+        tmp_path, "--klines", str(klines), "--mode", "paper", "--no-faults", "--speed", "100"
+    )
+    assert signal_days(events) == expected
+    assert summary["duplicates"] == 0 and summary["error"] is None
+    assert summary["orders"] == summary["filled"] == summary["backtest_orders"] == 4
+    pnl, backtest = Decimal(summary["realized_pnl_quote"]), Decimal(summary["backtest_realized_pnl_quote"])
+    assert pnl == backtest and summary["pnl_equals_backtest"] is True, (pnl, backtest)
+    assert summary["position_qty"] == summary["backtest_position_qty"]
+
+
 def test_through_a_fault_every_second_every_crossing_is_traded_exactly_once(tmp_path: Path) -> None:
     # The simulator drops connections, skips sequence ranges, sends malformed frames, stalls and fails
     # public REST every second. A close missed in a disconnect is refetched over REST before deciding.

@@ -260,3 +260,27 @@ def test_from_config_takes_batch_flush_and_buffer_sizes_from_bot_config(
 def test_sizes_that_cannot_work_are_refused(sqlite_store: SqliteStore, metrics: BotMetrics) -> None:
     with pytest.raises(ValueError, match="positive"):
         BufferedStore(sqlite_store, metrics, batch_max=0)
+
+
+async def test_batched_candles_wait_for_a_full_batch_or_a_flush_and_none_is_lost(
+    sqlite_store: SqliteStore, metrics: BotMetrics
+) -> None:
+    """`candle_batch` (backtests): candles are written a full batch at a time, the rest on flush."""
+    buffered = BufferedStore(sqlite_store, metrics, batch_max=4, candle_batch=True)
+    buffered.start()
+    for i in range(3):
+        buffered.enqueue_candle(r.candle(i))
+    for _ in range(5):
+        await asyncio.sleep(0)  # the writer gets its turns
+    assert await sqlite_store.candles(r.SYMBOL, "1m") == []  # below a batch: still waiting
+    assert buffered.buffered()["candle"] == 3
+    buffered.enqueue_candle(r.candle(3))  # a full batch goes without a flush
+    await eventually(lambda: buffered.buffered()["candle"] == 0, what="a full batch written")
+    assert len(await sqlite_store.candles(r.SYMBOL, "1m")) == 4
+    buffered.enqueue_candle(r.candle(4))
+    assert await buffered.flush(timeout=30)
+    assert [c.open_time for c in await sqlite_store.candles(r.SYMBOL, "1m")] == [
+        r.candle(i).open_time for i in range(5)
+    ]
+    assert sample(metrics, "tradefleet_store_enqueued_total", kind="candle") == 5
+    await buffered.close()

@@ -7,11 +7,13 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from tests.store import records as r
+from tradefleet.domain.models import OrderStatus
 from tradefleet.errors import ConfigError, PermanentError, StoreUnavailable
 from tradefleet.store import SqliteStore, open_store
 from tradefleet.store.mongo import MongoStore
@@ -90,6 +92,53 @@ async def test_in_memory_store_works_for_throwaway_runs() -> None:
     assert await store.insert_signal(r.signal()) is True
     assert len(await store.signals(r.BOT)) == 1
     await store.close()
+
+
+async def test_in_memory_store_merges_reports_like_a_file_store(tmp_path: Path) -> None:
+    """A private in-memory store keeps the order documents it committed instead of reading them
+    back for each report: the documents, answers and history must be a file store's, reports
+    repeated and out of order included, and a rolled-back merge must not be remembered."""
+    memory, disk = SqliteStore(":memory:"), SqliteStore(str(tmp_path / "s.sqlite"))
+    coid = "tf-merge"
+    reports = [
+        r.update(coid, OrderStatus.NEW),
+        r.update(coid, OrderStatus.PARTIALLY_FILLED, filled="0.001", quote="37", trade_id=1, fee="0.01"),
+        r.update(coid, OrderStatus.NEW),  # late and repeated: changes nothing
+        r.update(coid, OrderStatus.FILLED, filled="0.002", quote="74", trade_id=2, fee="0.02"),
+        r.update(coid, OrderStatus.PARTIALLY_FILLED, filled="0.001", quote="37", trade_id=1, fee="0.01"),
+        r.update(coid, OrderStatus.FILLED, filled="0.002", quote="74"),  # the REST query of the same
+    ]
+    answers = {}
+    placed = r.order(coid)
+    for store in (memory, disk):
+        await store.open()
+        assert await store.insert_order(placed)
+        answers[store.path] = [await store.apply_order_update(u) for u in reports]
+    assert answers[":memory:"] == answers[disk.path]
+    assert await memory.get_order(coid) == await disk.get_order(coid) == answers[":memory:"][-1]
+    assert await memory.order_updates(coid) == await disk.order_updates(coid)
+    # A merge that fails inside its transaction is rolled back and not remembered.
+    before = await memory.get_order(coid)
+    broken = r.update(coid, OrderStatus.FILLED, filled="0.003", quote="111", trade_id=3, fee="0.03")
+    original = memory._save_order
+
+    def fail(c: sqlite3.Connection, o: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    memory._save_order = fail  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailable):
+        await memory.apply_order_update(broken)
+    memory._save_order = original  # type: ignore[method-assign]
+    assert await memory.get_order(coid) == before
+    again = await memory.apply_order_update(broken)
+    assert (
+        again is not None
+        and again.filled_qty == Decimal("0.003")
+        and again.fee == before.fee + Decimal("0.03")
+    )
+    assert await memory.get_order(coid) == again
+    for store in (memory, disk):
+        await store.close()
 
 
 async def test_a_file_from_a_newer_tradefleet_is_refused_not_guessed_at(tmp_path: Path) -> None:

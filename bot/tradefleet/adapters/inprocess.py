@@ -111,7 +111,7 @@ class InProcessExchange:
         clock: Callable[[], int],
         interval: str | None = None,
         seed: int = 7,
-        levels_per_side: int = 20,
+        levels_per_side: int = 5,
     ) -> None:
         market_id = symbol.replace("/", "")
         series, self._events, self._open_times = _load_series(

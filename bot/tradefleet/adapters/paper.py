@@ -7,7 +7,10 @@ manager, the store and the position code run exactly as in live trading.
 Fills walk the book side a market order of that side takes from (`levels(side, depth)`, best first,
 what the lead's book keeper exposes): a BUY spends `quote_amount` level by level (quantities cut down
 to the step size, like Binance's quoteOrderQty), a SELL sells `quantity`. The taker fee
-(`fee_rate`) is charged like Binance's default: in the base asset on a BUY, in the quote on a SELL.
+(`fee_rate`) is charged like Binance's default: in the base asset on a BUY, in the quote on a SELL,
+rounded down to 8 decimals per fill. The walk, the fee and the FILLED/EXPIRED rule are the
+simulator's own functions (`tradefleet_sim.matching`), not a copy: a paper fill on the same book is
+the simulator's fill to the last digit, so `tradefleet demo --mode paper` equals the backtest.
 
 What it refuses to do: invent liquidity. An empty book means the order EXPIRES with what it got
 (possibly nothing), as a real market order would. It keeps orders in memory only: after a restart it
@@ -24,9 +27,9 @@ from dataclasses import replace
 from decimal import Decimal
 
 from tradefleet.domain.models import Order, OrderStatus, OrderUpdate, Side
-from tradefleet.domain.position import quantize_down
 from tradefleet.errors import ExchangeUnavailable, OrderRejected
 from tradefleet.logs import now_ms
+from tradefleet_sim.matching import commission_for, market_complete, walk_market
 
 Levels = Callable[[Side, int], list[tuple[Decimal, Decimal]]]
 ZERO = Decimal(0)
@@ -77,11 +80,11 @@ class PaperExecution:
         )
         updates = [report(status=OrderStatus.NEW, event_time=now, exec_type="NEW")]
         filled = cum_quote = ZERO
-        fills, complete = self._walk(order)
+        levels = self._levels(order.side, self._depth)
+        fills = walk_market(levels, base_qty=order.quantity, quote_qty=order.quote_amount, step=self._step)
         for price, qty in fills:
             filled += qty
             cum_quote += price * qty
-            fee = (qty if order.side is Side.BUY else price * qty) * self._fee_rate
             updates.append(
                 report(
                     status=OrderStatus.PARTIALLY_FILLED,
@@ -90,12 +93,20 @@ class PaperExecution:
                     cum_quote=cum_quote,
                     last_qty=qty,
                     last_price=price,
-                    fee=fee,
+                    fee=commission_for(order.side.value, price, qty, self._fee_rate),
                     fee_asset=self._base if order.side is Side.BUY else self._quote,
                     trade_id=next(self._trade_ids),
                     exec_type="TRADE",
                 )
             )
+        complete = bool(fills) and market_complete(
+            base_qty=order.quantity,
+            quote_qty=order.quote_amount,
+            executed_qty=filled,
+            cum_quote=cum_quote,
+            next_price=_best_left(levels, fills),
+            step=self._step,
+        )
         if complete:
             updates[-1] = replace(updates[-1], status=OrderStatus.FILLED)
         else:
@@ -127,32 +138,6 @@ class PaperExecution:
                 )
             await asyncio.sleep(0.02)
 
-    def _walk(self, order: Order) -> tuple[list[tuple[Decimal, Decimal]], bool]:
-        """The fills, and whether the order is complete (False: the book ran out first)."""
-        fills: list[tuple[Decimal, Decimal]] = []
-        if order.side is Side.BUY:
-            budget = order.quote_amount or ZERO
-            for price, qty in self._levels(Side.BUY, self._depth):
-                if price <= 0:
-                    continue
-                take = quantize_down(min(qty, budget / price), self._step)
-                if take <= 0:
-                    # What is left buys less than one step: the order is done (Binance keeps the rest).
-                    return fills, bool(fills)
-                fills.append((price, take))
-                budget -= price * take
-                if budget <= 0:
-                    return fills, True
-            return fills, False
-        left = order.quantity or ZERO
-        for price, qty in self._levels(Side.SELL, self._depth):
-            take = min(qty, left)
-            fills.append((price, take))
-            left -= take
-            if left <= 0:
-                return fills, True
-        return fills, False
-
     async def query(self, order: Order) -> OrderUpdate | None:
         known = self._orders.get(order.client_order_id)
         return None if known is None else replace(known, source="rest")
@@ -166,6 +151,18 @@ class PaperExecution:
 
     async def close(self) -> None:
         return None
+
+
+def _best_left(levels: list[tuple[Decimal, Decimal]], fills: list[tuple[Decimal, Decimal]]) -> Decimal | None:
+    """The best price left on the walked side once `fills` are taken (they took the first levels
+    in order, the last one possibly in part): what the exchange's book would show next."""
+    if not fills:
+        return levels[0][0] if levels else None
+    k = len(fills) - 1
+    price, available = levels[k]
+    if fills[-1][1] < available:
+        return price
+    return levels[k + 1][0] if k + 1 < len(levels) else None
 
 
 def _summary(updates: list[OrderUpdate]) -> OrderUpdate:

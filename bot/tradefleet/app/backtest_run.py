@@ -158,13 +158,23 @@ async def run_fleet(specs: Sequence[BacktestSpec], *, store_url: str = MEMORY) -
                 warmup_extra=0,  # history is exactly the long window, as the demo serves it
             )
             if store is None:
-                store = BufferedStore.from_config(open_store(store_url), config, metrics)
+                store = BufferedStore.from_config(
+                    open_store(store_url), config, metrics, timed=False, candle_batch=True
+                )
                 await store.store.open()
                 store.start()
-            bot_metrics = BotMetrics() if len(specs) > 1 else metrics
+            # Nobody scrapes a backtest: a fleet's bots count into one registry (a registry per bot
+            # cost more than a short bot's run), and a fleet of one uses the store's.
+            bot_metrics = metrics
             lease = LocalLease("backtest", metrics=bot_metrics, clock=clock.now_ms)
             engine = BotEngine(
-                config, bot_metrics, book=_NoBook(), rest=exchange, sink=store, clock=clock.now_ms
+                config,
+                bot_metrics,
+                book=_NoBook(),
+                rest=exchange,
+                sink=store,
+                clock=clock.now_ms,
+                timed=False,  # wall-clock latencies of a replay say nothing about live trading
             )
             orders = OrderManager(
                 config=config,
@@ -174,6 +184,7 @@ async def run_fleet(specs: Sequence[BacktestSpec], *, store_url: str = MEMORY) -
                 rules=await exchange.fetch_symbol_rules(spec.symbol),
                 metrics=bot_metrics,
                 clock=clock.now_ms,
+                timed=False,
             )
             engine.orders = orders
             bots.append(_Bot(spec, config, exchange, engine, orders, end, []))
@@ -184,16 +195,31 @@ async def run_fleet(specs: Sequence[BacktestSpec], *, store_url: str = MEMORY) -
             await b.orders.lease.start()
             b.tasks += [asyncio.create_task(b.engine.run_signals()), asyncio.create_task(b.orders.run())]
         candles = bots[0].exchange.candles
+        # Per bot, what the loop below calls for every candle, looked up once.
+        replay = [
+            (
+                b,
+                b.exchange.history,
+                b.end,
+                b.exchange.close_candle,
+                b.engine.handle,
+                b.engine.has_pending_work,
+            )
+            for b in bots
+        ]
         for i in range(start, max(b.end for b in bots)):
             clock.set(candles[i].close_time)
-            busy = False
-            for b in bots:
-                if b.exchange.history <= i < b.end:
-                    b.engine.handle(b.exchange.close_candle(i))
-                    busy = busy or b.engine.has_pending_work()
-            if busy:  # everything this close caused finishes before time moves on
-                for b in bots:
-                    await b.settle()
+            busy = []
+            for b, lo, hi, close_candle, handle, has_pending_work in replay:
+                if lo <= i < hi:
+                    handle(close_candle(i))
+                    if has_pending_work():
+                        busy.append(b)
+            # Everything this close caused finishes before time moves on. A bot with nothing pending
+            # after the close has nothing in flight at all (its earlier closes were settled, and only
+            # its engine hands its order manager work), so only the busy ones are waited for.
+            for b in busy:
+                await b.settle()
         for b in bots:
             await b.settle()
     finally:

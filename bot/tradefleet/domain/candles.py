@@ -14,8 +14,16 @@ from tradefleet.domain.models import Candle
 
 
 def candle_from_kline(k: KlineEvent, symbol: str | None = None) -> Candle:
-    """`symbol`: the bot's unified symbol (BTC/USDT), so streamed and REST candles are stored alike."""
-    return Candle(
+    """`symbol`: the bot's unified symbol (BTC/USDT), so streamed and REST candles are stored alike.
+
+    The last answer is kept for the same event object: a fleet replayed in one process (a backtest
+    sweep) hands one closing kline to every bot, and they share one parse instead of each parsing
+    five decimals. Both are immutable, and the cache holds the event, so identity cannot be reused."""
+    global _last
+    last = _last
+    if last is not None and last[0] is k and last[1] == symbol:
+        return last[2]
+    candle = Candle(
         symbol=symbol or k.symbol,
         interval=k.interval,
         open_time=k.open_time,
@@ -28,6 +36,11 @@ def candle_from_kline(k: KlineEvent, symbol: str | None = None) -> Candle:
         closed=k.closed,
         trades=k.trades,
     )
+    _last = (k, symbol, candle)
+    return candle
+
+
+_last: tuple[KlineEvent, str | None, Candle] | None = None
 
 
 def find_gaps(open_times: Iterable[int], interval_ms: int) -> list[tuple[int, int]]:

@@ -161,7 +161,7 @@ def evaluate(
             cash_f, qty_f = float(cash), float(qty)
         if entry is not None:
             exposed += 1
-        equity.append(cash_f + qty_f * float(close))
+        equity.append(cash_f + qty_f * float(close) if qty_f else cash_f)  # flat: no conversion
     if entry is not None and entry[2] > 0:
         pnl = entry[2] * closes[-1] - entry[3]
         trips.append(RoundTrip(entry[0], entry[1], None, None, entry[2], pnl, _ratio(pnl, entry[3])))
@@ -208,7 +208,7 @@ def _sharpe(returns: Sequence[float], per_year: float) -> float | None:
     if len(returns) < 2:
         return None
     mean = sum(returns) / len(returns)
-    var = sum((r - mean) ** 2 for r in returns) / (len(returns) - 1)
+    var = sum([(r - mean) * (r - mean) for r in returns]) / (len(returns) - 1)
     return mean / math.sqrt(var) * math.sqrt(per_year) if var > 0 else None
 
 
@@ -216,5 +216,5 @@ def _sortino(returns: Sequence[float], per_year: float) -> float | None:
     if len(returns) < 2:
         return None
     mean = sum(returns) / len(returns)
-    downside = math.sqrt(sum(min(r, 0.0) ** 2 for r in returns) / len(returns))
+    downside = math.sqrt(sum([r * r for r in returns if r < 0.0]) / len(returns))  # the others add 0
     return mean / downside * math.sqrt(per_year) if downside > 0 else None

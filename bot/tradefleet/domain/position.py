@@ -137,11 +137,15 @@ def apply_fill(
         return position
     fee_base = fee if fee_asset == f.base_asset else ZERO
     fee_quote = fee if fee_asset == f.quote_asset else ZERO
+    # Built directly rather than with `dataclasses.replace` (a generic copy at 3x the cost): a
+    # position is refolded from every order on each fill, and backtests fold millions.
     if side is Side.BUY:
-        return replace(
-            position,
+        return Position(
+            position.bot,
+            position.symbol,
             qty=position.qty + base_qty - fee_base,
             cost_quote=position.cost_quote + quote_qty + fee_quote,
+            realized_pnl_quote=position.realized_pnl_quote,
             updated_at=at,
         )
     sold = base_qty + fee_base
@@ -152,8 +156,9 @@ def apply_fill(
     if qty <= 0:
         # Never short: selling more than we track means our record lagged; clamp, keep the P&L.
         qty, cost = ZERO, ZERO
-    return replace(
-        position,
+    return Position(
+        position.bot,
+        position.symbol,
         qty=qty,
         cost_quote=cost,
         realized_pnl_quote=position.realized_pnl_quote + proceeds - basis,
@@ -197,17 +202,22 @@ def merge_update(order: Order, update: OrderUpdate) -> Order:
             fee, fee_asset = update.fee, update.fee_asset or fee_asset
     elif new_fill and update.fee:
         fee, fee_asset = fee + update.fee, update.fee_asset or fee_asset
-    return replace(
-        order,
+    o = order  # built field by field: `dataclasses.replace` costs 3x (see `apply_fill`)
+    return Order(
+        o.client_order_id, o.bot, o.exchange, o.symbol, o.side, o.order_type, o.signal_id,
         status=status,
-        updated_at=max(order.updated_at, update.event_time),
-        exchange_order_id=order.exchange_order_id or update.exchange_order_id,
-        filled_qty=max(order.filled_qty, update.filled_qty),
-        cum_quote=max(order.cum_quote, update.cum_quote),
+        created_at=o.created_at,
+        updated_at=max(o.updated_at, update.event_time),
+        quantity=o.quantity,
+        quote_amount=o.quote_amount,
+        exchange_order_id=o.exchange_order_id or update.exchange_order_id,
+        filled_qty=max(o.filled_qty, update.filled_qty),
+        cum_quote=max(o.cum_quote, update.cum_quote),
         fee=fee,
         fee_asset=fee_asset,
-        reason=update.reason or order.reason,
-    )
+        fencing_token=o.fencing_token,
+        reason=update.reason or o.reason,
+    )  # fmt: skip
 
 
 def fill_delta(before: Order, after: Order) -> tuple[Decimal, Decimal, Decimal]:
@@ -221,17 +231,49 @@ def fill_delta(before: Order, after: Order) -> tuple[Decimal, Decimal, Decimal]:
 
 def position_from_orders(bot: str, symbol: str, orders: Iterable[Order], f: Filters) -> Position:
     """Rebuild the position from every order's cumulative fills, oldest first."""
-    pos = Position(bot=bot, symbol=symbol)
-    for o in sorted(orders, key=lambda o: (o.created_at, o.client_order_id)):
-        if o.filled_qty > 0:
-            pos = apply_fill(
-                pos,
-                side=o.side,
-                base_qty=o.filled_qty,
-                quote_qty=o.cum_quote,
-                fee=o.fee,
-                fee_asset=o.fee_asset,
-                f=f,
-                at=o.updated_at,
-            )
-    return pos
+    return PositionFold(bot, symbol, f).position(orders)
+
+
+def fold_order(position: Position, o: Order, f: Filters) -> Position:
+    """One step of the fold: the position after `o`'s cumulative fills (unchanged if none)."""
+    if o.filled_qty <= 0:
+        return position
+    return apply_fill(
+        position,
+        side=o.side,
+        base_qty=o.filled_qty,
+        quote_qty=o.cum_quote,
+        fee=o.fee,
+        fee_asset=o.fee_asset,
+        f=f,
+        at=o.updated_at,
+    )
+
+
+class PositionFold:
+    """`position_from_orders`, remembering its steps: orders are immutable, so a step whose order
+    (and every order before it, oldest first) is the very same object as last time gives the very
+    same position, and only the steps from the first changed order on are folded again. An order
+    manager refolds after every fill report; this makes that O(changed) instead of O(all orders)
+    per report, with the same result as folding from scratch."""
+
+    def __init__(self, bot: str, symbol: str, f: Filters) -> None:
+        self.bot, self.symbol, self.filters = bot, symbol, f
+        self._steps: list[tuple[Order, Position]] = []
+
+    def position(self, orders: Iterable[Order]) -> Position:
+        ordered = sorted(orders, key=_oldest_first)
+        steps = self._steps
+        k = 0
+        while k < len(steps) and k < len(ordered) and steps[k][0] is ordered[k]:
+            k += 1
+        del steps[k:]
+        pos = steps[-1][1] if steps else Position(bot=self.bot, symbol=self.symbol)
+        for o in ordered[k:]:
+            pos = fold_order(pos, o, self.filters)
+            steps.append((o, pos))
+        return pos
+
+
+def _oldest_first(o: Order) -> tuple[int, str]:
+    return o.created_at, o.client_order_id

@@ -46,6 +46,7 @@ import signal as signal_mod
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 from tradefleet.config import BotConfig
 from tradefleet.domain.ids import client_order_id, is_ours
@@ -54,10 +55,10 @@ from tradefleet.domain.position import (
     ORDER_IN_FLIGHT,
     Filters,
     OrderIntent,
+    PositionFold,
     Skip,
     decide,
     merge_update,
-    position_from_orders,
 )
 from tradefleet.engine.position_check import PositionCheck
 from tradefleet.engine.risk_gate import RiskGate
@@ -114,6 +115,7 @@ class OrderManager:
         max_send_attempts: int = 5,
         crash_at: str | None = None,
         clock: Callable[[], int] = now_ms,
+        timed: bool = True,
     ) -> None:
         self.config = config
         self.store = store
@@ -134,6 +136,13 @@ class OrderManager:
         # "Never seen" by the exchange is final only this long after the last send (recvWindow + margin).
         self.unknown_settle_s = float(getattr(execution, "unknown_settle_s", 6.0))
         self.position = Position(bot=config.name, symbol=config.symbol)
+        self._fold = PositionFold(config.name, config.symbol, self.filters)  # position_from_orders, kept
+        # Pre-bound metric children (`labels()` is a locked lookup costing more than the update).
+        # `timed=False` on a simulated clock (backtests): a replay's wall-clock latencies mean nothing.
+        self._signal_to_order = metrics.op_latency["signal_to_order"].observe if timed else _unmeasured
+        self._order_ack = metrics.op_latency["order_ack"].observe if timed else _unmeasured
+        self._orders_sent = {side: metrics.orders.labels(side.value) for side in Side}
+        self._updates_seen: dict[OrderStatus, Any] = {}  # filled on first use: no series before
         # The stored position against the exchange account, on start, takeover and periodically (#11).
         self.position_check = PositionCheck(
             execution, metrics, self.filters.step_size, publisher, bot=config.name, store=store, clock=clock
@@ -374,7 +383,7 @@ class OrderManager:
                 return  # still PENDING: whoever leads next reconciles it
             start = time.monotonic()
             if queued_at is not None:
-                self.metrics.latency.labels("signal_to_order").observe(start - queued_at)
+                self._signal_to_order(start - queued_at)
                 queued_at = None
             self._last_send[order.client_order_id] = start
             try:
@@ -405,9 +414,9 @@ class OrderManager:
                     return
                 continue
             else:
-                self.metrics.orders.labels(order.side.value).inc()
+                self._orders_sent[order.side].inc()
                 self._crash_point("after_send")
-                self.metrics.latency.labels("order_ack").observe(time.monotonic() - start)
+                self._order_ack(time.monotonic() - start)
                 await self._apply(update)
                 return
             delay = min(delay * 2, 10.0)
@@ -546,7 +555,10 @@ class OrderManager:
         # for the individual fills), so the position is right as soon as the answer arrives.
         await self.store.apply_order_update(update)
         new = merge_update(order, update)
-        self.metrics.order_updates.labels(update.status.value).inc()
+        seen = self._updates_seen.get(update.status)
+        if seen is None:
+            seen = self._updates_seen[update.status] = self.metrics.order_updates.labels(update.status.value)
+        seen.inc()
         self._orders[cid] = new
         if new == order:
             return
@@ -602,9 +614,7 @@ class OrderManager:
         return [o for o in self._orders.values() if not o.status.is_final]
 
     def _refresh_position(self) -> None:
-        self.position = position_from_orders(
-            self.config.name, self.config.symbol, self._orders.values(), self.filters
-        )
+        self.position = self._fold.position(self._orders.values())
         self.metrics.position_qty.set(float(self.position.qty))
 
     async def _save_position(self) -> None:
@@ -624,6 +634,8 @@ class OrderManager:
         log_event(log, "signal_action", signal_id=signal.signal_id, side=signal.side.value, action=action)
 
     def _log_order(self, order: Order) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return  # (the fields cost more than the call: backtests log warnings only)
         log_event(
             log,
             "order",
@@ -640,6 +652,10 @@ class OrderManager:
     def _crash_point(self, name: str) -> None:
         if self.crash_at == name:
             os.kill(os.getpid(), signal_mod.SIGKILL)
+
+
+def _unmeasured(seconds: float) -> None:
+    """A latency nobody measures (see `OrderManager(timed=False)`)."""
 
 
 def _order_payload(o: Order) -> dict[str, object]:

@@ -112,6 +112,7 @@ class BotEngine:
         spawn: Callable[[Coroutine[Any, Any, None]], object] | None = None,
         clock: Callable[[], int] = now_ms,
         on_candle: Callable[[Candle, SmaUpdate], None] | None = None,
+        timed: bool = True,  # False on a simulated clock: no wall-clock latency per candle
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -141,6 +142,7 @@ class BotEngine:
             on_signal=self._queue_signal,
             on_candle=self._on_candle,
             clock=clock,
+            timed=timed,
         )
         self._dispatch: dict[type, Callable[[Any], None]] = {
             KlineEvent: self.strategy.handle_kline,
@@ -270,7 +272,8 @@ class BotEngine:
             signal = await self._signals.get()
             self.state.signals += 1
             self.state.last_signal = signal
-            log_event(log, "signal", **signal_fields(signal))
+            if log.isEnabledFor(logging.INFO):  # the fields cost more than the call (backtests log less)
+                log_event(log, "signal", **signal_fields(signal))
             orders = self.orders
             handed = orders is not None and orders.ready_to_act()
             if handed:

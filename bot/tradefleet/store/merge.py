@@ -19,7 +19,6 @@ This module refuses I/O: the stores call it inside their own transaction.
 
 from __future__ import annotations
 
-import dataclasses
 from decimal import Decimal
 
 from tradefleet.domain.models import Order, OrderStatus, OrderUpdate
@@ -102,14 +101,21 @@ def advance(order: Order, update: OrderUpdate, *, first_seen: bool) -> Order:
         if first_seen:
             fee += update.fee
         fee_asset = _min_present(order.fee_asset, update.fee_asset)
-    return dataclasses.replace(
-        order,
+    # Built field by field rather than with `dataclasses.replace` (a generic copy at 3x the cost):
+    # every report of every order passes here, and a backtest sweep applies a few million.
+    o = order
+    return Order(
+        o.client_order_id, o.bot, o.exchange, o.symbol, o.side, o.order_type, o.signal_id,
         status=status,
-        reason=reason,
-        filled_qty=max(order.filled_qty, update.filled_qty),
-        cum_quote=max(order.cum_quote, update.cum_quote),
-        exchange_order_id=_min_present(order.exchange_order_id, update.exchange_order_id),
+        created_at=o.created_at,
+        updated_at=max(o.updated_at, update.event_time),
+        quantity=o.quantity,
+        quote_amount=o.quote_amount,
+        exchange_order_id=_min_present(o.exchange_order_id, update.exchange_order_id),
+        filled_qty=max(o.filled_qty, update.filled_qty),
+        cum_quote=max(o.cum_quote, update.cum_quote),
         fee=fee,
         fee_asset=fee_asset,
-        updated_at=max(order.updated_at, update.event_time),
-    )
+        fencing_token=o.fencing_token,
+        reason=reason,
+    )  # fmt: skip

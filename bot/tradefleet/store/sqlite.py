@@ -173,35 +173,41 @@ def _signal_row(s: Signal) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+# The decoders read rows by position, in the order of the *_COLUMNS lists the SELECTs name:
+# sqlite3.Row's lookup by name is a case-insensitive scan of the columns, per field.
+
+
 def _order_from(r: sqlite3.Row) -> Order:
+    (cid, bot, exchange, symbol, side, order_type, signal_id, status, created_at, updated_at,
+     quantity, quote_amount, exchange_order_id, filled_qty, cum_quote, fee, fee_asset, fencing_token,
+     reason) = r  # fmt: skip
     return Order(
-        client_order_id=r["client_order_id"], bot=r["bot"], exchange=r["exchange"], symbol=r["symbol"],
-        side=Side(r["side"]), order_type=r["order_type"], signal_id=r["signal_id"],
-        status=OrderStatus(r["status"]), created_at=r["created_at"], updated_at=r["updated_at"],
-        quantity=_to_opt_dec(r["quantity"]), quote_amount=_to_opt_dec(r["quote_amount"]),
-        exchange_order_id=r["exchange_order_id"], filled_qty=_to_dec(r["filled_qty"]),
-        cum_quote=_to_dec(r["cum_quote"]), fee=_to_dec(r["fee"]), fee_asset=r["fee_asset"],
-        fencing_token=r["fencing_token"], reason=r["reason"],
+        client_order_id=cid, bot=bot, exchange=exchange, symbol=symbol, side=Side(side),
+        order_type=order_type, signal_id=signal_id, status=OrderStatus(status), created_at=created_at,
+        updated_at=updated_at, quantity=_to_opt_dec(quantity), quote_amount=_to_opt_dec(quote_amount),
+        exchange_order_id=exchange_order_id, filled_qty=_to_dec(filled_qty), cum_quote=_to_dec(cum_quote),
+        fee=_to_dec(fee), fee_asset=fee_asset, fencing_token=fencing_token, reason=reason,
     )  # fmt: skip
 
 
 def _update_from(r: sqlite3.Row) -> OrderUpdate:
+    (cid, status, event_time, exchange_order_id, filled_qty, cum_quote, last_qty, last_price, fee,
+     fee_asset, trade_id, exec_type, reason, source) = r  # fmt: skip
     return OrderUpdate(
-        client_order_id=r["client_order_id"], status=OrderStatus(r["status"]), event_time=r["event_time"],
-        exchange_order_id=r["exchange_order_id"], filled_qty=_to_dec(r["filled_qty"]),
-        cum_quote=_to_dec(r["cum_quote"]), last_qty=_to_dec(r["last_qty"]),
-        last_price=_to_dec(r["last_price"]), fee=_to_dec(r["fee"]), fee_asset=r["fee_asset"],
-        trade_id=r["trade_id"], exec_type=r["exec_type"], reason=r["reason"], source=r["source"],
+        client_order_id=cid, status=OrderStatus(status), event_time=event_time,
+        exchange_order_id=exchange_order_id, filled_qty=_to_dec(filled_qty), cum_quote=_to_dec(cum_quote),
+        last_qty=_to_dec(last_qty), last_price=_to_dec(last_price), fee=_to_dec(fee), fee_asset=fee_asset,
+        trade_id=trade_id, exec_type=exec_type, reason=reason, source=source,
     )  # fmt: skip
 
 
 def _signal_from(r: sqlite3.Row) -> Signal:
+    (signal_id, bot, exchange, symbol, interval, side, candle_open_time, candle_close_time, close,
+     sma_short, sma_long, created_at, action) = r  # fmt: skip
     return Signal(
-        signal_id=r["signal_id"], bot=r["bot"], exchange=r["exchange"], symbol=r["symbol"],
-        interval=r["interval"], side=Side(r["side"]), candle_open_time=r["candle_open_time"],
-        candle_close_time=r["candle_close_time"], close=_to_dec(r["close"]),
-        sma_short=_to_dec(r["sma_short"]), sma_long=_to_dec(r["sma_long"]), created_at=r["created_at"],
-        action=r["action"],
+        signal_id=signal_id, bot=bot, exchange=exchange, symbol=symbol, interval=interval, side=Side(side),
+        candle_open_time=candle_open_time, candle_close_time=candle_close_time, close=_to_dec(close),
+        sma_short=_to_dec(sma_short), sma_long=_to_dec(sma_long), created_at=created_at, action=action,
     )  # fmt: skip
 
 
@@ -267,7 +273,11 @@ class SqliteStore:
         # A private in-memory database never touches a disk, so a call costs microseconds: running
         # it on the event loop's thread is cheaper than the thread hop (what makes backtests and
         # parameter sweeps on `sqlite://:memory:` fast). Files always go through the store's thread.
-        self._inline = path == ":memory:"
+        # `inline` tells the buffered store that a call never waits on anything (see there).
+        self.inline = path == ":memory:"
+        # A private in-memory database has no other writer: the order documents this store last
+        # committed are kept, so merging a report skips reading the order back (see `_apply`).
+        self._committed: dict[str, Order] | None = {} if self.inline else None
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
@@ -277,7 +287,7 @@ class SqliteStore:
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._executor is None:
             raise RuntimeError(f"{self!r} is not open; call `await store.open()` first")
-        if self._inline:
+        if self.inline:
             return self._call(fn)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._call, fn)
@@ -323,6 +333,8 @@ class SqliteStore:
             )
 
     def _connect(self) -> sqlite3.Connection:
+        if self._committed is not None:
+            self._committed.clear()  # a new connection to ":memory:" is a new, empty database
         if self.path != ":memory:" and not self.path.startswith("file:"):
             fs = network_filesystem(self.path)
             if fs is not None:
@@ -388,7 +400,7 @@ class SqliteStore:
 
         loop = asyncio.get_running_loop()
         try:
-            if self._inline:
+            if self.inline:
                 _close()
             else:
                 await loop.run_in_executor(self._executor, _close)
@@ -495,7 +507,10 @@ class SqliteStore:
         )  # fmt: skip
 
     async def apply_order_update(self, update: OrderUpdate) -> Order | None:
-        return await self._run(lambda conn: _write(conn, lambda c: self._apply(c, update)))
+        new = await self._run(lambda conn: _write(conn, lambda c: self._apply(c, update)))
+        if self._committed is not None and new is not None:
+            self._committed[new.client_order_id] = new  # only once the transaction committed
+        return new
 
     def _apply(self, c: sqlite3.Connection, u: OrderUpdate) -> Order | None:
         sql = (
@@ -508,12 +523,14 @@ class SqliteStore:
             u.fee_asset, u.trade_id, u.exec_type, u.reason, u.source,
         )  # fmt: skip
         first_seen = c.execute(sql, row).rowcount == 1
-        found = c.execute(
-            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE client_order_id = ?", (u.client_order_id,)
-        ).fetchone()
-        if found is None:
-            return None
-        order = _order_from(found)
+        order = self._committed.get(u.client_order_id) if self._committed is not None else None
+        if order is None:
+            found = c.execute(
+                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE client_order_id = ?", (u.client_order_id,)
+            ).fetchone()
+            if found is None:
+                return None
+            order = _order_from(found)
         new = advance(order, u, first_seen=first_seen)
         if new != order:
             self._save_order(c, new)
