@@ -179,7 +179,7 @@ pub fn classify_qty(qty: &str) -> Option<Qty> {
 
 /// The pure book's `_bad_number` for a long quantity: at most MAX_WHOLE integer digits (leading
 /// zeros aside), SCALE decimals (trailing zeros aside), MAX_NUMBER_CHARS characters.
-fn too_long(b: &[u8]) -> bool {
+pub fn too_long(b: &[u8]) -> bool {
     let (whole, frac) = match b.iter().position(|&c| c == b'.') {
         Some(d) => (&b[..d], &b[d + 1..]),
         None => (b, &b[b.len()..]),
@@ -374,4 +374,32 @@ where
     }
     side.compact_if_needed();
     Ok(())
+}
+
+/// The pure book's `check_levels` rule for one level, changing nothing: the rules `apply_side`
+/// applies, with the long-quantity rule at every length. `Err(None)`: the price is longer than
+/// MAX_NUMBER_CHARS (the pure book calls that level "not two strings").
+pub fn check_level(price: &str, qty: &str) -> Result<(), Option<LevelError>> {
+    if price.len() > MAX_NUMBER_CHARS && price.chars().count() > MAX_NUMBER_CHARS {
+        return Err(None);
+    }
+    level_key(price).map_err(|kind| {
+        Some(LevelError {
+            kind,
+            text: price.to_owned(),
+        })
+    })?;
+    let ok = match classify_qty(qty) {
+        Some(Qty::Zero) => true,
+        Some(Qty::Set) => !too_long(qty.as_bytes()),
+        Some(Qty::Bad) | None => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Some(LevelError {
+            kind: Bad::Qty,
+            text: qty.to_owned(),
+        }))
+    }
 }

@@ -10,11 +10,11 @@ mod parse;
 
 use std::collections::VecDeque;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-use book::{apply_side, Bad, Book, LevelError, SCALE};
+use book::{apply_side, check_level, Bad, Book, LevelError, SCALE};
 use parse::{parse_depth_frame, Range};
 
 const BUFFERED: u8 = 0;
@@ -25,6 +25,7 @@ const INVALID: u8 = 4;
 const CROSSED: u8 = 5;
 const SYNCED: u8 = 6;
 const SNAPSHOT_TOO_OLD: u8 = 7;
+const REJECTED: u8 = 8;
 
 fn needs_snapshot(code: u8) -> bool {
     matches!(code, GAP | INVALID | CROSSED | SNAPSHOT_TOO_OLD)
@@ -202,22 +203,26 @@ impl DepthSync {
         }
     }
 
-    /// The rules of `BookSync.on_diff` once the symbol matched; `levels` applies the diff's levels.
-    fn step<F, O>(
+    /// The rules of `BookSync.on_diff` once the symbol matched.
+    ///
+    /// While waiting for a snapshot a malformed diff is refused, never buffered (#11): checked here,
+    /// not when replayed, so a bad diff is counted even if the snapshot makes it old. In sync the
+    /// levels are validated as they are applied (a bad one discards the book). Either way the
+    /// diff's strings are read once, here.
+    fn step<L: Levels>(
         &mut self,
         py: Python<'_>,
         first: i64,
         last: i64,
         event_time: i64,
-        apply: F,
-        own: O,
-    ) -> Res
-    where
-        F: FnOnce(&mut Book, &mut dyn FnMut(&str) -> bool) -> Result<(), LevelError>,
-        O: FnOnce() -> Owned,
-    {
+        levels: L,
+    ) -> Res {
         if !self.in_sync {
-            self.push(own());
+            if let Some(problem) = levels.check() {
+                let detail = format!("diff u={last}: {}", problem.describe(py));
+                return (REJECTED, Some(detail));
+            }
+            self.push(levels.owned(event_time, first, last));
             return (BUFFERED, None);
         }
         if last <= self.last_id {
@@ -225,12 +230,12 @@ impl DepthSync {
         }
         if first > self.last_id + 1 {
             let detail = format!("expected U <= {}, got U={}", self.last_id + 1, first);
-            let kept = own();
+            let kept = levels.owned(event_time, first, last);
             self.lose_sync(Some(kept));
             return (GAP, Some(detail));
         }
         let mut decide = |q: &str| py_isdecimal(py, q);
-        let applied = apply(&mut self.book, &mut decide);
+        let applied = levels.apply(&mut self.book, &mut decide);
         if self.top.is_some() && !self.top_still_holds() {
             self.top = None;
         }
@@ -250,25 +255,217 @@ impl DepthSync {
 
     fn on_owned(&mut self, py: Python<'_>, d: Owned) -> Res {
         let (first, last, et) = (d.first, d.last, d.event_time);
-        let apply_ref =
-            |book: &mut Book, decide: &mut dyn FnMut(&str) -> bool| -> Result<(), LevelError> {
-                apply_side(
-                    &mut book.bids,
-                    d.bids.iter().map(|(p, q)| (p.as_str(), q.as_str())),
-                    decide,
-                )?;
-                apply_side(
-                    &mut book.asks,
-                    d.asks.iter().map(|(p, q)| (p.as_str(), q.as_str())),
-                    decide,
-                )
-            };
-        // `own` must hand the diff over when it is buffered; `apply` only borrows it.
-        if !self.in_sync || (last > self.last_id && first > self.last_id + 1) {
-            return self.step(py, first, last, et, |_, _| Ok(()), || d);
-        }
-        self.step(py, first, last, et, apply_ref, || unreachable!())
+        self.step(py, first, last, et, d)
     }
+}
+
+/// What the pure `check_levels` finds wrong with a diff.
+enum Problem {
+    /// Not two strings, or a price longer than MAX_NUMBER_CHARS: the first 40 characters of each
+    /// as Python's `str()` gives them.
+    NotTwoStrings(String, String),
+    Number(LevelError),
+}
+
+impl Problem {
+    fn describe(&self, py: Python<'_>) -> String {
+        match self {
+            Problem::NotTwoStrings(p, q) => format!(
+                "level ({}, {}) is not two strings",
+                py_repr(py, p),
+                py_repr(py, q)
+            ),
+            Problem::Number(e) => describe(py, e),
+        }
+    }
+}
+
+fn head40(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// `check_levels` over string levels, in order: the first problem, or None.
+fn check_all<'s>(levels: impl Iterator<Item = (&'s str, &'s str)>) -> Option<Problem> {
+    for (price, qty) in levels {
+        match check_level(price, qty) {
+            Ok(()) => {}
+            Err(None) => return Some(Problem::NotTwoStrings(head40(price), head40(qty))),
+            Err(Some(e)) => return Some(Problem::Number(e)),
+        }
+    }
+    None
+}
+
+/// A diff's levels, however they are held: checked, applied or copied for the buffer by `step`.
+trait Levels {
+    fn check(&self) -> Option<Problem>;
+    fn apply(
+        &self,
+        book: &mut Book,
+        decide: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<(), LevelError>;
+    fn owned(self, event_time: i64, first: i64, last: i64) -> Owned;
+}
+
+fn pair(l: &(String, String)) -> (&str, &str) {
+    (l.0.as_str(), l.1.as_str())
+}
+
+fn py_pair(l: &PyLevel) -> (&str, &str) {
+    match l {
+        PyLevel::Strs(p, q) | PyLevel::Odd(p, q) => (p.as_str(), q.as_str()),
+    }
+}
+
+/// A diff buffered earlier (or one from Python levels that are all strings).
+impl Levels for Owned {
+    fn check(&self) -> Option<Problem> {
+        check_all(self.bids.iter().map(pair).chain(self.asks.iter().map(pair)))
+    }
+
+    fn apply(
+        &self,
+        book: &mut Book,
+        decide: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<(), LevelError> {
+        apply_side(&mut book.bids, self.bids.iter().map(pair), decide)?;
+        apply_side(&mut book.asks, self.asks.iter().map(pair), decide)
+    }
+
+    fn owned(self, _: i64, _: i64, _: i64) -> Owned {
+        self
+    }
+}
+
+/// The levels of a `ParsedDiff`: ranges into its frame's bytes.
+struct FrameLevels<'a> {
+    frame: &'a [u8],
+    bids: &'a [(Range, Range)],
+    asks: &'a [(Range, Range)],
+}
+
+impl FrameLevels<'_> {
+    fn strs<'s>(&'s self, side: &'s [(Range, Range)]) -> impl Iterator<Item = (&'s str, &'s str)> {
+        side.iter()
+            .map(|&(p, q)| (slice(self.frame, p), slice(self.frame, q)))
+    }
+}
+
+impl Levels for FrameLevels<'_> {
+    fn check(&self) -> Option<Problem> {
+        check_all(self.strs(self.bids).chain(self.strs(self.asks)))
+    }
+
+    fn apply(
+        &self,
+        book: &mut Book,
+        decide: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<(), LevelError> {
+        apply_side(&mut book.bids, self.strs(self.bids), decide)?;
+        apply_side(&mut book.asks, self.strs(self.asks), decide)
+    }
+
+    fn owned(self, event_time: i64, first: i64, last: i64) -> Owned {
+        let copy = |side| {
+            self.strs(side)
+                .map(|(p, q)| (p.to_owned(), q.to_owned()))
+                .collect()
+        };
+        Owned {
+            event_time,
+            first,
+            last,
+            bids: copy(self.bids),
+            asks: copy(self.asks),
+        }
+    }
+}
+
+/// One level handed over from Python: two strings, or something else (the first 40 characters of
+/// each part's `str()`, for the message).
+enum PyLevel {
+    Strs(String, String),
+    Odd(String, String),
+}
+
+/// Levels from Python (the general parser's `DepthDiff`, or a test's), in order.
+struct PyLevels {
+    bids: Vec<PyLevel>,
+    asks: Vec<PyLevel>,
+}
+
+impl PyLevels {
+    fn from_py(bids: &Bound<'_, PyAny>, asks: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(PyLevels {
+            bids: py_levels(bids)?,
+            asks: py_levels(asks)?,
+        })
+    }
+
+    fn odd(&self) -> Option<&PyLevel> {
+        self.bids
+            .iter()
+            .chain(&self.asks)
+            .find(|l| matches!(l, PyLevel::Odd(..)))
+    }
+
+    /// The levels as strings; only once `check` passed or `odd` found nothing.
+    fn strings(side: Vec<PyLevel>) -> Vec<(String, String)> {
+        side.into_iter()
+            .map(|l| match l {
+                PyLevel::Strs(p, q) | PyLevel::Odd(p, q) => (p, q),
+            })
+            .collect()
+    }
+}
+
+impl Levels for PyLevels {
+    fn check(&self) -> Option<Problem> {
+        for level in self.bids.iter().chain(&self.asks) {
+            let problem = match level {
+                PyLevel::Strs(p, q) => check_all(std::iter::once((p.as_str(), q.as_str()))),
+                PyLevel::Odd(p, q) => Some(Problem::NotTwoStrings(p.clone(), q.clone())),
+            };
+            if problem.is_some() {
+                return problem;
+            }
+        }
+        None
+    }
+
+    fn apply(
+        &self,
+        book: &mut Book,
+        decide: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<(), LevelError> {
+        apply_side(&mut book.bids, self.bids.iter().map(py_pair), decide)?;
+        apply_side(&mut book.asks, self.asks.iter().map(py_pair), decide)
+    }
+
+    fn owned(self, event_time: i64, first: i64, last: i64) -> Owned {
+        Owned {
+            event_time,
+            first,
+            last,
+            bids: PyLevels::strings(self.bids),
+            asks: PyLevels::strings(self.asks),
+        }
+    }
+}
+
+fn py_levels(list: &Bound<'_, PyAny>) -> PyResult<Vec<PyLevel>> {
+    let mut out = Vec::new();
+    for item in list.try_iter()? {
+        let (p, q): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
+        match (p.extract::<String>(), q.extract::<String>()) {
+            (Ok(p), Ok(q)) => out.push(PyLevel::Strs(p, q)),
+            _ => out.push(PyLevel::Odd(
+                head40(&p.str()?.to_string()),
+                head40(&q.str()?.to_string()),
+            )),
+        }
+    }
+    Ok(out)
 }
 
 fn levels_from(list: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
@@ -331,43 +528,17 @@ impl DepthSync {
                 Some(format!("diff for {symbol}, book is {}", self.market_id)),
             );
         }
-        let to_owned = |levels: &[(Range, Range)]| -> Vec<(String, String)> {
-            levels
-                .iter()
-                .map(|&(p, q)| (slice(frame, p).to_owned(), slice(frame, q).to_owned()))
-                .collect()
+        let levels = FrameLevels {
+            frame,
+            bids: &diff.bids,
+            asks: &diff.asks,
         };
-        let own = || Owned {
-            event_time: diff.event_time,
-            first: diff.first_update_id,
-            last: diff.final_update_id,
-            bids: to_owned(&diff.bids),
-            asks: to_owned(&diff.asks),
-        };
-        let apply =
-            |book: &mut Book, decide: &mut dyn FnMut(&str) -> bool| -> Result<(), LevelError> {
-                apply_side(
-                    &mut book.bids,
-                    diff.bids
-                        .iter()
-                        .map(|&(p, q)| (slice(frame, p), slice(frame, q))),
-                    decide,
-                )?;
-                apply_side(
-                    &mut book.asks,
-                    diff.asks
-                        .iter()
-                        .map(|&(p, q)| (slice(frame, p), slice(frame, q))),
-                    decide,
-                )
-            };
         self.step(
             py,
             diff.first_update_id,
             diff.final_update_id,
             diff.event_time,
-            apply,
-            own,
+            levels,
         )
     }
 
@@ -390,14 +561,18 @@ impl DepthSync {
                 Some(format!("diff for {symbol}, book is {}", self.market_id)),
             ));
         }
-        let d = Owned {
-            event_time,
-            first: first_update_id,
-            last: final_update_id,
-            bids: levels_from(bids)?,
-            asks: levels_from(asks)?,
-        };
-        Ok(self.on_owned(py, d))
+        let levels = PyLevels::from_py(bids, asks)?;
+        if self.in_sync {
+            if let Some(PyLevel::Odd(p, q)) = levels.odd() {
+                // The pure book raises a TypeError here too (a DepthDiff holds strings only).
+                let p = py_repr(py, p);
+                let q = py_repr(py, q);
+                return Err(PyTypeError::new_err(format!(
+                    "level ({p}, {q}) is not two strings"
+                )));
+            }
+        }
+        Ok(self.step(py, first_update_id, final_update_id, event_time, levels))
     }
 
     /// Apply a REST snapshot and then every buffered diff that follows it (`BookSync.on_snapshot`).

@@ -20,8 +20,10 @@ from tradefleet.adapters.binance import BinanceSpot
 from tradefleet.domain import native_book
 from tradefleet.domain.market import DepthDiff, DepthSnapshot
 from tradefleet.domain.native_book import NativeBookSync, ParsedDiff
-from tradefleet.domain.orderbook import BookSync, MalformedLevel, level_key
+from tradefleet.domain.orderbook import BookSync, MalformedLevel, Outcome, level_key
+from tradefleet.engine.book_keeper import BookKeeper
 from tradefleet.errors import MalformedFrame
+from tradefleet.metrics import BotMetrics
 
 pytestmark = pytest.mark.skipif(
     not native_book.AVAILABLE and not NATIVE_REQUIRED,
@@ -138,7 +140,9 @@ def test_native_and_pure_books_are_identical_on_the_same_frames(seq: list[tuple[
                     list(n_event.bids), list(n_event.asks)) == (
                 p_event.symbol, p_event.event_time, p_event.first_update_id, p_event.final_update_id,
                 list(p_event.bids), list(p_event.asks))  # fmt: skip
-            assert pure.on_diff(p_event) == native.on_diff(n_event)
+            result = pure.on_diff(p_event)
+            event(f"outcome {result.outcome.value}")  # rejected (waiting, malformed) must show up
+            assert result == native.on_diff(n_event)
         assert state(pure) == state(native)
 
 
@@ -165,3 +169,46 @@ def test_native_level_key_equals_pure(price: str) -> None:
     except ValueError:
         got = None
     assert got == expected
+
+
+def depth_frame(first: int, last: int, bids: list[list[str]], asks: list[list[str]]) -> bytes:
+    data = {"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": first, "u": last, "b": bids, "a": asks}
+    return json.dumps({"stream": STREAM, "data": data}, separators=(",", ":")).encode()
+
+
+def test_the_module_itself_refuses_a_malformed_diff_while_waiting() -> None:
+    """The rule lives in Rust (`DepthSync.step`): the module's own object answers REJECTED (code 8,
+    the wrapper's `Outcome.REJECTED`) and buffers nothing; a good diff is buffered."""
+    import tradefleet_native
+
+    parser = BinanceSpot(native=True)
+    parser.parse(depth_frame(1, 1, [], []))  # teaches the parser the depth stream's name
+    sync = tradefleet_native.DepthSync("BTCUSDT")
+    bad = parser.parse(depth_frame(2, 3, [["100", "1"]], [["101", "1e3"]]))
+    assert type(bad) is ParsedDiff
+    code, detail = sync.on_parsed(bad)
+    assert native_book.native_result(code, detail).outcome is Outcome.REJECTED
+    assert detail == "diff u=3: quantity '1e3' is not a plain non-negative decimal number"
+    assert sync.buffered == 0
+    assert sync.on_parsed(parser.parse(depth_frame(2, 3, [["100", "1"]], [["101", "2"]]))) == (0, None)
+    assert sync.buffered == 1
+
+
+def test_keeper_hot_path_counts_a_malformed_frame_while_waiting_and_fetches_only_for_a_good_one() -> None:
+    metrics = BotMetrics()
+    fetches: list[object] = []
+
+    def spawn(coro: Any) -> None:
+        fetches.append(coro)
+        coro.close()
+
+    keeper = BookKeeper(market_id="BTCUSDT", rest=None, depth_limit=10, metrics=metrics,  # type: ignore[arg-type]
+                        post=lambda e: None, spawn=spawn, native=True)  # fmt: skip
+    parser = BinanceSpot(native=True)
+    parser.parse(depth_frame(1, 1, [], []))
+    malformed = metrics.registry.get_sample_value
+    assert not keeper.handle(parser.parse(depth_frame(2, 3, [["1..2", "1"]], [])))
+    assert keeper.sync.buffered == 0 and not fetches
+    assert malformed("tradefleet_malformed_frames_total") == 1
+    assert not keeper.handle(parser.parse(depth_frame(2, 3, [["100", "1"]], [])))
+    assert keeper.sync.buffered == 1 and len(fetches) == 1

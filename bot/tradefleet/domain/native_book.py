@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from tradefleet.domain.market import DepthDiff, DepthSnapshot
 from tradefleet.domain.models import Side
-from tradefleet.domain.orderbook import BookSync, Outcome, SyncResult, check_levels
+from tradefleet.domain.orderbook import BookSync, Outcome, SyncResult
 
 _native: Any
 try:
@@ -42,6 +42,7 @@ _OUTCOMES = (
     Outcome.CROSSED,
     Outcome.SYNCED,
     Outcome.SNAPSHOT_TOO_OLD,
+    Outcome.REJECTED,
 )
 _PLAIN = tuple(SyncResult(o) for o in _OUTCOMES)
 
@@ -140,13 +141,10 @@ class NativeBookSync:
         self._s.reset()
 
     def on_diff(self, diff: Any) -> SyncResult:
-        """A `DepthDiff` or a native `ParsedDiff` (the fast path: no Python object per level)."""
-        if not self._s.in_sync and diff.symbol == self.market_id:
-            # While waiting for a snapshot a malformed diff is refused, never buffered: the pure
-            # book's own check (rare path, so its levels may become Python objects here).
-            problem = check_levels(diff.bids, diff.asks)
-            if problem is not None:
-                return SyncResult(Outcome.REJECTED, f"diff u={diff.final_update_id}: {problem}")
+        """A `DepthDiff` or a native `ParsedDiff` (the fast path: no Python object per level).
+
+        Every rule is the native module's, including the pure book's `check_levels` while waiting
+        for a snapshot (a malformed diff is refused, never buffered): the levels are read once."""
         if type(diff) is ParsedDiff:
             code, detail = self._on_parsed(diff)
             return _PLAIN[code] if detail is None else SyncResult(_OUTCOMES[code], detail)
