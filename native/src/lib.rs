@@ -14,7 +14,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-use book::{apply_side, check_level, Bad, Book, LevelError, SCALE};
+use book::{apply_side, check_level, Bad, Book, Level, LevelError, SCALE};
 use parse::{parse_depth_frame, Range};
 
 const BUFFERED: u8 = 0;
@@ -46,9 +46,18 @@ pub struct ParsedDiff {
     asks: Vec<(Range, Range)>,
 }
 
+/// A string the parser found, as bytes (UTF-8: the parser checked it).
+#[inline]
+fn bytes(frame: &[u8], r: Range) -> &[u8] {
+    &frame[r.0 as usize..r.1 as usize]
+}
+
 fn slice(frame: &[u8], r: Range) -> &str {
-    // The parser checked every string it returns is UTF-8 (ranges sit between ASCII quotes).
-    std::str::from_utf8(&frame[r.0 as usize..r.1 as usize]).unwrap_or("")
+    std::str::from_utf8(bytes(frame, r)).unwrap_or("")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned() // UTF-8 already: lossless
 }
 
 impl ParsedDiff {
@@ -139,18 +148,9 @@ fn describe(py: Python<'_>, e: &LevelError) -> String {
     }
 }
 
-/// Python's `qty.replace(".", "", 1).isdecimal()`, for the rare non-ASCII quantity.
-fn py_isdecimal(py: Python<'_>, qty: &str) -> bool {
-    let s = PyString::new(py, qty);
-    s.call_method1("replace", (".", "", 1))
-        .and_then(|r| r.call_method0("isdecimal"))
-        .and_then(|r| r.extract::<bool>())
-        .unwrap_or(false)
-}
-
 type Res = (u8, Option<String>);
-/// The best bid and ask (key, (price, qty)) the cached top tuple was built from.
-type TopSource = (u128, (String, String), u128, (String, String));
+/// The best bid and ask (key, level) the cached top tuple was built from.
+type TopSource = (u128, Level, u128, Level);
 
 /// `BookSync` over the native book: the same states, rules, outcomes and details.
 #[pyclass(module = "tradefleet_native")]
@@ -234,8 +234,7 @@ impl DepthSync {
             self.lose_sync(Some(kept));
             return (GAP, Some(detail));
         }
-        let mut decide = |q: &str| py_isdecimal(py, q);
-        let applied = levels.apply(&mut self.book, &mut decide);
+        let applied = levels.apply(&mut self.book);
         if self.top.is_some() && !self.top_still_holds() {
             self.top = None;
         }
@@ -285,11 +284,14 @@ fn head40(s: &str) -> String {
 }
 
 /// `check_levels` over string levels, in order: the first problem, or None.
-fn check_all<'s>(levels: impl Iterator<Item = (&'s str, &'s str)>) -> Option<Problem> {
+fn check_all<'s>(levels: impl Iterator<Item = (&'s [u8], &'s [u8])>) -> Option<Problem> {
     for (price, qty) in levels {
         match check_level(price, qty) {
             Ok(()) => {}
-            Err(None) => return Some(Problem::NotTwoStrings(head40(price), head40(qty))),
+            Err(None) => {
+                let head = |b: &[u8]| head40(&String::from_utf8_lossy(b));
+                return Some(Problem::NotTwoStrings(head(price), head(qty)));
+            }
             Err(Some(e)) => return Some(Problem::Number(e)),
         }
     }
@@ -299,21 +301,17 @@ fn check_all<'s>(levels: impl Iterator<Item = (&'s str, &'s str)>) -> Option<Pro
 /// A diff's levels, however they are held: checked, applied or copied for the buffer by `step`.
 trait Levels {
     fn check(&self) -> Option<Problem>;
-    fn apply(
-        &self,
-        book: &mut Book,
-        decide: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<(), LevelError>;
+    fn apply(&self, book: &mut Book) -> Result<(), LevelError>;
     fn owned(self, event_time: i64, first: i64, last: i64) -> Owned;
 }
 
-fn pair(l: &(String, String)) -> (&str, &str) {
-    (l.0.as_str(), l.1.as_str())
+fn pair(l: &(String, String)) -> (&[u8], &[u8]) {
+    (l.0.as_bytes(), l.1.as_bytes())
 }
 
-fn py_pair(l: &PyLevel) -> (&str, &str) {
+fn py_pair(l: &PyLevel) -> (&[u8], &[u8]) {
     match l {
-        PyLevel::Strs(p, q) | PyLevel::Odd(p, q) => (p.as_str(), q.as_str()),
+        PyLevel::Strs(p, q) | PyLevel::Odd(p, q) => (p.as_bytes(), q.as_bytes()),
     }
 }
 
@@ -323,13 +321,9 @@ impl Levels for Owned {
         check_all(self.bids.iter().map(pair).chain(self.asks.iter().map(pair)))
     }
 
-    fn apply(
-        &self,
-        book: &mut Book,
-        decide: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<(), LevelError> {
-        apply_side(&mut book.bids, self.bids.iter().map(pair), decide)?;
-        apply_side(&mut book.asks, self.asks.iter().map(pair), decide)
+    fn apply(&self, book: &mut Book) -> Result<(), LevelError> {
+        apply_side(&mut book.bids, self.bids.iter().map(pair))?;
+        apply_side(&mut book.asks, self.asks.iter().map(pair))
     }
 
     fn owned(self, _: i64, _: i64, _: i64) -> Owned {
@@ -345,9 +339,12 @@ struct FrameLevels<'a> {
 }
 
 impl FrameLevels<'_> {
-    fn strs<'s>(&'s self, side: &'s [(Range, Range)]) -> impl Iterator<Item = (&'s str, &'s str)> {
+    fn strs<'s>(
+        &'s self,
+        side: &'s [(Range, Range)],
+    ) -> impl Iterator<Item = (&'s [u8], &'s [u8])> {
         side.iter()
-            .map(|&(p, q)| (slice(self.frame, p), slice(self.frame, q)))
+            .map(|&(p, q)| (bytes(self.frame, p), bytes(self.frame, q)))
     }
 }
 
@@ -356,21 +353,13 @@ impl Levels for FrameLevels<'_> {
         check_all(self.strs(self.bids).chain(self.strs(self.asks)))
     }
 
-    fn apply(
-        &self,
-        book: &mut Book,
-        decide: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<(), LevelError> {
-        apply_side(&mut book.bids, self.strs(self.bids), decide)?;
-        apply_side(&mut book.asks, self.strs(self.asks), decide)
+    fn apply(&self, book: &mut Book) -> Result<(), LevelError> {
+        apply_side(&mut book.bids, self.strs(self.bids))?;
+        apply_side(&mut book.asks, self.strs(self.asks))
     }
 
     fn owned(self, event_time: i64, first: i64, last: i64) -> Owned {
-        let copy = |side| {
-            self.strs(side)
-                .map(|(p, q)| (p.to_owned(), q.to_owned()))
-                .collect()
-        };
+        let copy = |side| self.strs(side).map(|(p, q)| (text(p), text(q))).collect();
         Owned {
             event_time,
             first,
@@ -423,7 +412,7 @@ impl Levels for PyLevels {
     fn check(&self) -> Option<Problem> {
         for level in self.bids.iter().chain(&self.asks) {
             let problem = match level {
-                PyLevel::Strs(p, q) => check_all(std::iter::once((p.as_str(), q.as_str()))),
+                PyLevel::Strs(p, q) => check_all(std::iter::once((p.as_bytes(), q.as_bytes()))),
                 PyLevel::Odd(p, q) => Some(Problem::NotTwoStrings(p.clone(), q.clone())),
             };
             if problem.is_some() {
@@ -433,13 +422,9 @@ impl Levels for PyLevels {
         None
     }
 
-    fn apply(
-        &self,
-        book: &mut Book,
-        decide: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<(), LevelError> {
-        apply_side(&mut book.bids, self.bids.iter().map(py_pair), decide)?;
-        apply_side(&mut book.asks, self.asks.iter().map(py_pair), decide)
+    fn apply(&self, book: &mut Book) -> Result<(), LevelError> {
+        apply_side(&mut book.bids, self.bids.iter().map(py_pair))?;
+        apply_side(&mut book.asks, self.asks.iter().map(py_pair))
     }
 
     fn owned(self, event_time: i64, first: i64, last: i64) -> Owned {
@@ -521,8 +506,8 @@ impl DepthSync {
     /// A diff read by `parse_depth`: levels go from the frame's bytes straight into the book.
     fn on_parsed(&mut self, py: Python<'_>, diff: &ParsedDiff) -> Res {
         let frame = diff.frame.bind(py).as_bytes();
-        let symbol = slice(frame, diff.symbol);
-        if symbol != self.market_id {
+        if bytes(frame, diff.symbol) != self.market_id.as_bytes() {
+            let symbol = slice(frame, diff.symbol);
             return (
                 IGNORED,
                 Some(format!("diff for {symbol}, book is {}", self.market_id)),
@@ -609,19 +594,8 @@ impl DepthSync {
         }
         self.book.clear();
         self.top = None;
-        let mut decide = |q: &str| py_isdecimal(py, q);
-        let loaded = apply_side(
-            &mut self.book.bids,
-            bids.iter().map(|(p, q)| (p.as_str(), q.as_str())),
-            &mut decide,
-        )
-        .and_then(|()| {
-            apply_side(
-                &mut self.book.asks,
-                asks.iter().map(|(p, q)| (p.as_str(), q.as_str())),
-                &mut decide,
-            )
-        });
+        let loaded = apply_side(&mut self.book.bids, bids.iter().map(pair))
+            .and_then(|()| apply_side(&mut self.book.asks, asks.iter().map(pair)));
         if let Err(e) = loaded {
             self.book.clear();
             return Ok((INVALID, Some(format!("snapshot: {}", describe(py, &e)))));
@@ -669,10 +643,10 @@ impl DepthSync {
         let t = PyTuple::new(
             py,
             [
-                bid.0.as_str(),
-                bid.1.as_str(),
-                ask.0.as_str(),
-                ask.1.as_str(),
+                bid.price.to_str(),
+                bid.qty.to_str(),
+                ask.price.to_str(),
+                ask.qty.to_str(),
             ],
         )?
         .unbind();
@@ -690,7 +664,7 @@ impl DepthSync {
         };
         side.sorted(depth)
             .into_iter()
-            .map(|l| (l.0.clone(), l.1.clone()))
+            .map(|l| (l.price.to_str().to_owned(), l.qty.to_str().to_owned()))
             .collect()
     }
 
@@ -702,7 +676,7 @@ impl DepthSync {
 /// The exact integer key of a price string (units of 10^-18), or ValueError: for tests.
 #[pyfunction]
 fn level_key(price: &str) -> PyResult<u128> {
-    book::level_key(price).map_err(|k| PyValueError::new_err(format!("{k:?}")))
+    book::level_key(price.as_bytes()).map_err(|k| PyValueError::new_err(format!("{k:?}")))
 }
 
 #[pymodule]

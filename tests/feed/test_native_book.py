@@ -212,3 +212,24 @@ def test_keeper_hot_path_counts_a_malformed_frame_while_waiting_and_fetches_only
     assert malformed("tradefleet_malformed_frames_total") == 1
     assert not keeper.handle(parser.parse(depth_frame(2, 3, [["100", "1"]], [])))
     assert keeper.sync.buffered == 1 and len(fetches) == 1
+
+
+ANY_TEXT = st.text(max_size=20) | st.text('0123456789.éx"\\\x01', max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(ANY_TEXT, ANY_TEXT), max_size=4), st.booleans())
+def test_native_reader_takes_any_string_as_msgspec_does_or_leaves_it_to_msgspec(
+    levels: list[tuple[str, str]], ascii_only: bool
+) -> None:
+    """Strings of any content and length (quotes, backslashes, control characters, non-ASCII at
+    every offset of the reader's eight-byte scan): read exactly as msgspec reads them, or left to it."""
+    data = {"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": 1, "u": 2, "b": levels, "a": levels[::-1]}
+    frame = json.dumps({"stream": STREAM, "data": data}, ensure_ascii=ascii_only, separators=(",", ":")).encode()
+    parsed = native_book.parse_depth(frame)
+    event("left to msgspec" if parsed is None else "read natively")
+    if parsed is None:
+        return
+    expected = BinanceSpot(native=False).parse(frame)
+    assert isinstance(expected, DepthDiff)
+    assert (parsed.bids, parsed.asks) == (list(expected.bids), list(expected.asks))
