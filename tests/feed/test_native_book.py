@@ -225,7 +225,9 @@ def test_native_reader_takes_any_string_as_msgspec_does_or_leaves_it_to_msgspec(
     """Strings of any content and length (quotes, backslashes, control characters, non-ASCII at
     every offset of the reader's eight-byte scan): read exactly as msgspec reads them, or left to it."""
     data = {"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": 1, "u": 2, "b": levels, "a": levels[::-1]}
-    frame = json.dumps({"stream": STREAM, "data": data}, ensure_ascii=ascii_only, separators=(",", ":")).encode()
+    frame = json.dumps(
+        {"stream": STREAM, "data": data}, ensure_ascii=ascii_only, separators=(",", ":")
+    ).encode()
     parsed = native_book.parse_depth(frame)
     event("left to msgspec" if parsed is None else "read natively")
     if parsed is None:
