@@ -14,7 +14,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-use book::{apply_side, check_level, Bad, Book, Level, LevelError, SCALE};
+use book::{apply_side, check_level, Bad, Book, Level, LevelError, Text, SCALE};
 use parse::{parse_depth_frame, Range};
 
 const BUFFERED: u8 = 0;
@@ -26,6 +26,8 @@ const CROSSED: u8 = 5;
 const SYNCED: u8 = 6;
 const SNAPSHOT_TOO_OLD: u8 = 7;
 const REJECTED: u8 = 8;
+/// `feed` only: applied, and the top of book's value moved (APPLIED from `feed`: it did not).
+const TOP_MOVED: u8 = 9;
 
 fn needs_snapshot(code: u8) -> bool {
     matches!(code, GAP | INVALID | CROSSED | SNAPSHOT_TOO_OLD)
@@ -151,6 +153,23 @@ fn describe(py: Python<'_>, e: &LevelError) -> String {
 type Res = (u8, Option<String>);
 /// The best bid and ask (key, level) the cached top tuple was built from.
 type TopSource = (u128, Level, u128, Level);
+/// The value of a top of book: the prices' keys and the quantities as written.
+type TopValue = (u128, Text, u128, Text);
+
+/// Whether two plain decimal strings are the same number ("1.50" and "01.5" are), as `Decimal`
+/// equality says: leading zeros of the whole part and trailing zeros of the fraction aside.
+fn same_number(a: &[u8], b: &[u8]) -> bool {
+    fn parts(s: &[u8]) -> (&[u8], &[u8]) {
+        let (whole, frac) = match s.iter().position(|&c| c == b'.') {
+            Some(d) => (&s[..d], &s[d + 1..]),
+            None => (s, &s[s.len()..]),
+        };
+        let lead = whole.iter().take_while(|&&c| c == b'0').count();
+        let trail = frac.iter().rev().take_while(|&&c| c == b'0').count();
+        (&whole[lead..], &frac[..frac.len() - trail])
+    }
+    a == b || parts(a) == parts(b)
+}
 
 /// `BookSync` over the native book: the same states, rules, outcomes and details.
 #[pyclass(module = "tradefleet_native")]
@@ -166,6 +185,12 @@ pub struct DepthSync {
     event_time: i64,
     top: Option<Py<PyTuple>>,
     top_src: Option<TopSource>,
+    /// The top's value as last reported by `feed` or `top_moved` (None: not in sync, or a side
+    /// empty), so a caller learns whether the top moved without building a `Decimal`.
+    reported: Option<TopValue>,
+    /// The detail of the last outcome `feed` returned (None for APPLIED and TOP_MOVED).
+    #[pyo3(get)]
+    detail: Option<String>,
 }
 
 impl DepthSync {
@@ -176,6 +201,30 @@ impl DepthSync {
         };
         let bid_same = matches!(self.book.bids.best(), Some((k, l)) if k == *bk && l == b);
         bid_same && matches!(self.book.asks.best(), Some((k, l)) if k == *ak && l == a)
+    }
+
+    /// Compare the top's value with the one reported last, and report it.
+    fn top_moved_now(&mut self) -> bool {
+        let now = if self.in_sync {
+            match (self.book.bids.best(), self.book.asks.best()) {
+                (Some((bk, b)), Some((ak, a))) => Some((bk, b.qty.clone(), ak, a.qty.clone())),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let moved = match (&now, &self.reported) {
+            (Some(n), Some(r)) => {
+                n.0 != r.0
+                    || n.2 != r.2
+                    || !same_number(n.1.as_bytes(), r.1.as_bytes())
+                    || !same_number(n.3.as_bytes(), r.3.as_bytes())
+            }
+            (None, None) => false,
+            _ => true,
+        };
+        self.reported = now;
+        moved
     }
 
     fn reset_all(&mut self) {
@@ -244,11 +293,11 @@ impl DepthSync {
             return (INVALID, Some(detail));
         }
         self.last_id = last;
-        self.event_time = event_time;
         if self.book.crossed() {
             self.lose_sync(None);
             return (CROSSED, Some(format!("book crossed after u={last}")));
         }
+        self.event_time = event_time;
         (APPLIED, None)
     }
 
@@ -477,6 +526,8 @@ impl DepthSync {
             event_time: 0,
             top: None,
             top_src: None,
+            reported: None,
+            detail: None,
         }
     }
 
@@ -501,6 +552,24 @@ impl DepthSync {
 
     fn reset(&mut self) {
         self.reset_all();
+    }
+
+    /// `on_parsed` for a hot path: the outcome's code only (its detail in `detail`), and for an
+    /// applied diff TOP_MOVED when the top's value moved since the last `feed` or `top_moved`,
+    /// else APPLIED. No Python object is made unless the diff is not applied.
+    fn feed(&mut self, py: Python<'_>, diff: &ParsedDiff) -> u8 {
+        let (code, detail) = self.on_parsed(py, diff);
+        self.detail = detail;
+        if code == APPLIED && self.top_moved_now() {
+            return TOP_MOVED;
+        }
+        code
+    }
+
+    /// Whether the top's value (None while not in sync) moved since the last `feed` or
+    /// `top_moved`: what `BookKeeper` reports as a top change.
+    fn top_moved(&mut self) -> bool {
+        self.top_moved_now()
     }
 
     /// A diff read by `parse_depth`: levels go from the frame's bytes straight into the book.

@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 from tests.feed.conftest import NATIVE_REQUIRED
 from tradefleet.adapters.binance import BinanceSpot
 from tradefleet.domain import native_book
-from tradefleet.domain.market import DepthDiff, DepthSnapshot
+from tradefleet.domain.market import DepthDiff, DepthSnapshot, StreamStatus
 from tradefleet.domain.native_book import NativeBookSync, ParsedDiff
 from tradefleet.domain.orderbook import BookSync, MalformedLevel, Outcome, level_key
-from tradefleet.engine.book_keeper import BookKeeper
+from tradefleet.engine.book_keeper import BookKeeper, SnapshotReady
 from tradefleet.errors import MalformedFrame
 from tradefleet.metrics import BotMetrics
 
@@ -106,6 +106,7 @@ def state(sync: Any) -> tuple[Any, ...]:
         sync.in_sync,
         sync.last_update_id,
         sync.buffered,
+        sync.event_time,
         [(str(p), str(q)) for p, q in book.bids(10**6)],
         [(str(p), str(q)) for p, q in book.asks(10**6)],
         None if book.top() is None else tuple(str(x) for x in book.top()),
@@ -144,6 +145,43 @@ def test_native_and_pure_books_are_identical_on_the_same_frames(seq: list[tuple[
             event(f"outcome {result.outcome.value}")  # rejected (waiting, malformed) must show up
             assert result == native.on_diff(n_event)
         assert state(pure) == state(native)
+
+
+def keeper(native: bool) -> BookKeeper:
+    return BookKeeper(market_id="BTCUSDT", rest=None, depth_limit=10, metrics=BotMetrics(),  # type: ignore[arg-type]
+                      post=lambda e: None, spawn=lambda c: c.close(), native=native)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps(), st.integers(0, 15))
+def test_native_and_pure_keepers_report_the_same_top_changes(seq: list[tuple[str, Any]], skew: int) -> None:
+    """The keeper's native hot path (`DepthSync.feed`: the module says whether the top's value
+    moved, no `Decimal` built) against the pure keeper's `Decimal` comparison: same answers from
+    `handle`, same tops, states and event times, every 16th diff taking the timed path."""
+    pure, native = keeper(False), keeper(True)
+    pure._diffs = native._diffs = skew  # where the 1-in-16 timed path falls
+    pure_parser, native_parser = BinanceSpot(native=False), BinanceSpot(native=True)
+    for kind, arg in seq:
+        if kind == "reset":
+            events: tuple[Any, Any] = (StreamStatus("connected"), StreamStatus("connected"))
+        elif kind == "snapshot":
+            snap = DepthSnapshot(*arg)
+            events = (SnapshotReady("BTCUSDT", pure._generation, snap),
+                      SnapshotReady("BTCUSDT", native._generation, snap))  # fmt: skip
+        else:
+            try:
+                events = (pure_parser.parse(arg), native_parser.parse(arg))
+            except MalformedFrame:
+                continue
+        changed = pure.handle(events[0])
+        event(f"top changed {changed}")
+        assert native.handle(events[1]) == changed
+        top = pure.top()
+        assert native.top() == top and (
+            top is None or [str(x) for x in native.top() or ()] == [str(x) for x in top]
+        )
+        assert (native.in_sync, native.last_update_id, native.last_event_time, native._generation) == (
+            pure.in_sync, pure.last_update_id, pure.last_event_time, pure._generation)  # fmt: skip
 
 
 def test_plain_depth_frames_take_the_native_fast_path() -> None:

@@ -54,6 +54,7 @@ def parse_depth(frame: bytes) -> Any:
 
 
 APPLIED_CODE = _OUTCOMES.index(Outcome.APPLIED)
+TOP_MOVED_CODE = len(_OUTCOMES)  # `DepthSync.feed` only: applied, and the top's value moved
 
 
 def native_result(code: int, detail: str | None) -> SyncResult:
@@ -137,6 +138,10 @@ class NativeBookSync:
     def buffered(self) -> int:
         return int(self._s.buffered)
 
+    @property
+    def event_time(self) -> int:
+        return int(self._s.event_time)
+
     def reset(self) -> None:
         self._s.reset()
 
@@ -170,6 +175,9 @@ class SyncLike(Protocol):
 
     @property
     def buffered(self) -> int: ...
+
+    @property
+    def event_time(self) -> int: ...
 
     @property
     def book(self) -> Any: ...
