@@ -754,5 +754,7 @@ fn tradefleet_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ParsedDiff>()?;
     m.add_function(wrap_pyfunction!(parse_depth, m)?)?;
     m.add_function(wrap_pyfunction!(level_key, m)?)?;
+    // The interface `tradefleet.domain.native_book` calls; bump it with any change it relies on.
+    m.add("API", 2)?;
     Ok(())
 }

@@ -29,6 +29,17 @@ try:
 except ImportError:  # no compiler at install time: the pure path
     _native = None
 
+API = 2
+"""The module interface this code calls (`tradefleet_native.API`); a module built from another
+version of native/ (pip upgraded tradefleet, not tradefleet-native) is not used: the pure path."""
+UNUSABLE = ""  # why an installed module is not used ("" when it is, or when none is installed)
+if _native is not None and getattr(_native, "API", None) != API:
+    UNUSABLE = (
+        f"tradefleet_native is installed but built for API {getattr(_native, 'API', 1)}, this tradefleet "
+        f"needs {API}: pip install ./native again"
+    )
+    _native = None
+
 AVAILABLE = _native is not None
 ParsedDiff: type | None = _native.ParsedDiff if _native is not None else None
 Top = tuple[Decimal, Decimal, Decimal, Decimal]

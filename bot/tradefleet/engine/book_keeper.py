@@ -40,6 +40,7 @@ from tradefleet.domain.native_book import (
     new_book_sync,
 )
 from tradefleet.domain.native_book import AVAILABLE as NATIVE_AVAILABLE
+from tradefleet.domain.native_book import UNUSABLE as NATIVE_UNUSABLE
 from tradefleet.domain.orderbook import Outcome, SyncResult
 from tradefleet.errors import PermanentError, TemporaryError
 from tradefleet.logs import log_event
@@ -63,6 +64,8 @@ def _announce(native: bool) -> None:
         log_event(log, "book_path", path="native")
     elif NATIVE_AVAILABLE:
         log_event(log, "book_path", path="pure", detail="the native book is installed but not used")
+    elif NATIVE_UNUSABLE:
+        log_event(log, "book_path", logging.WARNING, path="pure", detail=NATIVE_UNUSABLE)
     else:
         log_event(log, "book_path", logging.WARNING, path="pure",
                   detail="tradefleet_native is not installed (no Rust compiler at install time?): "
