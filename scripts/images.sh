@@ -10,6 +10,7 @@
 # Base images (tags as the product's Dockerfiles and compose file name them):
 #   debian:bookworm-slim             debootstrap --variant=minbase bookworm, slimmed like the official
 #   python:3.11-slim-bookworm (+ python:3.11-slim)   Debian's python3 + the machine's local CAs
+# and, before the bot image, the native book's wheel (scripts/native-wheel.sh: needs cargo).
 #   redis:7.2, prom/prometheus:v2.55.1               Debian's redis-server and prometheus
 #   tradefleet-test/ferretdb:1      tests only: the compose test's `mongodb` (FerretDB over SQLite)
 # Idempotent: run it as often as you like; it starts the engine (scripts/docker-engine.sh) first.
@@ -101,6 +102,13 @@ ferretdb() {
   stand_in tradefleet-test/ferretdb:1 tests/images/ferretdb.Dockerfile "" "$bin"
 }
 
+# The native book's wheel (scripts/native-wheel.sh) into dist/native/, where Dockerfile.bot installs
+# it from: the bot image carries the native path. Rebuilt every time (seconds when Rust is unchanged).
+native_wheel() {
+  bash scripts/native-wheel.sh >"$CACHE/native-wheel.log" 2>&1 \
+    || { tail -20 "$CACHE/native-wheel.log" >&2; echo "images: building the native wheel failed (needs cargo)" >&2; exit 1; }
+}
+
 product() {  # product NAME: tradefleet-NAME:$TAG from Dockerfile.NAME, with the chosen builder
   local name=$1 buildkit=0
   [ "$BUILDER" = buildkit ] && buildkit=1
@@ -117,6 +125,7 @@ if [ "$WHAT" = all ] || [ "$WHAT" = base ]; then
   timed "test tradefleet-test/ferretdb:1" ferretdb
 fi
 if [ "$WHAT" = all ] || [ "$WHAT" = product ]; then
+  timed "native wheel dist/native/" native_wheel
   timed "tradefleet-bot:$TAG ($BUILDER)" product bot
   timed "tradefleet-operator:$TAG ($BUILDER)" product operator
 fi

@@ -37,6 +37,15 @@ else
 fi
 kubectl config use-context "kind-$CLUSTER" >/dev/null
 
+step "native book wheel (scripts/native-wheel.sh, for the bot image)"
+if [ "${NATIVE_WHEEL:-build}" = skip ]; then
+  echo "NATIVE_WHEEL=skip: the bot image gets whatever dist/native/ holds"
+elif command -v cargo >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/cargo" ]; then
+  bash scripts/native-wheel.sh
+else
+  echo "kind-up: cargo not found: the bot image runs the pure-Python book (see README: the native book)" >&2
+fi
+
 step "images tradefleet-bot:$TAG and tradefleet-operator:$TAG"
 docker build --file Dockerfile.bot --tag "tradefleet-bot:$TAG" .
 docker build --file Dockerfile.operator --tag "tradefleet-operator:$TAG" .

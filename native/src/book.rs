@@ -48,8 +48,7 @@ pub struct LevelError {
 /// most 19 digits, at most 18 decimals); anything else takes `level_key_slow`, which settles the
 /// error kind exactly as the pure book does.
 #[inline]
-pub fn level_key(price: &str) -> Result<u128, Bad> {
-    let b = price.as_bytes();
+pub fn level_key(b: &[u8]) -> Result<u128, Bad> {
     if b.len() <= 20 {
         let mut v: u64 = 0;
         let mut digits = 0usize;
@@ -78,11 +77,10 @@ pub fn level_key(price: &str) -> Result<u128, Bad> {
             }
         }
     }
-    level_key_slow(price)
+    level_key_slow(b)
 }
 
-fn level_key_slow(price: &str) -> Result<u128, Bad> {
-    let b = price.as_bytes();
+fn level_key_slow(b: &[u8]) -> Result<u128, Bad> {
     if b.is_empty() || !b.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
         return Err(Bad::PriceNotPlain);
     }
@@ -134,52 +132,48 @@ fn level_key_slow(price: &str) -> Result<u128, Bad> {
     Ok(key)
 }
 
-/// What a quantity string means: zero (delete), a value to set, or garbage. `None` for a
-/// non-ASCII quantity: Python's `str.isdecimal` decides those (it accepts other scripts' digits).
+/// What a quantity string means: zero (delete), a value to set, or garbage.
 pub enum Qty {
     Zero,
     Set,
     Bad,
 }
 
-pub fn classify_qty(qty: &str) -> Option<Qty> {
-    let b = qty.as_bytes();
-    if b.iter().all(|&c| c == b'0' || c == b'.') {
-        // qty.strip("0.") is empty: zero when it starts with "0", garbage ("", ".", ".0") if not
-        return Some(if b.first() == Some(&b'0') {
-            Qty::Zero
-        } else {
-            Qty::Bad
-        });
-    }
-    if !qty.is_ascii() {
-        // The pure book refuses every non-ASCII quantity (`isascii`): Unicode digits included.
-        return Some(Qty::Bad);
-    }
-    // qty.replace(".", "", 1).isdecimal(): digits with at most one dot, not only a dot
-    let mut dots = 0;
-    let mut digits = 0;
+/// The pure book's quantity rule in one pass: zero when only `0`s and dots starting with `0`
+/// (`qty.strip("0.")` empty); a value when ASCII digits with at most one dot
+/// (`qty.replace(".", "", 1).isdecimal()` and `isascii`: Unicode digits are refused, #11) and, past
+/// MAX_WHOLE characters, within the long-number rule; garbage otherwise ("", ".", ".0", "1e3").
+#[inline]
+pub fn classify_qty(b: &[u8]) -> Qty {
+    let mut dots = 0u32;
+    let mut nonzero = false;
     for &c in b {
         if c == b'.' {
             dots += 1;
         } else if c.is_ascii_digit() {
-            digits += 1;
+            nonzero |= c != b'0';
         } else {
-            return Some(Qty::Bad);
+            return Qty::Bad;
         }
     }
-    Some(
-        if dots <= 1 && digits > 0 && !(b.len() > MAX_WHOLE && too_long(b)) {
-            Qty::Set
+    if !nonzero {
+        // qty.strip("0.") is empty: zero when it starts with "0", garbage ("", ".", ".0") if not
+        return if b.first() == Some(&b'0') {
+            Qty::Zero
         } else {
             Qty::Bad
-        },
-    )
+        };
+    }
+    if dots <= 1 && !(b.len() > MAX_WHOLE && too_long(b)) {
+        Qty::Set
+    } else {
+        Qty::Bad
+    }
 }
 
 /// The pure book's `_bad_number` for a long quantity: at most MAX_WHOLE integer digits (leading
 /// zeros aside), SCALE decimals (trailing zeros aside), MAX_NUMBER_CHARS characters.
-fn too_long(b: &[u8]) -> bool {
+pub fn too_long(b: &[u8]) -> bool {
     let (whole, frac) = match b.iter().position(|&c| c == b'.') {
         Some(d) => (&b[..d], &b[d + 1..]),
         None => (b, &b[b.len()..]),
@@ -211,6 +205,53 @@ impl Hasher for KeyHasher {
 
 type Fast = BuildHasherDefault<KeyHasher>;
 
+/// A short string kept inline (the exchange's prices and quantities are 10 to 16 bytes), a longer
+/// one on the heap: setting or deleting a level allocates nothing in the usual case. Built only from
+/// a `&str`'s bytes, so it is always UTF-8.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Text {
+    Inline { len: u8, buf: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+const INLINE: usize = 30;
+
+impl Text {
+    #[inline]
+    pub fn new(s: &[u8]) -> Self {
+        if s.len() <= INLINE {
+            let mut buf = [0u8; INLINE];
+            buf[..s.len()].copy_from_slice(s);
+            Text::Inline {
+                len: s.len() as u8,
+                buf,
+            }
+        } else {
+            Text::Heap(s.into())
+        }
+    }
+
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Text::Inline { len, buf } => &buf[..*len as usize],
+            Text::Heap(b) => b,
+        }
+    }
+
+    /// The string (for reads: top of book, levels, messages; not the hot path).
+    pub fn to_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+}
+
+/// A level as the exchange last sent it: its price and quantity strings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Level {
+    pub price: Text,
+    pub qty: Text,
+}
+
 /// One side: key -> the exchange's (price, qty) strings, and a heap of keys for the best level.
 ///
 /// Like the pure book: most updates rewrite a level that exists (one hash probe); a new level is
@@ -218,7 +259,7 @@ type Fast = BuildHasherDefault<KeyHasher>;
 /// and the heap is rebuilt when stale entries dominate. Bids push the key, asks `u128::MAX - key`,
 /// so the heap's top is the best level of either side.
 pub struct Side {
-    pub levels: HashMap<u128, (String, String), Fast>,
+    pub levels: HashMap<u128, Level, Fast>,
     heap: BinaryHeap<u128>,
     heaped: HashSet<u128, Fast>,
     bids: bool,
@@ -243,19 +284,20 @@ impl Side {
         }
     }
 
-    pub fn set(&mut self, key: u128, price: &str, qty: &str) {
+    pub fn set(&mut self, key: u128, price: &[u8], qty: &[u8]) {
         match self.levels.entry(key) {
             Entry::Occupied(mut e) => {
                 let level = e.get_mut();
-                if level.0 != price {
-                    level.0.clear();
-                    level.0.push_str(price);
+                if level.price.as_bytes() != price {
+                    level.price = Text::new(price);
                 }
-                level.1.clear();
-                level.1.push_str(qty);
+                level.qty = Text::new(qty);
             }
             Entry::Vacant(e) => {
-                e.insert((price.to_owned(), qty.to_owned()));
+                e.insert(Level {
+                    price: Text::new(price),
+                    qty: Text::new(qty),
+                });
                 if self.heaped.insert(key) {
                     let code = self.code(key);
                     self.heap.push(code);
@@ -283,7 +325,7 @@ impl Side {
         }
     }
 
-    pub fn best(&mut self) -> Option<(u128, &(String, String))> {
+    pub fn best(&mut self) -> Option<(u128, &Level)> {
         while let Some(&code) = self.heap.peek() {
             let key = self.code(code); // the code is its own inverse
             if self.levels.contains_key(&key) {
@@ -296,7 +338,7 @@ impl Side {
     }
 
     /// Up to `depth` levels, best first (sorts the keys: for reads, not the hot path).
-    pub fn sorted(&self, depth: usize) -> Vec<&(String, String)> {
+    pub fn sorted(&self, depth: usize) -> Vec<&Level> {
         let mut keys: Vec<u128> = self.levels.keys().copied().collect();
         if self.bids {
             keys.sort_unstable_by(|a, b| b.cmp(a));
@@ -341,37 +383,72 @@ impl Book {
     }
 }
 
+/// A price longer than MAX_NUMBER_CHARS characters (code points, as Python counts them).
+#[inline]
+fn price_too_long(price: &[u8]) -> bool {
+    price.len() > MAX_NUMBER_CHARS
+        && price.iter().filter(|&&c| (c & 0xC0) != 0x80).count() > MAX_NUMBER_CHARS
+}
+
+fn text_of(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned() // always UTF-8 here: lossless
+}
+
 /// Apply one side's levels in order; the first bad one stops it (the caller discards the book).
-/// `decide` settles a non-ASCII quantity (Python's `isdecimal`).
-pub fn apply_side<'s, I, F>(side: &mut Side, levels: I, decide: &mut F) -> Result<(), LevelError>
+pub fn apply_side<'s, I>(side: &mut Side, levels: I) -> Result<(), LevelError>
 where
-    I: IntoIterator<Item = (&'s str, &'s str)>,
-    F: FnMut(&str) -> bool + ?Sized,
+    I: IntoIterator<Item = (&'s [u8], &'s [u8])>,
 {
     for (price, qty) in levels {
-        if price.len() > MAX_NUMBER_CHARS && price.chars().count() > MAX_NUMBER_CHARS {
+        if price_too_long(price) {
             return Err(LevelError {
                 kind: Bad::PriceTooLong,
-                text: price.to_owned(),
+                text: text_of(price),
             });
         }
         let key = level_key(price).map_err(|kind| LevelError {
             kind,
-            text: price.to_owned(),
+            text: text_of(price),
         })?;
-        let class =
-            classify_qty(qty).unwrap_or_else(|| if decide(qty) { Qty::Set } else { Qty::Bad });
-        match class {
+        match classify_qty(qty) {
             Qty::Set => side.set(key, price, qty),
             Qty::Zero => side.delete(key),
             Qty::Bad => {
                 return Err(LevelError {
                     kind: Bad::Qty,
-                    text: qty.to_owned(),
+                    text: text_of(qty),
                 })
             }
         }
     }
     side.compact_if_needed();
     Ok(())
+}
+
+/// The pure book's `check_levels` rule for one level, changing nothing: the rules `apply_side`
+/// applies, with the long-quantity rule at every length. `Err(None)`: the price is longer than
+/// MAX_NUMBER_CHARS (the pure book calls that level "not two strings").
+pub fn check_level(price: &[u8], qty: &[u8]) -> Result<(), Option<LevelError>> {
+    if price_too_long(price) {
+        return Err(None);
+    }
+    level_key(price).map_err(|kind| {
+        Some(LevelError {
+            kind,
+            text: text_of(price),
+        })
+    })?;
+    let ok = match classify_qty(qty) {
+        Qty::Zero => true,
+        Qty::Set => !too_long(qty),
+        Qty::Bad => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Some(LevelError {
+            kind: Bad::Qty,
+            text: text_of(qty),
+        }))
+    }
 }

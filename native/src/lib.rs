@@ -10,11 +10,11 @@ mod parse;
 
 use std::collections::VecDeque;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-use book::{apply_side, Bad, Book, LevelError, SCALE};
+use book::{apply_side, check_level, Bad, Book, Level, LevelError, Text, SCALE};
 use parse::{parse_depth_frame, Range};
 
 const BUFFERED: u8 = 0;
@@ -25,6 +25,9 @@ const INVALID: u8 = 4;
 const CROSSED: u8 = 5;
 const SYNCED: u8 = 6;
 const SNAPSHOT_TOO_OLD: u8 = 7;
+const REJECTED: u8 = 8;
+/// `feed` only: applied, and the top of book's value moved (APPLIED from `feed`: it did not).
+const TOP_MOVED: u8 = 9;
 
 fn needs_snapshot(code: u8) -> bool {
     matches!(code, GAP | INVALID | CROSSED | SNAPSHOT_TOO_OLD)
@@ -45,9 +48,18 @@ pub struct ParsedDiff {
     asks: Vec<(Range, Range)>,
 }
 
+/// A string the parser found, as bytes (UTF-8: the parser checked it).
+#[inline]
+fn bytes(frame: &[u8], r: Range) -> &[u8] {
+    &frame[r.0 as usize..r.1 as usize]
+}
+
 fn slice(frame: &[u8], r: Range) -> &str {
-    // The parser checked every string it returns is UTF-8 (ranges sit between ASCII quotes).
-    std::str::from_utf8(&frame[r.0 as usize..r.1 as usize]).unwrap_or("")
+    std::str::from_utf8(bytes(frame, r)).unwrap_or("")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned() // UTF-8 already: lossless
 }
 
 impl ParsedDiff {
@@ -138,18 +150,26 @@ fn describe(py: Python<'_>, e: &LevelError) -> String {
     }
 }
 
-/// Python's `qty.replace(".", "", 1).isdecimal()`, for the rare non-ASCII quantity.
-fn py_isdecimal(py: Python<'_>, qty: &str) -> bool {
-    let s = PyString::new(py, qty);
-    s.call_method1("replace", (".", "", 1))
-        .and_then(|r| r.call_method0("isdecimal"))
-        .and_then(|r| r.extract::<bool>())
-        .unwrap_or(false)
-}
-
 type Res = (u8, Option<String>);
-/// The best bid and ask (key, (price, qty)) the cached top tuple was built from.
-type TopSource = (u128, (String, String), u128, (String, String));
+/// The best bid and ask (key, level) the cached top tuple was built from.
+type TopSource = (u128, Level, u128, Level);
+/// The value of a top of book: the prices' keys and the quantities as written.
+type TopValue = (u128, Text, u128, Text);
+
+/// Whether two plain decimal strings are the same number ("1.50" and "01.5" are), as `Decimal`
+/// equality says: leading zeros of the whole part and trailing zeros of the fraction aside.
+fn same_number(a: &[u8], b: &[u8]) -> bool {
+    fn parts(s: &[u8]) -> (&[u8], &[u8]) {
+        let (whole, frac) = match s.iter().position(|&c| c == b'.') {
+            Some(d) => (&s[..d], &s[d + 1..]),
+            None => (s, &s[s.len()..]),
+        };
+        let lead = whole.iter().take_while(|&&c| c == b'0').count();
+        let trail = frac.iter().rev().take_while(|&&c| c == b'0').count();
+        (&whole[lead..], &frac[..frac.len() - trail])
+    }
+    a == b || parts(a) == parts(b)
+}
 
 /// `BookSync` over the native book: the same states, rules, outcomes and details.
 #[pyclass(module = "tradefleet_native")]
@@ -165,6 +185,12 @@ pub struct DepthSync {
     event_time: i64,
     top: Option<Py<PyTuple>>,
     top_src: Option<TopSource>,
+    /// The top's value as last reported by `feed` or `top_moved` (None: not in sync, or a side
+    /// empty), so a caller learns whether the top moved without building a `Decimal`.
+    reported: Option<TopValue>,
+    /// The detail of the last outcome `feed` returned (None for APPLIED and TOP_MOVED).
+    #[pyo3(get)]
+    detail: Option<String>,
 }
 
 impl DepthSync {
@@ -175,6 +201,30 @@ impl DepthSync {
         };
         let bid_same = matches!(self.book.bids.best(), Some((k, l)) if k == *bk && l == b);
         bid_same && matches!(self.book.asks.best(), Some((k, l)) if k == *ak && l == a)
+    }
+
+    /// Compare the top's value with the one reported last, and report it.
+    fn top_moved_now(&mut self) -> bool {
+        let now = if self.in_sync {
+            match (self.book.bids.best(), self.book.asks.best()) {
+                (Some((bk, b)), Some((ak, a))) => Some((bk, b.qty.clone(), ak, a.qty.clone())),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let moved = match (&now, &self.reported) {
+            (Some(n), Some(r)) => {
+                n.0 != r.0
+                    || n.2 != r.2
+                    || !same_number(n.1.as_bytes(), r.1.as_bytes())
+                    || !same_number(n.3.as_bytes(), r.3.as_bytes())
+            }
+            (None, None) => false,
+            _ => true,
+        };
+        self.reported = now;
+        moved
     }
 
     fn reset_all(&mut self) {
@@ -202,22 +252,26 @@ impl DepthSync {
         }
     }
 
-    /// The rules of `BookSync.on_diff` once the symbol matched; `levels` applies the diff's levels.
-    fn step<F, O>(
+    /// The rules of `BookSync.on_diff` once the symbol matched.
+    ///
+    /// While waiting for a snapshot a malformed diff is refused, never buffered (#11): checked here,
+    /// not when replayed, so a bad diff is counted even if the snapshot makes it old. In sync the
+    /// levels are validated as they are applied (a bad one discards the book). Either way the
+    /// diff's strings are read once, here.
+    fn step<L: Levels>(
         &mut self,
         py: Python<'_>,
         first: i64,
         last: i64,
         event_time: i64,
-        apply: F,
-        own: O,
-    ) -> Res
-    where
-        F: FnOnce(&mut Book, &mut dyn FnMut(&str) -> bool) -> Result<(), LevelError>,
-        O: FnOnce() -> Owned,
-    {
+        levels: L,
+    ) -> Res {
         if !self.in_sync {
-            self.push(own());
+            if let Some(problem) = levels.check() {
+                let detail = format!("diff u={last}: {}", problem.describe(py));
+                return (REJECTED, Some(detail));
+            }
+            self.push(levels.owned(event_time, first, last));
             return (BUFFERED, None);
         }
         if last <= self.last_id {
@@ -225,12 +279,11 @@ impl DepthSync {
         }
         if first > self.last_id + 1 {
             let detail = format!("expected U <= {}, got U={}", self.last_id + 1, first);
-            let kept = own();
+            let kept = levels.owned(event_time, first, last);
             self.lose_sync(Some(kept));
             return (GAP, Some(detail));
         }
-        let mut decide = |q: &str| py_isdecimal(py, q);
-        let applied = apply(&mut self.book, &mut decide);
+        let applied = levels.apply(&mut self.book);
         if self.top.is_some() && !self.top_still_holds() {
             self.top = None;
         }
@@ -240,35 +293,213 @@ impl DepthSync {
             return (INVALID, Some(detail));
         }
         self.last_id = last;
-        self.event_time = event_time;
         if self.book.crossed() {
             self.lose_sync(None);
             return (CROSSED, Some(format!("book crossed after u={last}")));
         }
+        self.event_time = event_time;
         (APPLIED, None)
     }
 
     fn on_owned(&mut self, py: Python<'_>, d: Owned) -> Res {
         let (first, last, et) = (d.first, d.last, d.event_time);
-        let apply_ref =
-            |book: &mut Book, decide: &mut dyn FnMut(&str) -> bool| -> Result<(), LevelError> {
-                apply_side(
-                    &mut book.bids,
-                    d.bids.iter().map(|(p, q)| (p.as_str(), q.as_str())),
-                    decide,
-                )?;
-                apply_side(
-                    &mut book.asks,
-                    d.asks.iter().map(|(p, q)| (p.as_str(), q.as_str())),
-                    decide,
-                )
-            };
-        // `own` must hand the diff over when it is buffered; `apply` only borrows it.
-        if !self.in_sync || (last > self.last_id && first > self.last_id + 1) {
-            return self.step(py, first, last, et, |_, _| Ok(()), || d);
-        }
-        self.step(py, first, last, et, apply_ref, || unreachable!())
+        self.step(py, first, last, et, d)
     }
+}
+
+/// What the pure `check_levels` finds wrong with a diff.
+enum Problem {
+    /// Not two strings, or a price longer than MAX_NUMBER_CHARS: the first 40 characters of each
+    /// as Python's `str()` gives them.
+    NotTwoStrings(String, String),
+    Number(LevelError),
+}
+
+impl Problem {
+    fn describe(&self, py: Python<'_>) -> String {
+        match self {
+            Problem::NotTwoStrings(p, q) => format!(
+                "level ({}, {}) is not two strings",
+                py_repr(py, p),
+                py_repr(py, q)
+            ),
+            Problem::Number(e) => describe(py, e),
+        }
+    }
+}
+
+fn head40(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// `check_levels` over string levels, in order: the first problem, or None.
+fn check_all<'s>(levels: impl Iterator<Item = (&'s [u8], &'s [u8])>) -> Option<Problem> {
+    for (price, qty) in levels {
+        match check_level(price, qty) {
+            Ok(()) => {}
+            Err(None) => {
+                let head = |b: &[u8]| head40(&String::from_utf8_lossy(b));
+                return Some(Problem::NotTwoStrings(head(price), head(qty)));
+            }
+            Err(Some(e)) => return Some(Problem::Number(e)),
+        }
+    }
+    None
+}
+
+/// A diff's levels, however they are held: checked, applied or copied for the buffer by `step`.
+trait Levels {
+    fn check(&self) -> Option<Problem>;
+    fn apply(&self, book: &mut Book) -> Result<(), LevelError>;
+    fn owned(self, event_time: i64, first: i64, last: i64) -> Owned;
+}
+
+fn pair(l: &(String, String)) -> (&[u8], &[u8]) {
+    (l.0.as_bytes(), l.1.as_bytes())
+}
+
+fn py_pair(l: &PyLevel) -> (&[u8], &[u8]) {
+    match l {
+        PyLevel::Strs(p, q) | PyLevel::Odd(p, q) => (p.as_bytes(), q.as_bytes()),
+    }
+}
+
+/// A diff buffered earlier (or one from Python levels that are all strings).
+impl Levels for Owned {
+    fn check(&self) -> Option<Problem> {
+        check_all(self.bids.iter().map(pair).chain(self.asks.iter().map(pair)))
+    }
+
+    fn apply(&self, book: &mut Book) -> Result<(), LevelError> {
+        apply_side(&mut book.bids, self.bids.iter().map(pair))?;
+        apply_side(&mut book.asks, self.asks.iter().map(pair))
+    }
+
+    fn owned(self, _: i64, _: i64, _: i64) -> Owned {
+        self
+    }
+}
+
+/// The levels of a `ParsedDiff`: ranges into its frame's bytes.
+struct FrameLevels<'a> {
+    frame: &'a [u8],
+    bids: &'a [(Range, Range)],
+    asks: &'a [(Range, Range)],
+}
+
+impl FrameLevels<'_> {
+    fn strs<'s>(
+        &'s self,
+        side: &'s [(Range, Range)],
+    ) -> impl Iterator<Item = (&'s [u8], &'s [u8])> {
+        side.iter()
+            .map(|&(p, q)| (bytes(self.frame, p), bytes(self.frame, q)))
+    }
+}
+
+impl Levels for FrameLevels<'_> {
+    fn check(&self) -> Option<Problem> {
+        check_all(self.strs(self.bids).chain(self.strs(self.asks)))
+    }
+
+    fn apply(&self, book: &mut Book) -> Result<(), LevelError> {
+        apply_side(&mut book.bids, self.strs(self.bids))?;
+        apply_side(&mut book.asks, self.strs(self.asks))
+    }
+
+    fn owned(self, event_time: i64, first: i64, last: i64) -> Owned {
+        let copy = |side| self.strs(side).map(|(p, q)| (text(p), text(q))).collect();
+        Owned {
+            event_time,
+            first,
+            last,
+            bids: copy(self.bids),
+            asks: copy(self.asks),
+        }
+    }
+}
+
+/// One level handed over from Python: two strings, or something else (the first 40 characters of
+/// each part's `str()`, for the message).
+enum PyLevel {
+    Strs(String, String),
+    Odd(String, String),
+}
+
+/// Levels from Python (the general parser's `DepthDiff`, or a test's), in order.
+struct PyLevels {
+    bids: Vec<PyLevel>,
+    asks: Vec<PyLevel>,
+}
+
+impl PyLevels {
+    fn from_py(bids: &Bound<'_, PyAny>, asks: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(PyLevels {
+            bids: py_levels(bids)?,
+            asks: py_levels(asks)?,
+        })
+    }
+
+    fn odd(&self) -> Option<&PyLevel> {
+        self.bids
+            .iter()
+            .chain(&self.asks)
+            .find(|l| matches!(l, PyLevel::Odd(..)))
+    }
+
+    /// The levels as strings; only once `check` passed or `odd` found nothing.
+    fn strings(side: Vec<PyLevel>) -> Vec<(String, String)> {
+        side.into_iter()
+            .map(|l| match l {
+                PyLevel::Strs(p, q) | PyLevel::Odd(p, q) => (p, q),
+            })
+            .collect()
+    }
+}
+
+impl Levels for PyLevels {
+    fn check(&self) -> Option<Problem> {
+        for level in self.bids.iter().chain(&self.asks) {
+            let problem = match level {
+                PyLevel::Strs(p, q) => check_all(std::iter::once((p.as_bytes(), q.as_bytes()))),
+                PyLevel::Odd(p, q) => Some(Problem::NotTwoStrings(p.clone(), q.clone())),
+            };
+            if problem.is_some() {
+                return problem;
+            }
+        }
+        None
+    }
+
+    fn apply(&self, book: &mut Book) -> Result<(), LevelError> {
+        apply_side(&mut book.bids, self.bids.iter().map(py_pair))?;
+        apply_side(&mut book.asks, self.asks.iter().map(py_pair))
+    }
+
+    fn owned(self, event_time: i64, first: i64, last: i64) -> Owned {
+        Owned {
+            event_time,
+            first,
+            last,
+            bids: PyLevels::strings(self.bids),
+            asks: PyLevels::strings(self.asks),
+        }
+    }
+}
+
+fn py_levels(list: &Bound<'_, PyAny>) -> PyResult<Vec<PyLevel>> {
+    let mut out = Vec::new();
+    for item in list.try_iter()? {
+        let (p, q): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
+        match (p.extract::<String>(), q.extract::<String>()) {
+            (Ok(p), Ok(q)) => out.push(PyLevel::Strs(p, q)),
+            _ => out.push(PyLevel::Odd(
+                head40(&p.str()?.to_string()),
+                head40(&q.str()?.to_string()),
+            )),
+        }
+    }
+    Ok(out)
 }
 
 fn levels_from(list: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
@@ -295,6 +526,8 @@ impl DepthSync {
             event_time: 0,
             top: None,
             top_src: None,
+            reported: None,
+            detail: None,
         }
     }
 
@@ -321,53 +554,45 @@ impl DepthSync {
         self.reset_all();
     }
 
+    /// `on_parsed` for a hot path: the outcome's code only (its detail in `detail`), and for an
+    /// applied diff TOP_MOVED when the top's value moved since the last `feed` or `top_moved`,
+    /// else APPLIED. No Python object is made unless the diff is not applied.
+    fn feed(&mut self, py: Python<'_>, diff: &ParsedDiff) -> u8 {
+        let (code, detail) = self.on_parsed(py, diff);
+        self.detail = detail;
+        if code == APPLIED && self.top_moved_now() {
+            return TOP_MOVED;
+        }
+        code
+    }
+
+    /// Whether the top's value (None while not in sync) moved since the last `feed` or
+    /// `top_moved`: what `BookKeeper` reports as a top change.
+    fn top_moved(&mut self) -> bool {
+        self.top_moved_now()
+    }
+
     /// A diff read by `parse_depth`: levels go from the frame's bytes straight into the book.
     fn on_parsed(&mut self, py: Python<'_>, diff: &ParsedDiff) -> Res {
         let frame = diff.frame.bind(py).as_bytes();
-        let symbol = slice(frame, diff.symbol);
-        if symbol != self.market_id {
+        if bytes(frame, diff.symbol) != self.market_id.as_bytes() {
+            let symbol = slice(frame, diff.symbol);
             return (
                 IGNORED,
                 Some(format!("diff for {symbol}, book is {}", self.market_id)),
             );
         }
-        let to_owned = |levels: &[(Range, Range)]| -> Vec<(String, String)> {
-            levels
-                .iter()
-                .map(|&(p, q)| (slice(frame, p).to_owned(), slice(frame, q).to_owned()))
-                .collect()
+        let levels = FrameLevels {
+            frame,
+            bids: &diff.bids,
+            asks: &diff.asks,
         };
-        let own = || Owned {
-            event_time: diff.event_time,
-            first: diff.first_update_id,
-            last: diff.final_update_id,
-            bids: to_owned(&diff.bids),
-            asks: to_owned(&diff.asks),
-        };
-        let apply =
-            |book: &mut Book, decide: &mut dyn FnMut(&str) -> bool| -> Result<(), LevelError> {
-                apply_side(
-                    &mut book.bids,
-                    diff.bids
-                        .iter()
-                        .map(|&(p, q)| (slice(frame, p), slice(frame, q))),
-                    decide,
-                )?;
-                apply_side(
-                    &mut book.asks,
-                    diff.asks
-                        .iter()
-                        .map(|&(p, q)| (slice(frame, p), slice(frame, q))),
-                    decide,
-                )
-            };
         self.step(
             py,
             diff.first_update_id,
             diff.final_update_id,
             diff.event_time,
-            apply,
-            own,
+            levels,
         )
     }
 
@@ -390,14 +615,18 @@ impl DepthSync {
                 Some(format!("diff for {symbol}, book is {}", self.market_id)),
             ));
         }
-        let d = Owned {
-            event_time,
-            first: first_update_id,
-            last: final_update_id,
-            bids: levels_from(bids)?,
-            asks: levels_from(asks)?,
-        };
-        Ok(self.on_owned(py, d))
+        let levels = PyLevels::from_py(bids, asks)?;
+        if self.in_sync {
+            if let Some(PyLevel::Odd(p, q)) = levels.odd() {
+                // The pure book raises a TypeError here too (a DepthDiff holds strings only).
+                let p = py_repr(py, p);
+                let q = py_repr(py, q);
+                return Err(PyTypeError::new_err(format!(
+                    "level ({p}, {q}) is not two strings"
+                )));
+            }
+        }
+        Ok(self.step(py, first_update_id, final_update_id, event_time, levels))
     }
 
     /// Apply a REST snapshot and then every buffered diff that follows it (`BookSync.on_snapshot`).
@@ -434,19 +663,8 @@ impl DepthSync {
         }
         self.book.clear();
         self.top = None;
-        let mut decide = |q: &str| py_isdecimal(py, q);
-        let loaded = apply_side(
-            &mut self.book.bids,
-            bids.iter().map(|(p, q)| (p.as_str(), q.as_str())),
-            &mut decide,
-        )
-        .and_then(|()| {
-            apply_side(
-                &mut self.book.asks,
-                asks.iter().map(|(p, q)| (p.as_str(), q.as_str())),
-                &mut decide,
-            )
-        });
+        let loaded = apply_side(&mut self.book.bids, bids.iter().map(pair))
+            .and_then(|()| apply_side(&mut self.book.asks, asks.iter().map(pair)));
         if let Err(e) = loaded {
             self.book.clear();
             return Ok((INVALID, Some(format!("snapshot: {}", describe(py, &e)))));
@@ -494,10 +712,10 @@ impl DepthSync {
         let t = PyTuple::new(
             py,
             [
-                bid.0.as_str(),
-                bid.1.as_str(),
-                ask.0.as_str(),
-                ask.1.as_str(),
+                bid.price.to_str(),
+                bid.qty.to_str(),
+                ask.price.to_str(),
+                ask.qty.to_str(),
             ],
         )?
         .unbind();
@@ -515,7 +733,7 @@ impl DepthSync {
         };
         side.sorted(depth)
             .into_iter()
-            .map(|l| (l.0.clone(), l.1.clone()))
+            .map(|l| (l.price.to_str().to_owned(), l.qty.to_str().to_owned()))
             .collect()
     }
 
@@ -527,7 +745,7 @@ impl DepthSync {
 /// The exact integer key of a price string (units of 10^-18), or ValueError: for tests.
 #[pyfunction]
 fn level_key(price: &str) -> PyResult<u128> {
-    book::level_key(price).map_err(|k| PyValueError::new_err(format!("{k:?}")))
+    book::level_key(price.as_bytes()).map_err(|k| PyValueError::new_err(format!("{k:?}")))
 }
 
 #[pymodule]
@@ -536,5 +754,7 @@ fn tradefleet_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ParsedDiff>()?;
     m.add_function(wrap_pyfunction!(parse_depth, m)?)?;
     m.add_function(wrap_pyfunction!(level_key, m)?)?;
+    // The interface `tradefleet.domain.native_book` calls; bump it with any change it relies on.
+    m.add("API", 2)?;
     Ok(())
 }

@@ -19,6 +19,38 @@ pub struct Parsed {
     pub asks: Vec<(Range, Range)>,
 }
 
+/// How many leading bytes are printable ASCII other than `"` and `\\` (a string's plain body),
+/// eight bytes at a time while they last.
+#[inline]
+fn plain_prefix(b: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        // A byte is special when below 0x20, equal to '"' or '\\', or 0x80 and above: the classic
+        // "has a byte less than n" / "has a zero byte" tests, whose false positives only ever
+        // follow a true one in the same word (the scalar loop then finds the exact position).
+        let below = x.wrapping_sub(ONES * 0x20);
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let slash = x ^ (ONES * u64::from(b'\\'));
+        let special =
+            (below | quote.wrapping_sub(ONES) & !quote | slash.wrapping_sub(ONES) & !slash | x)
+                & HIGH;
+        if special != 0 {
+            break;
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if !(0x20..0x80).contains(&c) || c == b'"' || c == b'\\' {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
 struct Reader<'a> {
     b: &'a [u8],
     i: usize,
@@ -38,13 +70,15 @@ impl<'a> Reader<'a> {
 
     #[inline]
     fn eat(&mut self, c: u8) -> Option<()> {
-        self.ws();
-        if self.b.get(self.i) == Some(&c) {
-            self.i += 1;
-            Some(())
-        } else {
-            None
+        // The exchange sends no whitespace: try the byte first, skip whitespace only if it is not.
+        if self.b.get(self.i) != Some(&c) {
+            self.ws();
+            if self.b.get(self.i) != Some(&c) {
+                return None;
+            }
         }
+        self.i += 1;
+        Some(())
     }
 
     #[inline]
@@ -59,16 +93,22 @@ impl<'a> Reader<'a> {
         self.eat(b'"')?;
         let start = self.i;
         let rest = &self.b[start..];
-        let mut high = false;
-        let n = rest.iter().position(|&c| {
-            high |= c >= 0x80;
-            c == b'"' || c == b'\\' || c < 0x20
-        })?;
-        if rest[n] != b'"' || (high && std::str::from_utf8(&rest[..n]).is_err()) {
-            return None;
-        }
-        self.i = start + n + 1;
-        Some((start as u32, (start + n) as u32))
+        let n = plain_prefix(rest);
+        let end = if rest.get(n) == Some(&b'"') {
+            n // the usual case: ASCII without escapes up to the closing quote
+        } else {
+            let mut high = false;
+            let n = rest.iter().position(|&c| {
+                high |= c >= 0x80;
+                c == b'"' || c == b'\\' || c < 0x20
+            })?;
+            if rest[n] != b'"' || (high && std::str::from_utf8(&rest[..n]).is_err()) {
+                return None;
+            }
+            n
+        };
+        self.i = start + end + 1;
+        Some((start as u32, (start + end) as u32))
     }
 
     /// A JSON integer (no fraction, no exponent, no leading zero) that fits in i64 comfortably.

@@ -42,7 +42,8 @@ def _fake_tools(bin_dir: Path, log: Path, clusters: str = "") -> dict[str, str]:
         extra = f'if [ "$1 $2" = "get clusters" ]; then printf "{clusters}"; fi\n' if tool == "kind" else ""
         script.write_text(f'#!/bin/sh\nprintf "%s\\n" "{tool} $*" >> "{log}"\n{extra}exit 0\n')
         script.chmod(0o755)
-    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    # (NATIVE_WHEEL=skip: kind-up.sh would build the native wheel with the real cargo otherwise)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "NATIVE_WHEEL": "skip"}
 
 
 def _run(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -7,6 +7,7 @@ the same keeper against the simulator over real HTTP."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from decimal import Decimal
 
@@ -197,3 +198,29 @@ def test_the_book_path_is_said_once_and_a_missing_native_module_is_a_warning(mon
     assert len(said) == 1 and said[0].levelno == logging.WARNING
     assert said[0].path == "pure" and "not installed" in said[0].detail  # type: ignore[attr-defined]
     assert not any(k.native for k in keepers)
+
+
+def test_a_native_module_built_for_another_interface_is_not_used_and_the_log_says_why(tmp_path) -> None:
+    """pip upgraded tradefleet but not tradefleet-native: the old module is left alone (pure path)."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "tradefleet_native.py").write_text("API = 1\n")  # an older build's interface
+    code = (
+        "import json, sys; from tradefleet.logs import setup_logging; setup_logging(stream=sys.stderr)\n"
+        "from tradefleet.domain import native_book as n\n"
+        "from tradefleet.engine.book_keeper import BookKeeper\n"
+        "from tradefleet.metrics import BotMetrics\n"
+        "k = BookKeeper(market_id='BTCUSDT', rest=None, depth_limit=10, metrics=BotMetrics(), post=print)\n"
+        "print(json.dumps([n.AVAILABLE, n.UNUSABLE, k.native]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    available, why, native = json.loads(proc.stdout.splitlines()[-1])
+    assert (available, native) == (False, False)
+    assert "built for API 1" in why and "pip install ./native" in why
+    assert "built for API 1" in proc.stderr  # the bot's one book_path line says why

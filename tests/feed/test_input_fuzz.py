@@ -27,6 +27,7 @@ from tradefleet.adapters.binance import BinanceSpot
 from tradefleet.adapters.market_rest import BinanceMarketRest
 from tradefleet.domain.candles import candle_from_kline
 from tradefleet.domain.market import BookTicker, DepthDiff, DepthSnapshot, KlineEvent, Trade
+from tradefleet.domain.native_book import ParsedDiff, new_book_sync
 from tradefleet.domain.orderbook import BookSync, Outcome
 from tradefleet.domain.sma_cross import SmaCrossover
 from tradefleet.errors import ExchangeUnavailable, MalformedFrame
@@ -175,13 +176,17 @@ levels = st.lists(st.tuples(maybe_bad(prices), maybe_bad(qtys)), max_size=6)
 @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=300)
 @given(bids=levels, asks=levels, synced=st.booleans())
 def test_depth_diff_with_a_bad_number_never_leaves_a_half_applied_book(
-    bids: list[tuple[str, str]], asks: list[tuple[str, str]], synced: bool
+    native: bool, bids: list[tuple[str, str]], asks: list[tuple[str, str]], synced: bool
 ) -> None:
+    """On both book paths: the pure parser and book, and the native reader and book (which check
+    the frame's bytes themselves: the parser's first frame teaches it the depth stream's name)."""
     data = {"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": 101, "u": 102, "b": bids, "a": asks}
-    event = BinanceSpot().parse(frame("btcusdt@depth@100ms", data))
-    assert isinstance(event, DepthDiff)
+    parser = BinanceSpot(native=native)
+    parser.parse(frame("btcusdt@depth@100ms", {**data, "b": [], "a": []}))
+    event = parser.parse(frame("btcusdt@depth@100ms", data))
+    assert isinstance(event, DepthDiff) or (native and type(event) is ParsedDiff)
     ok = all(good(p, positive=True) and level_qty_ok(q) for p, q in bids + asks)
-    sync = BookSync("BTCUSDT")
+    sync = new_book_sync("BTCUSDT", native=native)
     if synced:
         assert (
             sync.on_snapshot(DepthSnapshot("BTCUSDT", 100, [("0.001", "1")], [("100000", "1")])).outcome

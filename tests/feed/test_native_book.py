@@ -18,10 +18,12 @@ from hypothesis import strategies as st
 from tests.feed.conftest import NATIVE_REQUIRED
 from tradefleet.adapters.binance import BinanceSpot
 from tradefleet.domain import native_book
-from tradefleet.domain.market import DepthDiff, DepthSnapshot
+from tradefleet.domain.market import DepthDiff, DepthSnapshot, StreamStatus
 from tradefleet.domain.native_book import NativeBookSync, ParsedDiff
-from tradefleet.domain.orderbook import BookSync, MalformedLevel, level_key
+from tradefleet.domain.orderbook import BookSync, MalformedLevel, Outcome, level_key
+from tradefleet.engine.book_keeper import BookKeeper, SnapshotReady
 from tradefleet.errors import MalformedFrame
+from tradefleet.metrics import BotMetrics
 
 pytestmark = pytest.mark.skipif(
     not native_book.AVAILABLE and not NATIVE_REQUIRED,
@@ -104,6 +106,7 @@ def state(sync: Any) -> tuple[Any, ...]:
         sync.in_sync,
         sync.last_update_id,
         sync.buffered,
+        sync.event_time,
         [(str(p), str(q)) for p, q in book.bids(10**6)],
         [(str(p), str(q)) for p, q in book.asks(10**6)],
         None if book.top() is None else tuple(str(x) for x in book.top()),
@@ -138,8 +141,47 @@ def test_native_and_pure_books_are_identical_on_the_same_frames(seq: list[tuple[
                     list(n_event.bids), list(n_event.asks)) == (
                 p_event.symbol, p_event.event_time, p_event.first_update_id, p_event.final_update_id,
                 list(p_event.bids), list(p_event.asks))  # fmt: skip
-            assert pure.on_diff(p_event) == native.on_diff(n_event)
+            result = pure.on_diff(p_event)
+            event(f"outcome {result.outcome.value}")  # rejected (waiting, malformed) must show up
+            assert result == native.on_diff(n_event)
         assert state(pure) == state(native)
+
+
+def keeper(native: bool) -> BookKeeper:
+    return BookKeeper(market_id="BTCUSDT", rest=None, depth_limit=10, metrics=BotMetrics(),  # type: ignore[arg-type]
+                      post=lambda e: None, spawn=lambda c: c.close(), native=native)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps(), st.integers(0, 15))
+def test_native_and_pure_keepers_report_the_same_top_changes(seq: list[tuple[str, Any]], skew: int) -> None:
+    """The keeper's native hot path (`DepthSync.feed`: the module says whether the top's value
+    moved, no `Decimal` built) against the pure keeper's `Decimal` comparison: same answers from
+    `handle`, same tops, states and event times, every 16th diff taking the timed path."""
+    pure, native = keeper(False), keeper(True)
+    pure._diffs = native._diffs = skew  # where the 1-in-16 timed path falls
+    pure_parser, native_parser = BinanceSpot(native=False), BinanceSpot(native=True)
+    for kind, arg in seq:
+        if kind == "reset":
+            events: tuple[Any, Any] = (StreamStatus("connected"), StreamStatus("connected"))
+        elif kind == "snapshot":
+            snap = DepthSnapshot(*arg)
+            events = (SnapshotReady("BTCUSDT", pure._generation, snap),
+                      SnapshotReady("BTCUSDT", native._generation, snap))  # fmt: skip
+        else:
+            try:
+                events = (pure_parser.parse(arg), native_parser.parse(arg))
+            except MalformedFrame:
+                continue
+        changed = pure.handle(events[0])
+        event(f"top changed {changed}")
+        assert native.handle(events[1]) == changed
+        top = pure.top()
+        assert native.top() == top and (
+            top is None or [str(x) for x in native.top() or ()] == [str(x) for x in top]
+        )
+        assert (native.in_sync, native.last_update_id, native.last_event_time, native._generation) == (
+            pure.in_sync, pure.last_update_id, pure.last_event_time, pure._generation)  # fmt: skip
 
 
 def test_plain_depth_frames_take_the_native_fast_path() -> None:
@@ -165,3 +207,69 @@ def test_native_level_key_equals_pure(price: str) -> None:
     except ValueError:
         got = None
     assert got == expected
+
+
+def depth_frame(first: int, last: int, bids: list[list[str]], asks: list[list[str]]) -> bytes:
+    data = {"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": first, "u": last, "b": bids, "a": asks}
+    return json.dumps({"stream": STREAM, "data": data}, separators=(",", ":")).encode()
+
+
+def test_the_module_itself_refuses_a_malformed_diff_while_waiting() -> None:
+    """The rule lives in Rust (`DepthSync.step`): the module's own object answers REJECTED (code 8,
+    the wrapper's `Outcome.REJECTED`) and buffers nothing; a good diff is buffered."""
+    import tradefleet_native
+
+    parser = BinanceSpot(native=True)
+    parser.parse(depth_frame(1, 1, [], []))  # teaches the parser the depth stream's name
+    sync = tradefleet_native.DepthSync("BTCUSDT")
+    bad = parser.parse(depth_frame(2, 3, [["100", "1"]], [["101", "1e3"]]))
+    assert type(bad) is ParsedDiff
+    code, detail = sync.on_parsed(bad)
+    assert native_book.native_result(code, detail).outcome is Outcome.REJECTED
+    assert detail == "diff u=3: quantity '1e3' is not a plain non-negative decimal number"
+    assert sync.buffered == 0
+    assert sync.on_parsed(parser.parse(depth_frame(2, 3, [["100", "1"]], [["101", "2"]]))) == (0, None)
+    assert sync.buffered == 1
+
+
+def test_keeper_hot_path_counts_a_malformed_frame_while_waiting_and_fetches_only_for_a_good_one() -> None:
+    metrics = BotMetrics()
+    fetches: list[object] = []
+
+    def spawn(coro: Any) -> None:
+        fetches.append(coro)
+        coro.close()
+
+    keeper = BookKeeper(market_id="BTCUSDT", rest=None, depth_limit=10, metrics=metrics,  # type: ignore[arg-type]
+                        post=lambda e: None, spawn=spawn, native=True)  # fmt: skip
+    parser = BinanceSpot(native=True)
+    parser.parse(depth_frame(1, 1, [], []))
+    malformed = metrics.registry.get_sample_value
+    assert not keeper.handle(parser.parse(depth_frame(2, 3, [["1..2", "1"]], [])))
+    assert keeper.sync.buffered == 0 and not fetches
+    assert malformed("tradefleet_malformed_frames_total") == 1
+    assert not keeper.handle(parser.parse(depth_frame(2, 3, [["100", "1"]], [])))
+    assert keeper.sync.buffered == 1 and len(fetches) == 1
+
+
+ANY_TEXT = st.text(max_size=20) | st.text('0123456789.éx"\\\x01', max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(ANY_TEXT, ANY_TEXT), max_size=4), st.booleans())
+def test_native_reader_takes_any_string_as_msgspec_does_or_leaves_it_to_msgspec(
+    levels: list[tuple[str, str]], ascii_only: bool
+) -> None:
+    """Strings of any content and length (quotes, backslashes, control characters, non-ASCII at
+    every offset of the reader's eight-byte scan): read exactly as msgspec reads them, or left to it."""
+    data = {"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": 1, "u": 2, "b": levels, "a": levels[::-1]}
+    frame = json.dumps(
+        {"stream": STREAM, "data": data}, ensure_ascii=ascii_only, separators=(",", ":")
+    ).encode()
+    parsed = native_book.parse_depth(frame)
+    event("left to msgspec" if parsed is None else "read natively")
+    if parsed is None:
+        return
+    expected = BinanceSpot(native=False).parse(frame)
+    assert isinstance(expected, DepthDiff)
+    assert (parsed.bids, parsed.asks) == (list(expected.bids), list(expected.asks))

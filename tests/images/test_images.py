@@ -79,6 +79,30 @@ def test_bot_runs_read_only_as_10001_without_capabilities_and_gets_ready(
     assert docker("exec", bot, "tradefleet", "health").strip() == "bot /readyz: 200"
     rss_kib = int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1))  # type: ignore[union-attr]
     assert rss_kib / 1024 <= BOT_RSS_AT_READY_MIB, f"bot RSS at ready {rss_kib / 1024:.0f} MiB"
+    # The image carries the native book and the bot runs on it, saying so once in its log.
+    paths = [e.get("path") for e in _log_events(bot) if e.get("event") == "book_path"]
+    assert paths == ["native"], docker("logs", "--tail", "30", bot, check=False)
+
+
+def _log_events(container: str) -> list[dict[str, object]]:
+    """The container's JSON log lines (stdout and stderr), as objects."""
+    proc = run("sh", "-c", f"{DOCKER} logs {container} 2>&1")
+    return [json.loads(line) for line in proc.splitlines() if line.startswith("{")]
+
+
+def test_bot_image_carries_the_native_book_and_reads_frames_with_it(images: dict[str, str]) -> None:
+    """tradefleet_native (the wheel scripts/native-wheel.sh built) is installed in the image, loads on
+    its Python and glibc, and the bot's parser and book take the native path by default."""
+    probe = (
+        "from tradefleet.adapters.binance import BinanceSpot; from tradefleet.domain import native_book;"
+        "from tradefleet.engine.book_keeper import BookKeeper;"
+        'f = b\'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT",'
+        '"U":1,"u":2,"b":[["100.5","1"]],"a":[]}}\';'
+        "p = BinanceSpot(); p.parse(f); d = p.parse(f);"
+        "print(native_book.AVAILABLE, type(d).__name__, d.bids, native_book.new_book_sync('BTCUSDT').__class__.__name__)"
+    )
+    out = docker("run", "--rm", "--entrypoint", "python", images["bot"], "-c", probe)
+    assert out.split(None, 2)[:2] == ["True", "ParsedDiff"] and out.strip().endswith("NativeBookSync"), out
 
 
 def test_operator_runs_read_only_as_10001_and_serves_livez_without_an_api_server(
@@ -105,7 +129,8 @@ def test_operator_runs_read_only_as_10001_and_serves_livez_without_an_api_server
 @pytest.mark.parametrize("kind", ["bot", "operator"])
 def test_each_image_carries_only_what_its_process_imports(images: dict[str, str], kind: str) -> None:
     tag = images[kind]
-    assert _distributions(tag) == _lock_names(kind) | {"tradefleet"}
+    native = {"tradefleet-native"} if kind == "bot" else set()  # the native book (scripts/native-wheel.sh)
+    assert _distributions(tag) == _lock_names(kind) | {"tradefleet"} | native
     probe = "import importlib.util as u; print(*[m for m in ('pip', 'setuptools', 'wheel', 'ensurepip') if u.find_spec(m)])"
     assert docker("run", "--rm", "--entrypoint", "python", tag, "-c", probe).strip() in ("", "ensurepip")
     assert docker("run", "--rm", "--entrypoint", "sh", tag, "-c", "command -v pip pip3 || true").strip() == ""

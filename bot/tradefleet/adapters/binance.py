@@ -15,6 +15,7 @@ It does not require the `b`/`a` order ids of `@trade` (Binance removed them in 2
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -167,6 +168,10 @@ class BinanceSpot:
         if use_native and not native_book.AVAILABLE:
             raise RuntimeError("native parsing asked for, but tradefleet_native is not installed")
         self.native = use_native
+        # The module's own function, called straight from the hot path below.
+        self._native_parse: Callable[[bytes], Any] | None = (
+            native_book.parse_depth_function() if use_native else None
+        )
 
     def stream_url(self, base_ws_url: str, market_id: str, kline_interval: str) -> str:
         base = base_ws_url.rstrip("/")
@@ -183,8 +188,8 @@ class BinanceSpot:
         if type(frame) is bytes and frame.startswith(_STREAM_PREFIX):
             end = frame.find(b'"', 11)
             if frame[11:end] in self._depth_streams:
-                if self.native:
-                    parsed = native_book.parse_depth(frame)
+                if self._native_parse is not None:
+                    parsed = self._native_parse(frame)
                     if parsed is not None:
                         return parsed  # type: ignore[no-any-return]
                 try:

@@ -21,12 +21,23 @@ from typing import Any, Protocol
 
 from tradefleet.domain.market import DepthDiff, DepthSnapshot
 from tradefleet.domain.models import Side
-from tradefleet.domain.orderbook import BookSync, Outcome, SyncResult, check_levels
+from tradefleet.domain.orderbook import BookSync, Outcome, SyncResult
 
 _native: Any
 try:
     import tradefleet_native as _native
 except ImportError:  # no compiler at install time: the pure path
+    _native = None
+
+API = 2
+"""The module interface this code calls (`tradefleet_native.API`); a module built from another
+version of native/ (pip upgraded tradefleet, not tradefleet-native) is not used: the pure path."""
+UNUSABLE = ""  # why an installed module is not used ("" when it is, or when none is installed)
+if _native is not None and getattr(_native, "API", None) != API:
+    UNUSABLE = (
+        f"tradefleet_native is installed but built for API {getattr(_native, 'API', 1)}, this tradefleet "
+        f"needs {API}: pip install ./native again"
+    )
     _native = None
 
 AVAILABLE = _native is not None
@@ -42,6 +53,7 @@ _OUTCOMES = (
     Outcome.CROSSED,
     Outcome.SYNCED,
     Outcome.SNAPSHOT_TOO_OLD,
+    Outcome.REJECTED,
 )
 _PLAIN = tuple(SyncResult(o) for o in _OUTCOMES)
 
@@ -52,7 +64,14 @@ def parse_depth(frame: bytes) -> Any:
     return _native.parse_depth(frame)
 
 
+def parse_depth_function() -> Any:
+    """The module's `parse_depth` itself, for a hot path (one call less per frame)."""
+    assert _native is not None
+    return _native.parse_depth
+
+
 APPLIED_CODE = _OUTCOMES.index(Outcome.APPLIED)
+TOP_MOVED_CODE = len(_OUTCOMES)  # `DepthSync.feed` only: applied, and the top's value moved
 
 
 def native_result(code: int, detail: str | None) -> SyncResult:
@@ -136,17 +155,18 @@ class NativeBookSync:
     def buffered(self) -> int:
         return int(self._s.buffered)
 
+    @property
+    def event_time(self) -> int:
+        return int(self._s.event_time)
+
     def reset(self) -> None:
         self._s.reset()
 
     def on_diff(self, diff: Any) -> SyncResult:
-        """A `DepthDiff` or a native `ParsedDiff` (the fast path: no Python object per level)."""
-        if not self._s.in_sync and diff.symbol == self.market_id:
-            # While waiting for a snapshot a malformed diff is refused, never buffered: the pure
-            # book's own check (rare path, so its levels may become Python objects here).
-            problem = check_levels(diff.bids, diff.asks)
-            if problem is not None:
-                return SyncResult(Outcome.REJECTED, f"diff u={diff.final_update_id}: {problem}")
+        """A `DepthDiff` or a native `ParsedDiff` (the fast path: no Python object per level).
+
+        Every rule is the native module's, including the pure book's `check_levels` while waiting
+        for a snapshot (a malformed diff is refused, never buffered): the levels are read once."""
         if type(diff) is ParsedDiff:
             code, detail = self._on_parsed(diff)
             return _PLAIN[code] if detail is None else SyncResult(_OUTCOMES[code], detail)
@@ -172,6 +192,9 @@ class SyncLike(Protocol):
 
     @property
     def buffered(self) -> int: ...
+
+    @property
+    def event_time(self) -> int: ...
 
     @property
     def book(self) -> Any: ...

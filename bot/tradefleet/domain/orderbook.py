@@ -339,6 +339,7 @@ class BookSync:
         self._buffer: deque[DepthDiff] = deque(maxlen=buffer_max)
         self._in_sync = False
         self._last_id = 0
+        self.event_time = 0  # ms, the exchange's event time of the last diff applied (replays too)
 
     @property
     def in_sync(self) -> bool:
@@ -424,6 +425,7 @@ class BookSync:
         if self.book.crossed():
             self._lose_sync()
             return SyncResult(Outcome.CROSSED, f"book crossed after u={diff.final_update_id}")
+        self.event_time = diff.event_time
         return _APPLIED
 
     def _lose_sync(self, keep: DepthDiff | None = None) -> None:

@@ -32,6 +32,7 @@ from tradefleet.domain.market import DepthDiff, DepthSnapshot, StreamStatus
 from tradefleet.domain.models import Side
 from tradefleet.domain.native_book import (
     APPLIED_CODE,
+    TOP_MOVED_CODE,
     NativeBookSync,
     ParsedDiff,
     SyncLike,
@@ -39,6 +40,7 @@ from tradefleet.domain.native_book import (
     new_book_sync,
 )
 from tradefleet.domain.native_book import AVAILABLE as NATIVE_AVAILABLE
+from tradefleet.domain.native_book import UNUSABLE as NATIVE_UNUSABLE
 from tradefleet.domain.orderbook import Outcome, SyncResult
 from tradefleet.errors import PermanentError, TemporaryError
 from tradefleet.logs import log_event
@@ -50,7 +52,6 @@ log = logging.getLogger("tradefleet.book")
 Top = tuple[Decimal, Decimal, Decimal, Decimal]
 _DIFF_TYPES = (DepthDiff, ParsedDiff) if ParsedDiff is not None else (DepthDiff,)
 _announced = False
-_STALE = object()
 
 
 def _announce(native: bool) -> None:
@@ -63,6 +64,8 @@ def _announce(native: bool) -> None:
         log_event(log, "book_path", path="native")
     elif NATIVE_AVAILABLE:
         log_event(log, "book_path", path="pure", detail="the native book is installed but not used")
+    elif NATIVE_UNUSABLE:
+        log_event(log, "book_path", logging.WARNING, path="pure", detail=NATIVE_UNUSABLE)
     else:
         log_event(log, "book_path", logging.WARNING, path="pure",
                   detail="tradefleet_native is not installed (no Rust compiler at install time?): "
@@ -114,17 +117,13 @@ class BookKeeper:
         # The native book when it is installed (None) or asked for (True); the pure one otherwise.
         self.sync: SyncLike = new_book_sync(market_id, native=native)
         self.native = isinstance(self.sync, NativeBookSync)
-        native_sync = self.sync.native if isinstance(self.sync, NativeBookSync) else None
-        self._native_sync = native_sync
-        self._native_apply: Callable[[Any], tuple[int, str | None]] | None = (
-            native_sync.on_parsed if native_sync is not None else None
+        # The native module's own object: the hot path calls it directly, and it tells whether the
+        # top's value moved, so no `Decimal` is built until someone reads the top.
+        self._native: Any = self.sync.native if isinstance(self.sync, NativeBookSync) else None
+        self._native_feed: Callable[[Any], int] | None = (
+            self._native.feed if self._native is not None else None
         )
-        self._top_strings: Callable[[], object] = (
-            native_sync.top_strings if native_sync is not None else object
-        )
-        self._top_src: object = _STALE  # the native top strings `_top` was built from
         _announce(self.native)
-        self.last_event_time = 0  # ms, exchange event time of the last applied diff
         self._generation = 0
         self._fetching = False
         self._task: object = None
@@ -139,14 +138,28 @@ class BookKeeper:
 
     @property
     def in_sync(self) -> bool:
+        if self._native is not None:
+            return bool(self._native.in_sync)
         return self.sync.in_sync
 
     @property
     def last_update_id(self) -> int:
+        if self._native is not None:
+            return int(self._native.last_update_id)
         return self.sync.last_update_id
+
+    @property
+    def last_event_time(self) -> int:
+        """ms, the exchange's event time of the last applied diff (0 before the first)."""
+        if self._native is not None:
+            return int(self._native.event_time)
+        return self.sync.event_time
 
     def top(self) -> Top | None:
         """(bid, bid_qty, ask, ask_qty) while in sync, else None."""
+        if self._native is not None:  # built from the native top's strings when they change
+            top: Top | None = self.sync.book.top() if self._native.in_sync else None
+            return top
         return self._top
 
     def levels(self, side: Side, depth: int) -> list[tuple[Decimal, Decimal]]:
@@ -160,25 +173,17 @@ class BookKeeper:
 
     def handle(self, event: object) -> bool:
         """Apply one event; True when the top of book changed. Never awaits."""
-        if (
-            type(event) is ParsedDiff
-            and self._native_apply is not None
-            and (self._diffs + 1) & 15
-            and self._native_sync.in_sync  # type: ignore[union-attr]
-        ):
-            # The native hot path while in sync, 15 diffs in 16 (the 16th goes the timed way below):
-            # one call applies the frame's levels; the top is rebuilt only when its strings changed.
-            # Out of sync, diffs go through the wrapper, which refuses malformed ones before buffering.
+        if type(event) is ParsedDiff and self._native_feed is not None and (self._diffs + 1) & 15:
+            # The native hot path, 15 diffs in 16 (the 16th goes the timed way below): one call
+            # checks the state, validates and applies (or buffers, or refuses) the frame's levels
+            # and says whether the top's value moved.
             self._diffs += 1
-            code, detail = self._native_apply(event)
-            if code != APPLIED_CODE:
-                return self._on_result(native_result(code, detail), event)
-            self.last_event_time = event.event_time  # type: ignore[attr-defined]
-            strings = self._top_strings()
-            if strings is self._top_src:
+            code = self._native_feed(event)
+            if code == APPLIED_CODE:
                 return False
-            self._top_src = strings
-            return self._set_top(self.sync.book.top())
+            if code == TOP_MOVED_CODE:
+                return True
+            return self._on_result(native_result(code, self._native.detail), event)
         if type(event) in _DIFF_TYPES:  # a DepthDiff, or the native parser's ParsedDiff
             return self._on_diff(event)
         if isinstance(event, SnapshotReady):
@@ -203,7 +208,6 @@ class BookKeeper:
     def _on_result(self, result: SyncResult, diff: Any) -> bool:
         outcome = result.outcome
         if outcome is Outcome.APPLIED:
-            self.last_event_time = diff.event_time
             return self._refresh_top()
         if outcome is Outcome.BUFFERED:
             if not self._fetching:
@@ -261,7 +265,9 @@ class BookKeeper:
         return self._refresh_top()
 
     def _refresh_top(self) -> bool:
-        self._top_src = _STALE
+        """Whether the top's value changed (the native module tracks it without `Decimal`s)."""
+        if self._native is not None:
+            return bool(self._native.top_moved())
         return self._set_top(self.sync.book.top() if self.sync.in_sync else None)
 
     def _set_top(self, top: Top | None) -> bool:

@@ -172,11 +172,11 @@ class BotEngine:
             )
 
     def _record_top(self) -> None:
-        top = self.book.top()
-        if top is None:
-            return
         now = self.clock()
         if self.config.price_sample_ms and now - self._last_sample_ms < self.config.price_sample_ms:
+            return  # (checked first: the native book builds the top's Decimals only when read)
+        top = self.book.top()
+        if top is None:
             return
         self._last_sample_ms = now
         bid, bid_qty, ask, ask_qty = top
