@@ -81,6 +81,34 @@ def test_bot_runs_read_only_as_10001_without_capabilities_and_gets_ready(
     assert rss_kib / 1024 <= BOT_RSS_AT_READY_MIB, f"bot RSS at ready {rss_kib / 1024:.0f} MiB"
 
 
+# What a bot and the simulator import (the live path, the probes, the HEALTHCHECK's command).
+BOT_IMAGE_MODULES = (
+    "tradefleet.app.bot_main", "tradefleet.app.runtime", "tradefleet.adapters.feed", "tradefleet.adapters.market_rest",
+    "tradefleet.adapters.paper", "tradefleet.store.sqlite", "tradefleet.web.http", "tradefleet.engine.order_manager",
+    "tradefleet.app.health", "tradefleet_sim",
+)  # fmt: skip
+
+
+def test_bot_image_runs_optimized_from_pycs_compiled_at_build(images: dict[str, str]) -> None:
+    """PYTHONOPTIMIZE=2 (no docstrings in memory: README "Memory") needs `.opt-2.pyc` files; with
+    PYTHONDONTWRITEBYTECODE a module without one is compiled again at every start, in the bot's heap.
+    Every module the bot's and the simulator's code import must have its pyc in the image."""
+    probe = (
+        "import importlib, importlib.util, os, sys\n"
+        f"for m in {BOT_IMAGE_MODULES!r}: importlib.import_module(m)\n"
+        "files = [getattr(m, '__file__', None) or '' for m in list(sys.modules.values())]\n"
+        "missing = sorted(f for f in files if f.endswith('.py')"
+        " and not os.path.exists(importlib.util.cache_from_source(f)))\n"
+        "print(sys.flags.optimize, len(files), ' '.join(missing) or '-')\n"
+    )
+    optimize, loaded, missing = docker(
+        "run", "--rm", "--entrypoint", "python", images["bot"], "-c", probe
+    ).split()
+    assert optimize == "2", "the bot image does not run with PYTHONOPTIMIZE=2"
+    assert int(loaded) > 300, f"only {loaded} modules: the probe did not import the bot"
+    assert missing == "-", f"modules without a pyc in the image: {missing}"
+
+
 def test_operator_runs_read_only_as_10001_and_serves_livez_without_an_api_server(
     images: dict[str, str], network: str, tmp_path: Path
 ) -> None:
