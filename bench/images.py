@@ -96,13 +96,13 @@ def main() -> int:
         rss = sorted(r for _, r in runs)
         print(f"{image}: startup-to-ready median {statistics.median(times):.2f} s "
               f"(min {times[0]:.2f}, max {times[-1]:.2f}, {len(times)} runs); "
-              f"RSS at ready median {statistics.median(rss):.0f} MiB (max {rss[-1]:.0f})")  # fmt: skip
+              f"RSS at ready median {statistics.median(rss):.1f} MiB (max {rss[-1]:.1f})")  # fmt: skip
     mine = results[args.bot]
     print(json.dumps({"sizes_mb": {k: round(v) for k, v in sizes.items()}}))
     print(
         f"images bot_mb={sizes[args.bot]:.0f} operator_mb={sizes[args.operator]:.0f} "
         f"ready_s_median={statistics.median(t for t, _ in mine):.2f} "
-        f"rss_mib_median={statistics.median(r for _, r in mine):.0f}"
+        f"rss_mib_median={statistics.median(r for _, r in mine):.1f}"
     )
     return 0
 

@@ -105,6 +105,95 @@ def test_bot_image_carries_the_native_book_and_reads_frames_with_it(images: dict
     assert out.split(None, 2)[:2] == ["True", "ParsedDiff"] and out.strip().endswith("NativeBookSync"), out
 
 
+# What a bot and the simulator import (the live path, the probes, the HEALTHCHECK's command).
+BOT_IMAGE_MODULES = (
+    "tradefleet.app.bot_main", "tradefleet.app.runtime", "tradefleet.adapters.feed", "tradefleet.adapters.market_rest",
+    "tradefleet.adapters.paper", "tradefleet.store.sqlite", "tradefleet.web.http", "tradefleet.engine.order_manager",
+    "tradefleet.app.health", "tradefleet_sim",
+)  # fmt: skip
+
+
+def test_bot_image_runs_optimized_from_pycs_compiled_at_build(images: dict[str, str]) -> None:
+    """PYTHONOPTIMIZE=2 (no docstrings in memory: README "Memory") needs `.opt-2.pyc` files; with
+    PYTHONDONTWRITEBYTECODE a module without one is compiled again at every start, in the bot's heap.
+    Every module the bot's and the simulator's code import must have its pyc in the image."""
+    probe = (
+        "import importlib, importlib.util, os, sys\n"
+        f"for m in {BOT_IMAGE_MODULES!r}: importlib.import_module(m)\n"
+        "files = [getattr(m, '__file__', None) or '' for m in list(sys.modules.values())]\n"
+        "missing = sorted(f for f in files if f.endswith('.py')"
+        " and not os.path.exists(importlib.util.cache_from_source(f)))\n"
+        "print(sys.flags.optimize, len(files), ' '.join(missing) or '-')\n"
+    )
+    optimize, loaded, missing = docker(
+        "run", "--rm", "--entrypoint", "python", images["bot"], "-c", probe
+    ).split()
+    assert optimize == "2", "the bot image does not run with PYTHONOPTIMIZE=2"
+    assert int(loaded) > 300, f"only {loaded} modules: the probe did not import the bot"
+    assert missing == "-", f"modules without a pyc in the image: {missing}"
+
+
+def _ca_and_server_cert(tmp: Path, name: str) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for `localhost` it signed, made with the openssl CLI."""
+    ca_key, ca, key, csr, cert = (
+        tmp / f"{name}-{n}" for n in ("ca.key", "ca.pem", "key.pem", "csr.pem", "cert.pem")
+    )
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+        "-subj", f"/CN=tradefleet test CA {name}", "-keyout", str(ca_key), "-out", str(ca))  # fmt: skip
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=localhost",
+        "-keyout", str(key), "-out", str(csr))  # fmt: skip
+    (tmp / "ext.cnf").write_text("subjectAltName=DNS:localhost\n")
+    run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+        "-days", "2", "-extfile", str(tmp / "ext.cnf"), "-out", str(cert))  # fmt: skip
+    for path in (ca, key, cert):
+        path.chmod(0o644)
+    return ca, cert, key
+
+
+def test_bot_image_verifies_tls_through_the_ca_directory_alone(
+    images: dict[str, str], tmp_path: Path
+) -> None:
+    """The image sets SSL_CERT_FILE to no file (the CA bundle in every bot's TLS context cost ~1.2 MiB):
+    a server whose CA is in /etc/ssl/certs (by its hash link, as update-ca-certificates writes them) is
+    trusted, one whose CA is not is refused, through the aiohttp client the bot uses."""
+    tmp_path.chmod(0o755)  # read by the image's uid 10001
+    trusted_ca = _ca_and_server_cert(tmp_path, "trusted")[0]
+    _ca_and_server_cert(tmp_path, "other")
+    ca_hash = run("openssl", "x509", "-hash", "-noout", "-in", str(trusted_ca)).strip()
+    probe = """
+import asyncio, ssl, sys
+import aiohttp
+from aiohttp import web
+from tradefleet.adapters.http_session import client_session
+
+async def fetch(cert, key):
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    app = web.Application()
+    app.router.add_get("/", lambda r: web.Response(text="ok"))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        async with client_session() as s, s.get(f"https://localhost:{port}/") as r:
+            return await r.text()
+    except aiohttp.ClientConnectorCertificateError:
+        return "refused"
+    finally:
+        await runner.cleanup()
+
+async def main():
+    print(ssl.get_default_verify_paths().cafile, await fetch("/t/trusted-cert.pem", "/t/trusted-key.pem"),
+          await fetch("/t/other-cert.pem", "/t/other-key.pem"))
+asyncio.run(main())
+"""
+    out = docker("run", "--rm", "--entrypoint", "python", "-v", f"{tmp_path}:/t:ro",
+                 "-v", f"{trusted_ca}:/etc/ssl/certs/{ca_hash}.0:ro", images["bot"], "-c", probe)  # fmt: skip
+    assert out.split() == ["None", "ok", "refused"], out
+
+
 def test_operator_runs_read_only_as_10001_and_serves_livez_without_an_api_server(
     images: dict[str, str], network: str, tmp_path: Path
 ) -> None:

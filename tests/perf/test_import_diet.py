@@ -50,7 +50,16 @@ def loaded(modules: set[str], package: str) -> list[str]:
     return sorted(m for m in modules if m == package or m.startswith(package + "."))
 
 
-async def run_until_ready(tmp_path: Path, make_sim: MakeSim, **config: object) -> set[str]:
+def threads(pid: int) -> list[str]:
+    """The process's threads, by their kernel names (`/proc/PID/task/*/comm`)."""
+    tasks = Path(f"/proc/{pid}/task")
+    return [(task / "comm").read_text().strip() for task in sorted(tasks.iterdir())]
+
+
+async def run_until_ready(
+    tmp_path: Path, make_sim: MakeSim, at_ready: list[list[str]] | None = None, **config: object
+) -> set[str]:
+    """The modules a bot imported by the time it is ready; `at_ready` receives its threads then."""
     sim = await make_sim(history=260)
     bot = BotProcess(tmp_path, sim, **config)
     bot.env = {"PYTHONPROFILEIMPORTTIME": "1"}
@@ -58,6 +67,9 @@ async def run_until_ready(tmp_path: Path, make_sim: MakeSim, **config: object) -
     try:
         async with aiohttp.ClientSession() as http:
             await bot.wait_ready(http)
+            if at_ready is not None:
+                assert bot.proc is not None
+                at_ready.append(threads(bot.proc.pid))
     finally:
         code = bot.stop()
     assert code == 0, bot.tail()
@@ -67,7 +79,12 @@ async def run_until_ready(tmp_path: Path, make_sim: MakeSim, **config: object) -
 async def test_a_paper_bot_on_sqlite_without_redis_loads_no_driver_it_does_not_use(
     tmp_path: Path, make_sim: MakeSim
 ) -> None:
-    modules = await run_until_ready(tmp_path, make_sim)
+    at_ready: list[list[str]] = []
+    modules = await run_until_ready(tmp_path, make_sim, at_ready)
+    # Two threads: the event loop and the SQLite writer. aiohttp's own resolver choice (aiodns, when
+    # the venv has it) started c-ares' event thread and pycares' reaper thread: the bot's sessions
+    # use ThreadedResolver, which starts nothing for IP literals (tradefleet.adapters.http_session).
+    assert len(at_ready[0]) == 2, f"a ready paper bot on SQLite runs threads {at_ready[0]}"
     # The list is the bot's: the live path is in it (so an empty or foreign list cannot pass).
     for needed in ("aiohttp", "sqlite3", "msgspec", "tradefleet.adapters.feed", "tradefleet.store.sqlite",
                    "tradefleet.engine.order_manager", "tradefleet.adapters.paper", "tradefleet.coord.lease"):  # fmt: skip

@@ -38,6 +38,7 @@ from collections.abc import Callable
 import aiohttp
 from yarl import URL
 
+from tradefleet.adapters.http_session import client_session
 from tradefleet.domain.market import BookTicker, DepthDiff, KlineEvent, MarketEvent, StreamStatus, Trade
 from tradefleet.domain.native_book import ParsedDiff
 from tradefleet.errors import ConfigError, MalformedFrame
@@ -133,7 +134,7 @@ class Feed:
         attempt = 0
         # One HTTP session for the feed's lifetime: the connection pool is per session, and a
         # session is cheap to keep but not to build per reconnect.
-        async with aiohttp.ClientSession(trust_env=False) as session:  # never via an env proxy
+        async with client_session() as session:  # never via an env proxy
             while not self._stopping.is_set():
                 reason, delivered = await self._one_connection(session, url)
                 if self._stopping.is_set():

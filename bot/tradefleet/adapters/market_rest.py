@@ -28,6 +28,7 @@ import aiohttp
 import msgspec
 
 from tradefleet.adapters.ccxt_factory import TESTNET_REST
+from tradefleet.adapters.http_session import client_session
 from tradefleet.domain import numbers
 from tradefleet.domain.market import DepthSnapshot
 from tradefleet.domain.models import Candle
@@ -122,7 +123,7 @@ class BinanceMarketRest:
     async def _get(self, endpoint: str, params: dict[str, Any], what: str) -> Any:
         """The decoded JSON body of `GET /api/v3/<endpoint>`, or one of our errors."""
         if self._session is None:  # created on first use, inside the running loop
-            self._session = aiohttp.ClientSession(trust_env=False, timeout=self._timeout)
+            self._session = client_session(timeout=self._timeout)
         url = f"{self.base}/api/v3/{endpoint}"
         query = {k: str(v) for k, v in params.items()}
         try:

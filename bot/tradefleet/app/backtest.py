@@ -27,9 +27,12 @@ from tradefleet.app.demo import DEFAULT_KLINES, _unified, csv_identity
 from tradefleet.app.sweep import METRICS, best, heat_values, pairs, parse_range, run_grid, walk_forward
 from tradefleet.errors import ConfigError
 
+# --help's description, not `__doc__`: the bot image runs with PYTHONOPTIMIZE=2 (no docstrings).
+SUMMARY = "`tradefleet backtest`: the live engine over a candle history, as fast as the CPU allows."
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="tradefleet backtest", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="tradefleet backtest", description=SUMMARY)
     p.add_argument("--klines", help="candle CSV (same shape as the demo's); default: BTCUSDT daily 2017-2026")
     p.add_argument("--symbol", help="unified symbol, e.g. BTC/USDT (default: the CSV's symbol)")
     p.add_argument("--interval", help="relabel the CSV's candles with this interval (default: the CSV's)")

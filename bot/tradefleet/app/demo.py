@@ -37,9 +37,12 @@ from tradefleet.metrics import BotMetrics
 
 DEFAULT_KLINES = "BTCUSDT_1d_2017-08-17_to_2026-01-05.csv"
 
+# --help's description, not `__doc__`: the bot image runs with PYTHONOPTIMIZE=2 (no docstrings).
+SUMMARY = "`tradefleet demo`: the exchange simulator and one bot in one process, on embedded defaults."
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="tradefleet demo", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="tradefleet demo", description=SUMMARY)
     p.add_argument("--klines", help="candle CSV: symbol,timeframe,open_time,close_time,open,high,low,close,"
                    "volume,trades (ms UTC); default: real BTCUSDT daily 2017-2026")  # fmt: skip
     p.add_argument("--symbol", help="unified symbol, e.g. BTC/USDT (default: the CSV's symbol)")

@@ -27,6 +27,12 @@ from pathlib import Path
 
 DEFAULT_PORTS = {"bot": 8080, "operator": 8080, "sim": 8765}
 
+# --help's description, not `__doc__`: the bot image runs with PYTHONOPTIMIZE=2 (no docstrings).
+SUMMARY = (
+    "`tradefleet health`: the images' HEALTHCHECK, asking the process the container runs (bot, sim or"
+    " operator) the question that fits it."
+)
+
 
 def process_of(argv: list[str]) -> tuple[str, int]:
     """(command, port) from a `tradefleet COMMAND …` command line."""
@@ -63,7 +69,7 @@ def check(command: str, port: int, timeout: float = 4.0) -> tuple[bool, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="tradefleet health", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="tradefleet health", description=SUMMARY)
     p.add_argument("--process", choices=sorted(DEFAULT_PORTS), help="default: from PID 1's command line")
     p.add_argument("--port", type=int, help="default: from PID 1's command line")
     args = p.parse_args(argv)

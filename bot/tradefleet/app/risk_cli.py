@@ -27,6 +27,11 @@ from typing import Any
 
 from tradefleet.coord.risk_state import LocalRiskState, RedisRiskState, halt_to_json, new_halt
 
+# --help's description, not `__doc__`: the bot image runs with PYTHONOPTIMIZE=2 (no docstrings).
+SUMMARY = (
+    "`tradefleet halt` / `tradefleet resume`: the kill switch from a shell, for compose and bare processes."
+)
+
 
 def _who() -> str:
     try:
@@ -37,7 +42,7 @@ def _who() -> str:
 
 
 def _parser(prog: str, halting: bool) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n", 1)[0] if __doc__ else None)
+    p = argparse.ArgumentParser(prog=prog, description=SUMMARY)
     p.add_argument("--bot", help="one bot (TradingBot name); default: the whole scope")
     p.add_argument("--scope", default=os.environ.get("TRADEFLEET_RISK_SCOPE", "default"), help="risk_scope")
     p.add_argument("--redis-url", default=os.environ.get("REDIS_URL"), help="default: $REDIS_URL")
