@@ -20,9 +20,31 @@ What it refuses to be: a matching engine for limit orders or an account system (
 (candles and captures are real; only the generated book is synthetic).
 """
 
-from tradefleet_sim.exchange import SimExchange
-from tradefleet_sim.market import SimMarket
-from tradefleet_sim.options import SimOptions
-from tradefleet_sim.server import SimServer, build_app
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tradefleet_sim.exchange import SimExchange
+    from tradefleet_sim.market import SimMarket
+    from tradefleet_sim.options import SimOptions
+    from tradefleet_sim.server import SimServer, build_app
 
 __all__ = ["SimExchange", "SimMarket", "SimOptions", "SimServer", "build_app"]
+
+# Loaded on first use (PEP 562): a paper bot imports `tradefleet_sim.matching` (the simulator's fill
+# rules, which its paper fills share) and must not pull the server, aiohttp.web and the history in.
+_WHERE = {
+    "SimExchange": "tradefleet_sim.exchange",
+    "SimMarket": "tradefleet_sim.market",
+    "SimOptions": "tradefleet_sim.options",
+    "SimServer": "tradefleet_sim.server",
+    "build_app": "tradefleet_sim.server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'tradefleet_sim' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)

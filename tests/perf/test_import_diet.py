@@ -46,8 +46,13 @@ def imported(log: str) -> set[str]:
     }
 
 
+# Paper fills are the simulator's fills (one function, not a copy): the fill rules, and the package
+# they live in, are the only part of the simulator a bot may load.
+SHARED = {"tradefleet_sim", "tradefleet_sim.matching"}
+
+
 def loaded(modules: set[str], package: str) -> list[str]:
-    return sorted(m for m in modules if m == package or m.startswith(package + "."))
+    return sorted(m for m in modules if (m == package or m.startswith(package + ".")) and m not in SHARED)
 
 
 def threads(pid: int) -> list[str]:
