@@ -3,7 +3,7 @@
 and the test plays the kubelet with real `tradefleet bot` processes (there is no node here).
 
 The played kubelet: every pod the ReplicaSet controller creates becomes a bot process (a replica named
-by the pod, on one redis-server and one store), reported Ready once it is warm (standby reconciled, or
+by the pod, on one redis-server and one MongoDB-protocol store), reported Ready once it is warm (standby reconciled, or
 leader); a pod the controller deletes gets SIGTERM, and once its process has exited the pod is removed,
 as a kubelet confirms a graceful deletion. The processes run the test's settings (the simulator's
 URLs, short leases) plus the drain bound from the bot.yaml the operator rendered.
@@ -22,9 +22,11 @@ import dataclasses
 import shutil
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
@@ -46,7 +48,9 @@ def now_ms() -> int:
 class PlayedKubelet:
     """The node's part for one Deployment's pods, with real bot processes (see the module docstring)."""
 
-    def __init__(self, cluster: Cluster, selector: str, tmp: Path, sim: Sim, redis_url: str) -> None:
+    def __init__(
+        self, cluster: Cluster, selector: str, tmp: Path, sim: Sim, redis_url: str, store_url: str
+    ) -> None:
         self.cluster, self.selector, self.tmp, self.sim, self.redis_url = (
             cluster,
             selector,
@@ -54,7 +58,9 @@ class PlayedKubelet:
             sim,
             redis_url,
         )
-        self.store = tmp / "roll.sqlite"
+        # Old and new pods run at once on one store: MongoDB, as in a cluster (a SQLite file belongs
+        # to one process; a second would wait as a cold standby and never turn Ready).
+        self.store_url = store_url
         self.bots: dict[str, Bot] = {}
         self.ready_ms: dict[str, int] = {}
         self.deleting_ms: dict[str, int] = {}
@@ -81,7 +87,7 @@ class PlayedKubelet:
                 self._api("POST", f"/{name}/binding", {
                     "apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
                     "target": {"apiVersion": "v1", "kind": "Node", "name": FAKE_NODE}})  # fmt: skip
-                self.bots[name] = Bot(self.tmp, self.sim, self.redis_url, "roll", replica=name, store=self.store,
+                self.bots[name] = Bot(self.tmp, self.sim, self.redis_url, "roll", replica=name, store_url=self.store_url,
                                       stop_order_grace_s=self.rendered("stop_order_grace_s"))  # fmt: skip
                 self.grace_s[name] = int(pod["spec"]["terminationGracePeriodSeconds"])
             elif bot is None:
@@ -129,8 +135,14 @@ async def until(check: Any, timeout: float, what: str) -> Any:
 
 
 async def test_a_spec_edit_during_an_order_in_flight_ends_with_it_final_and_one_order_per_signal(
-    cluster: Cluster, start_operator: Any, sim: Sim, redis_server: RedisServer, tmp_path: Path
+    cluster: Cluster,
+    start_operator: Any,
+    sim: Sim,
+    redis_server: RedisServer,
+    tmp_path: Path,
+    mongodb_url: str,
 ) -> None:
+    store_url = urlunsplit(urlsplit(mongodb_url)._replace(path=f"/tf_roll_{uuid.uuid4().hex[:12]}"))
     manifest = {
         "apiVersion": "tradefleet.io/v1alpha1", "kind": "TradingBot", "metadata": {"name": "roll"},
         "spec": {"symbol": "BTC/USDT", "mode": "paper", "redis": {"secretKeyRef": {"name": "redis"}},
@@ -147,7 +159,7 @@ async def test_a_spec_edit_during_an_order_in_flight_ends_with_it_final_and_one_
             assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
             labels = dep["spec"]["selector"]["matchLabels"]
             selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-            kubelet = PlayedKubelet(cluster, selector, tmp_path, sim, redis_server.url)
+            kubelet = PlayedKubelet(cluster, selector, tmp_path, sim, redis_server.url, store_url)
             runner = asyncio.create_task(kubelet.run(stop))
             k = kubelet
             await eventually(lambda: len(k.ready_ms) == 1, "the first pod ready", 240)
