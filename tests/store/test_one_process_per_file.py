@@ -144,3 +144,31 @@ async def test_stores_of_one_process_share_its_lock_and_closing_the_last_release
     assert not lock_is_free(db)  # the second still holds it
     await second.close()
     assert lock_is_free(db)
+
+
+async def test_a_bot_waiting_for_the_file_stops_on_sigterm_without_waiting_for_it(
+    tmp_path: Path, make_sim: MakeSim
+) -> None:
+    """Kubernetes sends SIGTERM to a pod that is still starting (a rollout, a scale-down): a bot waiting
+    as a cold standby must end at once, not wait for the lock until its grace period ends in SIGKILL."""
+    sim = await make_sim()
+    db = tmp_path / "shared.sqlite"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    holder = BotProcess(tmp_path / "a", sim, store_url=f"sqlite:///{db}")
+    standby = BotProcess(tmp_path / "b", sim, store_url=f"sqlite:///{db}")
+    holder.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            await holder.wait_ready(session)
+            standby.start()
+            assert standby.proc is not None
+            await until(lambda: log_events(standby, "store_lock_wait"), 60, "the standby waiting", standby)
+            standby.proc.send_signal(signal.SIGTERM)
+            assert standby.proc.wait(timeout=30) == 0, standby.tail()
+            assert log_events(standby, "stopped_before_start"), standby.tail()
+            assert not lock_is_free(db)  # the holder still has its file
+            holder.check_alive()
+    finally:
+        holder.stop()
+        standby.stop()

@@ -289,7 +289,9 @@ class BotRuntime:
             log, "starting", bot=c.name, exchange=c.exchange, symbol=c.symbol, mode=c.mode, holder=self.holder
         )
         try:
-            await self._build()
+            if not await self._until_stopped(self._build()):
+                log_event(log, "stopped_before_start", bot=c.name)
+                return self.exit_code
             assert self.engine is not None
             await self.http.start()
             self._spawn(self.loop_monitor.run())
@@ -305,6 +307,24 @@ class BotRuntime:
             return self.exit_code
         finally:
             await self._shutdown()
+
+    async def _until_stopped(self, work: Coroutine[Any, Any, None]) -> bool:
+        """Run start-up work unless a stop comes first (SIGTERM while waiting for the store's lock as a
+        cold standby, or for an exchange that does not answer): False when stopped, the work cancelled.
+        Kubernetes sends SIGTERM to a pod still starting, and it must not wait out its grace period."""
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return False
+        task.result()  # a start-up failure raises here, as before
+        return True
 
     async def _resume_point(self) -> None:
         """Tell the strategy the newest crossing this bot had stored, so crossings after it that the
