@@ -75,15 +75,20 @@ async def until(cond: Any, timeout: float, what: str, *bots: BotProcess) -> Any:
     return value
 
 
-async def test_a_second_bot_on_the_same_sqlite_file_waits_without_opening_it_and_takes_over_when_the_holder_dies(
-    tmp_path: Path, make_sim: MakeSim
-) -> None:
-    sim = await make_sim()
+def two_bots_on_one_file(tmp_path: Path, sim: Any) -> tuple[Path, BotProcess, BotProcess]:
+    """The file, its holder-to-be and a second bot on the same file (neither started)."""
     db = tmp_path / "shared.sqlite"
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     holder = BotProcess(tmp_path / "a", sim, store_url=f"sqlite:///{db}")
     standby = BotProcess(tmp_path / "b", sim, store_url=f"sqlite:///{db}")
+    return db, holder, standby
+
+
+async def test_a_second_bot_on_the_same_sqlite_file_waits_without_opening_it_and_takes_over_when_the_holder_dies(
+    tmp_path: Path, make_sim: MakeSim
+) -> None:
+    db, holder, standby = two_bots_on_one_file(tmp_path, await make_sim())
     holder.start()
     try:
         async with aiohttp.ClientSession() as session:
@@ -151,12 +156,7 @@ async def test_a_bot_waiting_for_the_file_stops_on_sigterm_without_waiting_for_i
 ) -> None:
     """Kubernetes sends SIGTERM to a pod that is still starting (a rollout, a scale-down): a bot waiting
     as a cold standby must end at once, not wait for the lock until its grace period ends in SIGKILL."""
-    sim = await make_sim()
-    db = tmp_path / "shared.sqlite"
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    holder = BotProcess(tmp_path / "a", sim, store_url=f"sqlite:///{db}")
-    standby = BotProcess(tmp_path / "b", sim, store_url=f"sqlite:///{db}")
+    db, holder, standby = two_bots_on_one_file(tmp_path, await make_sim())
     holder.start()
     try:
         async with aiohttp.ClientSession() as session:
