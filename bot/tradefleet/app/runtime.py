@@ -394,7 +394,14 @@ class BotRuntime:
                     await self.engine.drain_signals()
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            # Bounded like every other step: a task that does not end on cancellation must not keep
+            # the process past its grace period (seen once: no line after the feed stopped for 30 s).
+            async with asyncio.timeout(10):
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+        except TimeoutError:
+            stuck = [t.get_coro().__qualname__ for t in self._tasks if not t.done()]  # type: ignore[union-attr]
+            log_event(log, "shutdown_error", logging.WARNING, step="tasks", error=f"not ended: {stuck}")
         for closer in (
             getattr(self.lease, "stop", None),
             self._close_store if self.store is not None else None,
