@@ -56,6 +56,10 @@ def pos(qty: str = "0", cost: str = "0") -> Position:
         (Side.SELL, "0.0019981", "100", "50000", OrderIntent(Side.SELL, quantity=D("0.00199"))),
         (Side.SELL, "0.00005", "100", "50000", Skip(BELOW_MIN_NOTIONAL)),  # 2.5 USDT < 5
         (Side.SELL, "0.00005", "100", None, OrderIntent(Side.SELL, quantity=D("0.00005"))),
+        # A step's worth of remainders from earlier round trips, worth 2.5 USDT: dust at this price,
+        # so it does not block the BUY (it is sold along with the next SELL).
+        (Side.BUY, "0.00005", "100", "50000", OrderIntent(Side.BUY, quote_amount=D("100"))),
+        (Side.BUY, "0.00005", "100", None, Skip(ALREADY_LONG)),  # no price: only the quantity tells
     ],
 )
 def test_decides_order_or_reason_for_signal_given_position(side, qty, quote, price, expected):
@@ -82,6 +86,31 @@ def test_tradable_qty_is_a_step_multiple_never_above_holding(qty, step):
     assert q <= D("9000")
     assert q == 0 or (q % step == 0 and q >= f.min_qty)
     assert qty - q < step or q == quantize_down(D("9000"), step)
+
+
+@given(
+    prices=st.lists(st.decimals(min_value=D("20000"), max_value=D("120000"), places=2), min_size=2, max_size=80),
+    quote=st.sampled_from([D("10"), D("25"), D("100")]),
+    leftover_steps=st.integers(0, 4),
+)
+def test_round_trips_never_leave_a_position_that_blocks_the_next_buy(prices, quote, leftover_steps):
+    """A compose run once failed over to a bot holding 0.00001143 BTC (0.26 USDT, left over from
+    earlier round trips): every BUY was `already_long`, every SELL `below_min_notional`, and the bot
+    never traded again. Whatever has been left over (here up to 4 steps, worth less than the minimum
+    notional at any of these prices), a BUY signal must buy and the SELL after it sell it all along;
+    each round trip with Binance's default BUY fee (0.1%, in the base asset) leaves < a step."""
+    p = pos(str(F.step_size * leftover_steps + D("0.00000143")))
+    for i, price in enumerate(prices):
+        buy = decide(Side.BUY, p, F, quote_amount=quote, price=price)
+        assert isinstance(buy, OrderIntent), (i, p.qty, buy)
+        got = quantize_down(quote / price, F.step_size)
+        p = apply_fill(p, side=Side.BUY, base_qty=got, quote_qty=got * price, fee=got / 1000,
+                       fee_asset="BTC", f=F, at=2 * i)  # fmt: skip
+        sell = decide(Side.SELL, p, F, quote_amount=quote, price=price)
+        assert isinstance(sell, OrderIntent) and sell.quantity is not None, (i, p.qty, sell)
+        p = apply_fill(p, side=Side.SELL, base_qty=sell.quantity, quote_qty=sell.quantity * price, fee=D(0),
+                       fee_asset=None, f=F, at=2 * i + 1)  # fmt: skip
+        assert p.qty < F.step_size  # all but the last remainder is sold along
 
 
 def test_buy_fee_in_base_reduces_quantity_and_sell_realizes_pnl_in_quote():

@@ -232,11 +232,11 @@ class BotRuntime:
         this is called, by whichever replica, the order is placed once."""
         from tradefleet.domain.position import is_long
 
-        if self.orders is None or not is_long(self.orders.position, self.orders.filters):
+        mark = self._mark() or Decimal(0)
+        if self.orders is None or not is_long(self.orders.position, self.orders.filters, mark):
             return  # flat, or only dust no order can sell: nothing to close
         c = self.config
         now = now_ms()
-        mark = self._mark() or Decimal(0)
         # Dated on the last closed candle (the exchange's clock, like every strategy signal), so the next
         # strategy signal sorts after it: a takeover acts on the newest signal, never on a stale flatten.
         last = self.engine.strategy.last_update if self.engine is not None else None

@@ -11,8 +11,10 @@ Pure and synchronous: no clock, no I/O, Decimal only. The order manager asks thr
 
 Sizing follows Binance's filters (exchangeInfo): quantities are cut *down* to LOT_SIZE's step (never
 rounded up: that would sell more than we hold), must reach `min_qty`, and price x quantity must reach
-MIN_NOTIONAL/NOTIONAL. A remainder below one step or below the minimum ("dust") counts as flat: it
-can never be sold on its own, and must not block the next BUY.
+MIN_NOTIONAL/NOTIONAL. A remainder below one step, below the minimum quantity or (at a known price)
+below the minimum notional ("dust") counts as flat: it can never be sold on its own, and must not block
+the next BUY. Remainders below one step add up over round trips (a base-asset fee each time) until
+they pass a step while staying far below the minimum notional; the next SELL then sells them along.
 
 Fees: a fee charged in the base asset (Binance's default on a BUY) reduces the quantity received; a fee
 in the quote asset is part of the cost (BUY) or reduces the proceeds (SELL). A fee in a third asset
@@ -85,9 +87,13 @@ def tradable_qty(qty: Decimal, f: Filters) -> Decimal:
     return q if q > 0 and q >= f.min_qty else ZERO
 
 
-def is_long(position: Position, f: Filters) -> bool:
-    """Long means there is something a SELL can actually sell; dust is flat."""
-    return tradable_qty(position.qty, f) > 0
+def is_long(position: Position, f: Filters, price: Decimal | None = None) -> bool:
+    """Long means there is something a SELL can actually sell; dust is flat. Without a price only the
+    quantity rules can tell; with one, a holding worth less than the minimum notional is dust too."""
+    qty = tradable_qty(position.qty, f)
+    if qty <= 0:
+        return False
+    return price is None or price <= 0 or f.min_notional <= 0 or qty * price >= f.min_notional
 
 
 def decide(
@@ -99,7 +105,7 @@ def decide(
     price: Decimal | None,
 ) -> OrderIntent | Skip:
     """BUY when flat spends `quote_amount`; SELL when long sells the whole tradable position."""
-    long_ = is_long(position, f)
+    long_ = is_long(position, f, price)
     if side is Side.BUY:
         if long_:
             return Skip(ALREADY_LONG)
@@ -111,12 +117,11 @@ def decide(
             if est <= 0 or est < f.min_qty:
                 return Skip(BELOW_MIN_QTY)
         return OrderIntent(Side.BUY, quote_amount=quote_amount)
-    if not long_:
+    if tradable_qty(position.qty, f) <= 0:
         return Skip(FLAT_CANNOT_SELL)
-    qty = tradable_qty(position.qty, f)
-    if price is not None and price > 0 and f.min_notional > 0 and qty * price < f.min_notional:
-        return Skip(BELOW_MIN_NOTIONAL)
-    return OrderIntent(Side.SELL, quantity=qty)
+    if not long_:
+        return Skip(BELOW_MIN_NOTIONAL)  # a holding, but dust at this price: no order can sell it
+    return OrderIntent(Side.SELL, quantity=tradable_qty(position.qty, f))
 
 
 def apply_fill(
