@@ -89,7 +89,9 @@ def test_tradable_qty_is_a_step_multiple_never_above_holding(qty, step):
 
 
 @given(
-    prices=st.lists(st.decimals(min_value=D("20000"), max_value=D("120000"), places=2), min_size=2, max_size=80),
+    prices=st.lists(
+        st.decimals(min_value=D("20000"), max_value=D("120000"), places=2), min_size=2, max_size=80
+    ),
     quote=st.sampled_from([D("10"), D("25"), D("100")]),
     leftover_steps=st.integers(0, 4),
 )
