@@ -71,7 +71,7 @@ from bench.footprint import (
     free_port,
 )
 from bench.stream_gen import DiffGenerator
-from bench.stream_server import EXCHANGE_INFO, GUID, read_frame, ws_frame
+from bench.stream_server import EXCHANGE_INFO, GUID, answer_pings, ws_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 MINUTE_MS = 60_000
@@ -201,7 +201,7 @@ class StreamServer:
         )
         self.connections += 1
         closed = asyncio.Event()
-        pings = asyncio.create_task(self._answer_pings(reader, writer, closed))
+        pings = asyncio.create_task(answer_pings(reader, writer, closed))
         try:
             await self._pump(writer, closed)
         finally:
@@ -308,23 +308,6 @@ class StreamServer:
             "B": "0",
         }
         return self._frame("btcusdt@kline_1m", {"e": "kline", "E": now_ms, "s": "BTCUSDT", "k": k})
-
-    @staticmethod
-    async def _answer_pings(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, closed: asyncio.Event
-    ) -> None:
-        try:
-            while True:
-                opcode, data = await read_frame(reader)
-                if opcode == 0x9:
-                    writer.write(ws_frame(data, 0xA))
-                elif opcode == 0x8:
-                    writer.write(ws_frame(data[:2], 0x8))
-                    return
-        except (ConnectionError, asyncio.IncompleteReadError):
-            return
-        finally:
-            closed.set()
 
 
 async def _serve(port: int, seed: int) -> None:

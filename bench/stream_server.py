@@ -137,7 +137,7 @@ class BenchServer:
                     writer.write(ws_frame(json.dumps({"result": None, "id": req.get("id")}).encode()))
                     break
         closed = asyncio.Event()
-        pump = asyncio.create_task(self._answer_pings(reader, writer, closed))
+        pump = asyncio.create_task(answer_pings(reader, writer, closed))
         writer.transport.set_write_buffer_limits(high=1 << 20)
         try:
             frames = self.frames[combined]
@@ -164,22 +164,24 @@ class BenchServer:
         finally:
             pump.cancel()
 
-    @staticmethod
-    async def _answer_pings(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, closed: asyncio.Event
-    ) -> None:
-        try:
-            while True:
-                opcode, data = await read_frame(reader)
-                if opcode == 0x9:
-                    writer.write(ws_frame(data, 0xA))
-                elif opcode == 0x8:
-                    writer.write(ws_frame(data[:2], 0x8))
-                    return
-        except (ConnectionError, asyncio.IncompleteReadError):
-            return
-        finally:
-            closed.set()
+
+async def answer_pings(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, closed: asyncio.Event
+) -> None:
+    """Answer the client's pings and its close frame (the server side of a websocket our streams
+    need); `closed` is set when the client is gone."""
+    try:
+        while True:
+            opcode, data = await read_frame(reader)
+            if opcode == 0x9:
+                writer.write(ws_frame(data, 0xA))
+            elif opcode == 0x8:
+                writer.write(ws_frame(data[:2], 0x8))
+                return
+    except (ConnectionError, asyncio.IncompleteReadError):
+        return
+    finally:
+        closed.set()
 
 
 async def main(argv: list[str] | None = None) -> None:
