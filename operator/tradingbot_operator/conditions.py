@@ -44,23 +44,9 @@ class Observation:
 def build_status(obs: Observation, previous: Mapping[str, Any] | None, now: str) -> dict[str, Any]:
     """The status fields the operator owns (everything but `bot`), as a merge patch."""
     phase, wanted = _evaluate(obs)
-    old = {c.get("type"): c for c in (previous or {}).get("conditions") or [] if isinstance(c, Mapping)}
+    old = previous_conditions(previous)
     wanted["Halted"] = _halted(obs.risk, old.get("Halted"))
-    conditions = []
-    for ctype in CONDITION_TYPES:
-        status, reason, message = wanted[ctype]
-        before = old.get(ctype)
-        moved = before is None or before.get("status") != status or not before.get("lastTransitionTime")
-        conditions.append(
-            {
-                "type": ctype,
-                "status": status,
-                "reason": reason,
-                "message": message,
-                "lastTransitionTime": now if moved else before["lastTransitionTime"],  # type: ignore[index]
-                "observedGeneration": obs.generation,
-            }
-        )
+    conditions = merge_conditions(CONDITION_TYPES, wanted, old, obs.generation, now)
     dep_status = (obs.deployment or {}).get("status") or {}
     return {
         "observedGeneration": obs.generation,
@@ -69,6 +55,40 @@ def build_status(obs: Observation, previous: Mapping[str, Any] | None, now: str)
         "readyReplicas": int(dep_status.get("readyReplicas") or 0),
         "conditions": conditions,
     }
+
+
+def previous_conditions(previous: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    """The conditions of a stored status, by type."""
+    conditions = (previous or {}).get("conditions") or []
+    return {str(c.get("type")): c for c in conditions if isinstance(c, Mapping)}
+
+
+def merge_conditions(
+    types: Sequence[str],
+    wanted: Mapping[str, tuple[str, str, str]],
+    old: Mapping[str, Mapping[str, Any]],
+    generation: int,
+    now: str,
+) -> list[dict[str, Any]]:
+    """The conditions to store, in `types` order, from the wanted (status, reason, message) of each:
+    `lastTransitionTime` moves only when a condition's status does (Kubernetes' convention), and a
+    message is cut to 1,000 characters."""
+    conditions = []
+    for ctype in types:
+        status, reason, message = wanted[ctype]
+        before = old.get(ctype)
+        moved = before is None or before.get("status") != status or not before.get("lastTransitionTime")
+        conditions.append(
+            {
+                "type": ctype,
+                "status": status,
+                "reason": reason,
+                "message": message[:1000],
+                "lastTransitionTime": now if moved or before is None else before["lastTransitionTime"],
+                "observedGeneration": generation,
+            }
+        )
+    return conditions
 
 
 def condition(status: Mapping[str, Any] | None, ctype: str) -> Mapping[str, Any] | None:

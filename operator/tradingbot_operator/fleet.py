@@ -25,6 +25,7 @@ from typing import Any
 
 from tradefleet.domain.risk import FleetEquity, Halt, RiskLimits
 from tradefleet.errors import ConfigError
+from tradingbot_operator.conditions import merge_conditions, previous_conditions
 from tradingbot_operator.spec import NAME_RE
 
 FLEET_PLURAL = "tradingfleets"
@@ -136,24 +137,10 @@ class FleetObservation:
 
 def build_fleet_status(obs: FleetObservation, previous: Mapping[str, Any] | None, now: str) -> dict[str, Any]:
     """The TradingFleet status as a merge patch (None removes a field)."""
-    old = {c.get("type"): c for c in (previous or {}).get("conditions") or [] if isinstance(c, Mapping)}
+    old = previous_conditions(previous)
     fleet_halt = next((h for h in obs.halts if h.bot is None), None)
     wanted = {"Halted": _halted(obs, fleet_halt, old.get("Halted")), "Synced": _synced(obs)}
-    conditions = []
-    for ctype in CONDITION_TYPES:
-        status, reason, message = wanted[ctype]
-        before = old.get(ctype)
-        moved = before is None or before.get("status") != status or not before.get("lastTransitionTime")
-        conditions.append(
-            {
-                "type": ctype,
-                "status": status,
-                "reason": reason,
-                "message": message[:1000],
-                "lastTransitionTime": now if moved else before["lastTransitionTime"],  # type: ignore[index]
-                "observedGeneration": obs.generation,
-            }
-        )
+    conditions = merge_conditions(CONDITION_TYPES, wanted, old, obs.generation, now)
     new: dict[str, Any] = {"observedGeneration": obs.generation, "conditions": conditions}
     if obs.scope:
         new["scope"] = obs.scope
