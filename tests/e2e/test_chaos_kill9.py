@@ -25,6 +25,7 @@ import signal
 import sqlite3
 import time
 import urllib.request
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,62 @@ def store_rows(db: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], li
     return signals, orders, positions
 
 
+@dataclass
+class Witnesses:
+    """What the store holds and what the exchange saw, read once every order is final."""
+
+    signals: list[dict[str, Any]]
+    orders: list[dict[str, Any]]
+    position: dict[str, Any]
+    crossings: dict[int, str]
+    exchange_orders: dict[str, Any]
+    held: Decimal
+
+
+def settle_and_read(sim: Sim, db: Path) -> Witnesses:
+    """Stop the candles, wait until every stored signal has an outcome and no order is open, then read
+    the SQLite file directly and the simulator's candles, orders and account."""
+    sim.pause()
+    last_closed = http_json(sim.url + "/sim/state")["klines"]["last_closed_time"]
+
+    def settled() -> bool:
+        signals, orders, _ = store_rows(db)
+        final = ("FILLED", "CANCELED", "REJECTED", "EXPIRED")
+        return (
+            bool(signals)
+            and all(o["status"] in final for o in orders)
+            and all(s["action"] != "pending" for s in signals)
+        )
+
+    wait(settled, 60, "every signal with an outcome and no order open")
+    time.sleep(2.0)  # the position row and the last reports
+    signals, orders, positions = store_rows(db)
+    (position,) = positions
+    return Witnesses(
+        signals, orders, position, exchange_crossings(sim, last_closed), sim.orders(), account_btc(sim)
+    )
+
+
+def assert_each_crossing_once_and_each_order_once(w: Witnesses, first_open: int) -> None:
+    """Every crossing the exchange's candles contain from `first_open` on is stored, once, and every
+    stored signal is one; none is left pending; exactly one exchange order per signal acted on and no
+    other; the store's position equals the exchange account (within one lot step of dust)."""
+    stored = {s["candle_open_time"]: s["side"] for s in w.signals}
+    assert len(stored) == len(w.signals), "a crossing was stored twice"
+    expected = {t: side for t, side in w.crossings.items() if t >= first_open}
+    missing = {t: side for t, side in expected.items() if t not in stored}
+    assert not missing, f"crossings lost without a trace: {missing}; stored {sorted(stored)}"
+    assert all(w.crossings.get(t) == side for t, side in stored.items()), "a stored signal is no crossing"
+    assert all(s["action"] and s["action"] != "pending" for s in w.signals), [s["action"] for s in w.signals]
+    acted = {s["signal_id"] for s in w.signals if s["action"] == "order"}
+    assert {o["signal_id"] for o in w.orders} == acted
+    sim_state = w.exchange_orders
+    assert sim_state["duplicates"] == 0, sim_state["accepted_per_client_id"]
+    assert {o["clientOrderId"] for o in sim_state["orders"]} == {o["client_order_id"] for o in w.orders}
+    assert all(n == 1 for n in sim_state["accepted_per_client_id"].values())
+    assert abs(Decimal(w.position["qty"]) - w.held) < STEP, (w.position["qty"], w.held)
+
+
 def test_kill_9_at_random_moments_loses_no_crossing_and_places_each_order_once(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
@@ -115,47 +172,15 @@ def test_kill_9_at_random_moments_loses_no_crossing_and_places_each_order_once(
             bot = start()
         wait(lambda: bot.status() is not None and bot.status()["ready"], 90, "the last bot ready")  # type: ignore[index]
         time.sleep(rng.uniform(3.0, 6.0))  # crossings handled by the last process too
-        sim.pause()
-        last_closed = http_json(sim.url + "/sim/state")["klines"]["last_closed_time"]
-
-        def settled() -> bool:
-            signals, orders, _ = store_rows(db)
-            open_orders = [
-                o for o in orders if o["status"] not in ("FILLED", "CANCELED", "REJECTED", "EXPIRED")
-            ]
-            return bool(signals) and not open_orders and all(s["action"] != "pending" for s in signals)
-
-        wait(settled, 60, "every signal with an outcome and no order open")
-        time.sleep(2.0)  # the position row and the last reports
+        seen = settle_and_read(sim, db)
         status = bot.status()
         assert status is not None
-        signals, orders, positions = store_rows(db)
-        crossings = exchange_crossings(sim, last_closed)
-        sim_state = sim.orders()
-        held = account_btc(sim)
     finally:
         for r in procs:
             r.stop()
         sim.stop()
 
-    # Every crossing from the first start on is stored, once; every stored signal is a real crossing.
-    stored = {s["candle_open_time"]: s["side"] for s in signals}
-    assert len(stored) == len(signals), "a crossing was stored twice"
-    expected = {t: side for t, side in crossings.items() if t >= first_open}
-    missing = {t: side for t, side in expected.items() if t not in stored}
-    assert not missing, f"crossings never stored: {missing}; stored {sorted(stored)}"
-    assert all(crossings.get(t) == side for t, side in stored.items()), "a stored signal is no crossing"
-    actions = [s["action"] for s in signals]
+    assert_each_crossing_once_and_each_order_once(seen, first_open)
+    actions = [s["action"] for s in seen.signals]
     assert "missed_while_down" in actions and "order" in actions, actions  # both paths were exercised
-    # Every stored signal acted on or stored with its reason.
-    assert all(s["action"] and s["action"] != "pending" for s in signals), [s["action"] for s in signals]
-    # Exactly one exchange order per acted signal, and no other.
-    acted = {s["signal_id"] for s in signals if s["action"] == "order"}
-    assert {o["signal_id"] for o in orders} == acted
-    assert sim_state["duplicates"] == 0, sim_state["accepted_per_client_id"]
-    assert {o["clientOrderId"] for o in sim_state["orders"]} == {o["client_order_id"] for o in orders}
-    assert all(n == 1 for n in sim_state["accepted_per_client_id"].values())
-    # Store position = exchange account = /status.
-    (position,) = positions
-    assert abs(Decimal(position["qty"]) - held) < STEP, (position["qty"], held)
-    assert Decimal(status["position"]["qty"]) == Decimal(position["qty"])
+    assert Decimal(status["position"]["qty"]) == Decimal(seen.position["qty"])  # and /status says so

@@ -22,14 +22,12 @@ import errno
 import os
 import signal
 import subprocess
-import time
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import RedisServer
-from tests.e2e.test_chaos_kill9 import STEP, account_btc, exchange_crossings, store_rows
+from tests.e2e.test_chaos_kill9 import assert_each_crossing_once_and_each_order_once, settle_and_read
 from tests.e2e.test_replicas import Replica, Sim, http_json, wait
 
 pytestmark = pytest.mark.slow
@@ -118,40 +116,10 @@ def test_a_full_disk_loses_no_signal_and_duplicates_no_order_even_with_kill_9_be
             wait(lambda: bot.status() is not None and bot.status()["ready"], 90, "the restarted bot ready")  # type: ignore[index]
             before = signals_logged(bot)
             wait(lambda: signals_logged(bot) >= before + 1, 60, "a crossing after the restart")
-            sim.pause()
-            last_closed = http_json(sim.url + "/sim/state")["klines"]["last_closed_time"]
-
-            def settled() -> bool:
-                signals, orders, _ = store_rows(db)
-                final = ("FILLED", "CANCELED", "REJECTED", "EXPIRED")
-                return (
-                    bool(signals)
-                    and all(o["status"] in final for o in orders)
-                    and all(s["action"] != "pending" for s in signals)
-                )
-
-            wait(settled, 60, "every signal with an outcome and no order open")
-            time.sleep(2.0)  # the position row and the last reports
-            signals, orders, positions = store_rows(db)
-            crossings = exchange_crossings(sim, last_closed)
-            sim_state = sim.orders()
-            held = account_btc(sim)
+            seen = settle_and_read(sim, db)
         finally:
             for r in procs:
                 r.stop()
             sim.stop()
 
-    stored = {s["candle_open_time"]: s["side"] for s in signals}
-    assert len(stored) == len(signals), "a crossing was stored twice"
-    expected = {t: side for t, side in crossings.items() if t >= first_open}
-    missing = {t: side for t, side in expected.items() if t not in stored}
-    assert not missing, f"crossings of the outage lost without a trace: {missing}; stored {sorted(stored)}"
-    assert all(crossings.get(t) == side for t, side in stored.items()), "a stored signal is no crossing"
-    assert all(s["action"] and s["action"] != "pending" for s in signals), [s["action"] for s in signals]
-    acted = {s["signal_id"] for s in signals if s["action"] == "order"}
-    assert {o["signal_id"] for o in orders} == acted
-    assert sim_state["duplicates"] == 0, sim_state["accepted_per_client_id"]
-    assert {o["clientOrderId"] for o in sim_state["orders"]} == {o["client_order_id"] for o in orders}
-    assert all(n == 1 for n in sim_state["accepted_per_client_id"].values())
-    (position,) = positions
-    assert abs(Decimal(position["qty"]) - held) < STEP, (position["qty"], held)
+    assert_each_crossing_once_and_each_order_once(seen, first_open)
