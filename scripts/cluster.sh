@@ -23,7 +23,7 @@
 # start (or CLUSTER_PORT_BASE, BASE..BASE+3), recorded in DIR/ports.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CACHE=${TRADEFLEET_K8S_CACHE:-/var/cache/tradefleet/k8s}
+CACHE=${TFTEST_K8S_CACHE:-/var/cache/tradefleet/k8s}
 BIN="$CACHE/bin"
 cmd=${1:-}
 shift || true

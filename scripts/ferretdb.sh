@@ -2,7 +2,7 @@
 # Build FerretDB 1.x (a MongoDB wire-protocol server over SQLite) from the Go module proxy, cached.
 #
 # Output (stable path, read by the store tests and the compose test override):
-#   /var/cache/tradefleet/ferretdb/bin/ferretdb         (override the root with TRADEFLEET_FERRETDB_DIR)
+#   /var/cache/tradefleet/ferretdb/bin/ferretdb         (override the root with TFTEST_FERRETDB_DIR)
 # This script prints that path on its last line of stdout; everything else goes to stderr.
 #
 # How to run it (SQLite backend: no other server needed; one directory holds all data):
@@ -38,7 +38,7 @@ FERRETDB_VERSION="v1.24.2"
 # h1: hash of the module zip (go mod download -json); checked so a changed upstream zip fails loudly.
 FERRETDB_SUM="h1:trrUU0LbmusMbyubhPS1IELncvrIwKrsRT2LW1UUWCw="
 
-root="${TRADEFLEET_FERRETDB_DIR:-/var/cache/tradefleet/ferretdb}"
+root="${TFTEST_FERRETDB_DIR:-/var/cache/tradefleet/ferretdb}"
 bin="$root/bin/ferretdb"
 
 current() { [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "version: $FERRETDB_VERSION\$"; }

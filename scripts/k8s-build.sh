@@ -19,7 +19,7 @@ ETCD_VERSION=${ETCD_VERSION:-v3.7.4}    # kubernetes v1.37.2's go.mod pins etcd 
 HELM_VERSION=${HELM_VERSION:-v4.3.2}
 COREDNS_VERSION=${COREDNS_VERSION:-v1.15.0}  # its go.mod wants Go 1.26.0 and client-go v0.37.x
 CRICTL_VERSION=${CRICTL_VERSION:-v1.37.0}
-CACHE=${TRADEFLEET_K8S_CACHE:-/var/cache/tradefleet/k8s}
+CACHE=${TFTEST_K8S_CACHE:-/var/cache/tradefleet/k8s}
 BIN="$CACHE/bin"
 NODE=0
 [ "${1:-}" = "--node" ] && NODE=1

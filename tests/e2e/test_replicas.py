@@ -278,7 +278,7 @@ def fleet(tmp_path: Path, redis_server: RedisServer, mongodb_url: str) -> Iterat
         yield f
     finally:
         f.close()
-        if os.environ.get("TRADEFLEET_E2E_KEEP_LOGS"):
+        if os.environ.get("TFTEST_KEEP_LOGS"):
             print(f"logs kept in {tmp_path}")
 
 

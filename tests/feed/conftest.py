@@ -1,7 +1,7 @@
 """Both book paths for the feed tests: the pure-Python reference and the native (Rust) book.
 
 The native path must run wherever it can be built: in CI (`CI=true`) or with
-TRADEFLEET_REQUIRE_NATIVE=1 a missing `tradefleet_native` fails the native cases instead of
+TFTEST_REQUIRE_NATIVE=1 a missing `tradefleet_native` fails the native cases instead of
 skipping them (`make install` builds it when cargo is present)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from tradefleet.domain import native_book
 from tradefleet.domain.native_book import SyncLike, new_book_sync
 
-NATIVE_REQUIRED = os.environ.get("CI") == "true" or os.environ.get("TRADEFLEET_REQUIRE_NATIVE") == "1"
+NATIVE_REQUIRED = os.environ.get("CI") == "true" or os.environ.get("TFTEST_REQUIRE_NATIVE") == "1"
 
 
 def _native_param() -> object:

@@ -94,14 +94,14 @@ def stack(images: dict[str, str]) -> Iterator[Stack]:
 
 
 def _store_url(stack: Stack) -> str:
-    """ "" (compose's own URL: FerretDB as `mongodb`), or with TRADEFLEET_COMPOSE_STORE=sqlite each bot
+    """ "" (compose's own URL: FerretDB as `mongodb`), or with TFTEST_COMPOSE_STORE=sqlite each bot
     on SQLite in its /data volume (to tell a store fault from a stack fault), said in the summary.
     On FerretDB the two bots write the same candles: this test is where their upserts' race on
     FerretDB 1.x (pymongo's KeyError 'nModified', then "store unreachable") was found."""
     stack.compose("up", "-d", "--wait", "mongodb")
-    if os.environ.get("TRADEFLEET_COMPOSE_STORE") == "sqlite":
+    if os.environ.get("TFTEST_COMPOSE_STORE") == "sqlite":
         TIMINGS.append(
-            "compose: NOTE bots stored on SQLite, not on FerretDB (TRADEFLEET_COMPOSE_STORE=sqlite)"
+            "compose: NOTE bots stored on SQLite, not on FerretDB (TFTEST_COMPOSE_STORE=sqlite)"
         )
         return SQLITE_URL
     TIMINGS.append("compose: bots stored on FerretDB (the `mongodb` stand-in), compose's own store URL")
@@ -126,7 +126,7 @@ def test_offline_stack_fails_over_restarts_ready_and_keeps_its_store_across_down
 
     store_url = _store_url(stack)
     if store_url:
-        stack.env["TRADEFLEET_TEST_STORE_URL"] = store_url
+        stack.env["TFTEST_STORE_URL"] = store_url
     # The network exists now (mongodb is up): from here on the stack reaches nothing off this machine.
     with offline(stack.subnet()):
         stack.compose("up", "-d")

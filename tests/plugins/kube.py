@@ -27,7 +27,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_SH = ROOT / "scripts" / "cluster.sh"
-K8S_CACHE = Path(os.environ.get("TRADEFLEET_K8S_CACHE", "/var/cache/tradefleet/k8s"))
+K8S_CACHE = Path(os.environ.get("TFTEST_K8S_CACHE", "/var/cache/tradefleet/k8s"))
 HELM = K8S_CACHE / "bin" / "helm"
 FAKE_NODE = "tradefleet-test-node"
 _names = itertools.count(1)
@@ -216,7 +216,7 @@ def _wait_for_garbage_collection_of_tradingbots(cluster: KubeCluster) -> None:
 def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
     """One control plane per test session, with the CRDs applied by `kubectl apply` (the user's
     first step: the server accepting them is itself the test of their structural schema and CEL)."""
-    reuse = os.environ.get("TRADEFLEET_TEST_CLUSTER")  # a folder of `scripts/cluster.sh up`, kept running
+    reuse = os.environ.get("TFTEST_CLUSTER")  # a folder of `scripts/cluster.sh up`, kept running
     base = Path(reuse) if reuse else tmp_path_factory.mktemp("cluster")
     cluster = _start(base)
     try:
