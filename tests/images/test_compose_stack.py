@@ -100,9 +100,7 @@ def _store_url(stack: Stack) -> str:
     FerretDB 1.x (pymongo's KeyError 'nModified', then "store unreachable") was found."""
     stack.compose("up", "-d", "--wait", "mongodb")
     if os.environ.get("TFTEST_COMPOSE_STORE") == "sqlite":
-        TIMINGS.append(
-            "compose: NOTE bots stored on SQLite, not on FerretDB (TFTEST_COMPOSE_STORE=sqlite)"
-        )
+        TIMINGS.append("compose: NOTE bots stored on SQLite, not on FerretDB (TFTEST_COMPOSE_STORE=sqlite)")
         return SQLITE_URL
     TIMINGS.append("compose: bots stored on FerretDB (the `mongodb` stand-in), compose's own store URL")
     return ""
