@@ -35,7 +35,7 @@ import yaml
 from tests.conftest import RedisServer
 from tests.operator.conftest import DEPLOYMENTS, Cluster, eventually
 from tests.plugins.kube import FAKE_NODE
-from tests.risk.fleet import Bot, Sim, ms, wait, write_candles, zigzag
+from tests.risk.fleet import Bot, Sim, assert_one_order_per_signal, ms, wait, write_candles, zigzag
 
 pytestmark = pytest.mark.slow
 GRACE_S = 60
@@ -215,14 +215,4 @@ async def test_a_spec_edit_during_an_order_in_flight_ends_with_it_final_and_one_
             if kubelet is not None:
                 kubelet.stop()
 
-    d = sim.describe()
-    assert d["duplicates"] == 0 and d["resubmits"] == 0, d
-    orders, signals = old.rows("orders"), old.rows("signals")
-    per_signal = [o["signal_id"] for o in orders]
-    assert len(per_signal) == len(set(per_signal)), "a signal got two orders"
-    assert {o["client_order_id"] for o in orders} == {o["clientOrderId"] for o in sim.orders()}
-    sides = [o["side"] for o in sorted(orders, key=lambda o: o["created_at"])]
-    assert sides == ["BUY", "SELL"] * (len(sides) // 2) + ["BUY"] * (len(sides) % 2), sides
-    latest = max(s["candle_close_time"] for s in signals)
-    pending = [s for s in signals if s["action"] == "pending" and s["candle_close_time"] != latest]
-    assert pending == [], pending
+    assert_one_order_per_signal(sim, old)

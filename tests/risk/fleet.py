@@ -160,6 +160,23 @@ class Bot(replicas.Replica):
         self.proc.send_signal(sig)
 
 
+def assert_one_order_per_signal(sim: Sim, bot: Bot) -> None:
+    """After a handover: no order sent twice or re-sent, one order per signal and every one of them on
+    the exchange, sides alternating from a BUY, and no signal left without an order or a stored
+    reason (the newest may still be in hand). `bot` reads the store both replicas shared."""
+    d = sim.describe()
+    assert d["duplicates"] == 0 and d["resubmits"] == 0, d
+    orders, signals = bot.rows("orders"), bot.rows("signals")
+    per_signal = [o["signal_id"] for o in orders]
+    assert len(per_signal) == len(set(per_signal)), "a signal got two orders"
+    assert {o["client_order_id"] for o in orders} == {o["clientOrderId"] for o in sim.orders()}
+    sides = [o["side"] for o in sorted(orders, key=lambda o: o["created_at"])]
+    assert sides == ["BUY", "SELL"] * (len(sides) // 2) + ["BUY"] * (len(sides) % 2), sides
+    latest = max(s["candle_close_time"] for s in signals)
+    pending = [s for s in signals if s["action"] == "pending" and s["candle_close_time"] != latest]
+    assert pending == [], pending
+
+
 def cli(*args: str, redis_url: str | None = None) -> dict[str, Any]:
     """Run the real `tradefleet` command; its one JSON line."""
     env = process_env()

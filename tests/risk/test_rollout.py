@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from tests.conftest import RedisServer
-from tests.risk.fleet import Bot, Sim, ms, wait, write_candles, zigzag
+from tests.risk.fleet import Bot, Sim, assert_one_order_per_signal, ms, wait, write_candles, zigzag
 
 pytestmark = [pytest.mark.slow, pytest.mark.mongo]
 
@@ -70,18 +70,7 @@ def test_sigterm_during_an_order_in_flight_ends_with_it_final_and_the_new_pod_ta
         time.sleep(2.0)
         sim.order_faults(delay_fill_ms=0)
         wait(lambda: all(o["status"] == "FILLED" for o in sim.orders()), 30, "every order filled")
-        d = sim.describe()
-        assert d["duplicates"] == 0 and d["resubmits"] == 0, d
-        orders, signals = old.rows("orders"), old.rows("signals")
-        per_signal = [o["signal_id"] for o in orders]
-        assert len(per_signal) == len(set(per_signal)), "a signal got two orders"
-        assert {o["client_order_id"] for o in orders} == {o["clientOrderId"] for o in sim.orders()}
-        sides = [o["side"] for o in sorted(orders, key=lambda o: o["created_at"])]
-        assert sides == ["BUY", "SELL"] * (len(sides) // 2) + ["BUY"] * (len(sides) % 2), sides
-        # No signal lost: each one has an order or a stored reason (the newest may still be in hand).
-        latest = max(s["candle_close_time"] for s in signals)
-        pending = [s for s in signals if s["action"] == "pending" and s["candle_close_time"] != latest]
-        assert pending == [], pending
+        assert_one_order_per_signal(sim, old)
     finally:
         old.stop()
         if new is not None:
