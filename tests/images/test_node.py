@@ -97,6 +97,24 @@ def ready(pod: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
+def ready_pods(cluster: KubeCluster, ns: str, selector: str) -> list[dict[str, Any]]:
+    """The pods of `selector` that are Ready and not being deleted."""
+    return [p for p in pods(cluster, ns, selector) if ready(p) and not p["metadata"].get("deletionTimestamp")]
+
+
+def wait_ready(
+    cluster: KubeCluster, ns: str, selector: str, what: str, timeout: float, count: int = 1
+) -> list[dict[str, Any]]:
+    """Wait until `count` pods of `selector` are Ready (failing with `kubectl describe`), and return
+    them."""
+    return wait_for(  # type: ignore[no-any-return]
+        what,
+        lambda: (found := ready_pods(cluster, ns, selector)) and len(found) >= count and found,
+        timeout,
+        lambda: describe(cluster, ns),
+    )
+
+
 def describe(cluster: KubeCluster, ns: str) -> str:
     """What a person would look at when a wait times out: pods, events, the kubelet's last words."""
     out = cluster.kubectl("get", "pods", "-n", ns, "-o", "wide", check=False).stdout
@@ -128,11 +146,7 @@ def test_helm_install_runs_the_operator_and_redis_pods_and_helm_test_passes(
     ns = release
     installed = time.monotonic()
 
-    def operator_ready() -> dict[str, Any] | None:
-        found = [p for p in pods(node, ns, "app.kubernetes.io/component=operator") if ready(p)]
-        return found[0] if found else None
-
-    operator = wait_for("the operator pod Ready", operator_ready, 600, lambda: describe(node, ns))
+    operator = wait_ready(node, ns, "app.kubernetes.io/component=operator", "the operator pod Ready", 600)[0]
     assert operator["spec"]["nodeName"] == NODE_NAME
     (status,) = operator["status"]["containerStatuses"]
     assert status["image"].endswith("tradefleet-operator:dev")
@@ -144,12 +158,7 @@ def test_helm_install_runs_the_operator_and_redis_pods_and_helm_test_passes(
     logs = node.kubectl("logs", "-n", ns, operator["metadata"]["name"]).stdout
     assert "Initial authentication has finished" in logs, logs[-3000:]
     assert "Resuming operations after the pause" in logs, logs[-3000:]
-    redis = wait_for(
-        "the Redis pod Ready",
-        lambda: [p for p in pods(node, ns, "app.kubernetes.io/component=redis") if ready(p)],
-        300,
-        lambda: describe(node, ns),
-    )
+    redis = wait_ready(node, ns, "app.kubernetes.io/component=redis", "the Redis pod Ready", 300)
     assert redis[0]["spec"]["nodeName"] == NODE_NAME
     TIMINGS.append(f"node: helm install to operator and Redis Ready in {time.monotonic() - installed:.1f}s")
 
@@ -219,19 +228,12 @@ def test_a_paper_bot_trades_against_the_simulator_pod_and_a_deleted_pod_comes_ba
 ) -> None:
     ns = release
     node.kubectl("apply", "-n", ns, "-f", "-", stdin=SIM)
-    wait_for("the simulator pod Ready", lambda: [p for p in pods(node, ns, "app=sim") if ready(p)], 300,
-             lambda: describe(node, ns))  # fmt: skip
+    wait_ready(node, ns, "app=sim", "the simulator pod Ready", 300)
     started = time.monotonic()
     node.kubectl("apply", "-n", ns, "-f", "-", stdin=json.dumps(BOT))
     selector = "app.kubernetes.io/instance=btc-usdt"
 
-    def bot_ready() -> dict[str, Any] | None:
-        found = [
-            p for p in pods(node, ns, selector) if ready(p) and not p["metadata"].get("deletionTimestamp")
-        ]
-        return found[0] if found else None
-
-    first = wait_for("the bot pod Ready", bot_ready, 600, lambda: describe(node, ns))
+    first = wait_ready(node, ns, selector, "the bot pod Ready", 600)[0]
     assert first["spec"]["nodeName"] == NODE_NAME
     TIMINGS.append(f"node: TradingBot applied to bot pod Ready in {time.monotonic() - started:.1f}s")
 
@@ -255,7 +257,10 @@ def test_a_paper_bot_trades_against_the_simulator_pod_and_a_deleted_pod_comes_ba
     node.kubectl("delete", "pod", "-n", ns, first["metadata"]["name"], "--wait=false")
     second = wait_for(
         "a new bot pod Ready",
-        lambda: (p := bot_ready()) and p["metadata"]["name"] != first["metadata"]["name"] and p,
+        lambda: next(
+            (p for p in ready_pods(node, ns, selector) if p["metadata"]["name"] != first["metadata"]["name"]),
+            None,
+        ),
         600,
         lambda: describe(node, ns),
     )
@@ -317,8 +322,7 @@ def test_two_replicas_share_the_lease_and_the_survivor_of_a_killed_leader_trades
         "create", "secret", "generic", "pair-store", "-n", ns,
         "--from-literal=url=mongodb://ferretdb:27017/tradefleet",
     )  # fmt: skip
-    store = wait_for("FerretDB Ready", lambda: [p for p in pods(node, ns, "app=ferretdb") if ready(p)], 300,
-                     lambda: describe(node, ns))[0]  # fmt: skip
+    store = wait_ready(node, ns, "app=ferretdb", "FerretDB Ready", 300)[0]
     bot = json.loads(json.dumps(BOT))
     bot["metadata"]["name"] = "pair"
     bot["spec"].update(
@@ -332,8 +336,7 @@ def test_two_replicas_share_the_lease_and_the_survivor_of_a_killed_leader_trades
     def live_pods() -> list[dict[str, Any]]:
         return [p for p in pods(node, ns, selector) if not p["metadata"].get("deletionTimestamp")]
 
-    wait_for("two bot pods running", lambda: len([p for p in live_pods() if ready(p)]) == 2, 600,
-             lambda: describe(node, ns))  # fmt: skip
+    wait_ready(node, ns, selector, "two bot pods running", 600, count=2)
 
     def status() -> dict[str, Any]:
         body = node.get(f"/apis/tradefleet.io/v1alpha1/namespaces/{ns}/tradingbots/pair") or {}
