@@ -45,6 +45,7 @@ from tradefleet.errors import ConfigError, MalformedFrame
 from tradefleet.logs import log_event
 from tradefleet.metrics import BotMetrics
 from tradefleet.ports import VenueAdapter
+from tradefleet.tasks import stop_task
 
 log = logging.getLogger("tradefleet.feed")
 
@@ -189,10 +190,8 @@ class Feed:
                 try:
                     delivered = await self._receive(ws)
                 finally:
-                    watchdog.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await watchdog
                     self._flush_tallies()
+                    await stop_task(watchdog)
         except aiohttp.InvalidURL as e:
             raise ConfigError(f"market stream URL is invalid: {e}") from e
         except (OSError, TimeoutError, aiohttp.ClientError) as e:

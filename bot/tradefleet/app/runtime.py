@@ -26,6 +26,7 @@ from tradefleet.errors import ConfigError, PermanentError, TemporaryError
 from tradefleet.logs import iso_ms, log_event, now_ms
 from tradefleet.metrics import BotMetrics
 from tradefleet.ports import SymbolRules
+from tradefleet.tasks import stop_task, stop_tasks
 
 log = logging.getLogger("tradefleet.runtime")
 
@@ -319,9 +320,7 @@ class BotRuntime:
         finally:
             stop.cancel()
         if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task, 10)
             return False
         task.result()  # a start-up failure raises here, as before
         return True
@@ -392,15 +391,10 @@ class BotRuntime:
             with contextlib.suppress(TimeoutError, Exception):
                 async with asyncio.timeout(5):
                     await self.engine.drain_signals()
-        for task in list(self._tasks):
-            task.cancel()
-        try:
-            # Bounded like every other step: a task that does not end on cancellation must not keep
-            # the process past its grace period (seen once: no line after the feed stopped for 30 s).
-            async with asyncio.timeout(10):
-                await asyncio.gather(*self._tasks, return_exceptions=True)
-        except TimeoutError:
-            stuck = [t.get_coro().__qualname__ for t in self._tasks if not t.done()]  # type: ignore[union-attr]
+        # Bounded like every other step, and cancelled again until they end (`tradefleet.tasks`: a
+        # cancellation swallowed on Python 3.11 once kept a stopping bot for 30 s, until it was killed).
+        stuck = await stop_tasks(list(self._tasks), 10)
+        if stuck:
             log_event(log, "shutdown_error", logging.WARNING, step="tasks", error=f"not ended: {stuck}")
         for closer in (
             getattr(self.lease, "stop", None),

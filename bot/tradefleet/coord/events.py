@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradefleet.logs import log_event, now_ms
 from tradefleet.metrics import BotMetrics
+from tradefleet.tasks import stop_task
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -232,9 +233,7 @@ class RedisEventPublisher:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.flush_timeout_s):
                     await self._idle.wait()
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
         for buf in (self._main, self._status):
             while buf:
                 self._count_drop(buf.popleft().stream)

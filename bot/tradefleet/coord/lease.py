@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradefleet.logs import log_event, now_ms
 from tradefleet.metrics import BotMetrics
+from tradefleet.tasks import stop_task
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -284,10 +285,7 @@ class RedisLease(_Transitions):
         """Stop renewing and release the key so a standby takes over at its next attempt rather
         than after the TTL."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         value, self._value = self._value, None
         self._valid_until = 0.0
         if value is not None:

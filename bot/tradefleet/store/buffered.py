@@ -42,6 +42,7 @@ from tradefleet.domain.models import BotEvent, Candle, Order, OrderUpdate, Posit
 from tradefleet.errors import StoreUnavailable, TemporaryError
 from tradefleet.metrics import BotMetrics
 from tradefleet.ports import Store
+from tradefleet.tasks import stop_task
 
 log = logging.getLogger("tradefleet.store")
 
@@ -235,10 +236,7 @@ class BufferedStore:
         if self._task is not None and not self._task.done():
             drained = await self.flush(timeout)
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         if not drained:
             self._log_unwritten()
         for job in self._durable:

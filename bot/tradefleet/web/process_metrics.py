@@ -18,7 +18,6 @@ proves the loop runs); a started one that never ticks is a stall like any other.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -31,6 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from tradefleet.metrics import BotMetrics
+from tradefleet.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -222,11 +222,8 @@ class LoopMonitor:
         return self._task
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     def liveness(self) -> dict[str, tuple[bool, str]]:
         if self.started_at is None:
