@@ -29,6 +29,7 @@ from tradefleet.engine.strategy import HistoryReady, StrategyRunner
 from tradefleet.logs import iso_ms, log_event, now_ms
 from tradefleet.metrics import BotMetrics
 from tradefleet.ports import EventPublisher, MarketRest
+from tradefleet.tasks import stop_tasks
 
 log = logging.getLogger("tradefleet.engine")
 
@@ -331,9 +332,7 @@ class BotEngine:
         return task
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(list(self._tasks))
 
     # -- what people and probes see --------------------------------------------------------------
 
