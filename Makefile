@@ -50,7 +50,7 @@ lint: install
 	fi
 
 test: lint k8s-build
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --durations=30
 
 # Non-blocking canary (not part of `make test`/CI): every dependency at its newest release in
 # .venv-latest/, then the whole suite. A failure here is a break to investigate before re-locking.
