@@ -35,9 +35,8 @@ from decimal import Decimal
 from typing import Any
 
 from tradefleet.adapters.binance_signed import BinanceHttpError, BinanceSignedRest
-from tradefleet.adapters.ccxt_factory import TESTNET_REST, TESTNET_WS_API  # constants only: no ccxt import
 from tradefleet.adapters.credentials import Credentials
-from tradefleet.adapters.market_rest import BINANCE_REST, market_id_of
+from tradefleet.adapters.market_rest import BINANCE_REST, TESTNET_REST, TESTNET_WS_API, market_id_of
 from tradefleet.adapters.userdata import LIVE_WS_API, UserDataStream, cancel_and_wait
 from tradefleet.config import BotConfig
 from tradefleet.domain.models import Order, OrderStatus, OrderUpdate, Side
