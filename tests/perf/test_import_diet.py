@@ -34,18 +34,19 @@ NEVER = (
 NOT_WITHOUT_THEIR_CONFIG = (
     "pymongo", "bson", "tradefleet.store.mongo",  # only with a mongodb:// store_url
     "redis", "tradefleet.coord.redis_client",  # only with redis_url
-    "websockets",  # only a testnet/live bot's user data stream
     "tradefleet.adapters.binance_exec", "tradefleet.adapters.binance_signed", "tradefleet.adapters.userdata",
+    "cryptography",  # redis-py imports it
 )  # fmt: skip
 NO_BOT = (
     "ccxt",
     "requests",
-    "cryptography",
+    "websockets",
     "tradefleet.adapters.ccxt_factory",
     "tradefleet.adapters.ccxt_lean",
 )
-"""What no bot loads, whatever its mode: the trading client is our own signed REST over aiohttp (#17);
-ccxt stays for the tests and benchmarks that use it as a peer client."""
+"""What no bot loads, whatever its mode: the trading client is our own signed REST over aiohttp and the
+user data stream aiohttp's websocket client (#17); ccxt and websockets stay for the tests and
+benchmarks that use them as peer clients."""
 
 
 def imported(log: str) -> set[str]:
@@ -120,7 +121,7 @@ async def test_with_redis_the_bot_loads_redis_and_still_no_other_driver(
 ) -> None:
     modules = await run_until_ready(tmp_path, make_sim, redis_url=redis_server.url)
     assert "redis" in modules and "tradefleet.coord.redis_client" in modules
-    for package in (*NEVER, *NO_BOT, "pymongo", "bson", "websockets"):
+    for package in (*NEVER, *NO_BOT, "pymongo", "bson"):
         assert not loaded(modules, package), f"a paper bot with Redis imported {package}"
 
 
@@ -128,11 +129,12 @@ async def test_a_testnet_bot_trades_through_its_own_signed_client_without_ccxt(
     tmp_path: Path, make_sim: MakeSim
 ) -> None:
     """A testnet bot against the simulator, ready: credentials proven by a signed account request,
-    the user data stream subscribed, orders reconciled over signed REST. None of it through ccxt."""
+    the user data stream subscribed, orders reconciled over signed REST. None of it through ccxt or
+    websockets."""
     credentials = {"TRADEFLEET_API_KEY": DEFAULT_API_KEY, "TRADEFLEET_API_SECRET": DEFAULT_API_SECRET}
     modules = await run_until_ready(tmp_path, make_sim, env=credentials, mode="testnet")
     for needed in ("aiohttp", "tradefleet.adapters.binance_exec", "tradefleet.adapters.binance_signed",
                    "tradefleet.adapters.userdata", "tradefleet.engine.order_manager"):  # fmt: skip
         assert needed in modules, f"{needed} missing from a testnet bot's imports: the parse is broken"
-    for package in (*NEVER, *NO_BOT, "pymongo", "bson", "redis", "tradefleet.adapters.paper"):
+    for package in (*NEVER, *NO_BOT, "pymongo", "bson", "redis", "cryptography", "tradefleet.adapters.paper"):
         assert not loaded(modules, package), f"a testnet bot imported {package}"
