@@ -5,11 +5,13 @@ signed REST client over aiohttp) and a real SQLite store trades N alternating BU
 simulator's steady book; each is timed from `submit_signal` until the final order state is applied.
 The peer in the same run is the same path with the trading client the bot had before #17: ccxt's
 async Binance client (`bench.ccxt_execution`, ccxt's client-side throttle off as the bot ran it).
-The two alternate in rounds so both see the same machine load. Also printed: the Python CPU time per
+The two alternate in rounds so both see the same machine load. Also printed: the wall time of
+`submit` alone (sign, send, the simulator's handler, parse the FULL answer) and the Python CPU time per
 order during each client's `submit` (signing, encoding, sending, parsing). It is process CPU and the
 simulator runs in this process, so its order handler is in both figures: the difference is the
 clients'. Ends with one line:
-`orders p50_ms=<x> p90_ms=<x> max_ms=<x> baseline_p50_ms=<x> ratio=<x> cpu_ms=<x> baseline_cpu_ms=<x>`.
+`orders p50_ms=<x> p90_ms=<x> max_ms=<x> baseline_p50_ms=<x> ratio=<x> cpu_ms=<x> baseline_cpu_ms=<x>
+submit_ms=<x> baseline_submit_ms=<x>` (one line).
 """
 
 from __future__ import annotations
@@ -47,16 +49,18 @@ class _CpuTimed:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.cpu_s: list[float] = []
+        self.wall_s: list[float] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     async def submit(self, order: Any) -> Any:
-        started = time.process_time()
+        started, wall = time.process_time(), time.perf_counter()
         try:
             return await self.inner.submit(order)
         finally:
             self.cpu_s.append(time.process_time() - started)
+            self.wall_s.append(time.perf_counter() - wall)
 
 
 async def run(n: int, *, peer: bool) -> dict[str, Any]:
@@ -107,17 +111,19 @@ async def run(n: int, *, peer: bool) -> dict[str, Any]:
             await store.close()
     finally:
         await server.stop()
-    return {"latencies": latencies, "cpu": execution.cpu_s}
+    return {"latencies": latencies, "cpu": execution.cpu_s, "wall": execution.wall_s}
 
 
 def _merge(runs: list[dict[str, Any]]) -> dict[str, float]:
     lat = sorted(x for r in runs for x in r["latencies"])
     cpu = sorted(x for r in runs for x in r["cpu"])
+    wall = sorted(x for r in runs for x in r["wall"])
     return {
         "p50_ms": statistics.median(lat) * 1000,
         "p90_ms": lat[int(len(lat) * 0.9)] * 1000,
         "max_ms": lat[-1] * 1000,
         "cpu_ms": statistics.median(cpu) * 1000,
+        "submit_ms": statistics.median(wall) * 1000,
     }
 
 
@@ -128,13 +134,15 @@ async def main(n: int, rounds: int) -> None:
         ours_runs.append(await run(n, peer=False))
         peer_runs.append(await run(n, peer=True))
     ours, baseline = _merge(ours_runs), _merge(peer_runs)
-    print(f"{'':28} {'p50 ms':>8} {'p90 ms':>8} {'max ms':>8} {'submit CPU ms':>14}")
+    print(f"{'':28} {'p50 ms':>8} {'p90 ms':>8} {'max ms':>8} {'submit p50 ms':>14} {'submit CPU ms':>14}")
     for name, r in (("ours (signed REST, aiohttp)", ours), ("ccxt async client", baseline)):
-        print(f"{name:28} {r['p50_ms']:8.2f} {r['p90_ms']:8.2f} {r['max_ms']:8.1f} {r['cpu_ms']:14.3f}")
+        print(f"{name:28} {r['p50_ms']:8.2f} {r['p90_ms']:8.2f} {r['max_ms']:8.1f} {r['submit_ms']:14.3f} "
+              f"{r['cpu_ms']:14.3f}")  # fmt: skip
     print(
         f"orders p50_ms={ours['p50_ms']:.2f} p90_ms={ours['p90_ms']:.2f} max_ms={ours['max_ms']:.1f} "
         f"baseline_p50_ms={baseline['p50_ms']:.2f} ratio={baseline['p50_ms'] / ours['p50_ms']:.2f} "
-        f"cpu_ms={ours['cpu_ms']:.3f} baseline_cpu_ms={baseline['cpu_ms']:.3f}"
+        f"cpu_ms={ours['cpu_ms']:.3f} baseline_cpu_ms={baseline['cpu_ms']:.3f} "
+        f"submit_ms={ours['submit_ms']:.3f} baseline_submit_ms={baseline['submit_ms']:.3f}"
     )
 
 
