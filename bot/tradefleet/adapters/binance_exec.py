@@ -107,11 +107,6 @@ def _kind(e: BinanceHttpError) -> str:
     return "other"  # 5xx, -1007 and the other "busy" codes, codes we do not know, 4xx without a code
 
 
-def error_code(e: Exception) -> int | None:
-    """Binance's error code of an answer, None for a transport failure or a body without one."""
-    return e.code if isinstance(e, BinanceHttpError) else None
-
-
 def translate(e: Exception, *, sending: bool) -> TradefleetError:
     """A failed request (`BinanceHttpError`, `BinanceTransportError` or anything else) as one of our
     errors. `sending`: the request would place an order, so "no answer" means "maybe placed"."""

@@ -35,6 +35,7 @@ from tradefleet.adapters.http_session import client_session
 Params = Mapping[str, str | int] | Sequence[tuple[str, str | int]]
 
 _SIGNATURE_RE = re.compile(r"signature=[0-9A-Fa-f]+")
+_NEEDS_QUOTING = re.compile(r"[^A-Za-z0-9._~&=-]")
 
 
 class BinanceHttpError(Exception):
@@ -77,8 +78,13 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 def signed_query(credentials: Credentials, params: Params) -> str:
-    """`params` urlencoded in the given order, then `&signature=` + HMAC-SHA256 of exactly that string."""
-    query = urlencode(params)
+    """`params` urlencoded in the given order, then `&signature=` + HMAC-SHA256 of exactly that string.
+    An order's parameters (symbol, side, decimal strings, client id, integers) need no quoting: they
+    are joined as they are, and anything else goes through `urlencode` (same bytes for plain values)."""
+    pairs = params.items() if isinstance(params, Mapping) else params
+    query = "&".join([f"{k}={v}" for k, v in pairs])
+    if _NEEDS_QUOTING.search(query) is not None:
+        query = urlencode(params)
     return f"{query}&signature={credentials.sign(query)}"
 
 
