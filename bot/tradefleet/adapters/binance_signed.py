@@ -20,7 +20,9 @@ message (the URL with its signature never leaves this module; the key is only ev
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
@@ -31,6 +33,9 @@ from yarl import URL
 
 from tradefleet.adapters.credentials import Credentials
 from tradefleet.adapters.http_session import client_session
+from tradefleet.logs import log_event
+
+log = logging.getLogger(__name__)
 
 Params = Mapping[str, str | int] | Sequence[tuple[str, str | int]]
 
@@ -77,14 +82,20 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return None
 
 
-def signed_query(credentials: Credentials, params: Params) -> str:
-    """`params` urlencoded in the given order, then `&signature=` + HMAC-SHA256 of exactly that string.
-    An order's parameters (symbol, side, decimal strings, client id, integers) need no quoting: they
-    are joined as they are, and anything else goes through `urlencode` (same bytes for plain values)."""
+def query_string(params: Params) -> str:
+    """`params` urlencoded in the given order. An order's parameters (symbol, side, decimal strings,
+    client id, integers) need no quoting: they are joined as they are, and anything else goes through
+    `urlencode` (the same bytes for plain values)."""
     pairs = params.items() if isinstance(params, Mapping) else params
     query = "&".join([f"{k}={v}" for k, v in pairs])
     if _NEEDS_QUOTING.search(query) is not None:
         query = urlencode(params)
+    return query
+
+
+def signed_query(credentials: Credentials, params: Params) -> str:
+    """The query string, then `&signature=` + HMAC-SHA256 of exactly that string."""
+    query = query_string(params)
     return f"{query}&signature={credentials.sign(query)}"
 
 
@@ -113,7 +124,9 @@ class BinanceSignedRest:
         `BinanceTransportError`."""
         if self._session is None:  # created on first use, inside the running loop
             self._session = client_session(timeout=self._timeout)
-        url = URL(f"{self.base}{path}?{signed_query(self._credentials, params)}", encoded=True)
+        query = query_string(params)
+        url = URL(f"{self.base}{path}?{query}&signature={self._credentials.sign(query)}", encoded=True)
+        started = time.perf_counter()
         try:
             async with self._session.request(method, url, headers=self._headers) as r:
                 status = r.status
@@ -121,6 +134,9 @@ class BinanceSignedRest:
                 retry_after = _retry_after(r.headers)
         except (aiohttp.ClientError, OSError) as e:  # OSError covers TimeoutError and refused connections
             raise BinanceTransportError(f"{method} {path}: {type(e).__name__}: {_clean(str(e))}") from None
+        # What was asked and answered, never the signature or the key (which is only a header).
+        log_event(log, "signed_request", logging.DEBUG, method=method, path=path, query=query, status=status,
+                  ms=round((time.perf_counter() - started) * 1000, 2))  # fmt: skip
         if 200 <= status < 300:
             self._succeeded = True
             try:
