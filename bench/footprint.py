@@ -19,7 +19,9 @@ Three processes, all started here:
   `publish_trade` (and, with `--tickers-per-s`, extra bookTicker frames through
   `publish_book_ticker`); everything else is the simulator unchanged;
 - the bot: `tradefleet bot` in paper mode, SQLite store in a temporary directory, pointed at the
-  simulator with TRADEFLEET_REST_URL / TRADEFLEET_WS_URL, 1-minute interval;
+  simulator with TRADEFLEET_REST_URL / TRADEFLEET_WS_URL, 1-minute interval; with `--mode testnet`
+  a testnet bot instead, trading on the simulator's signed order API and user data stream
+  (TRADEFLEET_WS_API_URL, the simulator's default account as credentials): its trading client loaded;
 - the floor: a bare websocket client (`--baseline-client URL`, the same aiohttp client and settings
   as the bot's feed) subscribed to the same combined stream, that only receives frames.
 
@@ -328,6 +330,7 @@ def measure(
     bot_env_extra: dict[str, str],
     bots: int = 1,
     depth_per_s: float = 10.0,
+    mode: str = "paper",
 ) -> dict[str, Any]:
     import psutil
     from tests.obs import botproc  # here, like psutil: the baseline client imports this module too
@@ -349,10 +352,16 @@ def measure(
         for i in range(bots):
             http_port = free_port()
             config = {
-                "name": f"footprint-{i}" if bots > 1 else "footprint", "mode": "paper", "interval": "1m",
+                "name": f"footprint-{i}" if bots > 1 else "footprint", "mode": mode, "interval": "1m",
                 "rest_url": rest_url, "ws_url": ws_url, "store_url": f"sqlite:///{tmp}/bot-{i}.sqlite",
                 "http_host": "127.0.0.1", "http_port": http_port,
             }  # fmt: skip
+            if mode != "paper":
+                from tradefleet_sim.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
+
+                config["ws_api_url"] = f"{ws_url.rstrip('/')}/ws-api/v3"
+                bot_env_extra = {"TRADEFLEET_API_KEY": DEFAULT_API_KEY,
+                                 "TRADEFLEET_API_SECRET": DEFAULT_API_SECRET, **bot_env_extra}  # fmt: skip
             bot_env = botproc.bot_env(config, PYTHONPATH=env["PYTHONPATH"], **bot_env_extra)
             # Opened before the bot starts, so it is closed after the bot stops (the stack unwinds LIFO).
             bot_stdout = stack.enter_context(open(Path(tmp) / f"bot-{i}.out", "w"))
@@ -562,6 +571,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--depth-per-s", type=float, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--mode",
+        choices=("paper", "testnet"),
+        default="paper",
+        help="the bot's mode; testnet trades on the simulator's signed API (its trading client loaded)",
+    )
     p.add_argument("--json", action="store_true", help="also print the raw figures as JSON")
     p.add_argument("--check", action="store_true", help="exit 1 when the bot is over the CPU or RSS budget")
     p.add_argument(
@@ -593,7 +608,15 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--bots must be at least 1 and --scale positive")
     trades, tickers = args.trades_per_s * args.scale, args.tickers_per_s * args.scale
     result = measure(
-        window, warmup, trades, tickers, args.seed, extra, bots=args.bots, depth_per_s=10.0 * args.scale
+        window,
+        warmup,
+        trades,
+        tickers,
+        args.seed,
+        extra,
+        bots=args.bots,
+        depth_per_s=10.0 * args.scale,
+        mode=args.mode,
     )
     if args.json:  # before the report: the report's last line stays the last line
         raw = {**result, "procs": [q.__dict__ | {"cpu_pct": q.cpu_pct} for q in result["procs"]]}

@@ -1,11 +1,17 @@
 """Signal -> order -> fill latency through the real order path, against the simulator over loopback.
 
-`python -m bench.orders [--n 40]`: one OrderManager with the real BinanceExecution (ccxt, signed
-REST) and a real SQLite store trades N alternating BUY/SELL signals on the simulator's steady book;
-each is timed from `submit_signal` until the final order state is applied. The baseline in the same
-run is the same path with ccxt's client-side rate limiter switched back on (ccxt's default, which the
-trading client turns off). Ends with one line:
-`orders p50_ms=<x> p90_ms=<x> max_ms=<x> baseline_p50_ms=<x> ratio=<x>`.
+`python -m bench.orders [--n 40] [--rounds 2]`: one OrderManager with the real BinanceExecution (our
+signed REST client over aiohttp) and a real SQLite store trades N alternating BUY/SELL signals on the
+simulator's steady book; each is timed from `submit_signal` until the final order state is applied.
+The peer in the same run is the same path with the trading client the bot had before #17: ccxt's
+async Binance client (`bench.ccxt_execution`, ccxt's client-side throttle off as the bot ran it).
+The two alternate in rounds so both see the same machine load. Also printed: the wall time of
+`submit` alone (sign, send, the simulator's handler, parse the FULL answer) and the Python CPU time per
+order during each client's `submit` (signing, encoding, sending, parsing). It is process CPU and the
+simulator runs in this process, so its order handler is in both figures: the difference is the
+clients'. Ends with one line:
+`orders p50_ms=<x> p90_ms=<x> max_ms=<x> baseline_p50_ms=<x> ratio=<x> cpu_ms=<x> baseline_cpu_ms=<x>
+submit_ms=<x> baseline_submit_ms=<x>` (one line).
 """
 
 from __future__ import annotations
@@ -17,8 +23,16 @@ import tempfile
 import time
 from typing import Any
 
-from tests.orders.conftest import bot_config, exchange_execution, make_signal, sim_rules, steady_book
+from tests.orders.conftest import (
+    SIM_CREDENTIALS,
+    bot_config,
+    exchange_execution,
+    make_signal,
+    sim_rules,
+    steady_book,
+)
 
+from bench.ccxt_execution import CcxtBinanceExecution
 from tradefleet.coord.lease import LocalLease
 from tradefleet.domain.models import Side
 from tradefleet.engine.order_manager import OrderManager
@@ -29,7 +43,27 @@ from tradefleet_sim.options import SimOptions
 from tradefleet_sim.server import SimServer
 
 
-async def run(n: int, *, client_throttle: bool) -> dict[str, float]:
+class _CpuTimed:
+    """An Execution whose `submit` adds the process CPU time it took to `cpu_s`."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.cpu_s: list[float] = []
+        self.wall_s: list[float] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def submit(self, order: Any) -> Any:
+        started, wall = time.process_time(), time.perf_counter()
+        try:
+            return await self.inner.submit(order)
+        finally:
+            self.cpu_s.append(time.process_time() - started)
+            self.wall_s.append(time.perf_counter() - wall)
+
+
+async def run(n: int, *, peer: bool) -> dict[str, Any]:
     # Orders back to back to time them: with --n above 100 that is more than Binance's 100 orders per
     # 10 s, so the benchmark relaxes the simulator's limits on purpose (it measures latency, not limits).
     opts = SimOptions.from_mapping({"levels_per_side": 300, "klines": None, "enforce_limits": False})
@@ -47,8 +81,12 @@ async def run(n: int, *, client_throttle: bool) -> dict[str, float]:
             await lease.start()
             config = bot_config(server)
             metrics = BotMetrics()
-            execution: Any = exchange_execution(config)
-            execution._ex.enableRateLimit = client_throttle
+            inner: Any = (
+                CcxtBinanceExecution(config, SIM_CREDENTIALS, recv_window_ms=2000, timeout_ms=3000)
+                if peer
+                else exchange_execution(config)
+            )
+            execution = _CpuTimed(inner)
             om = OrderManager(
                 config=config, store=store, execution=execution, lease=lease, rules=sim_rules(server),
                 metrics=metrics,
@@ -69,31 +107,48 @@ async def run(n: int, *, client_throttle: bool) -> dict[str, float]:
                 latencies.append(time.perf_counter() - started)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            await execution.close()
+            await inner.close()
             await store.close()
     finally:
         await server.stop()
-    latencies.sort()
+    return {"latencies": latencies, "cpu": execution.cpu_s, "wall": execution.wall_s}
+
+
+def _merge(runs: list[dict[str, Any]]) -> dict[str, float]:
+    lat = sorted(x for r in runs for x in r["latencies"])
+    cpu = sorted(x for r in runs for x in r["cpu"])
+    wall = sorted(x for r in runs for x in r["wall"])
     return {
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p90_ms": latencies[int(len(latencies) * 0.9)] * 1000,
-        "max_ms": latencies[-1] * 1000,
+        "p50_ms": statistics.median(lat) * 1000,
+        "p90_ms": lat[int(len(lat) * 0.9)] * 1000,
+        "max_ms": lat[-1] * 1000,
+        "cpu_ms": statistics.median(cpu) * 1000,
+        "submit_ms": statistics.median(wall) * 1000,
     }
 
 
-async def main(n: int) -> None:
-    ours = await run(n, client_throttle=False)
-    baseline = await run(n, client_throttle=True)
-    print(f"{'':24} {'p50 ms':>8} {'p90 ms':>8} {'max ms':>8}")
-    for name, r in (("ours (no client throttle)", ours), ("ccxt default throttle", baseline)):
-        print(f"{name:24} {r['p50_ms']:8.1f} {r['p90_ms']:8.1f} {r['max_ms']:8.1f}")
+async def main(n: int, rounds: int) -> None:
+    ours_runs: list[dict[str, Any]] = []
+    peer_runs: list[dict[str, Any]] = []
+    for _ in range(rounds):
+        ours_runs.append(await run(n, peer=False))
+        peer_runs.append(await run(n, peer=True))
+    ours, baseline = _merge(ours_runs), _merge(peer_runs)
+    print(f"{'':28} {'p50 ms':>8} {'p90 ms':>8} {'max ms':>8} {'submit p50 ms':>14} {'submit CPU ms':>14}")
+    for name, r in (("ours (signed REST, aiohttp)", ours), ("ccxt async client", baseline)):
+        print(f"{name:28} {r['p50_ms']:8.2f} {r['p90_ms']:8.2f} {r['max_ms']:8.1f} {r['submit_ms']:14.3f} "
+              f"{r['cpu_ms']:14.3f}")  # fmt: skip
     print(
-        f"orders p50_ms={ours['p50_ms']:.1f} p90_ms={ours['p90_ms']:.1f} max_ms={ours['max_ms']:.1f} "
-        f"baseline_p50_ms={baseline['p50_ms']:.1f} ratio={baseline['p50_ms'] / ours['p50_ms']:.1f}"
+        f"orders p50_ms={ours['p50_ms']:.2f} p90_ms={ours['p90_ms']:.2f} max_ms={ours['max_ms']:.1f} "
+        f"baseline_p50_ms={baseline['p50_ms']:.2f} ratio={baseline['p50_ms'] / ours['p50_ms']:.2f} "
+        f"cpu_ms={ours['cpu_ms']:.3f} baseline_cpu_ms={baseline['cpu_ms']:.3f} "
+        f"submit_ms={ours['submit_ms']:.3f} baseline_submit_ms={baseline['submit_ms']:.3f}"
     )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.orders", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=40, help="signals to trade (alternating BUY/SELL)")
-    asyncio.run(main(parser.parse_args().n))
+    parser.add_argument("--n", type=int, default=40, help="signals to trade per round (alternating BUY/SELL)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per client (default 2)")
+    args = parser.parse_args()
+    asyncio.run(main(args.n, args.rounds))

@@ -11,7 +11,7 @@ matched, `--record-order-arrivals`), a real redis-server (the lease's fencing ch
 gate's fleet reserve are Redis round trips on the path), and a whole bot in this process
 (`BotRuntime`: the websocket feed, the book, the strategy with windows 2/5 so crossings come every few
 candles, the buffered store over a SQLite file on disk with `synchronous=FULL`, the order manager,
-the risk gate, ccxt signing and sending in testnet mode). Nothing on the path is stubbed.
+the risk gate, signing and sending in testnet mode). Nothing on the path is stubbed.
 
 Where the two times are taken, both on the host's CLOCK_MONOTONIC (one clock for both processes):
 - at the bot: when the websocket client hands the feed the frame that closes the candle (the venue
@@ -80,7 +80,7 @@ SEGMENTS = (
     ("decide", "lease/risk -> store write starts", "risk1", "commit0"),
     ("store", "store writes before the request", "commit0", "commit1"),
     ("to_send", "stored -> request built", "commit1", "submit"),
-    ("request", "ccxt signs and sends -> simulator", "submit", "arrived"),
+    ("request", "signs and sends -> simulator", "submit", "arrived"),
 )
 
 

@@ -75,7 +75,7 @@ class BotConfig:
     quote_amount: Decimal = Decimal("100")
     """Quote currency spent by each BUY; a SELL closes the whole position."""
     mode: str = "paper"
-    """paper: fills against the live local book; testnet/live: real orders through ccxt."""
+    """paper: fills against the live local book; testnet/live: real signed orders."""
     store_url: str = "sqlite:///tradefleet.sqlite"
     """sqlite:///relative/path, sqlite:////absolute/path, or mongodb://… / mongodb+srv://…"""
     redis_url: str | None = None

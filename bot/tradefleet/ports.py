@@ -1,4 +1,4 @@
-"""The small Protocols at the edges of a bot. Each real edge (websocket feed, ccxt REST, SQLite,
+"""The small Protocols at the edges of a bot. Each real edge (websocket feed, signed REST, SQLite,
 MongoDB, Redis) implements one; tests swap in the exchange simulator or the embedded store, never
 a mock of our own code.
 
@@ -63,7 +63,7 @@ class MarketRest(Protocol):
 
 
 class Execution(Protocol):
-    """Places and follows orders: paper (fills against the local book) or a real exchange (ccxt)."""
+    """Places and follows orders: paper (fills against the local book) or a real exchange (signed REST)."""
 
     async def submit(self, order: Order) -> OrderUpdate:
         """Send the order. Raises ExecutionUnknown when the outcome is unknown (query, never re-send),

@@ -2,7 +2,7 @@
 
 Real parts only: the simulator process (signed order API, Binance's -1022 bad signature and -2015
 unknown key answers), a real redis-server, real `tradefleet bot` processes at `log_level=DEBUG` in
-testnet mode (the real ccxt client, which writes every signed request's headers and URL at DEBUG).
+testnet mode (the signed client logs every request's query at DEBUG; library loggers at DEBUG too).
 Three bots: one with a good key that trades through 5xx, -1007, 429 and rejects; one with the right
 key but a wrong secret (signature errors); one with an unknown key (401). Then every log line,
 `/status`, `/metrics`, every row of every SQLite store and every Redis key and value is searched
@@ -128,7 +128,8 @@ def test_api_key_and_secret_never_reach_a_log_line_status_metrics_store_or_redis
         sim.stop()
 
     logs = {b.log_path.name: b.text() for b in bots}
-    assert any('"logger":"ccxt' in text for text in logs.values()), "DEBUG library logging was not on"
+    # The signed client's own DEBUG line for every request (its query, not its signature) was written.
+    assert any('"event":"signed_request"' in text for text in logs.values()), "DEBUG logging was not on"
     places = {
         **logs,
         "http": "\n".join(outputs),

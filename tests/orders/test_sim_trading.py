@@ -1,5 +1,6 @@
-"""The simulator's private API, driven by ccxt unmodified: proof it speaks Binance's protocol, and
-that its duplicate detector (what the exactly-once tests rely on) really fires."""
+"""The simulator's private API, driven by ccxt unmodified (proof it speaks Binance's protocol) and by
+the bot's own signed client (`binance_signed`, what `translate` sees: status + Binance code/msg), and
+proof that its duplicate detector (what the exactly-once tests rely on) really fires."""
 
 from __future__ import annotations
 
@@ -12,8 +13,17 @@ import pytest
 
 from tests.orders.conftest import SIM_CREDENTIALS, bot_config, sim_orders, sim_trading_fault
 from tradefleet.adapters.binance_exec import BinanceExecution, translate
+from tradefleet.adapters.binance_signed import BinanceHttpError, BinanceSignedRest
 from tradefleet.adapters.ccxt_factory import make_binance
-from tradefleet.errors import ExecutionUnknown, OrderRejected, RateLimited
+from tradefleet.adapters.credentials import Credentials
+from tradefleet.errors import (
+    ExchangeUnavailable,
+    ExecutionUnknown,
+    OrderRejected,
+    PermanentError,
+    RateLimited,
+)
+from tradefleet.logs import now_ms
 from tradefleet_sim.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
 
 
@@ -26,6 +36,17 @@ async def client(sim):
     await ex.close()
 
 
+@pytest.fixture
+async def signed(sim):
+    rest = BinanceSignedRest(sim.rest_url, SIM_CREDENTIALS)
+    yield rest
+    await rest.close()
+
+
+def order_params(**extra):
+    return {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", **extra, "timestamp": now_ms()}
+
+
 async def test_resending_a_filled_client_id_is_a_second_order_and_the_sim_counts_it(sim, client):
     params = {"newClientOrderId": "tf-dup", "quoteOrderQty": "60"}
     first = await client.create_order("BTC/USDT", "market", "buy", None, None, params)
@@ -36,7 +57,7 @@ async def test_resending_a_filled_client_id_is_a_second_order_and_the_sim_counts
     assert state["duplicates"] == 1  # exactly what Binance does after a fill: our bots must never do this
 
 
-async def test_duplicate_of_an_open_order_is_refused_and_means_unknown_outcome(sim, client):
+async def test_duplicate_of_an_open_order_is_refused_and_means_unknown_outcome(sim, client, signed):
     await sim_trading_fault(sim, delay_fill_ms=3000)
     params = {"newClientOrderId": "tf-open", "quoteOrderQty": "60", "newOrderRespType": "RESULT"}
     first = await client.create_order("BTC/USDT", "market", "buy", None, None, params)
@@ -44,37 +65,51 @@ async def test_duplicate_of_an_open_order_is_refused_and_means_unknown_outcome(s
     with pytest.raises(ccxt.InvalidOrder) as e:
         await client.create_order("BTC/USDT", "market", "buy", None, None, params)
     assert "-2010" in str(e.value) and "Duplicate order sent." in str(e.value)
-    assert isinstance(translate(e.value, client, sending=True), ExecutionUnknown)
+    with pytest.raises(BinanceHttpError) as ours:
+        await signed.request("POST", "/api/v3/order", order_params(**params))
+    assert (ours.value.status, ours.value.code, ours.value.msg) == (400, -2010, "Duplicate order sent.")
+    assert isinstance(translate(ours.value, sending=True), ExecutionUnknown)
     assert (await sim_orders(sim))["accepted_per_client_id"] == {"tf-open": 1}
 
 
 @pytest.mark.parametrize(
-    ("amount", "params", "code"),
+    ("params", "code"),
     [
-        ("0.000015", {}, -1013),  # not a multiple of the 0.00001 step: LOT_SIZE
-        (None, {"quoteOrderQty": "4"}, -1013),  # below the 5 USDT NOTIONAL
-        (None, {"quoteOrderQty": "1000000"}, -2010),  # insufficient balance
+        ({"side": "SELL", "quantity": "0.000015"}, -1013),  # not a multiple of the 0.00001 step: LOT_SIZE
+        ({"quoteOrderQty": "4"}, -1013),  # below the 5 USDT NOTIONAL
+        ({"quoteOrderQty": "1000000"}, -2010),  # insufficient balance
+        ({"symbol": "NOPEUSDT", "quoteOrderQty": "10"}, -1121),  # no such symbol
     ],
-    ids=["lot_size", "notional", "balance"],
+    ids=["lot_size", "notional", "balance", "symbol"],
 )
-async def test_filter_and_balance_failures_carry_binance_codes_and_become_rejections(sim, client, amount, params,
-                                                                                     code):  # fmt: skip
-    side = "sell" if amount else "buy"
-    with pytest.raises(ccxt.BaseError) as e:
-        # ccxt would round a LOT_SIZE violation itself; send the raw request to see the sim's check.
-        await client.private_post_order({"symbol": "BTCUSDT", "side": side.upper(), "type": "MARKET",
-                                         **({"quantity": amount} if amount else {}), **params})  # fmt: skip
-    err = translate(e.value, client, sending=True)
+async def test_filter_and_balance_failures_carry_binance_codes_and_become_rejections(
+    sim, signed, params, code
+):
+    with pytest.raises(BinanceHttpError) as e:
+        await signed.request("POST", "/api/v3/order", order_params(**params))
+    err = translate(e.value, sending=True)
     assert isinstance(err, OrderRejected) and err.code == code
+    assert (await sim_orders(sim))["orders"] == []
 
 
-async def test_rate_limit_answer_carries_retry_after(sim, client):
+async def test_rate_limit_answer_carries_retry_after(sim, signed):
     await sim_trading_fault(sim, rate_limit=1, retry_after_s=7)
-    with pytest.raises(ccxt.BaseError) as e:
-        await client.create_order("BTC/USDT", "market", "buy", None, None, {"quoteOrderQty": "60"})
-    err = translate(e.value, client, sending=True)
+    with pytest.raises(BinanceHttpError) as e:
+        await signed.request("POST", "/api/v3/order", order_params(quoteOrderQty="60"))
+    assert e.value.status == 429
+    err = translate(e.value, sending=True)
     assert isinstance(err, RateLimited) and err.retry_after == 7
     assert (await sim_orders(sim))["orders"] == []
+
+
+async def test_server_errors_mean_unknown_when_sending_and_unavailable_otherwise(sim, signed):
+    await sim_trading_fault(sim, server_error=1)  # placed, then 503 -1007
+    with pytest.raises(BinanceHttpError) as e:
+        await signed.request("POST", "/api/v3/order", order_params(quoteOrderQty="60"))
+    assert (e.value.status, e.value.code) == (503, -1007)
+    assert isinstance(translate(e.value, sending=True), ExecutionUnknown)
+    assert isinstance(translate(e.value, sending=False), ExchangeUnavailable)
+    assert len((await sim_orders(sim))["orders"]) == 1
 
 
 async def test_wrong_secret_and_stale_timestamp_are_refused(sim):
@@ -93,6 +128,23 @@ async def test_wrong_secret_and_stale_timestamp_are_refused(sim):
             await stale.fetch_balance()
     finally:
         await stale.close()
+    # Ours: a wrong secret is -1022, permanent, and the bot refuses to start with it.
+    wrong = BinanceExecution(bot_config(sim), Credentials(DEFAULT_API_KEY, "not-the-secret-at-all"),
+                             user_stream=False)  # fmt: skip
+    try:
+        with pytest.raises(PermanentError, match="-1022"):
+            await wrong.prepare()
+    finally:
+        await wrong.close()
+    rest = BinanceSignedRest(sim.rest_url, SIM_CREDENTIALS)
+    try:
+        with pytest.raises(BinanceHttpError) as e:
+            await rest.request("GET", "/api/v3/account", {"timestamp": now_ms() - 120_000})
+        assert e.value.code == -1021
+        err = translate(e.value, sending=True)  # refused before acceptance: safe to re-send
+        assert isinstance(err, ExchangeUnavailable) and not isinstance(err, ExecutionUnknown)
+    finally:
+        await rest.close()
 
 
 async def test_balances_move_by_fills_and_fees(sim, client):

@@ -5,8 +5,9 @@ ready (book synced, candles warmed up, orders reconciled: the whole live path ha
 not hold the drivers and libraries its configuration does not use.
 
 What each one costs when it is loaded (`python -m bench.footprint`, README "Memory"): ccxt's Binance
-client ~17 MiB (only the trading client of a testnet/live bot uses ccxt), redis-py ~7 MiB, pymongo
-several MiB; numpy and pandas belong to the tests and the backtest benchmarks, never to a bot."""
+client ~17 MiB (no bot loads it since its trading client signs its own requests, #17), redis-py
+~7 MiB, pymongo several MiB; numpy and pandas belong to the tests and the backtest benchmarks, never
+to a bot."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 from tests.conftest import RedisServer
 from tests.obs.botproc import BotProcess
 from tests.plugins.sim import MakeSim
+from tradefleet_sim.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
 
 pytestmark = pytest.mark.slow
 
@@ -32,9 +34,19 @@ NEVER = (
 NOT_WITHOUT_THEIR_CONFIG = (
     "pymongo", "bson", "tradefleet.store.mongo",  # only with a mongodb:// store_url
     "redis", "tradefleet.coord.redis_client",  # only with redis_url
-    "ccxt", "requests", "cryptography", "websockets",  # only a testnet/live bot's trading client
-    "tradefleet.adapters.binance_exec", "tradefleet.adapters.userdata",
+    "tradefleet.adapters.binance_exec", "tradefleet.adapters.binance_signed", "tradefleet.adapters.userdata",
+    "cryptography",  # redis-py imports it
 )  # fmt: skip
+NO_BOT = (
+    "ccxt",
+    "requests",
+    "websockets",
+    "tradefleet.adapters.ccxt_factory",
+    "tradefleet.adapters.ccxt_lean",
+)
+"""What no bot loads, whatever its mode: the trading client is our own signed REST over aiohttp and the
+user data stream aiohttp's websocket client (#17); ccxt and websockets stay for the tests and
+benchmarks that use them as peer clients."""
 
 
 def imported(log: str) -> set[str]:
@@ -62,12 +74,18 @@ def threads(pid: int) -> list[str]:
 
 
 async def run_until_ready(
-    tmp_path: Path, make_sim: MakeSim, at_ready: list[list[str]] | None = None, **config: object
+    tmp_path: Path,
+    make_sim: MakeSim,
+    at_ready: list[list[str]] | None = None,
+    env: dict[str, str] | None = None,
+    **config: object,
 ) -> set[str]:
     """The modules a bot imported by the time it is ready; `at_ready` receives its threads then."""
     sim = await make_sim(history=260)
+    if config.get("mode") == "testnet":
+        config.setdefault("ws_api_url", f"{sim.ws_url}/ws-api/v3")
     bot = BotProcess(tmp_path, sim, **config)
-    bot.env = {"PYTHONPROFILEIMPORTTIME": "1"}
+    bot.env = {"PYTHONPROFILEIMPORTTIME": "1", **(env or {})}
     bot.start()
     try:
         async with aiohttp.ClientSession() as http:
@@ -94,7 +112,7 @@ async def test_a_paper_bot_on_sqlite_without_redis_loads_no_driver_it_does_not_u
     for needed in ("aiohttp", "sqlite3", "msgspec", "tradefleet.adapters.feed", "tradefleet.store.sqlite",
                    "tradefleet.engine.order_manager", "tradefleet.adapters.paper", "tradefleet.coord.lease"):  # fmt: skip
         assert needed in modules, f"{needed} missing from the bot's imports: the parse is broken"
-    for package in NEVER + NOT_WITHOUT_THEIR_CONFIG:
+    for package in NEVER + NOT_WITHOUT_THEIR_CONFIG + NO_BOT:
         assert not loaded(modules, package), f"a paper bot on SQLite without Redis imported {package}"
 
 
@@ -103,5 +121,20 @@ async def test_with_redis_the_bot_loads_redis_and_still_no_other_driver(
 ) -> None:
     modules = await run_until_ready(tmp_path, make_sim, redis_url=redis_server.url)
     assert "redis" in modules and "tradefleet.coord.redis_client" in modules
-    for package in (*NEVER, "pymongo", "bson", "ccxt", "websockets"):
+    for package in (*NEVER, *NO_BOT, "pymongo", "bson"):
         assert not loaded(modules, package), f"a paper bot with Redis imported {package}"
+
+
+async def test_a_testnet_bot_trades_through_its_own_signed_client_without_ccxt(
+    tmp_path: Path, make_sim: MakeSim
+) -> None:
+    """A testnet bot against the simulator, ready: credentials proven by a signed account request,
+    the user data stream subscribed, orders reconciled over signed REST. None of it through ccxt or
+    websockets."""
+    credentials = {"TRADEFLEET_API_KEY": DEFAULT_API_KEY, "TRADEFLEET_API_SECRET": DEFAULT_API_SECRET}
+    modules = await run_until_ready(tmp_path, make_sim, env=credentials, mode="testnet")
+    for needed in ("aiohttp", "tradefleet.adapters.binance_exec", "tradefleet.adapters.binance_signed",
+                   "tradefleet.adapters.userdata", "tradefleet.engine.order_manager"):  # fmt: skip
+        assert needed in modules, f"{needed} missing from a testnet bot's imports: the parse is broken"
+    for package in (*NEVER, *NO_BOT, "pymongo", "bson", "redis", "cryptography", "tradefleet.adapters.paper"):
+        assert not loaded(modules, package), f"a testnet bot imported {package}"

@@ -1,17 +1,22 @@
-"""Orders on Binance Spot (live or testnet, or the simulator) through ccxt's async client.
+"""Orders on Binance Spot (live or testnet, or the simulator) through our own signed REST client.
 
-The `Execution` edge for real money. ccxt does the signing, the rate-limit pacing and the HTTP; this
-module decides what each failure *means* for an order, because that decides whether a second order
-can happen:
+The `Execution` edge for real money. `binance_signed` signs and sends (HMAC-SHA256 of the exact query
+string, `X-MBX-APIKEY`, on the bot's aiohttp client; no ccxt since #17: it cost ~1 ms of Python per
+order and ~17 MiB per bot); this module decides what each answer *means* for an order, because that
+decides whether a second order can happen. The mapping is from the HTTP status and Binance's
+`{"code", "msg"}` body, and keeps exactly the outcomes the ccxt client had (its Binance error table,
+`_REJECT_CODES` etc. below):
 
-- certainly refused before acceptance: 429/418/-1003 → `RateLimited(retry_after)` (from the
-  `Retry-After` header); -1021 timestamp outside recvWindow → `ExchangeUnavailable`. Re-sending the
-  same client order id afterwards is safe.
+- certainly refused before acceptance: 429/418/-1003/-1015 → `RateLimited(retry_after)` (from the
+  `Retry-After` header, 1 s without one); -1021 timestamp outside recvWindow → `ExchangeUnavailable`.
+  Re-sending the same client order id afterwards is safe.
 - may have been accepted: timeouts, dropped connections, 5xx, -1007 "execution status unknown",
-  and "Duplicate order sent." (that id is live right now) → `ExecutionUnknown`: query, never re-send.
-- refused for good: filters, balance, bad parameters → `OrderRejected(code)`; auth → `PermanentError`.
+  any code we do not know, and "Duplicate order sent." (that id is live right now) →
+  `ExecutionUnknown`: query, never re-send.
+- refused for good: filters, balance, bad parameters, unknown symbol/order → `OrderRejected(code)`;
+  auth and permissions → `PermanentError`.
 
-Quantities go to ccxt as decimal strings (never floats). Each fill in a FULL response or in
+Quantities are sent as decimal strings (never floats). Each fill in a FULL response or in
 `myTrades` becomes a TRADE `OrderUpdate` with its trade id and commission, queued on `updates()`
 next to the user data stream's reports: the store keys updates by trade id, so a fill seen both
 ways is stored and charged once. `unknown_settle_s` (recvWindow + 1 s) tells the order manager when
@@ -24,17 +29,14 @@ What it refuses: order types other than MARKET, reading credentials from config,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import re
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
 
-import ccxt
-
-from tradefleet.adapters.ccxt_factory import TESTNET_WS_API, make_binance
+from tradefleet.adapters.binance_signed import BinanceHttpError, BinanceSignedRest
 from tradefleet.adapters.credentials import Credentials
+from tradefleet.adapters.market_rest import BINANCE_REST, TESTNET_REST, TESTNET_WS_API, market_id_of
 from tradefleet.adapters.userdata import LIVE_WS_API, UserDataStream, cancel_and_wait
 from tradefleet.config import BotConfig
 from tradefleet.domain.models import Order, OrderStatus, OrderUpdate, Side
@@ -56,43 +58,71 @@ ZERO = Decimal(0)
 MIN_RECV_WINDOW_MS = 100
 """Below this much lease validity an order is not sent: a window that short would be refused by an
 exchange whose clock is a little ahead of ours, and the lease renews long before it gets there."""
-_CODE_RE = re.compile(r'"code"\s*:\s*(-?\d+)')
+
+# Binance Spot error codes by meaning: the table ccxt 4.5's Binance client applied (its `exceptions`
+# for the spot URLs), so the bot's outcomes did not change when ccxt left its path.
+_RATE_CODES = frozenset({-1003, -1015})
+_AUTH_CODES = frozenset({-1002, -1022, -1099, -1125, -2008, -2014, -2015})
+_NOT_FOUND_CODES = frozenset({-2011, -2013})  # "Unknown order sent." / "Order does not exist."
+_REJECT_CODES = frozenset({
+    -1013, -1014, -1016, -1020, -1100, -1101, -1102, -1103, -1104, -1105, -1106, -1108, -1111, -1114,
+    -1115, -1116, -1117, -1118, -1119, -1120, -1121, -1127, -1128, -1130, -1131, -1134, -1135, -1145,
+    -1151, -2010, -2026, *_NOT_FOUND_CODES,
+})  # fmt: skip
+# Messages that decide before the code does (ccxt matched them first): exact, then substrings. Only
+# those ccxt's Python client could match: its transpiler turned "this" into "self" in the others
+# ("This symbol is restricted for self account."), which then fell to their code (-2010: rejected).
+_RATE_MESSAGES = frozenset({"Too many requests. Please try again later."})
+_AUTH_MESSAGES = frozenset({
+    "API key does not exist", "Rest API trading is not enabled.",
+    "This account may not place or cancel orders.", "You don't have permission.",
+})  # fmt: skip
+_REJECT_MESSAGES = frozenset({
+    "Account has insufficient balance for requested action.", "Order would trigger immediately.",
+    "Stop price would trigger immediately.", "Order would immediately match and take.",
+})  # fmt: skip
+_REJECT_IN_BODY = ("Price * QTY is zero or less", "LOT_SIZE", "PRICE_FILTER", "MAX_POSITION",
+                   "PERCENT_PRICE_BY_SIDE", "This order type is not possible")  # fmt: skip
+_AUTH_STATUSES = frozenset({401, 407, 511})
 
 
-def error_code(e: Exception, exchange: Any = None) -> int | None:
-    """Binance's error code: from the message, else from the last response body (ccxt raises some
-    errors, e.g. insufficient balance, with the message only)."""
-    for text in (str(e), str(getattr(exchange, "last_http_response", "") or "")):
-        m = _CODE_RE.search(text)
-        if m:
-            return int(m.group(1))
-    return None
+def _kind(e: BinanceHttpError) -> str:
+    """What a non-2xx answer says: "rate", "nonce", "auth", "reject" or "other"."""
+    if e.status in (418, 429) or e.code in _RATE_CODES or e.msg in _RATE_MESSAGES:
+        return "rate"
+    if e.msg in _AUTH_MESSAGES or "has no operation privilege" in e.msg:
+        return "auth"
+    if e.msg in _REJECT_MESSAGES or any(s in e.body for s in _REJECT_IN_BODY):
+        return "reject"
+    if e.code == -1021:
+        return "nonce"
+    if e.code == -2015 and e.after_success:
+        return "rate"  # Binance's answer to a key banned for a while, once that key has worked
+    if e.code in _AUTH_CODES:
+        return "auth"
+    if e.code in _REJECT_CODES:
+        return "reject"
+    if e.code is None and e.status in _AUTH_STATUSES:
+        return "auth"
+    return "other"  # 5xx, -1007 and the other "busy" codes, codes we do not know, 4xx without a code
 
 
-def _retry_after(exchange: Any, default: float = 1.0) -> float:
-    headers = getattr(exchange, "last_response_headers", None) or {}
-    for k, v in dict(headers).items():
-        if k.lower() == "retry-after":
-            try:
-                return max(float(v), 0.0)
-            except ValueError:
-                break
-    return default
-
-
-def translate(e: Exception, exchange: Any, *, sending: bool) -> TradefleetError:
-    """A ccxt (or transport) error as one of ours. `sending`: the request would place an order."""
+def translate(e: Exception, *, sending: bool) -> TradefleetError:
+    """A failed request (`BinanceHttpError`, `BinanceTransportError` or anything else) as one of our
+    errors. `sending`: the request would place an order, so "no answer" means "maybe placed"."""
     msg = str(e)[:500]
-    if isinstance(e, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
-        return RateLimited(msg, retry_after=_retry_after(exchange))
-    if isinstance(e, ccxt.InvalidNonce):
-        return ExchangeUnavailable(msg, retry_after=1.0)  # -1021: refused before acceptance
-    if isinstance(e, ccxt.AuthenticationError):
-        return PermanentError(msg)
-    if "Duplicate order sent" in msg:
-        return ExecutionUnknown(msg)  # that id is live on the exchange: find it, never re-send
-    if isinstance(e, ccxt.InvalidOrder | ccxt.InsufficientFunds | ccxt.BadRequest | ccxt.BadSymbol):
-        return OrderRejected(msg, code=error_code(e, exchange))
+    if isinstance(e, BinanceHttpError):
+        kind = _kind(e)
+        if kind == "rate":
+            return RateLimited(msg, retry_after=e.retry_after if e.retry_after is not None else 1.0)
+        if kind == "nonce":
+            return ExchangeUnavailable(msg, retry_after=1.0)  # -1021: refused before acceptance
+        if kind == "auth":
+            return PermanentError(msg)
+        if "Duplicate order sent" in e.msg:
+            return ExecutionUnknown(msg)  # that id is live on the exchange: find it, never re-send
+        if kind == "reject":
+            return OrderRejected(msg, code=e.code)
     if sending:
         # Timeouts, lost connections, 5xx, -1007, anything unexpected: the order may exist.
         return ExecutionUnknown(msg)
@@ -111,7 +141,7 @@ class BinanceExecution:
         credentials: Credentials | None,
         *,
         metrics: BotMetrics | None = None,
-        exchange: Any | None = None,
+        client: BinanceSignedRest | None = None,
         recv_window_ms: int = 5000,
         user_stream: bool = True,
         timeout_ms: int = 10_000,
@@ -124,74 +154,63 @@ class BinanceExecution:
             )
         testnet = config.mode == "testnet"
         self.symbol = config.symbol
+        self.market_id = market_id_of(config.symbol)
         self.metrics = metrics
-        self._ex = exchange or make_binance(
-            rest_url=config.rest_url,
-            api_key=credentials.api_key,
-            secret=credentials.secret,
-            testnet=testnet,
-            timeout_ms=timeout_ms,
-            client_rate_limit=False,  # orders are rare; Binance's 429/Retry-After is obeyed upstream
-        )
-        self._ex.options["recvWindow"] = recv_window_ms
+        rest_url = config.rest_url or (TESTNET_REST if testnet else BINANCE_REST)
+        self._rest = client or BinanceSignedRest(rest_url, credentials, timeout_ms=timeout_ms)
         self.recv_window_ms = recv_window_ms
         # The lease's remaining validity (Lease.remaining_ms): an order is signed so that the exchange
         # refuses it once that validity is over, however long this process is paused after the check.
         self._lease_window_ms = lease_window_ms
-        # Spot only: with a key set, ccxt would also load margin pairs (a SAPI call we do not need).
-        self._ex.options["fetchMargins"] = False
         self.unknown_settle_s = recv_window_ms / 1000 + 1.0
         self._queue: asyncio.Queue[OrderUpdate] = asyncio.Queue()
         ws_api = config.ws_api_url or (TESTNET_WS_API if testnet else LIVE_WS_API)
         self.stream = UserDataStream(ws_api, credentials, self._queue.put_nowait) if user_stream else None
         self._stream_task: asyncio.Task[None] | None = None
-        self._markets_loaded = False
 
     async def prepare(self) -> None:
-        """Load markets and open the user data stream before the first signal, so the first order
-        does not pay for them (at replay speed that cost a candle). The signed balance request also
-        proves the credentials at start: a wrong key fails here, loudly, not at the first signal."""
-        await self._markets()
-        try:
-            await self._ex.fetch_balance()
-        except Exception as e:
-            raise translate(e, self._ex, sending=False) from e
+        """Open the user data stream before the first signal, so the first order does not pay for it
+        (at replay speed that cost a candle). The signed account request also proves the credentials
+        and opens the connection the first order reuses: a wrong key fails here, loudly, not at the
+        first signal."""
+        await self._get("/api/v3/account", {})
         if self.stream is not None and self._stream_task is None:
             self._stream_task = asyncio.get_running_loop().create_task(self.stream.run())
 
-    async def _markets(self) -> None:
-        if not self._markets_loaded:
-            try:
-                await self._ex.load_markets()
-            except Exception as e:
-                raise translate(e, self._ex, sending=False) from e
-            self._markets_loaded = True
+    async def _get(self, path: str, params: dict[str, str | int]) -> Any:
+        """A signed GET (never places anything: a failure is `ExchangeUnavailable`, not unknown)."""
+        params["timestamp"] = now_ms()
+        params["recvWindow"] = self.recv_window_ms
+        try:
+            return await self._rest.request("GET", path, params)
+        except Exception as e:
+            raise translate(e, sending=False) from e
 
     def _count(self, kind: str) -> None:
         if self.metrics is not None:
             self.metrics.rest_errors.labels(kind).inc()
 
     async def submit(self, order: Order) -> OrderUpdate:
-        await self._markets()  # a failure here happens before anything is sent
-        params: dict[str, Any] = {"newClientOrderId": order.client_order_id, "newOrderRespType": "FULL"}
-        params.update(self._fenced_window())
-        amount: str | None
+        params: dict[str, str | int] = {"symbol": self.market_id, "side": order.side.value, "type": "MARKET"}
         if order.side is Side.BUY and order.quote_amount is not None:
             params["quoteOrderQty"] = format(order.quote_amount, "f")
-            amount = None
         elif order.quantity is not None:
-            amount = format(order.quantity, "f")
+            params["quantity"] = format(order.quantity, "f")
         else:
             raise OrderRejected("an order needs a quantity (SELL) or a quote amount (BUY)", code=-1102)
+        params["newClientOrderId"] = order.client_order_id
+        params["newOrderRespType"] = "FULL"
+        params.update(self._fenced_window())
         try:
-            result = await self._ex.create_order(
-                self.symbol, "market", order.side.value.lower(), amount, None, params
-            )
+            raw = await self._rest.request("POST", "/api/v3/order", params)
         except Exception as e:
-            err = translate(e, self._ex, sending=True)
+            err = translate(e, sending=True)
             self._count(type(err).__name__)
             raise err from e
-        raw = result.get("info") or {}
+        if not isinstance(raw, dict):
+            err = ExecutionUnknown(f"order answer is not an object: {str(raw)[:200]}")
+            self._count(type(err).__name__)
+            raise err
         return self._from_raw(order, raw, fills=raw.get("fills") or [])
 
     def _fenced_window(self) -> dict[str, int]:
@@ -202,10 +221,10 @@ class BinanceExecution:
         refuses any request that arrives later than timestamp + recvWindow (-1021). The window ends
         no later than the lease's own safety deadline, which already lies before another replica can
         take the lease — so a woken ex-leader's request cannot be accepted, even with a reused client
-        order id after the first order closed."""
+        order id after the first order closed. Without a lease the window is `recv_window_ms`."""
         timestamp = now_ms()
         if self._lease_window_ms is None:
-            return {"timestamp": timestamp}
+            return {"timestamp": timestamp, "recvWindow": self.recv_window_ms}
         remaining = self._lease_window_ms()
         if remaining < MIN_RECV_WINDOW_MS:
             raise LeaseLost(f"lease has {remaining} ms of validity left; the order is not sent")
@@ -256,33 +275,29 @@ class BinanceExecution:
         )
 
     async def query(self, order: Order) -> OrderUpdate | None:
-        await self._markets()
         cid = order.client_order_id
         try:
-            result = await self._ex.fetch_order(cid, self.symbol, {"origClientOrderId": cid})
-        except ccxt.OrderNotFound:
-            return None
-        except Exception as e:
-            raise translate(e, self._ex, sending=False) from e
-        raw = result.get("info") or {}
+            raw = await self._get("/api/v3/order", {"symbol": self.market_id, "origClientOrderId": cid})
+        except OrderRejected as e:
+            if e.code in _NOT_FOUND_CODES:
+                return None  # the exchange has never seen this id (or no longer keeps it)
+            raise
+        if not isinstance(raw, dict):
+            raise ExchangeUnavailable(f"order query: unexpected body: {str(raw)[:200]}", retry_after=1.0)
         fills: list[dict[str, Any]] = []
         if _dec(raw, "executedQty") > 0 and raw.get("orderId") is not None:
-            try:
-                trades = await self._ex.fetch_my_trades(self.symbol, None, None, {"orderId": raw["orderId"]})
-            except Exception as e:
-                raise translate(e, self._ex, sending=False) from e
-            fills = [t.get("info") or {} for t in trades]
-            fills = [dict(f, tradeId=f.get("id")) for f in fills]
+            by_order: dict[str, str | int] = {"symbol": self.market_id, "orderId": raw["orderId"]}
+            trades = await self._get("/api/v3/myTrades", by_order)
+            if not isinstance(trades, list):
+                raise ExchangeUnavailable(f"myTrades: unexpected body: {str(trades)[:200]}", retry_after=1.0)
+            fills = [dict(t, tradeId=t.get("id")) for t in trades if isinstance(t, dict)]
         return self._from_raw(order, raw, fills=fills)
 
     async def base_balance(self) -> Decimal:
         """The account's total (free + locked) balance of the bot's base asset, from the exchange's own
-        decimal strings (ccxt's unified balance is float)."""
+        decimal strings."""
         asset = self.symbol.split("/")[0]
-        try:
-            body = await self._ex.private_get_account()
-        except Exception as e:
-            raise translate(e, self._ex, sending=False) from e
+        body = await self._get("/api/v3/account", {})
         try:
             for b in body["balances"]:
                 if b["asset"] == asset:
@@ -292,14 +307,11 @@ class BinanceExecution:
         return ZERO
 
     async def open_orders(self, symbol: str) -> list[OrderUpdate]:
-        await self._markets()
-        try:
-            rows = await self._ex.fetch_open_orders(symbol)
-        except Exception as e:
-            raise translate(e, self._ex, sending=False) from e
+        rows = await self._get("/api/v3/openOrders", {"symbol": market_id_of(symbol)})
+        if not isinstance(rows, list):
+            raise ExchangeUnavailable(f"openOrders: unexpected body: {str(rows)[:200]}", retry_after=1.0)
         out = []
-        for r in rows:
-            raw = r.get("info") or {}
+        for raw in rows:
             out.append(
                 OrderUpdate(
                     client_order_id=str(raw.get("clientOrderId", "")),
@@ -323,8 +335,7 @@ class BinanceExecution:
     async def close(self) -> None:
         await cancel_and_wait(self._stream_task)
         self._stream_task = None
-        with contextlib.suppress(Exception):
-            await self._ex.close()
+        await self._rest.close()
 
 
 def describe_error_body(body: str) -> dict[str, Any]:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-TESTNET_REST = "https://testnet.binance.vision"
-TESTNET_WS = "wss://stream.testnet.binance.vision"
-TESTNET_WS_API = "wss://ws-api.testnet.binance.vision/ws-api/v3"
+from tradefleet.adapters.market_rest import TESTNET_REST, TESTNET_WS, TESTNET_WS_API
+
+__all__ = ["TESTNET_REST", "TESTNET_WS", "TESTNET_WS_API", "make_binance", "point_at"]
 
 
 def _spot_options() -> dict[str, Any]:

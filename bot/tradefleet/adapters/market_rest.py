@@ -27,7 +27,6 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from tradefleet.adapters.ccxt_factory import TESTNET_REST
 from tradefleet.adapters.http_session import client_session
 from tradefleet.domain import numbers
 from tradefleet.domain.market import DepthSnapshot
@@ -41,6 +40,9 @@ from tradefleet.errors import (
 from tradefleet.ports import SymbolRules
 
 BINANCE_REST = "https://api.binance.com"
+TESTNET_REST = "https://testnet.binance.vision"
+TESTNET_WS = "wss://stream.testnet.binance.vision"
+TESTNET_WS_API = "wss://ws-api.testnet.binance.vision/ws-api/v3"
 KLINES_PAGE = 1000  # Binance's maximum per /api/v3/klines request
 _DEFAULT_RATE_LIMIT_WAIT_S = 1.0
 

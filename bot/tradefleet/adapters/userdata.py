@@ -5,7 +5,8 @@ connection with `userDataStream.subscribe.signature` (params `apiKey`, `timestam
 HMAC-SHA256 of the other params sorted by name). Events then arrive wrapped as
 `{"subscriptionId": N, "event": {...}}`; `executionReport` events become `OrderUpdate`s.
 
-One task owns the socket and reconnects with capped, jittered backoff. Events missed while the
+One task owns the socket (aiohttp's websocket client, as the market feed: a bot loads no
+`websockets` since #17) and reconnects with capped, jittered backoff. Events missed while the
 socket was down are NOT replayed by Binance: the order manager's REST reconciliation covers that gap,
 so this module only reports `connected` and `last_event_monotonic` and never pretends to be complete.
 It refuses to log the API key or the signature (only the subscription id and errors).
@@ -24,9 +25,10 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-import websockets
+import aiohttp
 
 from tradefleet.adapters.credentials import Credentials
+from tradefleet.adapters.http_session import client_session
 from tradefleet.domain.models import OrderStatus, OrderUpdate
 from tradefleet.errors import MalformedFrame
 from tradefleet.logs import log_event, now_ms
@@ -94,26 +96,45 @@ class UserDataStream:
 
     async def run(self) -> None:
         delay = 0.5
-        while True:
-            try:
-                await self._session()
-                delay = 0.5
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # any socket/protocol failure: reconnect, the manager reconciles
-                log_event(log, "user_stream_down", logging.WARNING, error=repr(e)[:300])
-            self.connected.clear()
-            self.subscription_id = None
-            self.reconnects += 1
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, self._reconnect_max_s)
+        # One HTTP session for the stream's lifetime (its connector is reused across reconnects).
+        async with client_session() as session:  # never via an env proxy
+            while True:
+                try:
+                    await self._session(session)
+                    delay = 0.5
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # any socket/protocol failure: reconnect, the manager reconciles
+                    log_event(log, "user_stream_down", logging.WARNING, error=repr(e)[:300])
+                self.connected.clear()
+                self.subscription_id = None
+                self.reconnects += 1
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, self._reconnect_max_s)
 
-    async def _session(self) -> None:
-        async with websockets.connect(self.url, open_timeout=self._open_timeout_s, max_size=2**22) as ws:
+    async def _session(self, session: aiohttp.ClientSession) -> None:
+        async with asyncio.timeout(self._open_timeout_s):
+            ws = await session.ws_connect(
+                self.url,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+                heartbeat=20.0,  # ping every 20 s; no pong within 10 s closes the connection
+                autoping=True,  # Binance pings every 20 s and cuts clients that do not pong
+                max_msg_size=2**22,
+            )
+        async with ws:
             req_id = f"sub-{next(self._ids)}"
-            await ws.send(json.dumps(subscribe_request(self._credentials, req_id, now_ms())))
-            async for raw in ws:
-                msg = json.loads(raw)
+            await ws.send_str(json.dumps(subscribe_request(self._credentials, req_id, now_ms())))
+            while True:
+                frame = await ws.receive()  # pings, pongs and the close handshake are answered inside
+                if frame.type is aiohttp.WSMsgType.ERROR:
+                    raise ConnectionError(f"user data stream error: {frame.data!r}"[:300])
+                if frame.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                    if ws.close_code in (1000, 1001):
+                        return  # a clean close: reconnect and subscribe again
+                    raise ConnectionError(f"user data stream closed ({ws.close_code})")
+                msg = json.loads(frame.data)
+                if not isinstance(msg, dict):
+                    continue
                 if msg.get("id") == req_id:
                     if msg.get("status") != 200:
                         raise ConnectionError(f"subscription refused: {msg.get('error')}")

@@ -78,10 +78,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration ok: {config.name} {config.exchange} {config.symbol} {config.mode}")
         return 0
     setup_logging(config.log_level, json_lines=config.json_logs)
-    if config.mode != "paper":  # only the trading client of a testnet/live bot uses ccxt
-        from tradefleet.adapters import ccxt_lean
-
-        ccxt_lean.install()  # before anything imports ccxt: Binance only in memory, ~55 MiB less RSS
     from tradefleet.app.runtime import BotRuntime
 
     async def _main() -> int:

@@ -4,7 +4,7 @@ No Docker, no MongoDB, no Redis, no network: the simulator replays real BTCUSDT 
 CSV of the same shape) at high speed with a live random-walk order book around them, injects faults
 every few seconds (dropped connections, sequence gaps, malformed frames, stalls, failing REST), and
 the bot trades the SMA crossover against it — by default through the simulator's signed REST API and
-WebSocket user data stream with ccxt, exactly as it would against Binance (`--mode paper` fills
+WebSocket user data stream, exactly as it would against Binance (`--mode paper` fills
 against the bot's own book instead).
 
 stdout shows a live line every second (book, update rate, gaps/resyncs, SMAs, position), each signal
@@ -55,7 +55,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="replayed candles per second (default 20: a day every 50 ms, long enough for an "
                    "order to fill on the candle that caused it)")  # fmt: skip
     p.add_argument("--mode", choices=("exchange", "paper"), default="exchange",
-                   help="exchange: signed orders to the simulator via ccxt (default); "
+                   help="exchange: signed orders to the simulator (default); "
                    "paper: fills against the bot's own book")  # fmt: skip
     p.add_argument("--fault-every", type=float, default=4.0, help="inject a random fault every S seconds")
     p.add_argument("--no-faults", action="store_true", help="inject no faults")

@@ -1,0 +1,159 @@
+"""Binance Spot's signed REST API over aiohttp: the few endpoints a trading bot calls, nothing else.
+
+Why it exists: ccxt's async Binance client cost a bot ~1 ms of Python per signed order on the
+tick -> order path and ~17 MiB of RSS (issue #17, README "Tick → order" and "Memory"). A SIGNED
+request is small: the parameters as a query string, `signature` = hex HMAC-SHA256 of exactly that
+string with the API secret, the key in the `X-MBX-APIKEY` header. Everything goes in the query string
+(Binance accepts the parameters there for POST too), so the signed bytes are the bytes sent: the URL
+is handed to aiohttp already encoded and is never re-encoded.
+
+What comes back: the decoded JSON body of a 2xx answer (numbers in Binance's decimal strings stay
+strings), or `BinanceHttpError` with the HTTP status, Binance's `{"code", "msg"}` and the server's
+`Retry-After` for any other answer, or `BinanceTransportError` when no answer was read (timeout,
+refused or dropped connection, a 2xx body that is not JSON). What those mean for an order is
+`binance_exec.translate`'s business, not this module's.
+
+What it refuses: to retry (the order manager owns retries: a blind retry of an order can place it
+twice), to follow an environment proxy, and to put the key, the secret or a signature in an error
+message (the URL with its signature never leaves this module; the key is only ever a header).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import msgspec
+from yarl import URL
+
+from tradefleet.adapters.credentials import Credentials
+from tradefleet.adapters.http_session import client_session
+from tradefleet.logs import log_event
+
+log = logging.getLogger(__name__)
+
+Params = Mapping[str, str | int] | Sequence[tuple[str, str | int]]
+
+_SIGNATURE_RE = re.compile(r"signature=[0-9A-Fa-f]+")
+_NEEDS_QUOTING = re.compile(r"[^A-Za-z0-9._~&=-]")
+
+
+class BinanceHttpError(Exception):
+    """A non-2xx answer. `code`/`msg` from Binance's error body when it has one (None/"" otherwise)."""
+
+    def __init__(
+        self, status: int, code: int | None, msg: str, retry_after: float | None, body: str,
+        *, after_success: bool = False,
+    ) -> None:  # fmt: skip
+        self.status = status
+        self.code = code
+        self.msg = msg
+        self.retry_after = retry_after
+        self.body = body
+        self.after_success = after_success  # this client had a 2xx answer before this one
+        detail = f" code {code}: {msg}" if code is not None else (f": {body[:200]}" if body else "")
+        super().__init__(f"HTTP {status}{detail}")
+
+
+class BinanceTransportError(Exception):
+    """No usable answer: the request may or may not have reached the exchange."""
+
+
+class _ErrorBody(msgspec.Struct):
+    code: int
+    msg: str = ""
+
+
+_error_body = msgspec.json.Decoder(_ErrorBody)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def query_string(params: Params) -> str:
+    """`params` urlencoded in the given order. An order's parameters (symbol, side, decimal strings,
+    client id, integers) need no quoting: they are joined as they are, and anything else goes through
+    `urlencode` (the same bytes for plain values)."""
+    pairs = params.items() if isinstance(params, Mapping) else params
+    query = "&".join([f"{k}={v}" for k, v in pairs])
+    if _NEEDS_QUOTING.search(query) is not None:
+        query = urlencode(params)
+    return query
+
+
+def signed_query(credentials: Credentials, params: Params) -> str:
+    """The query string, then `&signature=` + HMAC-SHA256 of exactly that string."""
+    query = query_string(params)
+    return f"{query}&signature={credentials.sign(query)}"
+
+
+def _clean(text: str) -> str:
+    """An exception text without a signature (aiohttp quotes the URL in some of its errors)."""
+    return _SIGNATURE_RE.sub("signature=***", text)[:300]
+
+
+class BinanceSignedRest:
+    """Signed GET/POST against one Binance Spot REST base URL, on one aiohttp session it owns."""
+
+    def __init__(self, base_url: str, credentials: Credentials, *, timeout_ms: int = 10_000) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"REST URL must be http:// or https://, got {base_url!r}")
+        if timeout_ms <= 0:
+            raise ValueError(f"timeout_ms must be positive, got {timeout_ms}")
+        self.base = base_url.rstrip("/")
+        self._credentials = credentials
+        self._headers = {"X-MBX-APIKEY": credentials.api_key}
+        self._timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
+        self._session: aiohttp.ClientSession | None = None
+        self._succeeded = False
+
+    async def request(self, method: str, path: str, params: Params) -> Any:
+        """The decoded body of a signed `method path?params&signature=…`; raises `BinanceHttpError` or
+        `BinanceTransportError`."""
+        if self._session is None:  # created on first use, inside the running loop
+            self._session = client_session(timeout=self._timeout)
+        query = query_string(params)
+        url = URL(f"{self.base}{path}?{query}&signature={self._credentials.sign(query)}", encoded=True)
+        started = time.perf_counter()
+        try:
+            async with self._session.request(method, url, headers=self._headers) as r:
+                status = r.status
+                body = await r.read()
+                retry_after = _retry_after(r.headers)
+        except (aiohttp.ClientError, OSError) as e:  # OSError covers TimeoutError and refused connections
+            raise BinanceTransportError(f"{method} {path}: {type(e).__name__}: {_clean(str(e))}") from None
+        # What was asked and answered, never the signature or the key (which is only a header).
+        log_event(log, "signed_request", logging.DEBUG, method=method, path=path, query=query, status=status,
+                  ms=round((time.perf_counter() - started) * 1000, 2))  # fmt: skip
+        if 200 <= status < 300:
+            self._succeeded = True
+            try:
+                return msgspec.json.decode(body)
+            except msgspec.DecodeError:
+                text = body[:200].decode(errors="replace")
+                what = f"{method} {path}: HTTP {status} body is not JSON: {text!r}"
+                raise BinanceTransportError(what) from None
+        try:
+            err: _ErrorBody | None = _error_body.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            err = None
+        text = _clean(body[:500].decode(errors="replace"))
+        code, msg = (err.code, err.msg[:300]) if err is not None else (None, "")
+        raise BinanceHttpError(status, code, msg, retry_after, text, after_success=self._succeeded)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
