@@ -68,6 +68,7 @@ def test_invalid_values_say_what_to_fix(changes: dict[str, object], message: str
         ),
         ({"quote_amount": "NaN"}, "quote_amount in config: 'NaN' is not valid (must be a finite number)"),
         ({"quote_amount": "1e30"}, "quote_amount 1E+30 is above 1E+9 per order"),
+        ({"quote_amount": "10.123456789"}, "quote_amount 10.123456789 has more than 8 decimals; round it"),
         ({"fee_rate": "nan"}, "fee_rate in config: 'nan' is not valid (must be a finite number)"),
         ({"stale_after_s": "nan"}, "stale_after_s in config: 'nan' is not valid (must be a finite number)"),
         ({"reconnect_max_s": float("inf")}, "reconnect_max_s in config: inf is not valid"),

@@ -40,6 +40,8 @@ INTERVALS_MS: dict[str, int] = {
 }
 MODES = ("paper", "testnet", "live")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+QUOTE_DECIMALS = 8
+"""Binance sends quote assets with 8 decimals at most (quoteAssetPrecision); more is refused (-1111)."""
 MAX_QUOTE_AMOUNT = Decimal("1e9")
 """Per-order quote spend above this is a typo or an overflow, not a strategy (and an `Infinity`
 would sweep the whole visible book in paper mode, or loop forever on "unknown outcome")."""
@@ -312,6 +314,12 @@ def _problems(c: BotConfig) -> Any:
         yield "quote_amount must be positive"
     elif c.quote_amount > MAX_QUOTE_AMOUNT:
         yield f"quote_amount {c.quote_amount} is above {MAX_QUOTE_AMOUNT} per order (what one BUY spends)"
+    elif -c.quote_amount.as_tuple().exponent > QUOTE_DECIMALS:  # type: ignore[operator]
+        # Sent as written (quoteOrderQty): Binance refuses more decimals than the quote asset has (-1111).
+        yield (
+            f"quote_amount {c.quote_amount} has more than {QUOTE_DECIMALS} decimals; "
+            f"round it to {QUOTE_DECIMALS} or fewer"
+        )
     if c.mode not in MODES:
         yield f"mode {c.mode!r} must be one of {', '.join(MODES)}"
     if not (c.store_url.startswith("sqlite://") or c.store_url.startswith("mongodb")):
