@@ -28,6 +28,7 @@ NEVER = (
     "tradefleet.domain.backtest", "tradefleet.domain.performance", "tradefleet.adapters.inprocess",
     "psutil",  # on Linux the process metrics read /proc themselves
     "aiohttp.web", "aiohttp.web_urldispatcher", "aiohttp.web_runner",  # the probes use the low-level server
+    "argparse", "gettext",  # `tradefleet bot` parses its four options itself (bot_main.parse_args)
 )  # fmt: skip
 NOT_WITHOUT_THEIR_CONFIG = (
     "pymongo", "bson", "tradefleet.store.mongo",  # only with a mongodb:// store_url
