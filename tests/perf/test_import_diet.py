@@ -27,7 +27,9 @@ NEVER = (
     "tradefleet.app.report", "tradefleet.web.backtest_html", "tradefleet.web.report_html",
     "tradefleet.domain.backtest", "tradefleet.domain.performance", "tradefleet.adapters.inprocess",
     "psutil",  # on Linux the process metrics read /proc themselves
-    "aiohttp.web", "aiohttp.web_urldispatcher", "aiohttp.web_runner",  # the probes use the low-level server
+    # the probes are served by tradefleet.web.http's own HTTP/1.1 on asyncio streams
+    "aiohttp.web", "aiohttp.web_urldispatcher", "aiohttp.web_runner", "aiohttp.web_server",
+    "aiohttp.web_request", "aiohttp.web_response", "aiohttp.web_protocol", "aiohttp.web_exceptions",
     "argparse", "gettext",  # `tradefleet bot` parses its four options itself (bot_main.parse_args)
 )  # fmt: skip
 NOT_WITHOUT_THEIR_CONFIG = (
