@@ -31,6 +31,8 @@ NEVER = (
     "aiohttp.web", "aiohttp.web_urldispatcher", "aiohttp.web_runner", "aiohttp.web_server",
     "aiohttp.web_request", "aiohttp.web_response", "aiohttp.web_protocol", "aiohttp.web_exceptions",
     "argparse", "gettext",  # `tradefleet bot` parses its four options itself (bot_main.parse_args)
+    # metrics and /metrics are tradefleet.prom's; prometheus_client's package imports its servers
+    "prometheus_client", "http.server", "socketserver", "wsgiref", "html", "gzip",
 )  # fmt: skip
 NOT_WITHOUT_THEIR_CONFIG = (
     "pymongo", "bson", "tradefleet.store.mongo",  # only with a mongodb:// store_url

@@ -42,8 +42,7 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import unquote
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+from tradefleet.prom import Registry, choose_encoder
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +157,7 @@ class BotHttpServer:
         *,
         host: str,
         port: int,
-        registry: CollectorRegistry,
+        registry: Registry,
         readiness: ChecksFn,
         status: Callable[[], dict[str, Any]],
         liveness: ChecksFn | None = None,
