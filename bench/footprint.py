@@ -6,6 +6,7 @@
     python -m bench.footprint --tickers-per-s 100 --bot-set store_flush_ms=1000   # what-ifs
     python -m bench.footprint --bots 8 --quick             # a scaling run: 8 bots on the same stream
     python -m bench.footprint --bots 8 --quick --scale 10  # ... at 10x BTCUSDT's depth and trade rates
+    python -m bench.footprint --quick --bot-python /tmp/bot-venv/bin/python   # bots on another venv
 
 Three processes, all started here:
 - the simulator (`tradefleet_sim`'s SimExchange + SimServer, in a child process started with
@@ -328,6 +329,7 @@ def measure(
     bot_env_extra: dict[str, str],
     bots: int = 1,
     depth_per_s: float = 10.0,
+    bot_python: str = sys.executable,
 ) -> dict[str, Any]:
     import psutil
     from tests.obs import botproc  # here, like psutil: the baseline client imports this module too
@@ -357,7 +359,7 @@ def measure(
             # Opened before the bot starts, so it is closed after the bot stops (the stack unwinds LIFO).
             bot_stdout = stack.enter_context(open(Path(tmp) / f"bot-{i}.out", "w"))
             bot = stack.enter_context(_process(
-                [sys.executable, "-m", "tradefleet.app.cli", "bot"], bot_env, logs["bot"]))  # fmt: skip
+                [bot_python, "-m", "tradefleet.app.cli", "bot"], bot_env, logs["bot"]))  # fmt: skip
             assert bot.stdout is not None
             # The bot logs JSON lines to stdout: copy them off the pipe so it never blocks on a full pipe.
             threading.Thread(target=_copy, args=(bot.stdout, bot_stdout), daemon=True).start()
@@ -571,6 +573,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="bot configuration override, e.g. store_flush_ms=1000 (as TRADEFLEET_KEY)",
     )
+    p.add_argument(
+        "--bot-python",
+        default=sys.executable,
+        metavar="PATH",
+        help="the interpreter that runs the bots (default: this one), e.g. a venv made from "
+        'requirements/bot.lock as the image\'s (README "Memory")',
+    )
     p.add_argument("--serve-sim", type=int, metavar="PORT", help=argparse.SUPPRESS)
     p.add_argument("--baseline-client", metavar="URL", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -593,7 +602,15 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--bots must be at least 1 and --scale positive")
     trades, tickers = args.trades_per_s * args.scale, args.tickers_per_s * args.scale
     result = measure(
-        window, warmup, trades, tickers, args.seed, extra, bots=args.bots, depth_per_s=10.0 * args.scale
+        window,
+        warmup,
+        trades,
+        tickers,
+        args.seed,
+        extra,
+        bots=args.bots,
+        depth_per_s=10.0 * args.scale,
+        bot_python=args.bot_python,
     )
     if args.json:  # before the report: the report's last line stays the last line
         raw = {**result, "procs": [q.__dict__ | {"cpu_pct": q.cpu_pct} for q in result["procs"]]}
