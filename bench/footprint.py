@@ -6,7 +6,8 @@
     python -m bench.footprint --tickers-per-s 100 --bot-set store_flush_ms=1000   # what-ifs
     python -m bench.footprint --bots 8 --quick             # a scaling run: 8 bots on the same stream
     python -m bench.footprint --bots 8 --quick --scale 10  # ... at 10x BTCUSDT's depth and trade rates
-    python -m bench.footprint --quick --bot-python /tmp/bot-venv/bin/python   # bots on another venv
+    python -m bench.footprint --quick --bot-python /tmp/bot-venv/bin/python --bot-env PYTHONOPTIMIZE=2
+                                         # bots on another venv, with the image's environment
 
 Three processes, all started here:
 - the simulator (`tradefleet_sim`'s SimExchange + SimServer, in a child process started with
@@ -574,6 +575,13 @@ def main(argv: list[str] | None = None) -> int:
         help="bot configuration override, e.g. store_flush_ms=1000 (as TRADEFLEET_KEY)",
     )
     p.add_argument(
+        "--bot-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for the bots only, e.g. PYTHONOPTIMIZE=2 as in the image",
+    )
+    p.add_argument(
         "--bot-python",
         default=sys.executable,
         metavar="PATH",
@@ -596,6 +604,11 @@ def main(argv: list[str] | None = None) -> int:
         if not sep:
             p.error(f"--bot-set {item!r}: expected KEY=VALUE")
         extra[f"TRADEFLEET_{key.strip().upper()}"] = value
+    for item in args.bot_env:
+        key, sep, value = item.partition("=")
+        if not sep or key.startswith("TRADEFLEET_"):
+            p.error(f"--bot-env {item!r}: expected NAME=VALUE, not a TRADEFLEET_ key (--bot-set)")
+        extra[key] = value
     window = args.window if args.window is not None else 20.0 if args.quick else 60.0
     warmup = args.warmup if args.warmup is not None else 8.0 if args.quick else 15.0
     if args.bots < 1 or args.scale <= 0:

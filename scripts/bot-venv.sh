@@ -7,12 +7,12 @@
 #
 #   scripts/bot-venv.sh [DIR]     (default /tmp/tradefleet-bot-venv; recreated) prints DIR/bin/python
 #
-# Then run the bots as the image does, with the stdlib's opt-2 pycs cached outside the install (the
-# image compiles them at build; here the first run writes them, so measure from the second run on):
-#   export PYTHONOPTIMIZE=2 PYTHONNODEBUGRANGES=1 SSL_CERT_FILE=/nonexistent/ca-bundle \
-#          PYTHONPYCACHEPREFIX=/tmp/tradefleet-bot-pycache
-#   PYTHONDONTWRITEBYTECODE= .venv/bin/python -m bench.footprint --quick --bot-python DIR/bin/python
-#   .venv/bin/python -m bench.footprint --quick --bot-python DIR/bin/python
+# Then run the bots with the image's environment, the stdlib's opt-2 pycs cached outside the install
+# (the image compiles them at build; here the first run writes them: measure from the second run on):
+#   env="--bot-env PYTHONOPTIMIZE=2 --bot-env PYTHONNODEBUGRANGES=1 --bot-env SSL_CERT_FILE=/nonexistent/ca-bundle
+#        --bot-env PYTHONPYCACHEPREFIX=/tmp/tradefleet-bot-pycache"
+#   .venv/bin/python -m bench.footprint --quick --bot-python DIR/bin/python $env --bot-env PYTHONDONTWRITEBYTECODE=
+#   .venv/bin/python -m bench.footprint --bots 4 --quick --bot-python DIR/bin/python $env
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${1:-/tmp/tradefleet-bot-venv}
