@@ -6,6 +6,8 @@
     python -m bench.footprint --tickers-per-s 100 --bot-set store_flush_ms=1000   # what-ifs
     python -m bench.footprint --bots 8 --quick             # a scaling run: 8 bots on the same stream
     python -m bench.footprint --bots 8 --quick --scale 10  # ... at 10x BTCUSDT's depth and trade rates
+    python -m bench.footprint --quick --bot-python /tmp/bot-venv/bin/python --bot-env PYTHONOPTIMIZE=2
+                                         # bots on another venv, with the image's environment
 
 Three processes, all started here:
 - the simulator (`tradefleet_sim`'s SimExchange + SimServer, in a child process started with
@@ -331,6 +333,7 @@ def measure(
     bots: int = 1,
     depth_per_s: float = 10.0,
     mode: str = "paper",
+    bot_python: str = sys.executable,
 ) -> dict[str, Any]:
     import psutil
     from tests.obs import botproc  # here, like psutil: the baseline client imports this module too
@@ -366,7 +369,7 @@ def measure(
             # Opened before the bot starts, so it is closed after the bot stops (the stack unwinds LIFO).
             bot_stdout = stack.enter_context(open(Path(tmp) / f"bot-{i}.out", "w"))
             bot = stack.enter_context(_process(
-                [sys.executable, "-m", "tradefleet.app.cli", "bot"], bot_env, logs["bot"]))  # fmt: skip
+                [bot_python, "-m", "tradefleet.app.cli", "bot"], bot_env, logs["bot"]))  # fmt: skip
             assert bot.stdout is not None
             # The bot logs JSON lines to stdout: copy them off the pipe so it never blocks on a full pipe.
             threading.Thread(target=_copy, args=(bot.stdout, bot_stdout), daemon=True).start()
@@ -586,6 +589,20 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="bot configuration override, e.g. store_flush_ms=1000 (as TRADEFLEET_KEY)",
     )
+    p.add_argument(
+        "--bot-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for the bots only, e.g. PYTHONOPTIMIZE=2 as in the image",
+    )
+    p.add_argument(
+        "--bot-python",
+        default=sys.executable,
+        metavar="PATH",
+        help="the interpreter that runs the bots (default: this one), e.g. a venv made from "
+        'requirements/bot.lock as the image\'s (README "Memory")',
+    )
     p.add_argument("--serve-sim", type=int, metavar="PORT", help=argparse.SUPPRESS)
     p.add_argument("--baseline-client", metavar="URL", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -602,6 +619,11 @@ def main(argv: list[str] | None = None) -> int:
         if not sep:
             p.error(f"--bot-set {item!r}: expected KEY=VALUE")
         extra[f"TRADEFLEET_{key.strip().upper()}"] = value
+    for item in args.bot_env:
+        key, sep, value = item.partition("=")
+        if not sep or key.startswith("TRADEFLEET_"):
+            p.error(f"--bot-env {item!r}: expected NAME=VALUE, not a TRADEFLEET_ key (--bot-set)")
+        extra[key] = value
     window = args.window if args.window is not None else 20.0 if args.quick else 60.0
     warmup = args.warmup if args.warmup is not None else 8.0 if args.quick else 15.0
     if args.bots < 1 or args.scale <= 0:
@@ -617,6 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         bots=args.bots,
         depth_per_s=10.0 * args.scale,
         mode=args.mode,
+        bot_python=args.bot_python,
     )
     if args.json:  # before the report: the report's last line stays the last line
         raw = {**result, "procs": [q.__dict__ | {"cpu_pct": q.cpu_pct} for q in result["procs"]]}

@@ -152,6 +152,29 @@ def test_bot_check_config_accepts_overrides_and_refuses_typos() -> None:
     assert bad.returncode == 2 and "expected KEY=VALUE" in bad.stderr
 
 
+def test_bot_options_parse_as_argparse_parsed_them(capsys: pytest.CaptureFixture[str]) -> None:
+    from tradefleet.app.bot_main import BotArgs, parse_args
+
+    assert parse_args([]) == BotArgs()
+    args = parse_args(["--config", "a.yaml", "--set", "name=x", "--set=symbol=ETH/USDT", "--http-port=9100",
+                       "--check-config"])  # fmt: skip
+    assert args == BotArgs(
+        config="a.yaml", set=["name=x", "symbol=ETH/USDT"], http_port=9100, check_config=True
+    )
+    assert parse_args(["--set", "k=v=w"]).set == ["k=v=w"]  # only the first '=' splits the option
+    for bad, why in ((["--nope"], "unrecognized arguments: --nope"), (["--config"], "--config: expected one"),
+                     (["--set", "--check-config"], "--set: expected one argument"),
+                     (["--http-port", "x"], "invalid int value: 'x'"), (["--check-config=1"], "unrecognized")):  # fmt: skip
+        with pytest.raises(SystemExit) as info:
+            parse_args(bad)
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("usage: tradefleet bot") and why in err, (bad, err)
+    with pytest.raises(SystemExit) as info:
+        parse_args(["--help"])
+    assert info.value.code == 0 and "--check-config" in capsys.readouterr().out
+
+
 def test_check_config_refuses_exchange_modes_without_credentials_or_with_two_sources(tmp_path: Path) -> None:
     live = run_cli("bot", "--check-config", "--set", "mode=live")
     assert live.returncode == 2 and "exchange mode needs API credentials" in live.stderr

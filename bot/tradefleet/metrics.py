@@ -1,13 +1,14 @@
 """Every Prometheus metric a bot exposes, created on a registry injected per bot.
 
-One `BotMetrics` per bot process (and per test: each test gets a fresh `CollectorRegistry`, so
+One `BotMetrics` per bot process (and per test: each test gets a fresh `Registry`, so
 counters never leak between tests). Names follow Prometheus conventions: `_total` counters,
 `_seconds` histograms in base units, `_bytes` for sizes, `_timestamp_seconds` for points in time
 (an age is `time() - x` in PromQL, so a stuck process cannot report a fresh-looking age).
 
-This module only declares metrics. It refuses to read the clock, the process or the network: process
-CPU/memory come from `tradefleet.web.process_metrics` (psutil + prometheus_client's own collectors),
-and who observes what is the business of the component that does the work.
+This module only declares metrics (on `tradefleet.prom`, not prometheus_client: README "Memory"). It
+refuses to read the clock, the process or the network: process CPU/memory come from
+`tradefleet.web.process_metrics` (/proc, and the standard collectors), and who observes what is the
+business of the component that does the work.
 
 Identity: `tradefleet_bot_info{bot,exchange,symbol,mode,interval} 1` (set by `set_identity`) joins the
 bot's name onto any series of the same scrape target:
@@ -35,7 +36,7 @@ Derived rates and ratios (the dashboard `dashboards/tradefleet.json` uses exactl
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from tradefleet.prom import Counter, Gauge, Histogram, Registry
 
 # Microseconds to seconds: the hot path lives in 5 µs – 1 ms, REST round trips in 1 ms – 10 s.
 # A 1-2.5-5 ladder per decade keeps histogram_quantile's interpolation error below ~2.5x anywhere.
@@ -72,8 +73,8 @@ STORE_KINDS = ("price", "candle", "signal", "order", "order_update", "position")
 
 
 class BotMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
+    def __init__(self, registry: Registry | None = None) -> None:
+        self.registry = registry if registry is not None else Registry()
         r = self.registry
         self.info = Gauge(
             "tradefleet_bot_info",

@@ -145,6 +145,7 @@ async def bare_server():
         (404, b"not found", {}, ExchangeUnavailable, None),
         (200, b"<html>maintenance</html>", {}, ExchangeUnavailable, 1.0),  # 200 but not JSON
         (200, b'{"bids":[],"asks":[]}', {}, ExchangeUnavailable, 1.0),  # JSON without lastUpdateId
+        (200, b'{"lastUpdateId":1,"bids":[[1.5,"2"]],"asks":[]}', {}, ExchangeUnavailable, 1.0),  # a number
     ],
 )  # fmt: skip
 async def test_every_answer_becomes_ours(bare_server, status, body, headers, error, retry_after) -> None:

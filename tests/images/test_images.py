@@ -123,12 +123,16 @@ def test_bot_image_runs_optimized_from_pycs_compiled_at_build(images: dict[str, 
         "files = [getattr(m, '__file__', None) or '' for m in list(sys.modules.values())]\n"
         "missing = sorted(f for f in files if f.endswith('.py')"
         " and not os.path.exists(importlib.util.cache_from_source(f)))\n"
-        "print(sys.flags.optimize, len(files), ' '.join(missing) or '-')\n"
+        "from tradefleet.app import bot_main\n"
+        "columns = {p[2:] for p in bot_main.main.__code__.co_positions()}\n"
+        "print(sys.flags.optimize, len(files), ' '.join(missing) or '-', columns == {(None, None)})\n"
     )
-    optimize, loaded, missing = docker(
+    optimize, loaded, missing, no_columns = docker(
         "run", "--rm", "--entrypoint", "python", images["bot"], "-c", probe
     ).split()
     assert optimize == "2", "the bot image does not run with PYTHONOPTIMIZE=2"
+    # PYTHONNODEBUGRANGES at build and at run: code objects without column tables (README "Memory").
+    assert no_columns == "True", "the bot's pycs carry column tables: compiled without PYTHONNODEBUGRANGES"
     assert int(loaded) > 300, f"only {loaded} modules: the probe did not import the bot"
     assert missing == "-", f"modules without a pyc in the image: {missing}"
 

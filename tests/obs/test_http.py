@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -221,3 +223,62 @@ async def test_livez_fails_when_the_monitor_stops_ticking(
         assert "no tick for 1.500s" in body["checks"]["event_loop"]["detail"]
     finally:
         await server.stop()
+
+
+async def raw(server: BotHttpServer, data: bytes) -> bytes:
+    """Send `data` on a fresh connection and read until the server closes it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+async def test_requests_it_cannot_read_are_answered_and_the_connection_closed(
+    served: tuple[BotHttpServer, State],
+) -> None:
+    server, _ = served
+    assert (await raw(server, b"hello\r\n\r\n")).startswith(b"HTTP/1.1 400 ")
+    assert (await raw(server, b"GET /livez HTTP/2.0\r\n\r\n")).startswith(b"HTTP/1.1 400 ")
+    assert (await raw(server, b"GET /livez HTTP/1.1\r\nno colon\r\n\r\n")).startswith(b"HTTP/1.1 400 ")
+    huge = b"GET /livez HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"
+    assert (await raw(server, huge)).startswith(b"HTTP/1.1 431 ")
+    big_body = b"POST /livez HTTP/1.1\r\nContent-Length: 100000\r\n\r\n"
+    assert (await raw(server, big_body)).startswith(b"HTTP/1.1 413 ")
+    chunked = b"POST /livez HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n"
+    answer = await raw(server, chunked)  # answered, not read: the connection closes after it
+    assert answer.startswith(b"HTTP/1.1 405 ") and answer.count(b"HTTP/1.1") == 1
+    assert b"Connection: close" in answer
+
+
+async def test_keep_alive_and_http_1_0_and_a_body_that_is_read_and_dropped(
+    served: tuple[BotHttpServer, State],
+) -> None:
+    server, _ = served
+    # HTTP/1.0 without keep-alive: one answer, then the server closes (raw() returns).
+    one = await raw(server, b"GET /livez?verbose=1 HTTP/1.0\r\n\r\n")
+    assert one.startswith(b"HTTP/1.1 200 ") and one.endswith(b'"checks":{}}')  # the query is ignored
+    # Pipelined on one connection: a POST with a body (405, body dropped), a HEAD, then a GET that closes.
+    answers = await raw(
+        server,
+        b"POST /readyz HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+        b"HEAD /readyz HTTP/1.1\r\n\r\n"
+        b"GET /%6Civez HTTP/1.1\r\nConnection: close\r\n\r\n",  # percent-decoded: /livez
+    )
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answers) == [b"405", b"200", b"200"], answers
+
+
+async def test_stop_closes_idle_connections_and_finishes_an_answer(metrics: BotMetrics) -> None:
+    server = BotHttpServer(host="127.0.0.1", port=0, registry=metrics.registry, readiness=dict, status=dict)
+    await server.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /livez HTTP/1.1\r\n\r\n")
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")  # keep-alive: the connection is now idle
+    await asyncio.wait_for(server.stop(), 10)  # does not wait out the 75 s idle timeout
+    rest = await asyncio.wait_for(reader.read(), 10)
+    assert rest.endswith(b"}")  # the body, then EOF: the server closed the idle connection
+    writer.close()

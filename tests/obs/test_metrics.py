@@ -6,9 +6,9 @@ import os
 
 import psutil
 import pytest
-from prometheus_client import CollectorRegistry
 
 from tradefleet.metrics import OPERATIONS, BotMetrics
+from tradefleet.prom import Registry
 from tradefleet.web.process_metrics import LoopMonitor, install_process_metrics
 
 
@@ -55,7 +55,7 @@ def test_counters_sum_over_labels_for_status(metrics: BotMetrics) -> None:
 
 
 def test_process_collectors_report_this_process() -> None:
-    registry = CollectorRegistry()
+    registry = Registry()
     install_process_metrics(registry)
     get = registry.get_sample_value
     me = psutil.Process(os.getpid())
@@ -103,7 +103,7 @@ def test_the_proc_reader_and_psutil_read_the_same_process_alike() -> None:
 
 
 def test_installing_process_metrics_twice_on_one_registry_is_harmless() -> None:
-    registry = CollectorRegistry()
+    registry = Registry()
     first = install_process_metrics(registry)
     assert install_process_metrics(registry) is first
     assert registry.get_sample_value("process_open_fds") is not None

@@ -29,7 +29,12 @@ NEVER = (
     "tradefleet.app.report", "tradefleet.web.backtest_html", "tradefleet.web.report_html",
     "tradefleet.domain.backtest", "tradefleet.domain.performance", "tradefleet.adapters.inprocess",
     "psutil",  # on Linux the process metrics read /proc themselves
-    "aiohttp.web", "aiohttp.web_urldispatcher", "aiohttp.web_runner",  # the probes use the low-level server
+    # the probes are served by tradefleet.web.http's own HTTP/1.1 on asyncio streams
+    "aiohttp.web", "aiohttp.web_urldispatcher", "aiohttp.web_runner", "aiohttp.web_server",
+    "aiohttp.web_request", "aiohttp.web_response", "aiohttp.web_protocol", "aiohttp.web_exceptions",
+    "argparse", "gettext",  # `tradefleet bot` parses its four options itself (bot_main.parse_args)
+    # metrics and /metrics are tradefleet.prom's; prometheus_client's package imports its servers
+    "prometheus_client", "http.server", "socketserver", "wsgiref", "html", "gzip",
 )  # fmt: skip
 NOT_WITHOUT_THEIR_CONFIG = (
     "pymongo", "bson", "tradefleet.store.mongo",  # only with a mongodb:// store_url

@@ -6,8 +6,6 @@ from __future__ import annotations
 import random
 from decimal import Decimal
 
-from prometheus_client import CollectorRegistry
-
 from tests.risk.test_gate import gate
 from tradefleet.coord.risk_state import LocalRiskState, RedisRiskState, new_halt
 from tradefleet.domain.models import Position, Side
@@ -19,6 +17,7 @@ from tradefleet.domain.risk import (
     report_equity,
 )
 from tradefleet.metrics import BotMetrics
+from tradefleet.prom import Registry
 
 D = Decimal
 
@@ -110,7 +109,7 @@ async def test_the_gate_applies_a_fleet_cap_it_reads_from_redis_without_a_restar
     admin = RedisRiskState(redis_server.url, "g2")
     flat = Position("b", "BTC/USDT")
     try:
-        g = gate(state, BotMetrics(CollectorRegistry()), risk_scope="g2", max_fleet_quote="1000")
+        g = gate(state, BotMetrics(Registry()), risk_scope="g2", max_fleet_quote="1000")
         await g.poll_once()
         assert await g.before_send("s1", Side.BUY, D(100), flat) is None
         await g.order_final(flat)

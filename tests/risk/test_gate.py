@@ -6,8 +6,6 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
-
 from tests.conftest import RedisServer, free_port
 from tradefleet.config import BotConfig
 from tradefleet.coord.risk_state import LocalRiskState, RedisRiskState, new_halt
@@ -15,6 +13,7 @@ from tradefleet.domain.models import Position, Side
 from tradefleet.domain.risk import Halt
 from tradefleet.engine.risk_gate import RiskGate
 from tradefleet.metrics import BotMetrics
+from tradefleet.prom import Registry
 
 FLAT = Position("b", "BTC/USDT")
 
@@ -31,7 +30,7 @@ def gate(
 
 
 async def test_an_unreachable_redis_refuses_a_buy_but_lets_a_sell_close() -> None:
-    m = BotMetrics(CollectorRegistry())
+    m = BotMetrics(Registry())
     g = gate(RedisRiskState(f"redis://127.0.0.1:{free_port()}/0", "x", timeout_s=0.2), m)
     await g.poll_once()
     assert m.registry.get_sample_value("tradefleet_risk_state_known") == 0
@@ -43,7 +42,7 @@ async def test_an_unreachable_redis_refuses_a_buy_but_lets_a_sell_close() -> Non
 
 
 async def test_the_file_switch_halts_within_one_poll_and_resume_lifts_it(tmp_path: Path) -> None:
-    m = BotMetrics(CollectorRegistry())
+    m = BotMetrics(Registry())
     path = tmp_path / "HALT"
     g = gate(LocalRiskState(str(path)), m, risk_halt_file=str(path))
     await g.poll_once()
@@ -60,7 +59,7 @@ async def test_the_file_switch_halts_within_one_poll_and_resume_lifts_it(tmp_pat
 
 
 async def test_a_flatten_halt_is_offered_to_the_app_while_long(tmp_path: Path) -> None:
-    m = BotMetrics(CollectorRegistry())
+    m = BotMetrics(Registry())
     path = tmp_path / "HALT"
     offered: list[Halt] = []
     g = gate(LocalRiskState(str(path)), m, offered)
@@ -72,7 +71,7 @@ async def test_a_flatten_halt_is_offered_to_the_app_while_long(tmp_path: Path) -
 
 
 async def test_a_buy_reserves_fleet_room_and_the_final_order_releases_it(redis_server: RedisServer) -> None:
-    m = BotMetrics(CollectorRegistry())
+    m = BotMetrics(Registry())
     state = RedisRiskState(redis_server.url, "g")
     g = gate(state, m, max_fleet_quote="150", risk_scope="g")
     other = RedisRiskState(redis_server.url, "g")
@@ -98,7 +97,7 @@ async def test_the_fleets_summed_daily_loss_halts_every_bot_of_the_scope(redis_s
     states = [RedisRiskState(redis_server.url, "f") for _ in range(2)]
     gates = []
     for i, state in enumerate(states):
-        g = gate(state, BotMetrics(CollectorRegistry()), max_fleet_daily_loss_quote="15", risk_scope="f")
+        g = gate(state, BotMetrics(Registry()), max_fleet_daily_loss_quote="15", risk_scope="f")
         g.bot = f"b{i}"
         gates.append(g)
     marks = {"v": Decimal(100)}

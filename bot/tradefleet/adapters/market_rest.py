@@ -122,8 +122,8 @@ class BinanceMarketRest:
             await self._session.close()
             self._session = None
 
-    async def _get(self, endpoint: str, params: dict[str, Any], what: str) -> Any:
-        """The decoded JSON body of `GET /api/v3/<endpoint>`, or one of our errors."""
+    async def _get(self, endpoint: str, params: dict[str, Any], what: str, shape: Any = Any) -> Any:
+        """The JSON body of `GET /api/v3/<endpoint>` decoded as `shape`, or one of our errors."""
         if self._session is None:  # created on first use, inside the running loop
             self._session = client_session(timeout=self._timeout)
         url = f"{self.base}/api/v3/{endpoint}"
@@ -136,17 +136,17 @@ class BinanceMarketRest:
         except (aiohttp.ClientError, OSError) as e:  # OSError covers TimeoutError
             raise ExchangeUnavailable(f"{what}: {type(e).__name__}: {e}") from e
         try:
-            return msgspec.json.decode(body)
+            return msgspec.json.decode(body, type=shape)
+        except msgspec.ValidationError as e:
+            raise ExchangeUnavailable(f"{what}: unexpected body: {e}", retry_after=1.0) from e
         except msgspec.DecodeError as e:
             raise ExchangeUnavailable(f"{what}: body is not JSON: {e}", retry_after=1.0) from e
 
     async def fetch_depth_snapshot(self, market_id: str, limit: int) -> DepthSnapshot:
         what = f"depth snapshot {market_id}"
-        body = await self._get("depth", {"symbol": market_id, "limit": limit}, what)
-        try:
-            depth = msgspec.convert(body, _DepthBody)
-        except msgspec.ValidationError as e:
-            raise ExchangeUnavailable(f"{what}: unexpected body: {e}", retry_after=1.0) from e
+        # Decoded straight into its shape: a generic decode first made a second copy of the 2,000
+        # levels (lists and strings) to convert and free, ~0.2 MiB of a bot's RSS at ready.
+        depth = await self._get("depth", {"symbol": market_id, "limit": limit}, what, _DepthBody)
         return DepthSnapshot(market_id, depth.lastUpdateId, depth.bids, depth.asks)
 
     async def server_time_ms(self) -> int:

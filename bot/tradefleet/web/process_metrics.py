@@ -1,8 +1,8 @@
 """Process health as metrics: CPU, memory, file descriptors, threads, and event-loop lag.
 
 Two sources, on purpose:
-- prometheus_client's own collectors (`process_*` from /proc, `python_gc_*`, `python_info`) — the
-  names every Prometheus user and stock dashboard already knows;
+- the standard collectors (`process_*` from /proc, `python_gc_*`, `python_info`, as prometheus_client
+  exposes them, from `tradefleet.prom`) — the names every Prometheus user and stock dashboard knows;
 - `PsutilCollector` (`tradefleet_process_*`) for what those lack: CPU percent since the previous
   scrape, CPU seconds split into user/system, thread count, and the same numbers on platforms
   without /proc (macOS laptops running `tradefleet demo`). On Linux it reads /proc/self itself (three
@@ -25,11 +25,16 @@ import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
-
 from tradefleet.metrics import BotMetrics
+from tradefleet.prom import (
+    Family,
+    GcCollector,
+    PlatformCollector,
+    ProcessCollector,
+    Registry,
+    counter_family,
+    gauge_value,
+)
 from tradefleet.tasks import stop_task
 
 log = logging.getLogger(__name__)
@@ -101,7 +106,7 @@ class PsutilReader:
             )  # fmt: skip
 
 
-class PsutilCollector(Collector):
+class PsutilCollector:
     """Reads the process once per scrape: /proc on Linux, psutil elsewhere (`reader` to choose)."""
 
     def __init__(self, pid: int | None = None, *, reader: type[ProcfsReader | PsutilReader] | None = None,
@@ -114,7 +119,7 @@ class PsutilCollector(Collector):
         first = self._reader.read()
         self._last = (clock(), first.user_s + first.system_s)
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def collect(self) -> Iterator[Family]:
         try:
             sample = self._reader.read()
         except Exception as e:  # the process is ours, so this is a platform quirk: skip, never fail
@@ -124,38 +129,30 @@ class PsutilCollector(Collector):
         then, cpu_then = self._last
         self._last = (now, cpu_s)
         cpu_percent = 100.0 * (cpu_s - cpu_then) / (now - then) if now > then else 0.0
-        cpu = CounterMetricFamily(
-            "tradefleet_process_cpu_seconds", "CPU time used by this process", labels=["mode"]
-        )
+        cpu = counter_family("tradefleet_process_cpu_seconds", "CPU time used by this process", ["mode"])
         cpu.add_metric(["user"], sample.user_s)
         cpu.add_metric(["system"], sample.system_s)
         yield cpu
-        yield GaugeMetricFamily(
+        yield gauge_value(
             "tradefleet_process_cpu_percent",
             "CPU use since the previous scrape, percent of one core (200 = two cores busy)",
-            value=cpu_percent,
+            cpu_percent,
         )
-        yield GaugeMetricFamily(
-            "tradefleet_process_resident_memory_bytes", "Resident set size", value=float(sample.rss)
-        )
-        yield GaugeMetricFamily(
-            "tradefleet_process_virtual_memory_bytes", "Virtual memory size", value=float(sample.vms)
-        )
+        yield gauge_value("tradefleet_process_resident_memory_bytes", "Resident set size", float(sample.rss))
+        yield gauge_value("tradefleet_process_virtual_memory_bytes", "Virtual memory size", float(sample.vms))
         fds = float(sample.fds)
-        yield GaugeMetricFamily("tradefleet_process_open_fds", "Open file descriptors", value=fds)
-        yield GaugeMetricFamily("tradefleet_process_threads", "OS threads", value=float(sample.threads))
-        switches = CounterMetricFamily(
-            "tradefleet_process_context_switches", "Context switches", labels=["kind"]
-        )
+        yield gauge_value("tradefleet_process_open_fds", "Open file descriptors", fds)
+        yield gauge_value("tradefleet_process_threads", "OS threads", float(sample.threads))
+        switches = counter_family("tradefleet_process_context_switches", "Context switches", ["kind"])
         switches.add_metric(["voluntary"], float(sample.voluntary))
         switches.add_metric(["involuntary"], float(sample.involuntary))
         yield switches
 
 
-_installed: weakref.WeakKeyDictionary[CollectorRegistry, PsutilCollector] = weakref.WeakKeyDictionary()
+_installed: weakref.WeakKeyDictionary[Registry, PsutilCollector] = weakref.WeakKeyDictionary()
 
 
-def install_process_metrics(registry: CollectorRegistry) -> PsutilCollector:
+def install_process_metrics(registry: Registry) -> PsutilCollector:
     """Register the standard process/GC/platform collectors and the psutil one on `registry`.
 
     Idempotent per registry: a runtime rebuilt on the same metrics (the demo restarting a bot)
@@ -163,9 +160,9 @@ def install_process_metrics(registry: CollectorRegistry) -> PsutilCollector:
     existing = _installed.get(registry)
     if existing is not None:
         return existing
-    ProcessCollector(registry=registry)
-    GCCollector(registry=registry)
-    PlatformCollector(registry=registry)
+    registry.register(ProcessCollector())
+    registry.register(GcCollector())
+    registry.register(PlatformCollector())
     collector = PsutilCollector()
     registry.register(collector)
     _installed[registry] = collector
