@@ -40,11 +40,13 @@ class Account:
 
 
 class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000_000
+    """A clock the test moves: `step` ms a reading (0: it stands still, every reading one instant)."""
+
+    def __init__(self, step: int = 1000) -> None:
+        self.now, self.step = 1_700_000_000_000, step
 
     def __call__(self) -> int:
-        self.now += 1000
+        self.now += self.step
         return self.now
 
 
@@ -91,18 +93,22 @@ async def test_a_mismatch_is_stored_once_per_episode_and_its_end_is_stored_too(
     assert again.fields["episode_started_ms"] != first.fields["episode_started_ms"]
 
 
+@pytest.mark.parametrize("step_ms", [1000, 0], ids=["clock moving", "one instant"])
 async def test_halts_and_resumes_a_bot_learns_of_are_stored_once_per_halt_whoever_sees_them(
-    buffered: BufferedStore, tmp_path: Path
+    buffered: BufferedStore, tmp_path: Path, step_ms: int
 ) -> None:
+    """Also when the halt and its resume are seen within one millisecond ("one instant": the store
+    lists a tie by the events' ids, which once put the resume first)."""
     halt_file = tmp_path / "halt.json"
     state = LocalRiskState(str(halt_file))
     config = BotConfig(name=BOT, risk_halt_file=str(halt_file))
+    clock = Clock(step_ms)
 
     def gate() -> RiskGate:
         return RiskGate(
             config=config, state=state, metrics=BotMetrics(), quote_asset="USDT",
             position=lambda: Position(bot=BOT, symbol="BTC/USDT"), mark=lambda: None,
-            may_trade=lambda: False, on_flatten=lambda h: None, store=buffered,
+            may_trade=lambda: False, on_flatten=lambda h: None, store=buffered, clock=clock,
         )  # fmt: skip
 
     one, replica = gate(), gate()

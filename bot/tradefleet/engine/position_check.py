@@ -52,6 +52,7 @@ class PositionCheck:
         self.bot = bot
         self.store = store
         self.clock = clock
+        self._last_record_ms = 0
         self.episode_ms: int | None = None
         """When the current mismatch episode began (this process's clock); None while they agree."""
 
@@ -101,7 +102,8 @@ class PositionCheck:
         The id names the episode and its numbers, so a repeated write of the same record is a no-op."""
         if self.store is None or not self.bot:
             return
-        at = self.clock()
+        # Strictly after this check's previous record (a tie would be listed in the order of the ids).
+        at = self._last_record_ms = max(self.clock(), self._last_record_ms + 1)
         key = f"{self.episode_ms}:{fields['position_qty']}:{fields['account_qty']}"
         event = BotEvent(event_id(self.bot, kind.value, key), self.bot, kind, at, summary,
                          {**fields, "episode_started_ms": str(self.episode_ms)})  # fmt: skip

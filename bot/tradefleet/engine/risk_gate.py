@@ -100,6 +100,7 @@ class RiskGate:
         self.may_trade = may_trade
         self.on_flatten = on_flatten
         self.clock = clock
+        self._last_record_ms = 0
         self.halts: tuple[Halt, ...] = ()
         self.last_read_ms: int | None = None
         self.last_error: str | None = None
@@ -293,7 +294,10 @@ class RiskGate:
             "halt_id": h.halt_id, "scope": h.scope, "reason": h.reason, "by": h.by,
             "halted_at_ms": str(h.at_ms), "flatten": str(h.flatten).lower(), "seen_ms": str(seen_ms),
         }  # fmt: skip
-        event = BotEvent(event_id(self.bot, kind.value, h.halt_id), self.bot, kind, seen_ms, summary, fields)
+        # Strictly after this gate's previous record: a halt and its resume seen within one millisecond
+        # must not be listed the other way round (the store orders a tie by the events' ids).
+        at = self._last_record_ms = max(seen_ms, self._last_record_ms + 1)
+        event = BotEvent(event_id(self.bot, kind.value, h.halt_id), self.bot, kind, at, summary, fields)
         task = asyncio.get_running_loop().create_task(self._store(event), name=f"record-{kind.value}")
         self._recording.add(task)
         task.add_done_callback(self._recording.discard)
