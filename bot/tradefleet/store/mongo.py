@@ -376,7 +376,14 @@ class MongoStore:
         """Reports that arrived before the order document (kept in the history) are folded in now."""
         early = await self._history(order.client_order_id)
         if early:
-            await self._fold(order.client_order_id, early, fee=order_fee(early))
+            await self._fold(order.client_order_id, early, fee_from_history=True)
+
+    async def _folded_fee(
+        self, client_order_id: str, applied: set[str], updates: Sequence[OrderUpdate]
+    ) -> Decimal:
+        folded = {update_key(u): u for u in await self._history(client_order_id) if update_key(u) in applied}
+        folded.update((update_key(u), u) for u in updates)
+        return order_fee(folded.values())
 
     async def _history(self, client_order_id: str) -> list[OrderUpdate]:
         with self._translated():
@@ -395,14 +402,16 @@ class MongoStore:
                 await self._col("order_updates").insert_one(history)
             except DuplicateKeyError:
                 pass  # already in the history; folding again below is a no-op for the document
-        # A report carrying a fee: the order's fee is recomputed from its whole history (a QUERY's
-        # total or the TRADEs' sum, see `merge`), which already holds this report.
-        fee = order_fee(await self._history(update.client_order_id)) if update.fee > 0 else None
-        return await self._fold(update.client_order_id, [update], fee=fee)
+        return await self._fold(update.client_order_id, [update], fee_from_history=update.fee > 0)
 
     async def _fold(
-        self, client_order_id: str, updates: Sequence[OrderUpdate], *, fee: Decimal | None = None
+        self, client_order_id: str, updates: Sequence[OrderUpdate], *, fee_from_history: bool = False
     ) -> Order | None:
+        """Fold `updates` into the order document. `fee_from_history`: the order's fee is recomputed
+        (`merge.order_fee`: a QUERY's total or the TRADEs' sum) from the reports folded into this
+        document and `updates`. Only those: the history may also hold reports the document never
+        took (a writer killed between the history insert and the fold; in paper mode that was
+        another process's execution of the same id, which the next leader sends again)."""
         orders = self._col("orders")
         for _ in range(_FOLD_ATTEMPTS):
             with self._translated():
@@ -411,6 +420,7 @@ class MongoStore:
                 return None
             current = docs.order_from(found)
             applied = set(found.get("applied", []))
+            fee = await self._folded_fee(client_order_id, applied, updates) if fee_from_history else None
             new = current
             keys: list[str] = []
             for u in updates:
