@@ -34,8 +34,9 @@ class ReportsLostWithTheProcess(PaperExecution):
         yield  # pragma: no cover (never reached: makes this an async generator)
 
 
-async def test_the_new_leader_holds_what_the_killed_leader_held_after_a_round_trip(sim, store, lease,
+async def test_the_new_leader_holds_what_the_killed_leader_held_after_a_round_trip(sim, any_store, lease,
                                                                                    run_manager):  # fmt: skip
+    store = any_store  # raw SQLite, and the buffered writer the runtime hands the manager
     config = bot_config(sim, mode="paper")
     rules = sim_rules(sim)
     market = sim.exchange.markets["BTCUSDT"]
