@@ -13,8 +13,9 @@ applied in, the order document ends in the same state, and no update moves it ba
   commissions of distinct TRADE executions, or the largest total a REST answer (QUERY: an order's
   FULL response, a query, paper's summary) reported, whichever is larger. A total is never added to
   the trades' commissions (that would count the same commission twice). The stores compute it from
-  their history table (keyed by `update_key`) and pass it in; folded without it, a TRADE's commission
-  is added when `first_seen`.
+  the reports folded into the order (keyed by `update_key`: SQLite's history, written in the same
+  transaction; MongoDB's history filtered by the document's `applied` keys) and pass it in; folded
+  without it, a TRADE's commission is added when `first_seen`.
 
   The total matters: the answer to a market order arrives first and the manager sizes its next SELL
   from it, while the TRADE reports follow through the execution's in-memory queue. A kill -9 in
