@@ -113,6 +113,39 @@ async def test_order_updates_are_kept_once_each_and_the_order_only_moves_forward
     assert await store.order_updates(coid) == [new, fill1, fill2]
 
 
+async def test_the_fee_total_of_an_answer_is_stored_at_once_and_its_fills_do_not_add_it_again(
+    store: Store,
+) -> None:
+    """A market order's answer (QUERY) carries its total fee; the fills carrying it again may never
+    arrive (kill -9: they were queued in the dead process). Either way the fee is stored once."""
+    o = r.order()
+    coid = o.client_order_id
+    await store.insert_order(o)
+    answer = dataclasses.replace(
+        r.update(coid, OrderStatus.FILLED, filled="0.0027", quote="100.0", fee="0.0000003"), fee_asset="BNB"
+    )
+    fill1 = r.update(coid, OrderStatus.PARTIALLY_FILLED, filled="0.001", quote="37.1", trade_id=1,
+                     fee="0.0000001", event_time=r.T0 + 2)  # fmt: skip
+    fill2 = r.update(coid, OrderStatus.PARTIALLY_FILLED, filled="0.0027", quote="100.0", trade_id=2,
+                     fee="0.0000002", event_time=r.T0 + 3)  # fmt: skip
+    after_answer = await store.apply_order_update(answer)
+    assert after_answer is not None and after_answer.fee == Decimal("0.0000003")
+    assert (await store.get_order(coid)) == after_answer
+    for u in (fill1, fill2, answer, fill1):
+        await store.apply_order_update(u)
+    final = await store.get_order(coid)
+    assert final is not None and (final.status, final.fee, final.fee_asset) == (
+        OrderStatus.FILLED, Decimal("0.0000003"), "BNB"
+    )  # fmt: skip
+    # The fills first, then the answer: the same document.
+    other = r.order(r.uid("fee"))
+    await store.insert_order(other)
+    for u in (fill1, fill2, answer):
+        await store.apply_order_update(dataclasses.replace(u, client_order_id=other.client_order_id))
+    again = await store.get_order(other.client_order_id)
+    assert again is not None and (again.fee, again.filled_qty) == (final.fee, final.filled_qty)
+
+
 async def test_update_for_an_order_not_yet_stored_is_kept_and_folded_in_when_the_order_arrives(
     store: Store,
 ) -> None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from tests.store import records as r
 from tradefleet.domain.models import Order, OrderStatus, OrderUpdate
-from tradefleet.store.merge import advance, status_key, update_key
+from tradefleet.store.merge import advance, order_fee, status_key, update_key
 
 COID = "tf-prop"
 
@@ -71,6 +71,33 @@ def test_any_arrival_order_of_the_same_reports_gives_the_same_order(
     trades = {u.trade_id: u.fee for u in updates if u.trade_id is not None}
     assert final.fee == sum(trades.values(), Decimal(0))
     assert final.filled_qty == max((u.filled_qty for u in updates), default=Decimal(0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(order_histories(), st.data())
+def test_the_fee_is_the_answers_total_whichever_of_its_fills_arrived_and_in_any_order(
+    updates: list[OrderUpdate], data: st.DataObject
+) -> None:
+    """As the stores fold: the answer to the order (QUERY) carries its total fee, the fills carry it
+    again one by one; any of the fills may be lost with a killed process. The fee is the total,
+    never the total plus the fills, never moving back."""
+    trades = {u.trade_id: u for u in updates if u.trade_id is not None}
+    total = sum((u.fee for u in trades.values()), Decimal(0))
+    filled = max((u.filled_qty for u in updates), default=Decimal(0))
+    answer = r.update(
+        COID, OrderStatus.FILLED, filled=str(filled), quote=str(filled * 37_000), fee=str(total)
+    )
+    arrived = [u for u in updates if u.trade_id is None or data.draw(st.booleans())]
+    history: list[OrderUpdate] = data.draw(st.permutations([*arrived, answer]))
+    seen: list[OrderUpdate] = []
+    current = r.order(COID)
+    for u in history:
+        first_seen = update_key(u) not in {update_key(x) for x in seen}
+        seen.append(u)
+        after = advance(current, u, first_seen=first_seen, fee=order_fee(seen) if u.fee > 0 else None)
+        assert after.fee >= current.fee
+        current = after
+    assert current.fee == total == order_fee(history)
 
 
 @settings(max_examples=300, deadline=None)

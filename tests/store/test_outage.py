@@ -5,11 +5,13 @@ written twice, and the counters tell the truth."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import shutil
 import sqlite3
 import subprocess
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ import pytest
 from tests.conftest import free_port
 from tests.store import records as r
 from tests.store.waiting import eventually, sample
-from tradefleet.domain.models import OrderStatus
+from tradefleet.domain.models import OrderStatus, Side
 from tradefleet.errors import StoreUnavailable
 from tradefleet.metrics import BotMetrics
 from tradefleet.store import BufferedStore, SqliteStore
@@ -271,6 +273,32 @@ async def test_an_order_insert_waits_through_a_lock_until_durable_and_lands_once
     assert await asyncio.wait_for(insert, 10) is True
     assert await buffered.insert_order(o) is False  # that client order id exists: the store says so
     assert [x.client_order_id for x in await buffered.orders(o.bot)] == [o.client_order_id]
+    await buffered.close()
+
+
+async def test_an_order_committed_after_an_outage_never_overtakes_the_reports_recorded_before_it(
+    sqlite_store: SqliteStore, lock: WriteLock, metrics: BotMetrics
+) -> None:
+    """A commit goes straight to the store, but not past what was recorded before it: the fill of a
+    BUY queued during an outage is durable by the time the SELL that sells it is (and may be sent).
+    Before, the SELL overtook it while the writer was still backing off; a kill -9 then left the
+    next leader a BUY without its fill or fee, and a SELL sized from them (a whole step of dust)."""
+    buffered = BufferedStore(sqlite_store, metrics, retry_max_s=60, flush_ms=20, batch_max=50)
+    buffered.start()
+    buy = r.order()
+    assert await buffered.insert_order(buy) is True
+    fill = r.update(buy.client_order_id, OrderStatus.FILLED, filled="0.0027", quote="100", trade_id=1,
+                    fee="0.0000027")  # fmt: skip
+    lock.hold()
+    assert await buffered.record_update(fill) is False  # queued: the store cannot be written
+    # The writer backs off, its pause doubling after each failure (1.6 s after the 6th).
+    await eventually(lambda: sample(metrics, FAILURES, kind="update") >= 6, what="the writer backing off")
+    lock.release()
+    sell = dataclasses.replace(r.order(), side=Side.SELL, quantity=Decimal("0.0027"), quote_amount=None)
+    assert await buffered.commit_order(r.signal(signal_id=sell.signal_id), sell) is True
+    stored = await sqlite_store.get_order(buy.client_order_id)
+    assert stored is not None and (stored.status, stored.fee) == (OrderStatus.FILLED, Decimal("0.0000027"))
+    assert buffered.buffered()["update"] == 0
     await buffered.close()
 
 

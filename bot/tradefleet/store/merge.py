@@ -9,16 +9,26 @@ applied in, the order document ends in the same state, and no update moves it ba
   order; should two arrive anyway, a fixed precedence (FILLED > CANCELED > EXPIRED > REJECTED) picks
   one, so the outcome still does not depend on arrival order;
 - cumulative quantities (filled_qty, cum_quote) take the maximum;
-- `fee` is the sum of the commissions of distinct TRADE executions. Only TRADE reports carry a
-  per-execution commission; a REST query's fee (ccxt may report an order's total) is not added, or
-  it would count the same commission twice. "Distinct" is decided by the store's history table,
-  keyed by `update_key`, which is why the caller passes `first_seen`.
+- `fee` is the order's fee as its distinct reports tell it (`order_fee`): the sum of the
+  commissions of distinct TRADE executions, or the largest total a REST answer (QUERY: an order's
+  FULL response, a query, paper's summary) reported, whichever is larger. A total is never added to
+  the trades' commissions (that would count the same commission twice). The stores compute it from
+  the reports folded into the order (keyed by `update_key`: SQLite's history, written in the same
+  transaction; MongoDB's history filtered by the document's `applied` keys) and pass it in; folded
+  without it, a TRADE's commission is added when `first_seen`.
+
+  The total matters: the answer to a market order arrives first and the manager sizes its next SELL
+  from it, while the TRADE reports follow through the execution's in-memory queue. A kill -9 in
+  between loses them; a store that waited for them kept a BUY without its base-asset fee, and the
+  next leader, folding it, held the fee on top of its predecessor's remainder: a whole step or more,
+  worth less than the minimum notional, that no SELL could sell (0.00001143 BTC in a compose run).
 
 This module refuses I/O: the stores call it inside their own transaction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 
 from tradefleet.domain.models import Order, OrderStatus, OrderUpdate
@@ -39,6 +49,8 @@ _FINAL_PRECEDENCE = {
     OrderStatus.FILLED: 3,
 }
 FEE_EXEC_TYPE = "TRADE"
+TOTAL_EXEC_TYPE = "QUERY"
+ZERO = Decimal(0)
 
 
 def status_key(status: OrderStatus) -> tuple[int, int]:
@@ -83,8 +95,23 @@ def _max_present(a: str | None, b: str | None) -> str | None:
     return max(a, b)
 
 
-def advance(order: Order, update: OrderUpdate, *, first_seen: bool) -> Order:
-    """The order after `update`; `first_seen` is False when the history already held this update."""
+def order_fee(history: Iterable[OrderUpdate]) -> Decimal:
+    """The fee of an order from its stored reports (any order, duplicates allowed): each distinct
+    TRADE's commission once, or the largest total a QUERY reported, whichever is larger."""
+    trades: dict[str, Decimal] = {}
+    reported = ZERO
+    for u in history:
+        if u.exec_type == FEE_EXEC_TYPE:
+            trades[update_key(u)] = u.fee
+        elif u.exec_type == TOTAL_EXEC_TYPE:
+            reported = max(reported, u.fee)
+    return max(sum(trades.values(), ZERO), reported)
+
+
+def advance(order: Order, update: OrderUpdate, *, first_seen: bool, fee: Decimal | None = None) -> Order:
+    """The order after `update`; `first_seen` is False when the history already held this update.
+    `fee` is `order_fee` of the history including `update` (the stores pass it when the update
+    carries a fee); without it only a TRADE's commission counts, added when first seen."""
     if update.client_order_id != order.client_order_id:
         raise ValueError(f"update for {update.client_order_id} applied to order {order.client_order_id}")
     new_key, old_key = status_key(update.status), status_key(order.status)
@@ -95,11 +122,12 @@ def advance(order: Order, update: OrderUpdate, *, first_seen: bool) -> Order:
         status, reason = order.status, _max_present(order.reason, update.reason)
     else:
         status, reason = order.status, order.reason
-    fee = order.fee
     fee_asset = order.fee_asset
-    if update.exec_type == FEE_EXEC_TYPE:
-        if first_seen:
-            fee += update.fee
+    if fee is not None:
+        fee = max(order.fee, fee)
+    else:
+        fee = order.fee + update.fee if update.exec_type == FEE_EXEC_TYPE and first_seen else order.fee
+    if update.exec_type == FEE_EXEC_TYPE or (update.exec_type == TOTAL_EXEC_TYPE and update.fee > 0):
         fee_asset = _min_present(order.fee_asset, update.fee_asset)
     # Built field by field rather than with `dataclasses.replace` (a generic copy at 3x the cost):
     # every report of every order passes here, and a backtest sweep applies a few million.

@@ -49,6 +49,7 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Iterator, Sequence
+from decimal import Decimal
 from typing import Any, cast
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReplaceOne, UpdateOne
@@ -82,7 +83,7 @@ from tradefleet.domain.models import (
 )
 from tradefleet.errors import ConfigError, PermanentError, StoreUnavailable
 from tradefleet.store import mongo_docs as docs
-from tradefleet.store.merge import advance, update_key
+from tradefleet.store.merge import advance, order_fee, update_key
 from tradefleet.store.mongo_schema import TRANSIENT_CODES, Capabilities, ensure_schema
 from tradefleet.store.urls import redact_url
 
@@ -373,15 +374,25 @@ class MongoStore:
 
     async def _fold_early(self, order: Order) -> None:
         """Reports that arrived before the order document (kept in the history) are folded in now."""
+        early = await self._history(order.client_order_id)
+        if early:
+            await self._fold(order.client_order_id, early, fee_from_history=True)
+
+    async def _folded_fee(
+        self, client_order_id: str, applied: set[str], updates: Sequence[OrderUpdate]
+    ) -> Decimal:
+        folded = {update_key(u): u for u in await self._history(client_order_id) if update_key(u) in applied}
+        folded.update((update_key(u), u) for u in updates)
+        return order_fee(folded.values())
+
+    async def _history(self, client_order_id: str) -> list[OrderUpdate]:
         with self._translated():
-            early = [
+            return [
                 docs.update_from(d)
                 async for d in self._col("order_updates")
-                .find({"client_order_id": order.client_order_id})
+                .find({"client_order_id": client_order_id})
                 .sort([("event_time", ASCENDING), ("received_ns", ASCENDING)])
             ]
-        if early:
-            await self._fold(order.client_order_id, early)
 
     async def apply_order_update(self, update: OrderUpdate) -> Order | None:
         await self._ensure_schema()
@@ -391,9 +402,16 @@ class MongoStore:
                 await self._col("order_updates").insert_one(history)
             except DuplicateKeyError:
                 pass  # already in the history; folding again below is a no-op for the document
-        return await self._fold(update.client_order_id, [update])
+        return await self._fold(update.client_order_id, [update], fee_from_history=update.fee > 0)
 
-    async def _fold(self, client_order_id: str, updates: Sequence[OrderUpdate]) -> Order | None:
+    async def _fold(
+        self, client_order_id: str, updates: Sequence[OrderUpdate], *, fee_from_history: bool = False
+    ) -> Order | None:
+        """Fold `updates` into the order document. `fee_from_history`: the order's fee is recomputed
+        (`merge.order_fee`: a QUERY's total or the TRADEs' sum) from the reports folded into this
+        document and `updates`. Only those: the history may also hold reports the document never
+        took (a writer killed between the history insert and the fold; in paper mode that was
+        another process's execution of the same id, which the next leader sends again)."""
         orders = self._col("orders")
         for _ in range(_FOLD_ATTEMPTS):
             with self._translated():
@@ -402,11 +420,12 @@ class MongoStore:
                 return None
             current = docs.order_from(found)
             applied = set(found.get("applied", []))
+            fee = await self._folded_fee(client_order_id, applied, updates) if fee_from_history else None
             new = current
             keys: list[str] = []
             for u in updates:
                 key = update_key(u)
-                new = advance(new, u, first_seen=key not in applied)
+                new = advance(new, u, first_seen=key not in applied, fee=fee)
                 if key not in applied:
                     applied.add(key)
                     keys.append(key)

@@ -47,7 +47,7 @@ from tradefleet.domain.models import (
 )
 from tradefleet.errors import PermanentError, StoreUnavailable
 from tradefleet.store import sqlite_lock
-from tradefleet.store.merge import advance, plain, update_key
+from tradefleet.store.merge import advance, order_fee, plain, update_key
 from tradefleet.store.sqlite_schema import migrate
 
 T = TypeVar("T")
@@ -489,11 +489,10 @@ class SqliteStore:
         # Reports that arrived before the order was stored (kept, never dropped) are folded in now,
         # so the document is the same whichever came first.
         current = order
-        for r in c.execute(
-            f"SELECT {_UPDATE_COLUMNS} FROM order_updates WHERE client_order_id = ? ORDER BY seq",
-            (order.client_order_id,),
-        ).fetchall():
-            current = advance(current, _update_from(r), first_seen=True)
+        early = self._history(c, order.client_order_id)
+        fee = order_fee(early)
+        for u in early:
+            current = advance(current, u, first_seen=True, fee=fee)
         if current != order:
             self._save_order(c, current)
         return True
@@ -531,10 +530,21 @@ class SqliteStore:
             if found is None:
                 return None
             order = _order_from(found)
-        new = advance(order, u, first_seen=first_seen)
+        # A report carrying a fee: the order's fee is recomputed from its whole history (a QUERY's
+        # total or the TRADEs' sum, see `merge`), which already holds this report.
+        fee = order_fee(self._history(c, u.client_order_id)) if u.fee > 0 else None
+        new = advance(order, u, first_seen=first_seen, fee=fee)
         if new != order:
             self._save_order(c, new)
         return new
+
+    @staticmethod
+    def _history(c: sqlite3.Connection, client_order_id: str) -> list[OrderUpdate]:
+        rows = c.execute(
+            f"SELECT {_UPDATE_COLUMNS} FROM order_updates WHERE client_order_id = ? ORDER BY seq",
+            (client_order_id,),
+        ).fetchall()
+        return [_update_from(r) for r in rows]
 
     async def save_position(self, position: Position) -> None:
         p = position
