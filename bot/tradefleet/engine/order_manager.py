@@ -13,7 +13,9 @@ The rules it lives by, in the order they protect the account:
    execution). Only then is the same id sent again. A request that certainly did not leave (429 with
    Retry-After, -1021) is re-sent with the same id after the wait.
 3. Before each send the lease must say we may trade, the coordinator must confirm it, and the order
-   carries the fencing token. Otherwise the signal is stored with the action "standby".
+   carries the fencing token. Otherwise the signal is stored as it came (pending) and nothing else:
+   a standby writes no action. When no other process writes the store, the confirmation's round
+   trip runs while the order is being committed, and the request waits for both (`_confirm_early`).
 4. The fleet's risk gate (`engine.risk_gate`, rules in `domain.risk`) is asked right before an order
    is created: a halt, a cap or the order-rate guard is stored as the action "risk: <reason>".
 5. A signal that cannot act (BUY while long, SELL while flat, below the minimum notional, standby) is
@@ -126,6 +128,9 @@ class OrderManager:
         self.metrics = metrics
         self.publisher = publisher
         self.risk = risk
+        # No other process writes this store (an SQLite file under its one-writer lock): the lease's
+        # confirmation may overlap the order's commit (`_confirm_early`).
+        self._exclusive_store = bool(getattr(store, "exclusive", False))
         self.reconcile_interval_s = reconcile_interval_s
         self.max_send_attempts = max_send_attempts
         # Test hook: SIGKILL this process right after the PENDING order is stored ("after_store") or
@@ -296,13 +301,58 @@ class OrderManager:
             quote_amount=self.config.quote_amount,
             price=signal.close,
         )
-        if not await self._may_trade():
-            # What is done about a signal is the leader's to record: a standby writing "standby" (or
-            # a reason from its own, possibly stale, view of the position) into the shared store would
-            # overwrite the leader's "order". It stores the signal as it came (pending) and only logs.
-            await self.store.insert_signal(signal)
-            log_event(log, "signal_action", signal_id=signal.signal_id, side=signal.side.value,
-                      action=STANDBY, stored=False)  # fmt: skip
+        if not self.lease.may_trade():  # the local deadline: no round trip
+            await self._standby(signal)
+            return
+        # The coordinator's confirmation is a read-only round trip; when this process is the store's
+        # only writer it runs while the risk gate reserves and the order is committed, and the
+        # request leaves only once both said yes (see `_confirm_early`).
+        confirmed = self._confirm_early(decision)
+        try:
+            await self._decide_and_send(signal, cid, decision, queued_at, confirmed)
+        finally:
+            if confirmed is not None and not confirmed.done():
+                confirmed.cancel()  # the write failed (or we are stopping): its answer is moot
+
+    def _confirm_early(self, decision: OrderIntent | Skip) -> asyncio.Task[bool] | None:
+        """Start the lease's confirmation now, to be awaited before anything is stored about the
+        signal except the commit of its order, or None: confirm first, as a separate step.
+
+        Only for an order, and only when no other process writes this store (`Store.exclusive`: an
+        SQLite file under its one-writer lock). Then every outcome is one the order rules allow:
+        - the answer is "no" before the commit starts: nothing but the pending signal is stored (the
+          standby rule below);
+        - "no" (or no answer) after the commit: the PENDING order is stored and never sent, exactly
+          as when the lease lapses between the commit and the send, or the process dies there: the
+          next leader's `recover()` (or this process's reconcile loop once it leads again) asks the
+          exchange, finds it never seen, and sends it with its one client order id or closes it
+          "not_sent: <reason>" (`_never_sent`);
+        - the risk gate denies: the denial is stored only once the confirmation said yes.
+        A store other processes write too (MongoDB shared by replicas) keeps the confirmation before
+        the commit: a replica that has lost the lease without knowing it yet must not replace, in the
+        shared store, the action its successor stored."""
+        if isinstance(decision, Skip) or not self._exclusive_store:
+            return None
+        return asyncio.get_running_loop().create_task(self._may_trade(), name="lease-confirm")
+
+    async def _standby(self, signal: Signal) -> None:
+        # What is done about a signal is the leader's to record: a standby writing "standby" (or a
+        # reason from its own, possibly stale, view of the position) into the shared store would
+        # overwrite the leader's "order". It stores the signal as it came (pending) and only logs.
+        await self.store.insert_signal(signal)
+        log_event(log, "signal_action", signal_id=signal.signal_id, side=signal.side.value,
+                  action=STANDBY, stored=False)  # fmt: skip
+
+    async def _decide_and_send(
+        self,
+        signal: Signal,
+        cid: str,
+        decision: OrderIntent | Skip,
+        queued_at: float,
+        confirmed: asyncio.Task[bool] | None,
+    ) -> None:
+        if confirmed is None and not await self._may_trade():
+            await self._standby(signal)
             return
         if isinstance(decision, Skip):
             await self._store_decided(signal, decision.reason)
@@ -312,8 +362,14 @@ class OrderManager:
                 signal.signal_id, decision.side, decision.quote_amount, self.position
             )
             if denial is not None:
-                await self._store_decided(signal, denial)
+                if confirmed is not None and not await confirmed:
+                    await self._standby(signal)
+                else:
+                    await self._store_decided(signal, denial)
                 return
+        if confirmed is not None and confirmed.done() and not confirmed.result():
+            await self._standby(signal)  # known before anything was committed
+            return
         order = self._new_order(signal, cid, decision)
         decided = dataclasses.replace(signal, action=ORDER)
         if not await self._commit(decided, order):
@@ -329,6 +385,11 @@ class OrderManager:
         self._log_order(order)  # PENDING, before the request leaves (replica tests count these lines)
         self._crash_point("after_store")
         await self.store.after_commit_order(decided, order)
+        if confirmed is not None and not await confirmed:
+            # Lost the lease while the order was being stored: it stays PENDING and unsent, for
+            # whoever leads next (`recover` / the reconcile loop: `_never_sent`).
+            log_event(log, "order_send_standby", logging.WARNING, client_order_id=cid)
+            return
         await self._send(order, queued_at)
         log_event(log, "signal_action", signal_id=signal.signal_id, side=signal.side.value, action=ORDER)
 

@@ -146,6 +146,8 @@ class BufferedStore:
         # writer task and back (which cost more than the write), and no timeout around a call that
         # cannot hang (a synchronous call cannot be interrupted by one anyway).
         self._inline = bool(getattr(store, "inline", False))
+        self.exclusive = bool(getattr(store, "exclusive", False))
+        """The wrapped store has no other writer (see `SqliteStore.exclusive`)."""
         # `candle_batch` (backtests): candles wait for a full batch (or a flush) like price samples,
         # instead of being written as they come: a replay closes thousands a second, and wrote them
         # a few rows at a time whenever its loop yielded.
