@@ -91,3 +91,39 @@ async def test_the_engine_stores_a_signal_itself_only_when_the_manager_cannot_ac
     reader.close()
     # Handed over unstored, it is the manager's to store (in one write with its action and order).
     assert stored == ([] if ready else [f"handoff:{n}" for n in range(3)])
+
+
+async def test_a_signal_the_manager_can_act_on_is_handed_over_as_it_is_decided_and_later_ones_keep_their_order(
+    tmp_path: Path,
+) -> None:
+    """No turn of the loop between deciding a signal and handing it over when nothing is ahead of it;
+    one decided while another is still with the engine goes after it, through the engine's worker."""
+    db = tmp_path / "handoff.sqlite"
+    metrics = BotMetrics()
+    raw = SqliteStore(str(db))
+    await raw.open()
+    store = BufferedStore(raw, metrics, flush_ms=10)
+    store.start()
+    rest = NoRest()
+    book = BookKeeper(market_id="BTCUSDT", rest=rest, depth_limit=100, metrics=metrics, post=lambda e: None)  # type: ignore[arg-type]
+    engine = BotEngine(BotConfig(name="handoff"), metrics, book=book, rest=rest, sink=store)  # type: ignore[arg-type]
+    taker = Taker(db, ready=True)
+    engine.orders = taker
+    worker = asyncio.get_running_loop().create_task(engine.run_signals())
+    try:
+        engine._queue_signal(_signal(0))
+        assert taker.handed == [("handoff:0", False)], "handed over in the same step, unstored"
+        engine._queue_signal(_signal(1))  # the first is still with the engine (logging, publishing)
+        assert taker.handed == [("handoff:0", False)]
+        await asyncio.wait_for(engine.settle(), 10)
+        assert taker.handed == [("handoff:0", False), ("handoff:1", False)]
+        assert engine.state.signals == 2
+        engine._queue_signal(_signal(2))  # nothing ahead of it again
+        assert taker.handed[-1] == ("handoff:2", False)
+        await asyncio.wait_for(engine.settle(), 10)
+        assert len(taker.handed) == 3
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        await engine.close()
+        await store.close()
