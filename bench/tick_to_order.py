@@ -362,8 +362,10 @@ def _breakdown(name: str, samples: list[Sample]) -> dict[str, float]:
             continue
         medians[key] = statistics.median(values) / 1000
         mean = statistics.fmean(values) / 1000
-        buys = [s.segments[key] for s in samples if key in s.segments and s.side == "BUY"]
-        buy = f"  (BUY {statistics.median(buys) / 1000:7.0f})" if buys else ""
+        buy = ""
+        for side in ("BUY", "SELL"):
+            of_side = [s.segments[key] for s in samples if key in s.segments and s.side == side]
+            buy += f"  ({side} {statistics.median(of_side) / 1000:7.0f})" if of_side else ""
         print(f"  {key:8} {what:46} {medians[key]:7.0f} {mean:7.0f}{buy}")
     # Why the medians do not add up to the median total: each sample has its own slow segment (a
     # core taken by the simulator, a slow fsync). The means do add up; what is left is unmeasured.

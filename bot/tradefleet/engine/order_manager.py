@@ -15,7 +15,7 @@ The rules it lives by, in the order they protect the account:
 3. Before each send the lease must say we may trade, the coordinator must confirm it, and the order
    carries the fencing token. Otherwise the signal is stored as it came (pending) and nothing else:
    a standby writes no action. When no other process writes the store, the confirmation's round
-   trip runs while the order is being committed, and the request waits for both (`_confirm_early`).
+   trip runs while the order is being committed, and the request waits for both (`_confirm_during_commit`).
 4. The fleet's risk gate (`engine.risk_gate`, rules in `domain.risk`) is asked right before an order
    is created: a halt, a cap or the order-rate guard is stored as the action "risk: <reason>".
 5. A signal that cannot act (BUY while long, SELL while flat, below the minimum notional, standby) is
@@ -129,7 +129,7 @@ class OrderManager:
         self.publisher = publisher
         self.risk = risk
         # No other process writes this store (an SQLite file under its one-writer lock): the lease's
-        # confirmation may overlap the order's commit (`_confirm_early`).
+        # confirmation may overlap the order's commit (`_confirm_during_commit`).
         self._exclusive_store = bool(getattr(store, "exclusive", False))
         self.reconcile_interval_s = reconcile_interval_s
         self.max_send_attempts = max_send_attempts
@@ -304,54 +304,8 @@ class OrderManager:
         if not self.lease.may_trade():  # the local deadline: no round trip
             await self._standby(signal)
             return
-        # The coordinator's confirmation is a read-only round trip; when this process is the store's
-        # only writer it runs while the risk gate reserves and the order is committed, and the
-        # request leaves only once both said yes (see `_confirm_early`).
-        confirmed = self._confirm_early(decision)
-        try:
-            await self._decide_and_send(signal, cid, decision, queued_at, confirmed)
-        finally:
-            if confirmed is not None and not confirmed.done():
-                confirmed.cancel()  # the write failed (or we are stopping): its answer is moot
-
-    def _confirm_early(self, decision: OrderIntent | Skip) -> asyncio.Task[bool] | None:
-        """Start the lease's confirmation now, to be awaited before anything is stored about the
-        signal except the commit of its order, or None: confirm first, as a separate step.
-
-        Only for an order, and only when no other process writes this store (`Store.exclusive`: an
-        SQLite file under its one-writer lock). Then every outcome is one the order rules allow:
-        - the answer is "no" before the commit starts: nothing but the pending signal is stored (the
-          standby rule below);
-        - "no" (or no answer) after the commit: the PENDING order is stored and never sent, exactly
-          as when the lease lapses between the commit and the send, or the process dies there: the
-          next leader's `recover()` (or this process's reconcile loop once it leads again) asks the
-          exchange, finds it never seen, and sends it with its one client order id or closes it
-          "not_sent: <reason>" (`_never_sent`);
-        - the risk gate denies: the denial is stored only once the confirmation said yes.
-        A store other processes write too (MongoDB shared by replicas) keeps the confirmation before
-        the commit: a replica that has lost the lease without knowing it yet must not replace, in the
-        shared store, the action its successor stored."""
-        if isinstance(decision, Skip) or not self._exclusive_store:
-            return None
-        return asyncio.get_running_loop().create_task(self._may_trade(), name="lease-confirm")
-
-    async def _standby(self, signal: Signal) -> None:
-        # What is done about a signal is the leader's to record: a standby writing "standby" (or a
-        # reason from its own, possibly stale, view of the position) into the shared store would
-        # overwrite the leader's "order". It stores the signal as it came (pending) and only logs.
-        await self.store.insert_signal(signal)
-        log_event(log, "signal_action", signal_id=signal.signal_id, side=signal.side.value,
-                  action=STANDBY, stored=False)  # fmt: skip
-
-    async def _decide_and_send(
-        self,
-        signal: Signal,
-        cid: str,
-        decision: OrderIntent | Skip,
-        queued_at: float,
-        confirmed: asyncio.Task[bool] | None,
-    ) -> None:
-        if confirmed is None and not await self._may_trade():
+        overlap = self._exclusive_store and isinstance(decision, OrderIntent)
+        if not overlap and not await self._may_trade():
             await self._standby(signal)
             return
         if isinstance(decision, Skip):
@@ -362,36 +316,69 @@ class OrderManager:
                 signal.signal_id, decision.side, decision.quote_amount, self.position
             )
             if denial is not None:
-                if confirmed is not None and not await confirmed:
-                    await self._standby(signal)
+                if overlap and not await self._may_trade():
+                    await self._standby(signal)  # a denial is the leader's to store, like any action
                 else:
                     await self._store_decided(signal, denial)
                 return
-        if confirmed is not None and confirmed.done() and not confirmed.result():
-            await self._standby(signal)  # known before anything was committed
-            return
         order = self._new_order(signal, cid, decision)
         decided = dataclasses.replace(signal, action=ORDER)
-        if not await self._commit(decided, order):
-            # Someone (another replica, an earlier run) stored it first, with the signal: follow that
-            # order instead.
-            existing = await self.store.get_order(cid)
-            if existing is not None:
-                self._orders[cid] = existing
-            await self.store.insert_signal(signal)  # stored by that commit: changes nothing
-            return
-        self._orders[cid] = order
-        self.last_order = order
-        self._log_order(order)  # PENDING, before the request leaves (replica tests count these lines)
-        self._crash_point("after_store")
-        await self.store.after_commit_order(decided, order)
-        if confirmed is not None and not await confirmed:
-            # Lost the lease while the order was being stored: it stays PENDING and unsent, for
-            # whoever leads next (`recover` / the reconcile loop: `_never_sent`).
-            log_event(log, "order_send_standby", logging.WARNING, client_order_id=cid)
-            return
+        confirmed = self._confirm_during_commit() if overlap else None
+        try:
+            if not await self._commit(decided, order):
+                # Someone (another replica, an earlier run) stored it first, with the signal: follow
+                # that order instead.
+                existing = await self.store.get_order(cid)
+                if existing is not None:
+                    self._orders[cid] = existing
+                await self.store.insert_signal(signal)  # stored by that commit: changes nothing
+                return
+            self._orders[cid] = order
+            self.last_order = order
+            self._log_order(order)  # PENDING, before the request leaves (replica tests count these lines)
+            self._crash_point("after_store")
+            await self.store.after_commit_order(decided, order)
+            if confirmed is not None and not await confirmed:
+                # The lease was lost while the order was being stored: it stays PENDING and unsent,
+                # for whoever leads next (`recover` / the reconcile loop: `_never_sent`).
+                log_event(log, "order_send_standby", logging.WARNING, client_order_id=cid)
+                return
+        finally:
+            if confirmed is not None and not confirmed.done():
+                confirmed.cancel()  # the commit failed (or we are stopping): its answer is moot
         await self._send(order, queued_at)
         log_event(log, "signal_action", signal_id=signal.signal_id, side=signal.side.value, action=ORDER)
+
+    def _confirm_during_commit(self) -> asyncio.Task[bool]:
+        """The lease's confirmation (a read-only round trip to the coordinator), started as the order's
+        commit is; the request leaves only once both said yes.
+
+        Only for an order, and only when no other process writes this store (`Store.exclusive`: an
+        SQLite file under its one-writer lock). Then every outcome is one the order rules allow:
+        - "no" (or no answer) after the commit: the PENDING order is stored and never sent, exactly
+          as when the lease lapses between the commit and the send, or the process dies there: the
+          next leader's `recover()` (or this process's reconcile loop once it leads again) asks the
+          exchange, finds it never seen, and sends it with its one client order id or closes it
+          "not_sent: <reason>" (`_never_sent`), and the signal's action says so;
+        - the risk gate, asked before (its fleet reserve must precede the commit), denies: the denial
+          is stored only once the lease is confirmed; a replica that turns out not to lead has
+          reserved fleet room it does not use, which tightens the cap until the reservation expires.
+        A store other processes write too (MongoDB shared by replicas) keeps the confirmation before
+        the risk gate and the commit: a replica that has lost the lease without knowing it yet must
+        not replace, in the shared store, the action its successor stored.
+
+        (Started after the risk gate's reserve, not with it: measured with `bench.tick_to_order`, the
+        two round trips at once made a BUY's reserve answer later, and the commit's thread waited for
+        the loop while it handled both.)"""
+        return asyncio.get_running_loop().create_task(self._may_trade(), name="lease-confirm")
+
+    async def _standby(self, signal: Signal) -> None:
+        # What is done about a signal is the leader's to record: a standby writing "standby" (or a
+        # reason from its own, possibly stale, view of the position) into the shared store would
+        # overwrite the leader's "order". It stores the signal as it came (pending) and only logs.
+        await self.store.insert_signal(signal)
+        log_event(log, "signal_action", signal_id=signal.signal_id, side=signal.side.value,
+                  action=STANDBY, stored=False)  # fmt: skip
 
     async def _commit(self, signal: Signal, order: Order) -> bool:
         """The one durable write before the request: the signal with its action, and the PENDING order
