@@ -14,12 +14,16 @@ from typing import Any
 
 import pytest
 import redis
+from prometheus_client import CollectorRegistry
 
+from tests.conftest import free_port
 from tests.orders.conftest import bot_config, exchange_execution, make_signal, sim_orders, sim_rules, until
 from tradefleet.coord.lease import LocalLease, RedisLease, lease_key
+from tradefleet.coord.risk_state import RedisRiskState
 from tradefleet.domain.ids import client_order_id
-from tradefleet.domain.models import Side
+from tradefleet.domain.models import Position, Side
 from tradefleet.engine.order_manager import OrderManager
+from tradefleet.engine.risk_gate import RiskGate
 from tradefleet.metrics import BotMetrics
 from tradefleet.store import SqliteStore
 from tradefleet.store.buffered import BufferedStore
@@ -204,3 +208,44 @@ def test_only_a_store_with_one_writer_is_exclusive(tmp_path):
     assert not SqliteStore(f"file:{tmp_path}/a.sqlite?mode=ro").exclusive
     assert BufferedStore(SqliteStore(str(tmp_path / "a.sqlite")), BotMetrics()).exclusive
     assert not BufferedStore(SqliteStore(str(tmp_path / "b.sqlite"), lock="none"), BotMetrics()).exclusive
+
+
+@pytest.mark.parametrize("leads", [True, False], ids=["leader", "lost_lease"])
+async def test_a_risk_denial_is_stored_only_once_the_lease_is_confirmed(
+    sim, redis_server, redis_lease, tmp_path, leads
+):
+    """The risk gate is asked before the order's commit (its fleet reserve must come first), so on
+    the overlapping path its denial waits for the confirmation: a replica that lost the lease stores
+    the signal as it came (pending), the leader stores the denial."""
+    db = tmp_path / "overlap.sqlite"
+    store = SqliteStore(str(db))
+    await store.open()
+    config = bot_config(sim)
+    risk = RiskGate(
+        config=config, state=RedisRiskState(f"redis://127.0.0.1:{free_port()}/0", "x", timeout_s=0.2),
+        metrics=BotMetrics(CollectorRegistry()), quote_asset="USDT", position=lambda: Position("b", "BTC/USDT"),
+        mark=lambda: None, may_trade=lambda: True, on_flatten=lambda halt: None,
+    )  # fmt: skip
+    lease = GatedLease(redis_lease)
+    m, task = await _start(config=config, store=store, execution=exchange_execution(config), lease=lease,
+                           rules=sim_rules(sim), risk=risk)  # fmt: skip
+    buy = make_signal(config, Side.BUY, 1)
+    try:
+        lease.armed = True
+        if not leads:
+            _steal(redis_server, redis_lease)
+        m.submit_signal(buy)
+        await asyncio.wait_for(lease.asked.wait(), 30)
+        assert await store.signals(config.name) == [], "nothing stored while leadership is unproven"
+        lease.gate.set()
+        await until(lambda: not m.acting(), what="the signal handled")
+        signals, orders = _rows(db)
+        assert orders == {}
+        if leads:
+            assert signals[buy.signal_id].startswith("risk: risk_state_unknown")
+        else:
+            assert signals == {buy.signal_id: "pending"}
+        assert (await sim_orders(sim))["client_ids_seen"] == {}
+    finally:
+        await _stop(m, task)
+        await store.close()
