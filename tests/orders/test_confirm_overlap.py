@@ -95,7 +95,8 @@ async def test_a_lease_lost_while_the_order_is_committed_leaves_it_pending_unsen
     db = tmp_path / "overlap.sqlite"
     raw = SqliteStore(str(db))
     await raw.open()
-    store: Any = BufferedStore(raw, BotMetrics(), flush_ms=20) if buffered else raw
+    # (A writer held off after the commit until the manager says the request left, or will not.)
+    store: Any = BufferedStore(raw, BotMetrics(), flush_ms=20, request_hold_s=600) if buffered else raw
     if buffered:
         store.start()
     assert store.exclusive
@@ -116,6 +117,8 @@ async def test_a_lease_lost_while_the_order_is_committed_leaves_it_pending_unsen
         lease.gate.set()  # "the key is not ours": the request must not leave
         await until(lambda: not m.acting(), what="the signal handled")
         assert not redis_lease.may_trade()
+        if buffered:
+            await until(lambda: not any(store.buffered().values()), what="the writer going on")
         assert (await sim_orders(sim))["client_ids_seen"] == {}
         assert _rows(db) == ({buy.signal_id: "order"}, {cid: "PENDING"})
     finally:
@@ -129,6 +132,8 @@ async def test_a_lease_lost_while_the_order_is_committed_leaves_it_pending_unsen
                              lease=successor, rules=sim_rules(sim))  # fmt: skip
     try:
         await until(lambda: m2.idle(), what="the order final")
+        if buffered:
+            await until(lambda: not any(store.buffered().values()), what="the writer going on")
         state = await sim_orders(sim)
         assert state["accepted_per_client_id"] == {cid: 1}
         assert state["duplicates"] == 0

@@ -131,6 +131,7 @@ class OrderManager:
         # No other process writes this store (an SQLite file under its one-writer lock): the lease's
         # confirmation may overlap the order's commit (`_confirm_during_commit`).
         self._exclusive_store = bool(getattr(store, "exclusive", False))
+        self._store_request_left: Callable[[], None] | None = getattr(store, "request_left", None)
         self.reconcile_interval_s = reconcile_interval_s
         self.max_send_attempts = max_send_attempts
         # Test hook: SIGKILL this process right after the PENDING order is stored ("after_store") or
@@ -342,12 +343,22 @@ class OrderManager:
                 # The lease was lost while the order was being stored: it stays PENDING and unsent,
                 # for whoever leads next (`recover` / the reconcile loop: `_never_sent`).
                 log_event(log, "order_send_standby", logging.WARNING, client_order_id=cid)
+                self._request_left()
                 return
+        except BaseException:
+            self._request_left()  # no request follows
+            raise
         finally:
             if confirmed is not None and not confirmed.done():
                 confirmed.cancel()  # the commit failed (or we are stopping): its answer is moot
         await self._send(order, queued_at)
         log_event(log, "signal_action", signal_id=signal.signal_id, side=signal.side.value, action=ORDER)
+
+    def _request_left(self) -> None:
+        """Tell a buffered store the request that follows the commit has left (or will not): its
+        writer held off meanwhile (`BufferedStore.request_left`)."""
+        if self._store_request_left is not None:
+            self._store_request_left()
 
     def _confirm_during_commit(self) -> asyncio.Task[bool]:
         """The lease's confirmation (a read-only round trip to the coordinator), started as the order's
@@ -425,6 +436,7 @@ class OrderManager:
                 log_event(log, "order_send_standby", logging.WARNING, client_order_id=order.client_order_id)
                 return  # still PENDING: whoever leads next reconciles it
             if not self.lease.may_trade():
+                self._request_left()
                 # The lease may have lapsed since `_act` confirmed it (the process was paused, a store
                 # write was slow): the monotonic deadline costs nothing to check as the request leaves.
                 log_event(log, "order_send_standby", logging.WARNING, client_order_id=order.client_order_id)
@@ -435,7 +447,10 @@ class OrderManager:
                 queued_at = None
             self._last_send[order.client_order_id] = start
             try:
-                update = await self.execution.submit(order)
+                try:
+                    update = await self.execution.submit(order)
+                finally:
+                    self._request_left()
             except OrderRejected as e:
                 await self._reject(order, e)
                 return
