@@ -370,11 +370,13 @@ def _breakdown(name: str, samples: list[Sample]) -> dict[str, float]:
     # Why the medians do not add up to the median total: each sample has its own slow segment (a
     # core taken by the simulator, a slow fsync). The means do add up; what is left is unmeasured.
     chain = ("strategy", "engine", "checks", "store", "to_send", "request")  # frame -> arrival
-    means = [statistics.fmean(s.segments.get(k, 0) for s in samples) / 1000 for k in chain]
+    whole = [s for s in samples if all(k in s.segments for k in chain)]
+    means = [statistics.fmean(s.segments[k] for s in whole) / 1000 for k in chain] if whole else [0.0]
     print(
         f"  median total {statistics.median(s.total_ns for s in samples) / 1000:.0f} vs the sum of the "
         f"chain's medians {sum(medians.get(k, 0.0) for k in chain):.0f}; mean total "
-        f"{statistics.fmean(s.total_ns for s in samples) / 1000:.0f} = the sum of its means {sum(means):.0f}"
+        f"{statistics.fmean(s.total_ns for s in whole) / 1000 if whole else 0:.0f} = the sum of its means "
+        f"{sum(means):.0f} ({len(whole)} samples with every step)"
     )
     return medians
 
