@@ -74,11 +74,17 @@ from tradefleet_sim.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
 SEGMENTS = (
     ("strategy", "frame -> crossover decided (parse, candle, SMAs)", "recv", "signal"),
     ("engine", "decided -> handed to the order manager", "signal", "handed"),
-    ("queue", "handed -> lease check starts", "handed", "lease0"),
-    ("lease", "lease confirm (Redis)", "lease0", "lease1"),
-    ("risk", "risk gate (Redis reserve on a BUY)", "risk0", "risk1"),
-    ("decide", "lease/risk -> store write starts", "risk1", "commit0"),
+    ("checks", "handed -> store write starts (all of:)", "handed", "commit0"),
+    ("queue", "  handed -> lease check starts", "handed", "lease0"),
+    ("lease", "  lease confirm (Redis; ours: overlaps the store)", "lease0", "lease1"),
+    ("risk", "  risk gate (Redis reserve on a BUY)", "risk0", "risk1"),
+    ("decide", "  risk -> store write starts", "risk1", "commit0"),
     ("store", "store writes before the request", "commit0", "commit1"),
+    ("to_thread", "  of which: to the store's thread (+ queue)", "commit0", "sql0"),
+    ("begin", "  of which: BEGIN IMMEDIATE", "sql0", "sql1"),
+    ("rows", "  of which: the rows (order, signal)", "sql1", "sql2"),
+    ("fsync", "  of which: COMMIT (the WAL fsync)", "sql2", "sql3"),
+    ("back", "  of which: thread -> the manager resumes", "sql3", "commit1"),
     ("to_send", "stored -> request built", "commit1", "submit"),
     ("request", "signs and sends -> simulator", "submit", "arrived"),
 )
@@ -139,6 +145,39 @@ class TimedAdapter:
         if type(event) is KlineEvent and event.closed:
             self._recv.setdefault(event.open_time, t)
         return event
+
+
+def _time_commit(marks: Marks) -> Callable[[], None]:
+    """Clock readings inside the store's one transaction before the request (`commit_order`'s), on
+    whatever thread runs it: sql0 BEGIN, sql1 rows, sql2 COMMIT, sql3 committed. Returns the undo."""
+    from tradefleet.store import sqlite as sqlite_mod
+
+    write = sqlite_mod._write
+
+    def timed(conn: Any, fn: Callable[[Any], Any]) -> Any:
+        if getattr(fn, "__name__", "") != "commit":
+            return write(conn, fn)
+        steps = marks.current
+        steps.setdefault("sql0", time.monotonic_ns())
+
+        def rows(c: Any) -> Any:
+            steps.setdefault("sql1", time.monotonic_ns())
+            try:
+                return fn(c)
+            finally:
+                steps.setdefault("sql2", time.monotonic_ns())
+
+        try:
+            return write(conn, rows)
+        finally:
+            steps.setdefault("sql3", time.monotonic_ns())
+
+    sqlite_mod._write = timed  # type: ignore[assignment]
+
+    def undo() -> None:
+        sqlite_mod._write = write
+
+    return undo
 
 
 def _around(marks: Marks, before: str, after: str, call: Callable[..., Awaitable[Any]]) -> Any:
@@ -257,6 +296,7 @@ async def run_bot(
     )  # fmt: skip
     marks = Marks()
     runtime = BenchRuntime(config, baseline=baseline, marks=marks)
+    untime = _time_commit(marks)
     task = asyncio.get_running_loop().create_task(runtime.run())
     deadline = time.monotonic() + timeout_s
     try:
@@ -271,6 +311,7 @@ async def run_bot(
         runtime.request_stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 60)
+        untime()
     arrivals = sim.arrivals()
     signals = {s.signal_id: s for s in await _stored_signals(config)}
     out = []
@@ -312,16 +353,31 @@ def _report(name: str, samples: list[Sample]) -> None:
 
 
 def _breakdown(name: str, samples: list[Sample]) -> dict[str, float]:
-    print(f"\nwhere {name} goes (median µs per segment; BUYs {sum(s.side == 'BUY' for s in samples)}):")
+    n_buys = sum(s.side == "BUY" for s in samples)
+    print(f"\nwhere {name} goes (µs per segment: median, mean; BUYs {n_buys}):")
     medians: dict[str, float] = {}
     for key, what, _, _ in SEGMENTS:
         values = [s.segments[key] for s in samples if key in s.segments]
         if not values:
             continue
         medians[key] = statistics.median(values) / 1000
-        buys = [s.segments[key] for s in samples if key in s.segments and s.side == "BUY"]
-        buy = f"  (BUY {statistics.median(buys) / 1000:7.0f})" if buys else ""
-        print(f"  {key:8} {what:46} {medians[key]:7.0f}{buy}")
+        mean = statistics.fmean(values) / 1000
+        buy = ""
+        for side in ("BUY", "SELL"):
+            of_side = [s.segments[key] for s in samples if key in s.segments and s.side == side]
+            buy += f"  ({side} {statistics.median(of_side) / 1000:7.0f})" if of_side else ""
+        print(f"  {key:8} {what:46} {medians[key]:7.0f} {mean:7.0f}{buy}")
+    # Why the medians do not add up to the median total: each sample has its own slow segment (a
+    # core taken by the simulator, a slow fsync). The means do add up; what is left is unmeasured.
+    chain = ("strategy", "engine", "checks", "store", "to_send", "request")  # frame -> arrival
+    whole = [s for s in samples if all(k in s.segments for k in chain)]
+    means = [statistics.fmean(s.segments[k] for s in whole) / 1000 for k in chain] if whole else [0.0]
+    print(
+        f"  median total {statistics.median(s.total_ns for s in samples) / 1000:.0f} vs the sum of the "
+        f"chain's medians {sum(medians.get(k, 0.0) for k in chain):.0f}; mean total "
+        f"{statistics.fmean(s.total_ns for s in whole) / 1000 if whole else 0:.0f} = the sum of its means "
+        f"{sum(means):.0f} ({len(whole)} samples with every step)"
+    )
     return medians
 
 

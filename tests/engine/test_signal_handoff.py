@@ -6,6 +6,7 @@ engine's own `SignalTaker` seam."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
@@ -36,6 +37,11 @@ class Taker:
         self.db = db
         self.ready = ready
         self.handed: list[tuple[str, bool]] = []
+        self.settled = asyncio.Event()
+        self.settled.set()
+
+    async def settle(self) -> None:
+        await self.settled.wait()
 
     def ready_to_act(self) -> bool:
         return self.ready
@@ -91,3 +97,75 @@ async def test_the_engine_stores_a_signal_itself_only_when_the_manager_cannot_ac
     reader.close()
     # Handed over unstored, it is the manager's to store (in one write with its action and order).
     assert stored == ([] if ready else [f"handoff:{n}" for n in range(3)])
+
+
+async def test_a_signal_the_manager_can_act_on_is_handed_over_as_it_is_decided_and_later_ones_keep_their_order(
+    tmp_path: Path,
+) -> None:
+    """No turn of the loop between deciding a signal and handing it over when nothing is ahead of it;
+    one decided while another is still with the engine goes after it, through the engine's worker."""
+    db = tmp_path / "handoff.sqlite"
+    metrics = BotMetrics()
+    raw = SqliteStore(str(db))
+    await raw.open()
+    store = BufferedStore(raw, metrics, flush_ms=10)
+    store.start()
+    rest = NoRest()
+    book = BookKeeper(market_id="BTCUSDT", rest=rest, depth_limit=100, metrics=metrics, post=lambda e: None)  # type: ignore[arg-type]
+    engine = BotEngine(BotConfig(name="handoff"), metrics, book=book, rest=rest, sink=store)  # type: ignore[arg-type]
+    taker = Taker(db, ready=True)
+    engine.orders = taker
+    worker = asyncio.get_running_loop().create_task(engine.run_signals())
+    try:
+        engine._queue_signal(_signal(0))
+        assert taker.handed == [("handoff:0", False)], "handed over in the same step, unstored"
+        engine._queue_signal(_signal(1))  # the first is still with the engine (logging, publishing)
+        assert taker.handed == [("handoff:0", False)]
+        await asyncio.wait_for(engine.settle(), 10)
+        assert taker.handed == [("handoff:0", False), ("handoff:1", False)]
+        assert engine.state.signals == 2
+        engine._queue_signal(_signal(2))  # nothing ahead of it again
+        assert taker.handed[-1] == ("handoff:2", False)
+        await asyncio.wait_for(engine.settle(), 10)
+        assert len(taker.handed) == 3
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        await engine.close()
+        await store.close()
+
+
+async def test_a_signal_handed_over_as_it_is_decided_is_logged_once_its_order_is_done(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its log line would otherwise run on the loop while the order path waits for Redis and the
+    store's thread."""
+    db = tmp_path / "handoff.sqlite"
+    metrics = BotMetrics()
+    raw = SqliteStore(str(db))
+    await raw.open()
+    store = BufferedStore(raw, metrics, flush_ms=10)
+    store.start()
+    rest = NoRest()
+    book = BookKeeper(market_id="BTCUSDT", rest=rest, depth_limit=100, metrics=metrics, post=lambda e: None)  # type: ignore[arg-type]
+    engine = BotEngine(BotConfig(name="handoff"), metrics, book=book, rest=rest, sink=store, order_wait_s=600)  # type: ignore[arg-type]
+    taker = Taker(db, ready=True)
+    taker.settled.clear()  # the order is on its way
+    engine.orders = taker
+    caplog.set_level(logging.INFO, logger="tradefleet.engine")
+    worker = asyncio.get_running_loop().create_task(engine.run_signals())
+    try:
+        engine._queue_signal(_signal(0))
+        assert taker.handed == [("handoff:0", False)]
+        for _ in range(20):
+            await asyncio.sleep(0)  # the worker's turns
+        assert [r for r in caplog.records if getattr(r, "event", None) == "signal"] == []
+        taker.settled.set()
+        await asyncio.wait_for(engine.settle(), 10)
+        logged = [r for r in caplog.records if getattr(r, "event", None) == "signal"]
+        assert [getattr(r, "signal_id", None) for r in logged] == ["handoff:0"]
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        await engine.close()
+        await store.close()

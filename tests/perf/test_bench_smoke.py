@@ -30,3 +30,24 @@ def test_hotpath_reports_every_stream_of_both_workloads_with_books_in_sync() -> 
         for row in workload["streams"].values():
             assert row["n"] > 0 and row["total_us_mean"] > 0 and row["alloc_bytes_per_msg"] > 0
         assert workload["mix_cpu_pct"] > 0
+
+
+def test_commit_fsync_reports_every_row(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.commit_fsync", "--n", "5", "--dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = out.stdout.strip().splitlines()[-1]
+    assert line.startswith("commit_fsync ")
+    fields = dict(kv.split("=") for kv in line.split()[1:])
+    assert set(fields) == {
+        "commit_growing_WAL_p50_us", "commit_reused_WAL_p50_us", "commit_via_the_store_p50_us",
+        "fdatasync_append_p50_us", "fdatasync_overwrite_p50_us",
+    }  # fmt: skip
+    assert all(float(v) > 0 for v in fields.values())
+    assert list(tmp_path.iterdir()) == [], "its files are removed"

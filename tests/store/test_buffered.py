@@ -217,6 +217,46 @@ async def test_market_data_waits_while_an_order_is_about_to_be_stored_and_goes_o
     await buffered.close()
 
 
+async def test_after_an_orders_commit_the_writer_starts_nothing_until_its_request_has_left(
+    sqlite_store: SqliteStore, metrics: BotMetrics
+) -> None:
+    buffered = BufferedStore(sqlite_store, metrics, flush_ms=0, request_hold_s=600.0)
+    buffered.start()
+    buffered.defer_market_data(1.0)  # the signal: an order may follow
+    buffered.enqueue_candle(r.candle(0))
+    sig, order = r.signal(0), r.order()
+    assert await buffered.commit_order(sig, order) is True
+    await buffered.after_commit_order(sig, order)  # queued behind the request
+    buffered.enqueue_price(r.price(0))
+    for _ in range(20):
+        await asyncio.sleep(0)  # the writer's turns
+    # The store's one thread: a write the writer had started would be ahead of these reads.
+    assert await sqlite_store.candles(r.SYMBOL, "1m") == []
+    assert await sqlite_store.prices(r.BOT) == []
+    assert buffered.buffered()["signal"] == 1
+
+    buffered.request_left()
+    await eventually(lambda: not any(buffered.buffered().values()), what="everything written")
+    assert await sqlite_store.candles(r.SYMBOL, "1m") == [r.candle(0)]
+    assert len(await sqlite_store.prices(r.BOT)) == 1
+    await buffered.close()
+
+
+async def test_an_order_that_was_already_stored_holds_nothing_back(
+    sqlite_store: SqliteStore, metrics: BotMetrics
+) -> None:
+    buffered = BufferedStore(sqlite_store, metrics, flush_ms=0, request_hold_s=600.0)
+    buffered.start()
+    sig, order = r.signal(0), r.order()
+    assert await buffered.commit_order(sig, order) is True
+    buffered.request_left()
+    buffered.defer_market_data(600.0)
+    buffered.enqueue_candle(r.candle(0))
+    assert await buffered.commit_order(sig, order) is False  # no request follows this one
+    await eventually(lambda: buffered.buffered()["candle"] == 0, what="the candle written")
+    await buffered.close()
+
+
 async def test_close_writes_everything_still_queued_and_closes_the_store(
     tmp_path: Path, metrics: BotMetrics
 ) -> None:

@@ -13,7 +13,9 @@ The rules it lives by, in the order they protect the account:
    execution). Only then is the same id sent again. A request that certainly did not leave (429 with
    Retry-After, -1021) is re-sent with the same id after the wait.
 3. Before each send the lease must say we may trade, the coordinator must confirm it, and the order
-   carries the fencing token. Otherwise the signal is stored with the action "standby".
+   carries the fencing token. Otherwise the signal is stored as it came (pending) and nothing else:
+   a standby writes no action. When no other process writes the store, the confirmation's round
+   trip runs while the order is being committed, and the request waits for both (`_confirm_during_commit`).
 4. The fleet's risk gate (`engine.risk_gate`, rules in `domain.risk`) is asked right before an order
    is created: a halt, a cap or the order-rate guard is stored as the action "risk: <reason>".
 5. A signal that cannot act (BUY while long, SELL while flat, below the minimum notional, standby) is
@@ -126,6 +128,10 @@ class OrderManager:
         self.metrics = metrics
         self.publisher = publisher
         self.risk = risk
+        # No other process writes this store (an SQLite file under its one-writer lock): the lease's
+        # confirmation may overlap the order's commit (`_confirm_during_commit`).
+        self._exclusive_store = bool(getattr(store, "exclusive", False))
+        self._store_request_left: Callable[[], None] | None = getattr(store, "request_left", None)
         self.reconcile_interval_s = reconcile_interval_s
         self.max_send_attempts = max_send_attempts
         # Test hook: SIGKILL this process right after the PENDING order is stored ("after_store") or
@@ -296,13 +302,12 @@ class OrderManager:
             quote_amount=self.config.quote_amount,
             price=signal.close,
         )
-        if not await self._may_trade():
-            # What is done about a signal is the leader's to record: a standby writing "standby" (or
-            # a reason from its own, possibly stale, view of the position) into the shared store would
-            # overwrite the leader's "order". It stores the signal as it came (pending) and only logs.
-            await self.store.insert_signal(signal)
-            log_event(log, "signal_action", signal_id=signal.signal_id, side=signal.side.value,
-                      action=STANDBY, stored=False)  # fmt: skip
+        if not self.lease.may_trade():  # the local deadline: no round trip
+            await self._standby(signal)
+            return
+        overlap = self._exclusive_store and isinstance(decision, OrderIntent)
+        if not overlap and not await self._may_trade():
+            await self._standby(signal)
             return
         if isinstance(decision, Skip):
             await self._store_decided(signal, decision.reason)
@@ -312,25 +317,79 @@ class OrderManager:
                 signal.signal_id, decision.side, decision.quote_amount, self.position
             )
             if denial is not None:
-                await self._store_decided(signal, denial)
+                if overlap and not await self._may_trade():
+                    await self._standby(signal)  # a denial is the leader's to store, like any action
+                else:
+                    await self._store_decided(signal, denial)
                 return
         order = self._new_order(signal, cid, decision)
         decided = dataclasses.replace(signal, action=ORDER)
-        if not await self._commit(decided, order):
-            # Someone (another replica, an earlier run) stored it first, with the signal: follow that
-            # order instead.
-            existing = await self.store.get_order(cid)
-            if existing is not None:
-                self._orders[cid] = existing
-            await self.store.insert_signal(signal)  # stored by that commit: changes nothing
-            return
-        self._orders[cid] = order
-        self.last_order = order
-        self._log_order(order)  # PENDING, before the request leaves (replica tests count these lines)
-        self._crash_point("after_store")
-        await self.store.after_commit_order(decided, order)
+        confirmed = self._confirm_during_commit() if overlap else None
+        try:
+            if not await self._commit(decided, order):
+                # Someone (another replica, an earlier run) stored it first, with the signal: follow
+                # that order instead.
+                existing = await self.store.get_order(cid)
+                if existing is not None:
+                    self._orders[cid] = existing
+                await self.store.insert_signal(signal)  # stored by that commit: changes nothing
+                return
+            self._orders[cid] = order
+            self.last_order = order
+            self._log_order(order)  # PENDING, before the request leaves (replica tests count these lines)
+            self._crash_point("after_store")
+            await self.store.after_commit_order(decided, order)
+            if confirmed is not None and not await confirmed:
+                # The lease was lost while the order was being stored: it stays PENDING and unsent,
+                # for whoever leads next (`recover` / the reconcile loop: `_never_sent`).
+                log_event(log, "order_send_standby", logging.WARNING, client_order_id=cid)
+                self._request_left()
+                return
+        except BaseException:
+            self._request_left()  # no request follows
+            raise
+        finally:
+            if confirmed is not None and not confirmed.done():
+                confirmed.cancel()  # the commit failed (or we are stopping): its answer is moot
         await self._send(order, queued_at)
         log_event(log, "signal_action", signal_id=signal.signal_id, side=signal.side.value, action=ORDER)
+
+    def _request_left(self) -> None:
+        """Tell a buffered store the request that follows the commit has left (or will not): its
+        writer held off meanwhile (`BufferedStore.request_left`)."""
+        if self._store_request_left is not None:
+            self._store_request_left()
+
+    def _confirm_during_commit(self) -> asyncio.Task[bool]:
+        """The lease's confirmation (a read-only round trip to the coordinator), started as the order's
+        commit is; the request leaves only once both said yes.
+
+        Only for an order, and only when no other process writes this store (`Store.exclusive`: an
+        SQLite file under its one-writer lock). Then every outcome is one the order rules allow:
+        - "no" (or no answer) after the commit: the PENDING order is stored and never sent, exactly
+          as when the lease lapses between the commit and the send, or the process dies there: the
+          next leader's `recover()` (or this process's reconcile loop once it leads again) asks the
+          exchange, finds it never seen, and sends it with its one client order id or closes it
+          "not_sent: <reason>" (`_never_sent`), and the signal's action says so;
+        - the risk gate, asked before (its fleet reserve must precede the commit), denies: the denial
+          is stored only once the lease is confirmed; a replica that turns out not to lead has
+          reserved fleet room it does not use, which tightens the cap until the reservation expires.
+        A store other processes write too (MongoDB shared by replicas) keeps the confirmation before
+        the risk gate and the commit: a replica that has lost the lease without knowing it yet must
+        not replace, in the shared store, the action its successor stored.
+
+        (Started after the risk gate's reserve, not with it: measured with `bench.tick_to_order`, the
+        two round trips at once made a BUY's reserve answer later, and the commit's thread waited for
+        the loop while it handled both.)"""
+        return asyncio.get_running_loop().create_task(self._may_trade(), name="lease-confirm")
+
+    async def _standby(self, signal: Signal) -> None:
+        # What is done about a signal is the leader's to record: a standby writing "standby" (or a
+        # reason from its own, possibly stale, view of the position) into the shared store would
+        # overwrite the leader's "order". It stores the signal as it came (pending) and only logs.
+        await self.store.insert_signal(signal)
+        log_event(log, "signal_action", signal_id=signal.signal_id, side=signal.side.value,
+                  action=STANDBY, stored=False)  # fmt: skip
 
     async def _commit(self, signal: Signal, order: Order) -> bool:
         """The one durable write before the request: the signal with its action, and the PENDING order
@@ -377,6 +436,7 @@ class OrderManager:
                 log_event(log, "order_send_standby", logging.WARNING, client_order_id=order.client_order_id)
                 return  # still PENDING: whoever leads next reconciles it
             if not self.lease.may_trade():
+                self._request_left()
                 # The lease may have lapsed since `_act` confirmed it (the process was paused, a store
                 # write was slow): the monotonic deadline costs nothing to check as the request leaves.
                 log_event(log, "order_send_standby", logging.WARNING, client_order_id=order.client_order_id)
@@ -387,7 +447,10 @@ class OrderManager:
                 queued_at = None
             self._last_send[order.client_order_id] = start
             try:
-                update = await self.execution.submit(order)
+                try:
+                    update = await self.execution.submit(order)
+                finally:
+                    self._request_left()
             except OrderRejected as e:
                 await self._reject(order, e)
                 return

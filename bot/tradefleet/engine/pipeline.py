@@ -5,9 +5,10 @@ one event loop: no awaits inside, so an event is fully applied (book, price samp
 crossover) before the next one is looked at, and ordering needs no locks. The only queue is the
 websocket's own bounded receive buffer; the engine never holds a backlog of its own.
 
-What must be durable leaves through awaited paths in order: signals go through one worker task that
-logs them and hands them to the order manager, which stores each in one write with its action and
-order (or, when the manager cannot act at once, stores it first), then publishes them. Price samples
+What must be durable leaves through awaited paths in order: a signal the order manager can act on at
+once is handed to it as it is decided (the manager stores it in one write with its action and order);
+any other goes through one worker task that stores it first, then hands it over. The worker logs and
+publishes every signal, in order. Price samples
 and candles go to the buffered store without waiting.
 """
 
@@ -34,7 +35,7 @@ from tradefleet.tasks import stop_tasks
 log = logging.getLogger("tradefleet.engine")
 
 PUBLISH_AFTER_ORDER_S = 0.05
-"""How long publishing a signal handed to the order manager waits for its order to be done."""
+"""How long logging and publishing a signal handed to the order manager wait for its order to be done."""
 ORDER_WRITE_WAIT_S = 0.5
 """How long market-data writes may wait for the order a signal is about to place (its commit ends the
 wait; a signal that places no order lets them go after this)."""
@@ -114,6 +115,7 @@ class BotEngine:
         clock: Callable[[], int] = now_ms,
         on_candle: Callable[[Candle, SmaUpdate], None] | None = None,
         timed: bool = True,  # False on a simulated clock: no wall-clock latency per candle
+        order_wait_s: float = PUBLISH_AFTER_ORDER_S,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -121,11 +123,13 @@ class BotEngine:
         self.sink = sink
         self.publisher = publisher
         self.clock = clock
+        self.order_wait_s = order_wait_s
+        """How long logging and publishing a signal handed to the order manager wait for its order."""
         self.state = EngineState()
         self.orders: SignalTaker | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._spawn = spawn or self._spawn_task
-        self._signals: asyncio.Queue[Signal] = asyncio.Queue()
+        self._signals: asyncio.Queue[tuple[Signal, bool]] = asyncio.Queue()  # (signal, handed over)
         self._unfinished_signals = 0  # queued or being recorded, not yet handed to the order manager
         self._last_sample_ms = 0
         self._pending_ticker: BookTicker | None = None
@@ -265,26 +269,37 @@ class BotEngine:
     async def run_signals(self) -> None:
         """One signal at a time, in order: log, store (durably or safely queued), publish, trade.
 
-        When the order manager can act at once (`ready_to_act`), the signal goes to it before anything
-        is awaited and unstored: the manager stores it in the same write as its action and order, the
-        one durable write between the closing kline and the order request. A signal that would have
-        to wait (the manager is busy, recovering or stopping; there is none) is stored here first."""
+        When the order manager can act at once (`ready_to_act`), the signal went to it unstored from
+        `_queue_signal` itself, in the step that decided it: the manager stores it in the same write
+        as its action and order, the one durable write between the closing kline and the order
+        request, and this worker only logs and publishes it. A signal that would have to wait (the
+        manager is busy, recovering or stopping; a signal ahead of it is still here; there is no
+        manager) is stored here first, then handed over."""
         while True:
-            signal = await self._signals.get()
+            signal, handed = await self._signals.get()
+            if handed and self.orders is not None and (self.publisher or log.isEnabledFor(logging.INFO)):
+                # Handed over as it was decided: its log line (and publishing) wait, a little, for the
+                # order request to leave. Measured (`bench.tick_to_order`): written at once, the line
+                # ran on this loop while the order path waited, and made a BUY's risk reserve answer
+                # ~0.5 ms later and the store's thread wait for the interpreter.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.order_wait_s):
+                        await self.orders.settle()
             self.state.signals += 1
             self.state.last_signal = signal
             if log.isEnabledFor(logging.INFO):  # the fields cost more than the call (backtests log less)
                 log_event(log, "signal", **signal_fields(signal))
             orders = self.orders
-            handed = orders is not None and orders.ready_to_act()
+            if not handed and orders is not None and orders.ready_to_act():
+                orders.submit_signal(signal)
+                handed = True
             if handed:
                 assert orders is not None
-                orders.submit_signal(signal)
                 if self.publisher is not None:
                     # Publishing is the rest: it waits (a little) for the order request to leave, so
                     # its Redis round trip does not run on this loop while the order is on its way.
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(PUBLISH_AFTER_ORDER_S):
+                        async with asyncio.timeout(self.order_wait_s):
                             await orders.settle()
             else:
                 await self.sink.record_signal(signal)
@@ -302,12 +317,19 @@ class BotEngine:
         await self._signals.join()
 
     def _queue_signal(self, signal: Signal) -> None:
-        if self.orders is not None and signal.action == SIGNAL_PENDING:
+        orders = self.orders
+        if orders is not None and signal.action == SIGNAL_PENDING:
             # An order may follow within milliseconds: the candle this frame closed (and any price
             # batch) is written after the order's commit, not ahead of it on the store's connection.
             self.sink.defer_market_data(ORDER_WRITE_WAIT_S)
+        # Nothing ahead of it here and a manager that acts on it at once: handed over now, without a
+        # turn of the loop through this engine's worker (which then only logs and publishes it).
+        handed = not self._unfinished_signals and orders is not None and orders.ready_to_act()
+        if handed:
+            assert orders is not None
+            orders.submit_signal(signal)
         self._unfinished_signals += 1
-        self._signals.put_nowait(signal)
+        self._signals.put_nowait((signal, handed))
 
     def signals_in_flight(self) -> bool:
         """A signal is queued or being handed over (cheap: the feed asks after every frame)."""

@@ -47,6 +47,9 @@ from tradefleet.tasks import stop_task
 log = logging.getLogger("tradefleet.store")
 
 DURABLE_KINDS = ("signal", "signal_action", "order", "update", "position", "event")
+REQUEST_HOLD_S = 0.2
+"""At most this long after an order's commit, the writer starts nothing while the order's request is
+being built and sent (`request_left` ends it as soon as that is done)."""
 RETRY_MIN_S = 0.05
 RETRY_MAX_S = 5.0
 """Backoff bounds: quick enough to catch a lock released by another process, slow enough not to
@@ -96,6 +99,7 @@ class BufferedStore:
         buffer_max: int = 100_000,
         retry_max_s: float = RETRY_MAX_S,
         write_timeout_s: float = WRITE_TIMEOUT_S,
+        request_hold_s: float = REQUEST_HOLD_S,
         timed: bool = True,
         candle_batch: bool = False,
     ) -> None:
@@ -108,10 +112,12 @@ class BufferedStore:
         self.buffer_max = buffer_max
         self.retry_max_s = retry_max_s
         self.write_timeout_s = write_timeout_s
+        self.request_hold_s = request_hold_s
         self._prices: deque[PriceSample] = deque()
         self._prices_since: float | None = None  # when the oldest waiting sample arrived (monotonic)
         self._candles_since: float | None = None  # when the oldest waiting candle arrived (monotonic)
         self._deferred_until = 0.0  # market data waits until then: an order is about to be stored
+        self._held_until = 0.0  # nothing starts on the store's thread until then: a request is leaving
         self._inflight_prices = 0
         self._inflight_candles = 0
         self._candles: dict[tuple[str, str, int], Candle] = {}
@@ -154,6 +160,8 @@ class BufferedStore:
         # writer task and back (which cost more than the write), and no timeout around a call that
         # cannot hang (a synchronous call cannot be interrupted by one anyway).
         self._inline = bool(getattr(store, "inline", False))
+        self.exclusive = bool(getattr(store, "exclusive", False))
+        """The wrapped store has no other writer (see `SqliteStore.exclusive`)."""
         # `candle_batch` (backtests): candles wait for a full batch (or a flush) like price samples,
         # instead of being written as they come: a replay closes thousands a second, and wrote them
         # a few rows at a time whenever its loop yielded.
@@ -428,6 +436,27 @@ class BufferedStore:
             self._deferred_until = 0.0
             self._wake.set()
 
+    def request_left(self) -> None:
+        """The order request that `commit_order` stored has left (or will not leave): the writer
+        goes on. Until then (at most `REQUEST_HOLD_S` after the commit) it starts nothing on the
+        store's thread, durable records included: their place in the queue is kept, and a write
+        started there while the request is being built and sent (the closing candle's batch, the
+        queued `after_commit_order`) took the interpreter and a core from it. Nothing is awaited
+        in between, so nobody waits on it but the writer."""
+        self._held_until = 0.0
+        self._end_deferral()
+        self._wake.set()
+
+    def _held_for(self) -> float:
+        """Seconds the writer still holds off for a request leaving (0: not held)."""
+        if not self._held_until or self._flush_waiters or self._closed:
+            return 0.0
+        left = self._held_until - time.monotonic()
+        if left <= 0:
+            self._held_until = 0.0
+            return 0.0
+        return left
+
     def _market_due(self) -> float | None:
         """Seconds until waiting market data is to be written (0: now); None when none waits."""
         if not (self._candles or self._prices):
@@ -449,9 +478,11 @@ class BufferedStore:
 
     async def _wait_for_work(self) -> None:
         while True:
-            if self._durable:
-                return
-            due = self._market_due()
+            due: float | None = self._held_for()
+            if not due:
+                if self._durable:
+                    return
+                due = self._market_due()
             if due == 0.0:
                 return
             self._wake.clear()
@@ -482,7 +513,7 @@ class BufferedStore:
         self._on_success()
 
     async def _write_step(self) -> None:
-        while self._durable:
+        while self._durable and not self._held_for():
             job = self._durable[0]
             await self._attempt(job.kind, functools.partial(job.call, self.store))
             self._durable.popleft()
@@ -492,8 +523,8 @@ class BufferedStore:
             self._stored_latency(time.monotonic() - job.enqueued)
             if not job.done.done():
                 job.done.set_result(True)
-        if self._market_due() != 0.0:
-            return  # not due yet, or an order is about to be stored
+        if self._held_for() or self._market_due() != 0.0:
+            return  # not due yet, or an order is about to be stored or sent
         if self._candles:
             await self._write_candles()
         if self._prices:
@@ -583,14 +614,17 @@ class BufferedStore:
         return await self._until_durable(order, lambda: self.store.insert_order(order))
 
     async def commit_order(self, signal: Signal, order: Order) -> bool:
-        return await self._until_durable(order, lambda: self.store.commit_order(signal, order))
+        # Stored: its request leaves next, and the writer holds off until it has (`request_left`).
+        return await self._until_durable(order, lambda: self.store.commit_order(signal, order), hold=True)
 
     async def after_commit_order(self, signal: Signal, order: Order) -> None:
         # Queued, not awaited: nothing before the send depends on it, and its place in the queue puts
         # it before every later write about this signal or order (reports, actions, the position).
         self._enqueue("signal", lambda s: s.after_commit_order(signal, order), signal)
 
-    async def _until_durable(self, order: Order, write: Callable[[], Awaitable[bool]]) -> bool:
+    async def _until_durable(
+        self, order: Order, write: Callable[[], Awaitable[bool]], *, hold: bool = False
+    ) -> bool:
         """Write `order` straight to the store, retrying through an outage until the store answers;
         but only once every durable record queued before it is written (`_written_ahead`)."""
         await self._written_ahead(order)
@@ -616,7 +650,12 @@ class BufferedStore:
                 delay = min(delay * 2, self.retry_max_s)
                 continue
             self._write_latency(time.perf_counter() - started)
-            self._end_deferral()
+            if inserted and hold:
+                # Until `request_left`: market data and durable records alike (both at most this long).
+                self._held_until = self._deferred_until = time.monotonic() + self.request_hold_s
+                self._wake.set()
+            else:
+                self._end_deferral()  # no request follows
             return inserted
 
     async def _written_ahead(self, order: Order) -> None:

@@ -275,6 +275,10 @@ class SqliteStore:
         # parameter sweeps on `sqlite://:memory:` fast). Files always go through the store's thread.
         # `inline` tells the buffered store that a call never waits on anything (see there).
         self.inline = path == ":memory:"
+        # No other process writes this file while it is open: the one-writer lock (`sqlite_lock`), or
+        # a private in-memory database. What the order manager needs to know to let the lease's
+        # confirmation overlap an order's commit (`OrderManager._confirm_early`).
+        self.exclusive = self.inline or (lock != "none" and not path.startswith("file:"))
         # A private in-memory database has no other writer: the order documents this store last
         # committed are kept, so merging a report skips reading the order back (see `_apply`).
         self._committed: dict[str, Order] | None = {} if self.inline else None
