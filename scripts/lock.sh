@@ -34,7 +34,9 @@ keep_runtime=() keep_test=()
 if [ "$mode" = "--upgrade" ]; then
   mode=""
 else
-  grep -oE '^[A-Za-z0-9._-]+==[^ ]+' requirements.lock > "$tmp/runtime-pins.txt"
+  # A package moving from the test set to the runtime set keeps its version too.
+  grep -oE '^[A-Za-z0-9._-]+==[^ ]+' requirements.lock requirements/test.lock | cut -d: -f2 | sort -u \
+    > "$tmp/runtime-pins.txt"
   grep -oE '^[A-Za-z0-9._-]+==[^ ]+' requirements/test.lock > "$tmp/test-pins.txt"
   keep_runtime=(--constraint "$tmp/runtime-pins.txt") keep_test=(--constraint "$tmp/test-pins.txt")
 fi
