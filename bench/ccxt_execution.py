@@ -15,7 +15,7 @@ from typing import Any
 
 import ccxt
 
-from tradefleet.adapters.ccxt_factory import TESTNET_WS_API, make_binance
+from bench.ccxt_client import TESTNET_WS_API, make_binance
 from tradefleet.adapters.credentials import Credentials
 from tradefleet.adapters.userdata import LIVE_WS_API, UserDataStream, cancel_and_wait
 from tradefleet.config import BotConfig

@@ -92,7 +92,7 @@ async def run_ours(base: str, probe: Probe, native: bool | None = None) -> None:
 
 
 async def run_ccxt(base: str, probe: Probe) -> None:
-    from tradefleet.adapters.ccxt_factory import make_binance
+    from bench.ccxt_client import make_binance
 
     ex = make_binance(rest_url=base, ws_url=base.replace("http://", "ws://"), pro=True)
     settle_gc()

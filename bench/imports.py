@@ -29,7 +29,7 @@ CANDIDATES = {
     "sqlite3": "import sqlite3",
     "yaml": "import yaml",
     "redis": "import redis.asyncio",
-    "ccxt": "from tradefleet.adapters import ccxt_lean; ccxt_lean.install(); import ccxt.async_support",
+    "ccxt": "from bench import ccxt_lean; ccxt_lean.install(); import ccxt.async_support",
     "pymongo": "import pymongo",
     "websockets": "import websockets.asyncio.client",
     "numpy": "import numpy",

@@ -96,7 +96,8 @@ async def test_market_buy_beyond_book_depth_expires_partially_filled_and_positio
 async def test_restart_after_summary_stored_without_fills_recovers_the_fee_into_the_position(
     sim, store, lease, run_manager, metrics
 ):
-    from tradefleet.adapters.ccxt_factory import make_binance
+    from bench.ccxt_client import make_binance
+
     from tradefleet.domain.models import OrderUpdate
     from tradefleet_sim.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
 

@@ -10,11 +10,11 @@ from decimal import Decimal
 import aiohttp
 import ccxt
 import pytest
+from bench.ccxt_client import make_binance
 
 from tests.orders.conftest import SIM_CREDENTIALS, bot_config, sim_orders, sim_trading_fault
 from tradefleet.adapters.binance_exec import BinanceExecution, translate
 from tradefleet.adapters.binance_signed import BinanceHttpError, BinanceSignedRest
-from tradefleet.adapters.ccxt_factory import make_binance
 from tradefleet.adapters.credentials import Credentials
 from tradefleet.errors import (
     ExchangeUnavailable,

@@ -1,4 +1,4 @@
-"""`tradefleet.adapters.ccxt_lean`: the bot process loads one ccxt exchange, not a hundred, and every
+"""`bench.ccxt_lean`: a process loads one ccxt exchange, not a hundred, and every
 other ccxt name still resolves to the real thing. Each case runs in a fresh interpreter, because
 this test process has imported ccxt the ordinary way already."""
 
@@ -27,10 +27,10 @@ def test_the_bot_edges_build_a_binance_client_without_loading_other_exchanges() 
     result = run(
         """
         import json, sys
-        from tradefleet.adapters import ccxt_lean
+        from bench import ccxt_lean
         installed = ccxt_lean.install()
         import tradefleet.app.runtime, tradefleet.adapters.market_rest, tradefleet.adapters.binance_exec
-        from tradefleet.adapters.ccxt_factory import make_binance
+        from bench.ccxt_client import make_binance
         client = make_binance(rest_url="http://127.0.0.1:9")  # what BinanceExecution builds
         import ccxt.async_support
         loaded = sorted(m for m in sys.modules if m.startswith("ccxt."))
@@ -49,7 +49,7 @@ def test_any_other_ccxt_name_loads_the_real_package_and_classes_are_the_same_obj
     result = run(
         """
         import json
-        from tradefleet.adapters import ccxt_lean
+        from bench import ccxt_lean
         ccxt_lean.install()
         import ccxt, ccxt.async_support as ca
         from ccxt.base import errors
@@ -79,7 +79,7 @@ def test_after_an_ordinary_import_it_stands_aside() -> None:
         """
         import json
         import ccxt
-        from tradefleet.adapters import ccxt_lean
+        from bench import ccxt_lean
         print(json.dumps({"installed": ccxt_lean.install(), "kraken": ccxt.kraken.__module__}))
         """
     )

@@ -46,8 +46,7 @@ NO_BOT = (
     "ccxt",
     "requests",
     "websockets",
-    "tradefleet.adapters.ccxt_factory",
-    "tradefleet.adapters.ccxt_lean",
+    "bench",  # where the ccxt peers live (bench.ccxt_client, bench.ccxt_lean)
 )
 """What no bot loads, whatever its mode: the trading client is our own signed REST over aiohttp and the
 user data stream aiohttp's websocket client (#17); ccxt and websockets stay for the tests and

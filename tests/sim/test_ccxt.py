@@ -8,9 +8,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from bench.ccxt_client import make_binance
 
 from tests.plugins.sim import sim_book
-from tradefleet.adapters.ccxt_factory import make_binance
 from tradefleet_sim.klines import DEFAULT_KLINES, load_csv
 
 SERIES = load_csv(DEFAULT_KLINES)

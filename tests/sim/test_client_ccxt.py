@@ -11,9 +11,9 @@ from typing import Any
 
 import ccxt
 import pytest
+from bench.ccxt_client import make_binance
 
 from tests.sim.clients import SIM_OPTIONS, clock_2018, skew_s, wait_for
-from tradefleet.adapters.ccxt_factory import make_binance
 from tradefleet_sim.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
 
 SYMBOL = "BTC/USDT"

@@ -9,8 +9,8 @@ from typing import Any
 
 import ccxt
 import pytest
+from bench.ccxt_client import make_binance
 
-from tradefleet.adapters.ccxt_factory import make_binance
 from tradefleet_sim.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
 
 SYMBOL = "BTC/USDT"

@@ -52,7 +52,8 @@ async def test_relaxed_limits_count_but_never_refuse(make_sim: Any) -> None:
 
 
 async def test_order_counts_in_headers_and_the_rate_limit_order_endpoint(make_sim: Any) -> None:
-    from tradefleet.adapters.ccxt_factory import make_binance
+    from bench.ccxt_client import make_binance
+
     from tradefleet_sim.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
 
     sim = await make_sim(klines=None)

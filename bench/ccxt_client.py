@@ -1,4 +1,5 @@
-"""Build ccxt Binance clients, optionally pointed at another base URL (the simulator, testnet).
+"""Build ccxt Binance clients, optionally pointed at another base URL (the simulator, testnet): the
+third-party client the tests run against the simulator and the benchmarks' peer (no bot uses ccxt).
 
 ccxt stays unmodified: only its `urls` change. Only spot markets are loaded, so a simulator (or a
 restricted network) that serves no futures endpoints still works.

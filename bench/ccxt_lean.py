@@ -1,4 +1,7 @@
-"""Load ccxt with only the Binance client in memory: about 55 MiB less RSS per bot process.
+"""Load ccxt with only the Binance client in memory: about 55 MiB less RSS per process.
+
+No bot loads ccxt since #17 (its trading client is `tradefleet.adapters.binance_signed`); this lives
+on for `bench.imports`, which prices ccxt's Binance client alone, and the benchmarks' ccxt peers.
 
 Why it exists: `import ccxt.async_support` runs `ccxt/__init__.py` and `ccxt/async_support/__init__.py`,
 which import every exchange ccxt supports (over a hundred, sync and async): ~75 MiB of code objects
