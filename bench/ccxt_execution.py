@@ -1,43 +1,37 @@
 """The bot's Binance trading client as it was before #17: ccxt's async client. Kept only as the peer
-for `bench.orders` (ours against ccxt in the same run); the bot itself no longer imports ccxt
-(`tradefleet.adapters.binance_exec`). Same surface as `BinanceExecution`.
+for `bench.orders` (ours against ccxt in the same run) and for `tests/orders/test_signed_rest.py`
+(our error translation against ccxt's, answer by answer); the bot itself no longer imports ccxt.
+Only the transport differs from `BinanceExecution`: the lease fencing, the reading of answers and
+fills and the user data stream are the bot's own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import ccxt
 
-from bench.ccxt_client import TESTNET_WS_API, make_binance
+from bench.ccxt_client import make_binance
+from tradefleet.adapters.binance_exec import BinanceExecution, open_order_update
 from tradefleet.adapters.credentials import Credentials
-from tradefleet.adapters.userdata import LIVE_WS_API, UserDataStream, cancel_and_wait
 from tradefleet.config import BotConfig
-from tradefleet.domain.models import Order, OrderStatus, OrderUpdate, Side
+from tradefleet.domain.models import Order, OrderUpdate, Side
 from tradefleet.errors import (
-    ConfigError,
     ExchangeUnavailable,
     ExecutionUnknown,
-    LeaseLost,
     OrderRejected,
     PermanentError,
     RateLimited,
     TradefleetError,
 )
-from tradefleet.logs import now_ms
 from tradefleet.metrics import BotMetrics
 
 ZERO = Decimal(0)
-
-MIN_RECV_WINDOW_MS = 100
-"""Below this much lease validity an order is not sent: a window that short would be refused by an
-exchange whose clock is a little ahead of ours, and the lease renews long before it gets there."""
 _CODE_RE = re.compile(r'"code"\s*:\s*(-?\d+)')
 
 
@@ -81,12 +75,7 @@ def translate(e: Exception, exchange: Any, *, sending: bool) -> TradefleetError:
     return ExchangeUnavailable(msg, retry_after=1.0)
 
 
-def _dec(raw: dict[str, Any], key: str) -> Decimal:
-    v = raw.get(key)
-    return Decimal(str(v)) if v not in (None, "") else ZERO
-
-
-class CcxtBinanceExecution:
+class CcxtBinanceExecution(BinanceExecution):
     def __init__(
         self,
         config: BotConfig,
@@ -99,40 +88,25 @@ class CcxtBinanceExecution:
         timeout_ms: int = 10_000,
         lease_window_ms: Callable[[], int] | None = None,
     ) -> None:
-        if credentials is None:
-            raise ConfigError(
-                f"mode {config.mode} needs API credentials: set TRADEFLEET_API_KEY_FILE and "
-                "TRADEFLEET_API_SECRET_FILE (or TRADEFLEET_API_KEY and TRADEFLEET_API_SECRET)"
-            )
-        testnet = config.mode == "testnet"
-        self.symbol = config.symbol
-        self.metrics = metrics
+        super().__init__(
+            config, credentials, metrics=metrics, recv_window_ms=recv_window_ms,
+            user_stream=user_stream, timeout_ms=timeout_ms, lease_window_ms=lease_window_ms,
+        )  # fmt: skip
+        assert credentials is not None  # refused above otherwise
         self._ex = exchange or make_binance(
             rest_url=config.rest_url,
             api_key=credentials.api_key,
             secret=credentials.secret,
-            testnet=testnet,
+            testnet=config.mode == "testnet",
             timeout_ms=timeout_ms,
             client_rate_limit=False,  # orders are rare; Binance's 429/Retry-After is obeyed upstream
         )
         self._ex.options["recvWindow"] = recv_window_ms
-        self.recv_window_ms = recv_window_ms
-        # The lease's remaining validity (Lease.remaining_ms): an order is signed so that the exchange
-        # refuses it once that validity is over, however long this process is paused after the check.
-        self._lease_window_ms = lease_window_ms
         # Spot only: with a key set, ccxt would also load margin pairs (a SAPI call we do not need).
         self._ex.options["fetchMargins"] = False
-        self.unknown_settle_s = recv_window_ms / 1000 + 1.0
-        self._queue: asyncio.Queue[OrderUpdate] = asyncio.Queue()
-        ws_api = config.ws_api_url or (TESTNET_WS_API if testnet else LIVE_WS_API)
-        self.stream = UserDataStream(ws_api, credentials, self._queue.put_nowait) if user_stream else None
-        self._stream_task: asyncio.Task[None] | None = None
         self._markets_loaded = False
 
     async def prepare(self) -> None:
-        """Load markets and open the user data stream before the first signal, so the first order
-        does not pay for them (at replay speed that cost a candle). The signed balance request also
-        proves the credentials at start: a wrong key fails here, loudly, not at the first signal."""
         await self._markets()
         try:
             await self._ex.fetch_balance()
@@ -148,10 +122,6 @@ class CcxtBinanceExecution:
             except Exception as e:
                 raise translate(e, self._ex, sending=False) from e
             self._markets_loaded = True
-
-    def _count(self, kind: str) -> None:
-        if self.metrics is not None:
-            self.metrics.rest_errors.labels(kind).inc()
 
     async def submit(self, order: Order) -> OrderUpdate:
         await self._markets()  # a failure here happens before anything is sent
@@ -176,67 +146,6 @@ class CcxtBinanceExecution:
         raw = result.get("info") or {}
         return self._from_raw(order, raw, fills=raw.get("fills") or [])
 
-    def _fenced_window(self) -> dict[str, int]:
-        """`timestamp` and `recvWindow` for an order request, fenced by the lease.
-
-        The timestamp is read BEFORE the lease: if the process is paused anywhere after this point
-        (SIGSTOP, a GC pause, a frozen VM), the request is only staler when it leaves, and Binance
-        refuses any request that arrives later than timestamp + recvWindow (-1021). The window ends
-        no later than the lease's own safety deadline, which already lies before another replica can
-        take the lease — so a woken ex-leader's request cannot be accepted, even with a reused client
-        order id after the first order closed."""
-        timestamp = now_ms()
-        if self._lease_window_ms is None:
-            return {"timestamp": timestamp}
-        remaining = self._lease_window_ms()
-        if remaining < MIN_RECV_WINDOW_MS:
-            raise LeaseLost(f"lease has {remaining} ms of validity left; the order is not sent")
-        return {"timestamp": timestamp, "recvWindow": min(self.recv_window_ms, remaining)}
-
-    def _from_raw(self, order: Order, raw: dict[str, Any], *, fills: list[dict[str, Any]]) -> OrderUpdate:
-        """The order's state from a REST body; its fills are queued as TRADE updates."""
-        event_time = int(raw.get("updateTime") or raw.get("transactTime") or raw.get("time") or now_ms())
-        exchange_id = str(raw["orderId"]) if raw.get("orderId") is not None else None
-        status = OrderStatus(raw["status"]) if raw.get("status") else OrderStatus.NEW
-        filled = cum = fee = ZERO
-        fee_asset = None
-        for f in fills:
-            qty, price = _dec(f, "qty"), _dec(f, "price")
-            filled += qty
-            cum += qty * price
-            fee += _dec(f, "commission")
-            fee_asset = f.get("commissionAsset") or fee_asset
-            trade_status = OrderStatus.PARTIALLY_FILLED
-            self._queue.put_nowait(
-                OrderUpdate(
-                    client_order_id=order.client_order_id,
-                    status=trade_status,
-                    event_time=event_time,
-                    exchange_order_id=exchange_id,
-                    filled_qty=filled,
-                    cum_quote=cum,
-                    last_qty=qty,
-                    last_price=price,
-                    fee=_dec(f, "commission"),
-                    fee_asset=f.get("commissionAsset"),
-                    trade_id=int(f["tradeId"] if "tradeId" in f else f["id"]),
-                    exec_type="TRADE",
-                    source="rest",
-                )
-            )
-        return OrderUpdate(
-            client_order_id=order.client_order_id,
-            status=status,
-            event_time=event_time,
-            exchange_order_id=exchange_id,
-            filled_qty=_dec(raw, "executedQty") or filled,
-            cum_quote=_dec(raw, "cummulativeQuoteQty") or cum,
-            fee=fee,
-            fee_asset=fee_asset,
-            exec_type="QUERY",
-            source="rest",
-        )
-
     async def query(self, order: Order) -> OrderUpdate | None:
         await self._markets()
         cid = order.client_order_id
@@ -248,18 +157,15 @@ class CcxtBinanceExecution:
             raise translate(e, self._ex, sending=False) from e
         raw = result.get("info") or {}
         fills: list[dict[str, Any]] = []
-        if _dec(raw, "executedQty") > 0 and raw.get("orderId") is not None:
+        if Decimal(str(raw.get("executedQty") or 0)) > 0 and raw.get("orderId") is not None:
             try:
                 trades = await self._ex.fetch_my_trades(self.symbol, None, None, {"orderId": raw["orderId"]})
             except Exception as e:
                 raise translate(e, self._ex, sending=False) from e
-            fills = [t.get("info") or {} for t in trades]
-            fills = [dict(f, tradeId=f.get("id")) for f in fills]
+            fills = [dict(f, tradeId=f.get("id")) for f in (t.get("info") or {} for t in trades)]
         return self._from_raw(order, raw, fills=fills)
 
     async def base_balance(self) -> Decimal:
-        """The account's total (free + locked) balance of the bot's base asset, from the exchange's own
-        decimal strings (ccxt's unified balance is float)."""
         asset = self.symbol.split("/")[0]
         try:
             body = await self._ex.private_get_account()
@@ -279,40 +185,9 @@ class CcxtBinanceExecution:
             rows = await self._ex.fetch_open_orders(symbol)
         except Exception as e:
             raise translate(e, self._ex, sending=False) from e
-        out = []
-        for r in rows:
-            raw = r.get("info") or {}
-            out.append(
-                OrderUpdate(
-                    client_order_id=str(raw.get("clientOrderId", "")),
-                    status=OrderStatus(raw.get("status", "NEW")),
-                    event_time=int(raw.get("updateTime") or raw.get("time") or now_ms()),
-                    exchange_order_id=str(raw.get("orderId")),
-                    filled_qty=_dec(raw, "executedQty"),
-                    cum_quote=_dec(raw, "cummulativeQuoteQty"),
-                    exec_type="QUERY",
-                    source="rest",
-                )
-            )
-        return out
-
-    async def updates(self) -> AsyncIterator[OrderUpdate]:  # type: ignore[override]
-        if self.stream is not None and self._stream_task is None:
-            self._stream_task = asyncio.get_running_loop().create_task(self.stream.run())
-        while True:
-            yield await self._queue.get()
+        return [open_order_update(r.get("info") or {}) for r in rows]
 
     async def close(self) -> None:
-        await cancel_and_wait(self._stream_task)
-        self._stream_task = None
+        await super().close()
         with contextlib.suppress(Exception):
             await self._ex.close()
-
-
-def describe_error_body(body: str) -> dict[str, Any]:
-    """Binance's `{"code", "msg"}` body, or {} (used by tests and logs)."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}

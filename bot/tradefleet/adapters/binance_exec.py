@@ -310,21 +310,7 @@ class BinanceExecution:
         rows = await self._get("/api/v3/openOrders", {"symbol": market_id_of(symbol)})
         if not isinstance(rows, list):
             raise ExchangeUnavailable(f"openOrders: unexpected body: {str(rows)[:200]}", retry_after=1.0)
-        out = []
-        for raw in rows:
-            out.append(
-                OrderUpdate(
-                    client_order_id=str(raw.get("clientOrderId", "")),
-                    status=OrderStatus(raw.get("status", "NEW")),
-                    event_time=int(raw.get("updateTime") or raw.get("time") or now_ms()),
-                    exchange_order_id=str(raw.get("orderId")),
-                    filled_qty=_dec(raw, "executedQty"),
-                    cum_quote=_dec(raw, "cummulativeQuoteQty"),
-                    exec_type="QUERY",
-                    source="rest",
-                )
-            )
-        return out
+        return [open_order_update(raw) for raw in rows]
 
     async def updates(self) -> AsyncIterator[OrderUpdate]:  # type: ignore[override]
         if self.stream is not None and self._stream_task is None:
@@ -336,6 +322,20 @@ class BinanceExecution:
         await cancel_and_wait(self._stream_task)
         self._stream_task = None
         await self._rest.close()
+
+
+def open_order_update(raw: dict[str, Any]) -> OrderUpdate:
+    """One row of Binance's openOrders as the order's state."""
+    return OrderUpdate(
+        client_order_id=str(raw.get("clientOrderId", "")),
+        status=OrderStatus(raw.get("status", "NEW")),
+        event_time=int(raw.get("updateTime") or raw.get("time") or now_ms()),
+        exchange_order_id=str(raw.get("orderId")),
+        filled_qty=_dec(raw, "executedQty"),
+        cum_quote=_dec(raw, "cummulativeQuoteQty"),
+        exec_type="QUERY",
+        source="rest",
+    )
 
 
 def describe_error_body(body: str) -> dict[str, Any]:
