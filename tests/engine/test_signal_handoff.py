@@ -6,10 +6,13 @@ engine's own `SignalTaker` seam."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,10 +67,12 @@ def _signal(n: int) -> Signal:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("ready", [True, False], ids=["manager_ready", "manager_busy"])
-async def test_the_engine_stores_a_signal_itself_only_when_the_manager_cannot_act_at_once(
-    tmp_path: Path, ready: bool
-) -> None:
+@contextlib.asynccontextmanager
+async def engine_on_store(
+    tmp_path: Path, taker: Any, **engine_kw: Any
+) -> AsyncIterator[tuple[BotEngine, BufferedStore]]:
+    """An engine on a buffered SQLite store (`tmp_path`/handoff.sqlite) handing signals to `taker`, its
+    signal worker running; all stopped after."""
     db = tmp_path / "handoff.sqlite"
     metrics = BotMetrics()
     raw = SqliteStore(str(db))
@@ -76,20 +81,29 @@ async def test_the_engine_stores_a_signal_itself_only_when_the_manager_cannot_ac
     store.start()
     rest = NoRest()
     book = BookKeeper(market_id="BTCUSDT", rest=rest, depth_limit=100, metrics=metrics, post=lambda e: None)  # type: ignore[arg-type]
-    engine = BotEngine(BotConfig(name="handoff"), metrics, book=book, rest=rest, sink=store)  # type: ignore[arg-type]
-    taker = Taker(db, ready)
+    engine = BotEngine(BotConfig(name="handoff"), metrics, book=book, rest=rest, sink=store, **engine_kw)  # type: ignore[arg-type]
     engine.orders = taker
     worker = asyncio.get_running_loop().create_task(engine.run_signals())
     try:
-        for n in range(3):
-            engine._queue_signal(_signal(n))
-        await asyncio.wait_for(engine.settle(), 10)
-        await store.flush(5)
+        yield engine, store
     finally:
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
         await engine.close()
         await store.close()
+
+
+@pytest.mark.parametrize("ready", [True, False], ids=["manager_ready", "manager_busy"])
+async def test_the_engine_stores_a_signal_itself_only_when_the_manager_cannot_act_at_once(
+    tmp_path: Path, ready: bool
+) -> None:
+    db = tmp_path / "handoff.sqlite"
+    taker = Taker(db, ready)
+    async with engine_on_store(tmp_path, taker) as (engine, store):
+        for n in range(3):
+            engine._queue_signal(_signal(n))
+        await asyncio.wait_for(engine.settle(), 10)
+        await store.flush(5)
 
     assert taker.handed == [(f"handoff:{n}", not ready) for n in range(3)]
     reader = sqlite3.connect(db)
@@ -104,19 +118,8 @@ async def test_a_signal_the_manager_can_act_on_is_handed_over_as_it_is_decided_a
 ) -> None:
     """No turn of the loop between deciding a signal and handing it over when nothing is ahead of it;
     one decided while another is still with the engine goes after it, through the engine's worker."""
-    db = tmp_path / "handoff.sqlite"
-    metrics = BotMetrics()
-    raw = SqliteStore(str(db))
-    await raw.open()
-    store = BufferedStore(raw, metrics, flush_ms=10)
-    store.start()
-    rest = NoRest()
-    book = BookKeeper(market_id="BTCUSDT", rest=rest, depth_limit=100, metrics=metrics, post=lambda e: None)  # type: ignore[arg-type]
-    engine = BotEngine(BotConfig(name="handoff"), metrics, book=book, rest=rest, sink=store)  # type: ignore[arg-type]
-    taker = Taker(db, ready=True)
-    engine.orders = taker
-    worker = asyncio.get_running_loop().create_task(engine.run_signals())
-    try:
+    taker = Taker(tmp_path / "handoff.sqlite", ready=True)
+    async with engine_on_store(tmp_path, taker) as (engine, _):
         engine._queue_signal(_signal(0))
         assert taker.handed == [("handoff:0", False)], "handed over in the same step, unstored"
         engine._queue_signal(_signal(1))  # the first is still with the engine (logging, publishing)
@@ -128,11 +131,6 @@ async def test_a_signal_the_manager_can_act_on_is_handed_over_as_it_is_decided_a
         assert taker.handed[-1] == ("handoff:2", False)
         await asyncio.wait_for(engine.settle(), 10)
         assert len(taker.handed) == 3
-    finally:
-        worker.cancel()
-        await asyncio.gather(worker, return_exceptions=True)
-        await engine.close()
-        await store.close()
 
 
 async def test_a_signal_handed_over_as_it_is_decided_is_logged_once_its_order_is_done(
@@ -140,21 +138,10 @@ async def test_a_signal_handed_over_as_it_is_decided_is_logged_once_its_order_is
 ) -> None:
     """Its log line would otherwise run on the loop while the order path waits for Redis and the
     store's thread."""
-    db = tmp_path / "handoff.sqlite"
-    metrics = BotMetrics()
-    raw = SqliteStore(str(db))
-    await raw.open()
-    store = BufferedStore(raw, metrics, flush_ms=10)
-    store.start()
-    rest = NoRest()
-    book = BookKeeper(market_id="BTCUSDT", rest=rest, depth_limit=100, metrics=metrics, post=lambda e: None)  # type: ignore[arg-type]
-    engine = BotEngine(BotConfig(name="handoff"), metrics, book=book, rest=rest, sink=store, order_wait_s=600)  # type: ignore[arg-type]
-    taker = Taker(db, ready=True)
+    taker = Taker(tmp_path / "handoff.sqlite", ready=True)
     taker.settled.clear()  # the order is on its way
-    engine.orders = taker
     caplog.set_level(logging.INFO, logger="tradefleet.engine")
-    worker = asyncio.get_running_loop().create_task(engine.run_signals())
-    try:
+    async with engine_on_store(tmp_path, taker, order_wait_s=600) as (engine, _):
         engine._queue_signal(_signal(0))
         assert taker.handed == [("handoff:0", False)]
         for _ in range(20):
@@ -164,8 +151,3 @@ async def test_a_signal_handed_over_as_it_is_decided_is_logged_once_its_order_is
         await asyncio.wait_for(engine.settle(), 10)
         logged = [r for r in caplog.records if getattr(r, "event", None) == "signal"]
         assert [getattr(r, "signal_id", None) for r in logged] == ["handoff:0"]
-    finally:
-        worker.cancel()
-        await asyncio.gather(worker, return_exceptions=True)
-        await engine.close()
-        await store.close()

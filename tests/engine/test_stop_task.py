@@ -35,6 +35,15 @@ class CommandLoop:
             self.commands += 1
 
 
+async def stubborn(release: asyncio.Event) -> None:
+    """A task that ignores every cancellation until `release` is set."""
+    while not release.is_set():
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            continue
+
+
 async def test_the_race_loses_a_single_cancellation_on_this_python() -> None:
     """The premise: one `cancel()` that meets a reply arriving in the same step is lost (3.11)."""
     cmd = CommandLoop()
@@ -66,15 +75,7 @@ async def test_stop_task_ends_a_loop_whose_cancellation_was_swallowed() -> None:
 
 async def test_a_task_that_never_ends_is_given_up_on_and_named(caplog: pytest.LogCaptureFixture) -> None:
     release = asyncio.Event()
-
-    async def stubborn() -> None:
-        while not release.is_set():
-            try:
-                await asyncio.sleep(3600)
-            except asyncio.CancelledError:
-                continue
-
-    task = asyncio.create_task(stubborn(), name="stubborn")
+    task = asyncio.create_task(stubborn(release), name="stubborn")
     await asyncio.sleep(0)
     with caplog.at_level(logging.WARNING, logger="tradefleet.tasks"):
         stuck = await stop_tasks([task], 0.2)
@@ -88,15 +89,7 @@ async def test_the_callers_own_cancellation_is_not_swallowed() -> None:
     """`cancel(); with suppress(CancelledError): await task` swallows the caller's cancellation too;
     a caller of `stop_task` that is cancelled while it waits is cancelled."""
     release = asyncio.Event()
-
-    async def stubborn() -> None:
-        while not release.is_set():
-            try:
-                await asyncio.sleep(3600)
-            except asyncio.CancelledError:
-                continue
-
-    inner = asyncio.create_task(stubborn())
+    inner = asyncio.create_task(stubborn(release))
     await asyncio.sleep(0)
     caller = asyncio.create_task(stop_task(inner, 3600))
     await asyncio.sleep(0)
