@@ -124,6 +124,16 @@ class BinanceMarketRest:
 
     async def _get(self, endpoint: str, params: dict[str, Any], what: str, shape: Any = Any) -> Any:
         """The JSON body of `GET /api/v3/<endpoint>` decoded as `shape`, or one of our errors."""
+        body = await self._fetch(endpoint, params, what)
+        try:
+            return msgspec.json.decode(body, type=shape)
+        except msgspec.ValidationError as e:
+            raise ExchangeUnavailable(f"{what}: unexpected body: {e}", retry_after=1.0) from e
+        except msgspec.DecodeError as e:
+            raise ExchangeUnavailable(f"{what}: body is not JSON: {e}", retry_after=1.0) from e
+
+    async def _fetch(self, endpoint: str, params: dict[str, Any], what: str) -> bytes:
+        """The raw body of `GET /api/v3/<endpoint>` (2xx), or one of our errors."""
         if self._session is None:  # created on first use, inside the running loop
             self._session = client_session(timeout=self._timeout)
         url = f"{self.base}/api/v3/{endpoint}"
@@ -135,12 +145,7 @@ class BinanceMarketRest:
                     raise error_for(r.status, body, _retry_after(r.headers), what)
         except (aiohttp.ClientError, OSError) as e:  # OSError covers TimeoutError
             raise ExchangeUnavailable(f"{what}: {type(e).__name__}: {e}") from e
-        try:
-            return msgspec.json.decode(body, type=shape)
-        except msgspec.ValidationError as e:
-            raise ExchangeUnavailable(f"{what}: unexpected body: {e}", retry_after=1.0) from e
-        except msgspec.DecodeError as e:
-            raise ExchangeUnavailable(f"{what}: body is not JSON: {e}", retry_after=1.0) from e
+        return body
 
     async def fetch_depth_snapshot(self, market_id: str, limit: int) -> DepthSnapshot:
         what = f"depth snapshot {market_id}"
