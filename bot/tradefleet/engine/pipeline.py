@@ -282,9 +282,7 @@ class BotEngine:
                 # order request to leave. Measured (`bench.tick_to_order`): written at once, the line
                 # ran on this loop while the order path waited, and made a BUY's risk reserve answer
                 # ~0.5 ms later and the store's thread wait for the interpreter.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.order_wait_s):
-                        await self.orders.settle()
+                await self._until_order_left(self.orders)
             self.state.signals += 1
             self.state.last_signal = signal
             if log.isEnabledFor(logging.INFO):  # the fields cost more than the call (backtests log less)
@@ -293,15 +291,11 @@ class BotEngine:
             if not handed and orders is not None and orders.ready_to_act():
                 orders.submit_signal(signal)
                 handed = True
-            if handed:
-                assert orders is not None
                 if self.publisher is not None:
                     # Publishing is the rest: it waits (a little) for the order request to leave, so
                     # its Redis round trip does not run on this loop while the order is on its way.
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self.order_wait_s):
-                            await orders.settle()
-            else:
+                    await self._until_order_left(orders)
+            if not handed:
                 await self.sink.record_signal(signal)
             if self.publisher is not None:
                 try:
@@ -315,6 +309,12 @@ class BotEngine:
 
     async def drain_signals(self) -> None:
         await self._signals.join()
+
+    async def _until_order_left(self, orders: SignalTaker) -> None:
+        """Wait, at most `order_wait_s`, until the order manager has settled what it was handed."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.order_wait_s):
+                await orders.settle()
 
     def _queue_signal(self, signal: Signal) -> None:
         orders = self.orders
