@@ -37,7 +37,7 @@ from typing import Any
 from tradefleet.adapters.binance_signed import BinanceHttpError, BinanceSignedRest
 from tradefleet.adapters.credentials import Credentials
 from tradefleet.adapters.market_rest import BINANCE_REST, TESTNET_REST, TESTNET_WS_API, market_id_of
-from tradefleet.adapters.userdata import LIVE_WS_API, UserDataStream, cancel_and_wait
+from tradefleet.adapters.userdata import LIVE_WS_API, UserDataStream
 from tradefleet.config import BotConfig
 from tradefleet.domain.models import Order, OrderStatus, OrderUpdate, Side
 from tradefleet.errors import (
@@ -52,6 +52,7 @@ from tradefleet.errors import (
 )
 from tradefleet.logs import now_ms
 from tradefleet.metrics import BotMetrics
+from tradefleet.tasks import stop_task
 
 ZERO = Decimal(0)
 
@@ -319,7 +320,7 @@ class BinanceExecution:
             yield await self._queue.get()
 
     async def close(self) -> None:
-        await cancel_and_wait(self._stream_task)
+        await stop_task(self._stream_task)
         self._stream_task = None
         await self._rest.close()
 

@@ -15,7 +15,6 @@ It refuses to log the API key or the signature (only the subscription id and err
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import logging
@@ -155,11 +154,3 @@ class UserDataStream:
                         log_event(log, "user_stream_malformed", logging.WARNING, error=str(e))
                 elif kind == "eventStreamTerminated":
                     return  # reconnect and subscribe again
-
-
-async def cancel_and_wait(task: asyncio.Task[None] | None) -> None:
-    if task is None:
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
