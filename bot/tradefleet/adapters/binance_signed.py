@@ -33,6 +33,7 @@ from yarl import URL
 
 from tradefleet.adapters.credentials import Credentials
 from tradefleet.adapters.http_session import client_session
+from tradefleet.adapters.http_session import retry_after as retry_after_of
 from tradefleet.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -70,16 +71,6 @@ class _ErrorBody(msgspec.Struct):
 
 
 _error_body = msgspec.json.Decoder(_ErrorBody)
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 def query_string(params: Params) -> str:
@@ -131,7 +122,7 @@ class BinanceSignedRest:
             async with self._session.request(method, url, headers=self._headers) as r:
                 status = r.status
                 body = await r.read()
-                retry_after = _retry_after(r.headers)
+                retry_after = retry_after_of(r.headers)
         except (aiohttp.ClientError, OSError) as e:  # OSError covers TimeoutError and refused connections
             raise BinanceTransportError(f"{method} {path}: {type(e).__name__}: {_clean(str(e))}") from None
         # What was asked and answered, never the signature or the key (which is only a header).

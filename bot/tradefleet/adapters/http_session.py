@@ -18,6 +18,18 @@ from typing import Any
 import aiohttp
 
 
+def retry_after(headers: Any) -> float | None:
+    """The seconds an answer's `Retry-After` header asks for (never negative); None without one or
+    with one that is not a number of seconds."""
+    value = headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        return None
+
+
 def client_session(**kwargs: Any) -> aiohttp.ClientSession:
     """An `aiohttp.ClientSession` that never follows an environment proxy (`trust_env=False`) and
     resolves names with `aiohttp.ThreadedResolver`. Call it inside the running loop."""

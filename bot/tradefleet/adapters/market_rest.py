@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from tradefleet.adapters.http_session import client_session
+from tradefleet.adapters.http_session import client_session, retry_after
 from tradefleet.domain import numbers
 from tradefleet.domain.market import DepthSnapshot
 from tradefleet.domain.models import Candle
@@ -73,16 +73,6 @@ class _ErrorBody(msgspec.Struct):
 
 
 _error_body = msgspec.json.Decoder(_ErrorBody)
-
-
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except (TypeError, ValueError):
-        return None
 
 
 def error_for(status: int, body: bytes, retry_after: float | None, what: str) -> Exception:
@@ -142,7 +132,7 @@ class BinanceMarketRest:
             async with self._session.get(url, params=query) as r:
                 body = await r.read()
                 if r.status >= 300:
-                    raise error_for(r.status, body, _retry_after(r.headers), what)
+                    raise error_for(r.status, body, retry_after(r.headers), what)
         except (aiohttp.ClientError, OSError) as e:  # OSError covers TimeoutError
             raise ExchangeUnavailable(f"{what}: {type(e).__name__}: {e}") from e
         return body
