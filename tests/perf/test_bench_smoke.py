@@ -4,24 +4,13 @@ recorded frames and refuses to report a run in which any book lost sync."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.perf.benchrun import bench_lines
 
 
 def test_hotpath_reports_every_stream_of_both_workloads_with_books_in_sync() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.hotpath", "--quick", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(bench_lines("bench.hotpath", "--quick", "--json")[-1])
     assert set(result) == {"generated", "capture"}
     generated = result["generated"]["streams"]
     assert set(generated) == {"depth", "trade", "kline", "book_ticker"}
@@ -33,16 +22,7 @@ def test_hotpath_reports_every_stream_of_both_workloads_with_books_in_sync() -> 
 
 
 def test_commit_fsync_reports_every_row(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.commit_fsync", "--n", "5", "--dir", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    line = out.stdout.strip().splitlines()[-1]
+    line = bench_lines("bench.commit_fsync", "--n", "5", "--dir", str(tmp_path))[-1]
     assert line.startswith("commit_fsync ")
     fields = dict(kv.split("=") for kv in line.split()[1:])
     assert set(fields) == {

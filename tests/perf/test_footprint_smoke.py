@@ -5,27 +5,15 @@ machine-readable line. It asserts no CPU or memory figure: those are the benchma
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.perf.benchrun import bench_lines
 
 
 @pytest.mark.slow
 def test_footprint_run_measures_bot_and_floor_on_the_same_stream_and_ends_with_the_summary_line() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.footprint", "--window", "4", "--warmup", "1", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    lines = out.stdout.strip().splitlines()
+    lines = bench_lines("bench.footprint", "--window", "4", "--warmup", "1", "--json")
     last = lines[-1].split()
     assert last[0] == "footprint"
     fields = dict(item.split("=") for item in last[1:])
