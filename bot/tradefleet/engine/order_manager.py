@@ -197,6 +197,11 @@ class OrderManager:
         self.trading_ready = False
         self._ready.clear()
         started = time.monotonic()
+        if self.risk is not None:
+            # The kill switch and the limits as they are now, before anything below may send: the
+            # gate's own loop starts polling only once trading is ready, and an unread switch opens
+            # nothing (a takeover BUY was refused as "risk_state_unknown" and its signal lost).
+            await self.risk.poll_once()
         async with self._lock:
             orders = await self.store.orders(self.config.name)
             self._orders = {o.client_order_id: o for o in orders}
@@ -550,8 +555,18 @@ class OrderManager:
                 signal.side, self.position, self.filters, quote_amount=self.config.quote_amount, price=None
             )
         if isinstance(decision, OrderIntent) and decision.side is order.side:
-            return False
-        reason = decision.reason if isinstance(decision, Skip) else "side_changed"
+            # Sent again only through the fleet's gate, like the first time: a halt set, or a cap
+            # reached, while the order sat unsent (a crash, a restart) closes it with that reason.
+            denial = None
+            if self.risk is not None:
+                denial = await self.risk.before_send(
+                    order.signal_id, order.side, order.quote_amount, self.position
+                )
+            if denial is None:
+                return False
+            reason = denial
+        else:
+            reason = decision.reason if isinstance(decision, Skip) else "side_changed"
         await self._apply(
             OrderUpdate(
                 client_order_id=order.client_order_id,
