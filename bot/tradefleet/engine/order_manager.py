@@ -341,7 +341,10 @@ class OrderManager:
                 return
             self._orders[cid] = order
             self.last_order = order
-            self._log_order(order)  # PENDING, before the request leaves (replica tests count these lines)
+            # The PENDING line (replica tests count them) is written at the loop's next turn: once the
+            # request is on its way (the send yields only after writing it), not in front of it (~0.1
+            # ms of formatting and writing, measured with `bench.tick_to_order`).
+            asyncio.get_running_loop().call_soon(self._log_order, order)
             self._crash_point("after_store")
             await self.store.after_commit_order(decided, order)
             if confirmed is not None and not await confirmed:
