@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 import sys
@@ -361,6 +362,10 @@ class BotRuntime:
             await self._with_retries("execution", prepare)
         await self._with_retries("recover", self.orders.recover)
         self._spawn(self.risk.run())
+        # Everything built so far (modules, the book, the windows) lives as long as the process: out
+        # of the collector's reach, so a full collection that lands between a tick and its order
+        # walks only what was made since (tick -> order's tail, issue #17).
+        gc.freeze()
         log_event(log, "trading_ready", position_qty=str(self.orders.position.qty))
         await self.orders.run()
 
