@@ -285,7 +285,8 @@ class SqliteStore:
         record written after the deletion would be lost at exit while /readyz said "reachable"."""
         # A private in-memory database never touches a disk, so a call costs microseconds: running
         # it on the event loop's thread is cheaper than the thread hop (what makes backtests and
-        # parameter sweeps on `sqlite://:memory:` fast). Files always go through the store's thread.
+        # parameter sweeps on `sqlite://:memory:` fast). Files go through the store's thread, but for an
+        # order's commit (`loop_commits`, below).
         # `inline` tells the buffered store that a call never waits on anything (see there).
         self.inline = path == ":memory:"
         # No other process writes this file while it is open: the one-writer lock (`sqlite_lock`), or
