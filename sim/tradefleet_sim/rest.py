@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -172,6 +173,10 @@ async def binance_edge(request: web.Request, handler: Handler) -> web.StreamResp
     if not request.path.startswith(("/api/", "/sapi/")):
         return await handler(request)
     exchange = request.app[EXCHANGE]
+    if exchange.options.record_arrivals:
+        # The moment the exchange's code first sees the request (the order handler keeps it per
+        # client order id): what follows, the weight and the checks, is the exchange's own time.
+        request[ARRIVED_NS] = time.monotonic_ns()
     ip = request.remote or "unknown"
     refusal = exchange.limits.request(ip, weight_for(request.method, request.path, request.query))
     if refusal is not None:
@@ -195,6 +200,9 @@ def refusal_response(refusal: Refusal) -> web.Response:
         refusal.status, refusal.code, refusal.msg, headers={"Retry-After": str(refusal.retry_after_s)}
     )
 
+
+ARRIVED_NS = "tradefleet_sim.arrived_ns"
+"""Request key: CLOCK_MONOTONIC ns at which the request entered `binance_edge` (with `record_arrivals`)."""
 
 _SIGNED_PATHS = ("/api/v3/order", "/api/v3/openOrders", "/api/v3/account", "/api/v3/myTrades")
 

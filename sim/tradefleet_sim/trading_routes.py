@@ -17,6 +17,7 @@ from aiohttp import web
 
 from tradefleet_sim import account_rest
 from tradefleet_sim.accounts import Accounts
+from tradefleet_sim.rest import ARRIVED_NS
 from tradefleet_sim.trading import STATE_KEY, BinanceError, Trading, TradingFaults, _error
 
 
@@ -33,7 +34,7 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
     arrivals: dict[str, int] | None = {} if getattr(options, "record_arrivals", False) else None
 
     async def new_order(request: web.Request) -> web.StreamResponse:
-        arrived = time.monotonic_ns() if arrivals is not None else 0
+        arrived = (request.get(ARRIVED_NS) or time.monotonic_ns()) if arrivals is not None else 0
         cid = request.query.get("newClientOrderId", "")
         try:
             account, params = await trading.authenticate(request)
