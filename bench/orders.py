@@ -6,11 +6,12 @@ alternating BUY/SELL signals on the simulator's steady book; each is timed from 
 the final order state is applied. Two peers in the same run: the same path with the same signing on
 an aiohttp session (`bench.aiohttp_signed`, the bot's client before `http1`), and the trading client
 the bot had before #17, ccxt's async Binance client (`bench.ccxt_execution`, ccxt's client-side
-throttle off as the bot ran it). The three alternate in rounds so all see the same machine load. Also printed: the wall time of
-`submit` alone (sign, send, the simulator's handler, parse the FULL answer) and the Python CPU time per
-order during each client's `submit` (signing, encoding, sending, parsing). It is process CPU and the
-simulator runs in this process, so its order handler is in both figures: the difference is the
-clients'. Ends with one line:
+throttle off as the bot ran it). The three alternate in rounds so all see the same machine load.
+Also printed: the wall time of `submit` alone (sign, send, the simulator's handler, parse the FULL
+answer) and the Python CPU time per order during each client's `submit` (signing, encoding, sending,
+parsing). It is process CPU and the simulator runs in this process, so its order handler is in all
+figures: the differences are the clients'. (`bench.signed_client` times the HTTP clients alone.)
+Ends with one line:
 `orders p50_ms=<x> p90_ms=<x> max_ms=<x> baseline_p50_ms=<x> ratio=<x> cpu_ms=<x> baseline_cpu_ms=<x>
 submit_ms=<x> baseline_submit_ms=<x> aiohttp_submit_ms=<x> aiohttp_cpu_ms=<x>` (one line; baseline =
 ccxt).
