@@ -9,22 +9,34 @@ clients'. The two alternate in rounds so both see the same machine load. Per req
   loop turn the client takes before it writes): the client's share of tick -> order's `request`;
 - `round trip`: the call until the decoded answer is back;
 - `CPU`: the process CPU time of one round trip (client + the tiny server).
-Ends with one line: `signed_client sent_us=… rtt_us=… cpu_us=… aiohttp_sent_us=… aiohttp_rtt_us=…
-aiohttp_cpu_us=… ratio_sent=… ratio_rtt=…`.
+Then the same against the simulator as its own process (`tradefleet sim --record-order-arrivals`,
+as `bench.tick_to_order` runs it; `--sim-orders`, 0 to skip): `to sim` is from the call to the
+simulator's order handler, on the host's CLOCK_MONOTONIC — tick -> order's `request` segment without
+the bot around it (orders alternate BUY/SELL; a refusal for balance still reaches the handler), one
+every `--gap-ms` (20): the longer both processes sat idle, the slower the wake-up and the colder the
+caches, for both clients.
+Ends with one line: `signed_client sent_us=… rtt_us=… cpu_us=… to_sim_us=… aiohttp_sent_us=…
+aiohttp_rtt_us=… aiohttp_cpu_us=… aiohttp_to_sim_us=… ratio_sent=… ratio_rtt=… ratio_to_sim=…`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tests.orders.conftest import SIM_CREDENTIALS
 
 from bench.aiohttp_signed import AiohttpSignedRest
-from tradefleet.adapters.binance_signed import BinanceSignedRest
+from bench.tick_to_order import Sim
+from tradefleet.adapters.binance_signed import BinanceHttpError, BinanceSignedRest
+from tradefleet.logs import now_ms
 
 _FILL = (b'{"price":"43000.01000000","qty":"0.00232000","commission":"0.00000000","commissionAsset":"BNB",'
          b'"tradeId":1234567}')  # fmt: skip
@@ -72,7 +84,34 @@ async def _run(client: Any, arrived: list[int], n: int) -> dict[str, list[float]
     return out
 
 
-async def main(n: int, rounds: int) -> None:
+async def _to_sim(
+    url: str, arrivals: Callable[[], dict[str, int]], n: int, rounds: int, gap_s: float
+) -> dict[str, float]:
+    """Median µs from the call to the simulator's order handler, per client, alternating rounds."""
+    got: dict[str, list[float]] = {"ours": [], "aiohttp": []}
+    for r in range(rounds):
+        for name, make in (("ours", BinanceSignedRest), ("aiohttp", AiohttpSignedRest)):
+            client: Any = make(url, SIM_CREDENTIALS)
+            await client.request("GET", "/api/v3/account", {"timestamp": now_ms()})  # connect first
+            started: dict[str, int] = {}
+            for i in range(n):
+                cid = f"tf-bench-{name}-{r}-{i}"
+                params: dict[str, str | int] = {
+                    "symbol": "BTCUSDT", "side": "BUY" if i % 2 == 0 else "SELL", "type": "MARKET",
+                    "quantity": "0.00100000", "newClientOrderId": cid, "newOrderRespType": "FULL",
+                    "timestamp": now_ms(), "recvWindow": 5000,
+                }  # fmt: skip
+                started[cid] = time.monotonic_ns()
+                with contextlib.suppress(BinanceHttpError):
+                    await client.request("POST", "/api/v3/order", params)
+                await asyncio.sleep(gap_s)  # as an order comes: to a simulator waiting in its loop
+            await client.close()
+            arrived = arrivals()
+            got[name] += [(arrived[c] - t) / 1000 for c, t in started.items() if c in arrived]
+    return {name: statistics.median(v) for name, v in got.items()}
+
+
+async def main(n: int, rounds: int, sim_orders: int, gap_ms: float) -> None:
     arrived: list[int] = []
 
     def protocol() -> _Server:
@@ -91,14 +130,25 @@ async def main(n: int, rounds: int) -> None:
     server.close()
     med = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in runs.items()}
     ours, peer = med["ours"], med["aiohttp"]
-    print(f"{'':34} {'sent µs':>9} {'round trip µs':>14} {'CPU µs':>8}")
+    if sim_orders > 0:
+        with tempfile.TemporaryDirectory() as tmp:
+            sim = Sim(Path(tmp), speed=12.0, levels=200)
+            try:
+                to_sim = await _to_sim(sim.url, sim.arrivals, sim_orders, rounds, gap_ms / 1000)
+            finally:
+                sim.stop()
+        ours["to_sim"], peer["to_sim"] = to_sim["ours"], to_sim["aiohttp"]
+    else:
+        ours["to_sim"] = peer["to_sim"] = float("nan")
+    print(f"{'':34} {'sent µs':>9} {'round trip µs':>14} {'CPU µs':>8} {'to sim µs':>10}")
     for label, r in (("ours (own HTTP/1.1)", ours), ("same signing on aiohttp", peer)):
-        print(f"{label:34} {r['sent']:9.1f} {r['rtt']:14.1f} {r['cpu']:8.1f}")
+        print(f"{label:34} {r['sent']:9.1f} {r['rtt']:14.1f} {r['cpu']:8.1f} {r['to_sim']:10.0f}")
     print(
         f"signed_client sent_us={ours['sent']:.1f} rtt_us={ours['rtt']:.1f} cpu_us={ours['cpu']:.1f} "
-        f"aiohttp_sent_us={peer['sent']:.1f} aiohttp_rtt_us={peer['rtt']:.1f} "
-        f"aiohttp_cpu_us={peer['cpu']:.1f} "
-        f"ratio_sent={peer['sent'] / ours['sent']:.2f} ratio_rtt={peer['rtt'] / ours['rtt']:.2f}"
+        f"to_sim_us={ours['to_sim']:.0f} aiohttp_sent_us={peer['sent']:.1f} aiohttp_rtt_us={peer['rtt']:.1f} "
+        f"aiohttp_cpu_us={peer['cpu']:.1f} aiohttp_to_sim_us={peer['to_sim']:.0f} "
+        f"ratio_sent={peer['sent'] / ours['sent']:.2f} ratio_rtt={peer['rtt'] / ours['rtt']:.2f} "
+        f"ratio_to_sim={peer['to_sim'] / ours['to_sim']:.2f}"
     )
 
 
@@ -108,5 +158,9 @@ if __name__ == "__main__":
     )
     parser.add_argument("--n", type=int, default=2000, help="requests per client per round")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per client (default 3)")
+    parser.add_argument(
+        "--sim-orders", type=int, default=40, help="orders per client per round to the simulator"
+    )
+    parser.add_argument("--gap-ms", type=float, default=20.0, help="pause between orders to the simulator")
     args = parser.parse_args()
-    asyncio.run(main(args.n, args.rounds))
+    asyncio.run(main(args.n, args.rounds, args.sim_orders, args.gap_ms))
