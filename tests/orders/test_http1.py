@@ -20,6 +20,7 @@ import pytest
 
 from tests.orders.conftest import SIM_CREDENTIALS, bot_config, sim_orders, until
 from tests.plugins.sim import TEST_DEFAULTS
+from tradefleet import __version__
 from tradefleet.adapters.binance_exec import BinanceExecution
 from tradefleet.adapters.binance_signed import BinanceSignedRest, BinanceTransportError
 from tradefleet.adapters.http1 import MAX_HEAD, Http1Client, Http1Error
@@ -104,7 +105,7 @@ async def test_sequential_requests_share_one_connection_and_carry_exactly_our_he
     lines = post.split("\r\n")
     assert lines[0].startswith("POST /api/v3/order?i=1&signature=") and lines[0].endswith(" HTTP/1.1")
     host = server.url.removeprefix("http://")
-    assert lines[1:] == [f"Host: {host}", f"X-MBX-APIKEY: {SIM_CREDENTIALS.api_key}", "User-Agent: tradefleet/0.1.0",
+    assert lines[1:] == [f"Host: {host}", f"X-MBX-APIKEY: {SIM_CREDENTIALS.api_key}", f"User-Agent: tradefleet/{__version__}",
                          "Content-Length: 0", "Connection: keep-alive", "", ""]  # fmt: skip
     assert "Content-Length" not in get and get.startswith("GET /api/v3/order?i=0&signature=")
 
@@ -161,6 +162,22 @@ async def test_an_answer_that_closes_the_connection_is_read_and_the_next_request
         finally:
             await client.close()
     assert server.connections == 2 and len(server.heads) == 2
+
+
+async def test_interim_answers_are_skipped_and_an_http10_answer_is_not_kept_alive():
+    async def interim_then_http10(server: Server, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        n = b'{"n": %d}' % len(server.heads)
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + answer(n).replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+        return True  # the server would take another request; an HTTP/1.0 client must not send one
+
+    async with Server(interim_then_http10) as server:
+        client = rest(server)
+        try:
+            assert await client.request("GET", "/x", {}) == {"n": 1}
+            assert await client.request("GET", "/x", {}) == {"n": 2}
+        finally:
+            await client.close()
+    assert server.connections == 2
 
 
 async def test_a_connection_the_server_closed_while_idle_is_replaced_without_resending_anything():

@@ -377,19 +377,23 @@ class Http1Client:
     async def request(self, method: str, target: str) -> Response:
         data = self.encode(method, target)
         deadline = asyncio.get_running_loop().time() + self._timeout_s
-        if self._slots.locked():
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await self._slots.acquire()
-            except TimeoutError:
-                raise Http1Error(f"no connection free within {self._timeout_s} s") from None
-        else:
-            await self._slots.acquire()  # a slot is free: returns without suspending
+        await self._acquire(deadline)
         try:
             conn = self._take_idle() or await self._connect(deadline)
             return await self._exchange(conn, data, deadline)
         finally:
             self._slots.release()
+
+    async def _acquire(self, deadline: float) -> None:
+        """A slot (at most `max_connections` requests at once), waiting no later than `deadline`."""
+        if not self._slots.locked():
+            await self._slots.acquire()  # a slot is free: returns without suspending
+            return
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise Http1Error(f"no connection free within {self._timeout_s} s") from None
 
     async def _exchange(self, conn: _Connection, data: bytes, deadline: float) -> Response:
         """Write the request on `conn` and wait for its answer; on anything but a complete answer the
@@ -415,9 +419,12 @@ class Http1Client:
         for the TCP (and TLS) handshake."""
         if self.idle_connections:
             return
-        async with self._slots:
-            deadline = asyncio.get_running_loop().time() + self._timeout_s
+        deadline = asyncio.get_running_loop().time() + self._timeout_s
+        await self._acquire(deadline)
+        try:
             self._idle.append(await self._connect(deadline))
+        finally:
+            self._slots.release()
 
     def _take_idle(self) -> _Connection | None:
         while self._idle:
