@@ -368,6 +368,8 @@ class Http1Client:
     def encode(self, method: str, target: str) -> bytes:
         """The request's bytes: request line and headers, no body (`Content-Length: 0` for a method
         that may carry one)."""
+        if not (method.isascii() and method.isalpha() and method.isupper()):
+            raise ValueError(f"method must be an upper-case token, got {method[:20]!r}")
         if _BAD_TARGET.search(target) is not None or not target.startswith("/"):
             raise ValueError("request target must be an absolute path of visible ASCII characters")
         body_length = "" if method in ("GET", "HEAD") else "Content-Length: 0\r\n"
