@@ -23,7 +23,7 @@ from tests.plugins.sim import TEST_DEFAULTS
 from tradefleet import __version__
 from tradefleet.adapters.binance_exec import BinanceExecution
 from tradefleet.adapters.binance_signed import BinanceSignedRest, BinanceTransportError
-from tradefleet.adapters.http1 import MAX_HEAD, Http1Client, Http1Error
+from tradefleet.adapters.http1 import MAX_HEAD, Http1Client, Http1Error, retry_after_seconds
 from tradefleet.domain.models import Order, OrderStatus, Side
 from tradefleet_sim.exchange import SimExchange
 from tradefleet_sim.options import SimOptions
@@ -433,3 +433,12 @@ async def test_the_bot_trades_on_the_simulator_over_tls(tls_files):
         assert (await sim_orders(server))["accepted_per_client_id"] == {"tftls1": 1}
     finally:
         await server.stop()
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("7", 7.0), ("0.5", 0.5), ("-3", 0.0), ("inf", None), ("nan", None), ("soon", None),
+     ("Wed, 21 Oct 2015 07:28:00 GMT", None), (None, None)],
+)  # fmt: skip
+def test_retry_after_is_a_finite_number_of_seconds_or_nothing(value, seconds):
+    assert retry_after_seconds(value) == seconds

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import re
 import ssl
 from collections.abc import Mapping
@@ -64,13 +65,14 @@ class Response:
 
 def retry_after_seconds(value: str | None) -> float | None:
     """The seconds a `Retry-After` value asks for (never negative); None for none or for one that is
-    not a number of seconds (an HTTP date is not honoured)."""
+    not a finite number of seconds (an HTTP date is not honoured)."""
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 @functools.cache
