@@ -1,17 +1,20 @@
 """Signal -> order -> fill latency through the real order path, against the simulator over loopback.
 
 `python -m bench.orders [--n 40] [--rounds 2]`: one OrderManager with the real BinanceExecution (our
-signed REST client over aiohttp) and a real SQLite store trades N alternating BUY/SELL signals on the
-simulator's steady book; each is timed from `submit_signal` until the final order state is applied.
-The peer in the same run is the same path with the trading client the bot had before #17: ccxt's
-async Binance client (`bench.ccxt_execution`, ccxt's client-side throttle off as the bot ran it).
-The two alternate in rounds so both see the same machine load. Also printed: the wall time of
-`submit` alone (sign, send, the simulator's handler, parse the FULL answer) and the Python CPU time per
-order during each client's `submit` (signing, encoding, sending, parsing). It is process CPU and the
-simulator runs in this process, so its order handler is in both figures: the difference is the
-clients'. Ends with one line:
+signed REST client on our own HTTP/1.1 client, `adapters/http1.py`) and a real SQLite store trades N
+alternating BUY/SELL signals on the simulator's steady book; each is timed from `submit_signal` until
+the final order state is applied. Two peers in the same run: the same path with the same signing on
+an aiohttp session (`bench.aiohttp_signed`, the bot's client before `http1`), and the trading client
+the bot had before #17, ccxt's async Binance client (`bench.ccxt_execution`, ccxt's client-side
+throttle off as the bot ran it). The three alternate in rounds so all see the same machine load.
+Also printed: the wall time of `submit` alone (sign, send, the simulator's handler, parse the FULL
+answer) and the Python CPU time per order during each client's `submit` (signing, encoding, sending,
+parsing). It is process CPU and the simulator runs in this process, so its order handler is in all
+figures: the differences are the clients'. (`bench.signed_client` times the HTTP clients alone.)
+Ends with one line:
 `orders p50_ms=<x> p90_ms=<x> max_ms=<x> baseline_p50_ms=<x> ratio=<x> cpu_ms=<x> baseline_cpu_ms=<x>
-submit_ms=<x> baseline_submit_ms=<x>` (one line).
+submit_ms=<x> baseline_submit_ms=<x> aiohttp_submit_ms=<x> aiohttp_cpu_ms=<x>` (one line; baseline =
+ccxt).
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from tests.orders.conftest import (
     steady_book,
 )
 
+from bench.aiohttp_signed import AiohttpSignedRest
 from bench.ccxt_execution import CcxtBinanceExecution
+from tradefleet.adapters.binance_exec import BinanceExecution
 from tradefleet.coord.lease import LocalLease
 from tradefleet.domain.models import Side
 from tradefleet.engine.order_manager import OrderManager
@@ -63,7 +68,16 @@ class _CpuTimed:
             self.wall_s.append(time.perf_counter() - wall)
 
 
-async def run(n: int, *, peer: bool) -> dict[str, Any]:
+def _execution(config: Any, client: str) -> Any:
+    if client == "ccxt":
+        return CcxtBinanceExecution(config, SIM_CREDENTIALS, recv_window_ms=2000, timeout_ms=3000)
+    if client == "aiohttp":
+        rest: Any = AiohttpSignedRest(config.rest_url, SIM_CREDENTIALS, timeout_ms=3000)
+        return BinanceExecution(config, SIM_CREDENTIALS, client=rest, recv_window_ms=2000, timeout_ms=3000)
+    return exchange_execution(config)
+
+
+async def run(n: int, *, client: str) -> dict[str, Any]:
     # Orders back to back to time them: with --n above 100 that is more than Binance's 100 orders per
     # 10 s, so the benchmark relaxes the simulator's limits on purpose (it measures latency, not limits).
     opts = SimOptions.from_mapping({"levels_per_side": 300, "klines": None, "enforce_limits": False})
@@ -81,11 +95,7 @@ async def run(n: int, *, peer: bool) -> dict[str, Any]:
             await lease.start()
             config = bot_config(server)
             metrics = BotMetrics()
-            inner: Any = (
-                CcxtBinanceExecution(config, SIM_CREDENTIALS, recv_window_ms=2000, timeout_ms=3000)
-                if peer
-                else exchange_execution(config)
-            )
+            inner = _execution(config, client)
             execution = _CpuTimed(inner)
             om = OrderManager(
                 config=config, store=store, execution=execution, lease=lease, rules=sim_rules(server),
@@ -128,21 +138,22 @@ def _merge(runs: list[dict[str, Any]]) -> dict[str, float]:
 
 
 async def main(n: int, rounds: int) -> None:
-    ours_runs: list[dict[str, Any]] = []
-    peer_runs: list[dict[str, Any]] = []
+    runs: dict[str, list[dict[str, Any]]] = {"ours": [], "aiohttp": [], "ccxt": []}
     for _ in range(rounds):
-        ours_runs.append(await run(n, peer=False))
-        peer_runs.append(await run(n, peer=True))
-    ours, baseline = _merge(ours_runs), _merge(peer_runs)
-    print(f"{'':28} {'p50 ms':>8} {'p90 ms':>8} {'max ms':>8} {'submit p50 ms':>14} {'submit CPU ms':>14}")
-    for name, r in (("ours (signed REST, aiohttp)", ours), ("ccxt async client", baseline)):
-        print(f"{name:28} {r['p50_ms']:8.2f} {r['p90_ms']:8.2f} {r['max_ms']:8.1f} {r['submit_ms']:14.3f} "
+        for client, client_runs in runs.items():
+            client_runs.append(await run(n, client=client))
+    ours, peer, baseline = _merge(runs["ours"]), _merge(runs["aiohttp"]), _merge(runs["ccxt"])
+    print(f"{'':34} {'p50 ms':>8} {'p90 ms':>8} {'max ms':>8} {'submit p50 ms':>14} {'submit CPU ms':>14}")
+    for name, r in (("ours (signed REST, own HTTP/1.1)", ours), ("same signing on aiohttp", peer),
+                    ("ccxt async client", baseline)):  # fmt: skip
+        print(f"{name:34} {r['p50_ms']:8.2f} {r['p90_ms']:8.2f} {r['max_ms']:8.1f} {r['submit_ms']:14.3f} "
               f"{r['cpu_ms']:14.3f}")  # fmt: skip
     print(
         f"orders p50_ms={ours['p50_ms']:.2f} p90_ms={ours['p90_ms']:.2f} max_ms={ours['max_ms']:.1f} "
         f"baseline_p50_ms={baseline['p50_ms']:.2f} ratio={baseline['p50_ms'] / ours['p50_ms']:.2f} "
         f"cpu_ms={ours['cpu_ms']:.3f} baseline_cpu_ms={baseline['cpu_ms']:.3f} "
-        f"submit_ms={ours['submit_ms']:.3f} baseline_submit_ms={baseline['submit_ms']:.3f}"
+        f"submit_ms={ours['submit_ms']:.3f} baseline_submit_ms={baseline['submit_ms']:.3f} "
+        f"aiohttp_submit_ms={peer['submit_ms']:.3f} aiohttp_cpu_ms={peer['cpu_ms']:.3f}"
     )
 
 

@@ -1,8 +1,8 @@
 """Orders on Binance Spot (live or testnet, or the simulator) through our own signed REST client.
 
 The `Execution` edge for real money. `binance_signed` signs and sends (HMAC-SHA256 of the exact query
-string, `X-MBX-APIKEY`, on the bot's aiohttp client; no ccxt since #17: it cost ~1 ms of Python per
-order and ~17 MiB per bot); this module decides what each answer *means* for an order, because that
+string, `X-MBX-APIKEY`, on its own keep-alive HTTP/1.1 client; no ccxt since #17: it cost ~1 ms of
+Python per order and ~17 MiB per bot); this module decides what each answer *means* for an order, because that
 decides whether a second order can happen. The mapping is from the HTTP status and Binance's
 `{"code", "msg"}` body, and keeps exactly the outcomes the ccxt client had (its Binance error table,
 `_REJECT_CODES` etc. below):

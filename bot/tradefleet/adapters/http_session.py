@@ -17,17 +17,14 @@ from typing import Any
 
 import aiohttp
 
+from tradefleet.adapters.http1 import retry_after_seconds
+
 
 def retry_after(headers: Any) -> float | None:
     """The seconds an answer's `Retry-After` header asks for (never negative); None without one or
     with one that is not a number of seconds."""
     value = headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except (TypeError, ValueError):
-        return None
+    return retry_after_seconds(value) if isinstance(value, str) else None
 
 
 def client_session(**kwargs: Any) -> aiohttp.ClientSession:
