@@ -322,47 +322,34 @@ class RedisLease(_Transitions):
     def start_confirm(self) -> asyncio.Future[bool]:
         """`confirm()` with its request written to Redis before this returns (nothing to send when
         not leading: then the answer is already there). The future's result is `confirm()`'s, decided
-        when the reply is read; cancelling the future does not undo what the reply tells the lease."""
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[bool] = loop.create_future()
+        as the reply is read (no loop turn between the two); cancelling the future does not undo what
+        the reply tells the lease."""
         value = self._value
         if value is None or not self.may_trade():
+            answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             answer.set_result(False)
             return answer
-        try:
-            reply = self._hot.evalsha(self._confirm_script, [self.key], [value])
-        except self._errors as e:
-            self._failed_confirm(e, answer)
-            return answer
-        reply.add_done_callback(lambda r: self._confirmed(r, answer))
-        return answer
+        return self._hot.evalsha(self._confirm_script, [self.key], [value], settle=self._confirmed)
 
     async def confirm(self) -> bool:
         return await self.start_confirm()
 
-    def _confirmed(self, reply: asyncio.Future[Any], answer: asyncio.Future[bool]) -> None:
-        error = asyncio.CancelledError("confirmation cancelled") if reply.cancelled() else reply.exception()
-        if error is not None:
-            self._failed_confirm(error, answer)
-            return
-        try:
-            pttl = int(reply.result())
-        except (TypeError, ValueError) as e:  # not an integer: never trade on a reply we cannot read
-            self._failed_confirm(e, answer)
-            return
-        if pttl == -3:
+    def _confirmed(self, reply: object) -> bool:
+        """The confirmation's reply (or the exception that ended it) -> may the order leave."""
+        if isinstance(reply, BaseException):
+            return self._failed_confirm(reply)
+        if isinstance(reply, bool) or not isinstance(reply, int):
+            # Never trade on a reply we cannot read.
+            return self._failed_confirm(TypeError(f"confirm: an integer expected, not {reply!r:.80}"))
+        if reply == -3:
             self._lose(STANDBY)
-            ok = False
-        else:
-            ok = pttl > self.safety_margin_ms and self.may_trade()
-        if not answer.done():
-            answer.set_result(ok)
+            return False
+        return reply > self.safety_margin_ms and self.may_trade()
 
-    def _failed_confirm(self, error: BaseException, answer: asyncio.Future[bool]) -> None:
+    def _failed_confirm(self, error: BaseException) -> bool:
         self._error("confirm", error)
         self._lose(UNKNOWN)
-        if not answer.done():
-            answer.set_result(False)
+        return False
 
     @property
     def fencing_token(self) -> int | None:

@@ -35,7 +35,7 @@ import contextlib
 import hashlib
 import ssl
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,21 +184,38 @@ class Script:
         return cls(source, hashlib.sha1(source.encode()).hexdigest())
 
 
+Settle = Callable[[Any], Any]
+
+
 class _Call:
-    """One request waiting for its reply: the caller's future, its timer, and for EVALSHA the EVAL to
-    send instead on NOSCRIPT."""
+    """One request waiting for its reply: the caller's future, its timer, for EVALSHA the EVAL to send
+    instead on NOSCRIPT, and the caller's `settle` (see `RespClient.evalsha`)."""
 
-    __slots__ = ("fallback", "future", "timer")
+    __slots__ = ("fallback", "future", "settle", "timer")
 
-    def __init__(self, future: asyncio.Future[Any], fallback: bytes | None) -> None:
+    def __init__(self, future: asyncio.Future[Any], fallback: bytes | None, settle: Settle | None) -> None:
         self.future = future
         self.fallback = fallback
+        self.settle = settle
         self.timer: asyncio.TimerHandle | None = None
 
-    def finish(self) -> None:
+    def resolve(self, outcome: Any) -> None:
+        """The reply, or the exception that ends the call, into the future (through `settle`, which
+        runs even when the caller cancelled: what Redis said still counts)."""
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.settle is not None:
+            try:
+                outcome = self.settle(outcome)
+            except Exception as e:
+                outcome = e
+        if self.future.done():
+            return  # the caller gave up on it (cancelled); its reply is read all the same
+        if isinstance(outcome, BaseException):
+            self.future.set_exception(outcome)
+        else:
+            self.future.set_result(outcome)
 
 
 # Redis's own words when EVALSHA names a script it does not have (a script's own `error_reply` may
@@ -213,7 +230,6 @@ class _Protocol(asyncio.Protocol):
         self.parser = RespParser()
         self.pending: deque[_Call] = deque()
         self.closed = False
-        self.handshake: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -243,13 +259,7 @@ class _Protocol(asyncio.Protocol):
                 call.fallback = None
                 self.pending.append(call)
                 continue
-            call.finish()
-            if call.future.done():
-                continue  # the caller gave up on it (cancelled); its reply is read all the same
-            if isinstance(reply, ReplyError):
-                call.future.set_exception(reply)
-            else:
-                call.future.set_result(reply)
+            call.resolve(reply)
 
     def eof_received(self) -> bool:
         return False  # close: connection_lost follows
@@ -265,9 +275,7 @@ class _Protocol(asyncio.Protocol):
             self.client._proto = None
         pending, self.pending = self.pending, deque()
         for call in pending:
-            call.finish()
-            if not call.future.done():
-                call.future.set_exception(error)
+            call.resolve(error)
         if self.transport is not None:
             self.transport.abort()
 
@@ -350,7 +358,7 @@ class RespClient:
     def call(self, *args: Arg, timeout_s: float | None = None) -> asyncio.Future[Any]:
         """Send one command; its reply (or error) is the future's. Written before this returns when
         connected; otherwise sent as soon as the connection (started here) is made."""
-        return self._send(encode_command(args), None, timeout_s)
+        return self._send(encode_command(args), None, timeout_s, None)
 
     def evalsha(
         self,
@@ -359,11 +367,17 @@ class RespClient:
         args: Sequence[Arg],
         *,
         timeout_s: float | None = None,
+        settle: Settle | None = None,
     ) -> asyncio.Future[Any]:
-        """Run `script` (EVALSHA, EVAL again on NOSCRIPT)."""
+        """Run `script` (EVALSHA, EVAL again on NOSCRIPT).
+
+        `settle`, when given, is called with the outcome as soon as it is known (inside the read of the
+        reply, with no loop turn in between): the reply, or the exception that ends the call (an error
+        reply, a lost connection, a timeout). What it returns is the future's result (an exception
+        returned or raised is its exception). It runs even if the future was cancelled meanwhile."""
         tail = (len(keys), *keys, *args)
         request = encode_command(("EVALSHA", script.sha, *tail))
-        return self._send(request, encode_command(("EVAL", script.source, *tail)), timeout_s)
+        return self._send(request, encode_command(("EVAL", script.source, *tail)), timeout_s, settle)
 
     # --- inside --------------------------------------------------------------------------------
 
@@ -373,9 +387,11 @@ class RespClient:
             return None
         return p
 
-    def _send(self, request: bytes, fallback: bytes | None, timeout_s: float | None) -> asyncio.Future[Any]:
+    def _send(
+        self, request: bytes, fallback: bytes | None, timeout_s: float | None, settle: Settle | None
+    ) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
-        call = _Call(loop.create_future(), fallback)
+        call = _Call(loop.create_future(), fallback, settle)
         timeout = self.timeout_s if timeout_s is None else timeout_s
         proto = self._live()
         if proto is not None:
@@ -401,26 +417,23 @@ class RespClient:
         else:
             error = task.exception()  # read even when the call gave up: no "never retrieved" warning
         if call.future.done():
-            return  # timed out or cancelled while connecting
+            return  # timed out or cancelled while connecting: never sent
         proto = None if error is not None else task.result()
         if proto is not None and proto is self._live():
             assert proto.transport is not None
             proto.transport.write(request)
             proto.pending.append(call)
             return
-        call.finish()
-        call.future.set_exception(error or RespConnectionError("connection to Redis lost"))
+        call.resolve(error or RespConnectionError("connection to Redis lost"))
 
     def _timed_out(self, call: _Call, timeout: float) -> None:
         call.timer = None
-        if call.future.done():
-            return
         error = RespTimeoutError(f"no reply from Redis within {timeout * 1000:.0f} ms")
         proto = self._proto
         if proto is not None and call in proto.pending:
-            proto.fail(error)  # the replies after this one can no longer be matched
-        else:
-            call.future.set_exception(error)  # still connecting: this call alone gives up
+            proto.fail(error)  # (even if its caller gave up) the replies behind it can no longer be matched
+        elif not call.future.done():
+            call.resolve(error)  # still connecting: this call alone gives up
 
     async def _open(self) -> _Protocol:
         loop = asyncio.get_running_loop()
@@ -461,7 +474,7 @@ class RespClient:
 def _direct(proto: _Protocol, request: bytes) -> asyncio.Future[Any]:
     """A handshake command on a connection not yet handed to callers."""
     assert proto.transport is not None
-    call = _Call(asyncio.get_running_loop().create_future(), None)
+    call = _Call(asyncio.get_running_loop().create_future(), None, None)
     proto.transport.write(request)
     proto.pending.append(call)
     return call.future
