@@ -402,3 +402,75 @@ async def test_a_unix_socket_url_with_a_password_and_a_db(private_redis: tuple[i
     finally:
         await client.close()
     assert redis.Redis(port=port, password="s3cret", db=5).get("on") == b"socket"
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A redis-server speaking only TLS, its certificate signed by a CA made here (openssl CLI)."""
+    binary, openssl = shutil.which("redis-server"), shutil.which("openssl")
+    assert binary, "redis-server is not installed"
+    if openssl is None:
+        pytest.fail("openssl is not installed (apt-get install openssl); .ci/run installs it")
+    ca_key, ca, key, csr, crt, ext = (
+        tmp_path / n for n in ("ca.key", "ca.crt", "s.key", "s.csr", "s.crt", "s.ext")
+    )
+    ext.write_text(
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nauthorityKeyIdentifier=keyid,issuer\n"
+        "subjectKeyIdentifier=hash\n"
+    )
+    for cmd in (
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "2",
+         "-subj", "/CN=tradefleet test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        [openssl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
+        [openssl, "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", crt,
+         "-days", "2", "-extfile", ext],
+    ):  # fmt: skip
+        subprocess.run([str(c) for c in cmd], check=True, capture_output=True)
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path), "--tls-cert-file", str(crt), "--tls-key-file", str(key),
+         "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(port)
+        yield port, ca
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def test_rediss_urls_speak_tls_and_check_the_server_as_redis_py_does(
+    tls_redis: tuple[int, Path],
+) -> None:
+    port, ca = tls_redis
+    trusted = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}"
+    client = RespClient(trusted, timeout_s=5)
+    try:
+        assert await client.call("SET", "over", "tls") == "OK"
+    finally:
+        await client.close()
+    legacy = redis_client.connect(trusted, timeout_s=5)  # the same URL, read by redis-py
+    try:
+        assert await legacy.get("over") == "tls"
+    finally:
+        await legacy.aclose()
+    # A server certificate nobody vouches for is refused (the system's CAs do not know this one) ...
+    unknown = RespClient(f"rediss://127.0.0.1:{port}/0", timeout_s=5)
+    with pytest.raises(RespConnectionError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+        await unknown.call("PING")
+    # ... unless the URL says not to check, as redis-py's `ssl_cert_reqs=none`.
+    unchecked = RespClient(f"rediss://127.0.0.1:{port}/0?ssl_cert_reqs=none", timeout_s=5)
+    try:
+        assert await unchecked.call("GET", "over") == "tls"
+    finally:
+        await unchecked.close()
+    # And a plain-text client on the TLS port does not get an answer it could misread.
+    plain = RespClient(f"redis://127.0.0.1:{port}/0", timeout_s=5)
+    with pytest.raises(redis_client.RedisError):
+        await plain.call("PING", timeout_s=1)
+    await plain.close()
