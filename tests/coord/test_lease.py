@@ -266,6 +266,7 @@ async def test_replica_started_while_redis_is_down_waits_unknown_then_leads(redi
     finally:
         redis_server.start()
     await until(lease.may_trade, what="leadership once Redis is up")
+    assert await lease.start_confirm()  # its own connection, failed at start, is made now
     await lease.stop()
 
 

@@ -474,3 +474,17 @@ async def test_rediss_urls_speak_tls_and_check_the_server_as_redis_py_does(
     with pytest.raises(redis_client.RedisError):
         await plain.call("PING", timeout_s=1)
     await plain.close()
+
+
+async def test_a_tcp_connection_is_kept_alive_by_the_kernel(redis_server) -> None:
+    import socket
+
+    client = RespClient(redis_server.url, timeout_s=5)
+    await client.connect()
+    try:
+        assert client._proto is not None and client._proto.transport is not None
+        sock = client._proto.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
+    finally:
+        await client.close()

@@ -290,12 +290,17 @@ class RedisLease(_Transitions):
         retry in the background."""
         if self._task is not None:
             return
+        # The confirmation's connection, beside the first attempt, so the first order does not pay
+        # for it. Not fatal: the first confirmation connects again (and counts its own failure).
+        hot = asyncio.ensure_future(self._hot.connect())
         try:
-            await self._hot.connect()  # so the first order does not pay for it
-        except self._errors as e:
-            # Not fatal: the first confirmation connects again (and counts its own failure).
-            log_event(log, "lease_confirm_connect_failed", logging.WARNING, key=self.key, error=repr(e)[:200])
-        await self._tick()
+            await self._tick()
+        finally:
+            try:
+                await hot
+            except self._errors as e:
+                error = repr(e)[:200]
+                log_event(log, "lease_confirm_connect_failed", logging.WARNING, key=self.key, error=error)
         self._task = asyncio.create_task(self._run(), name=f"lease:{self.key}")
 
     async def stop(self) -> None:

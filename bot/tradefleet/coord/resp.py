@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -445,9 +446,10 @@ class RespClient:
                 else:
                     host = t.host or "localhost"
                     sni = host if t.tls else None
-                    _, proto = await loop.create_connection(
+                    transport, proto = await loop.create_connection(
                         lambda: _Protocol(self), host, t.port, ssl=t.tls, server_hostname=sni
                     )
+                    _keepalive(transport.get_extra_info("socket"))
                 try:
                     handshake: list[asyncio.Future[Any]] = []
                     if t.password is not None:
@@ -469,6 +471,17 @@ class RespClient:
                 self._connecting = None
         self._proto = proto
         return proto
+
+
+def _keepalive(sock: socket.socket | None) -> None:
+    """Orders may be hours apart: a connection a middlebox dropped meanwhile is found out by the
+    kernel within ~1.5 minutes, not by the next order's confirmation timing out."""
+    if sock is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
 
 def _direct(proto: _Protocol, request: bytes) -> asyncio.Future[Any]:
