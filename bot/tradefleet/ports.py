@@ -7,7 +7,7 @@ Only signatures live here. Adding a method is fine; renaming one means updating 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -176,6 +176,14 @@ class Lease(Protocol):
         fencing token. Called right before an order leaves; False means do not submit."""
         ...
 
+    def start_confirm(self) -> Awaitable[bool]:
+        """`confirm()`, with its request already sent to the coordinator when this returns (not a
+        coroutine: nothing waits for the next loop iteration), so its round trip overlaps whatever the
+        caller does next, even work that blocks the loop (the order's commit). The awaitable's result
+        is exactly `confirm()`'s, decided when the answer is read. Both implementations return an
+        `asyncio.Future`, already done when no round trip is needed (not leading, or no coordinator)."""
+        ...
+
     @property
     def fencing_token(self) -> int | None: ...
 
@@ -200,6 +208,11 @@ class RiskState(Protocol):
 
     Every method is one attempt: an error propagates, and the caller treats it as "state unknown"
     (opens nothing) rather than retrying inside."""
+
+    async def open(self) -> None:
+        """Connect what the order path uses (the fleet reserve), so the first order does not pay for
+        it. Never raises: a failure is the first call's to report."""
+        ...
 
     async def halts(self) -> list[Halt]:
         """Every halt in force in the scope (the fleet's and each bot's)."""

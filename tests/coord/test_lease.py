@@ -266,4 +266,129 @@ async def test_replica_started_while_redis_is_down_waits_unknown_then_leads(redi
     finally:
         redis_server.start()
     await until(lease.may_trade, what="leadership once Redis is up")
+    assert await lease.start_confirm()  # its own connection, failed at start, is made now
+    await lease.stop()
+
+
+# --- start_confirm: the confirmation on the wire before it returns ---------------------------------
+
+
+def _evalsha_calls(client: redis.Redis) -> int:
+    stats = client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_start_confirm_has_sent_its_request_when_it_returns_and_answers_as_confirm(
+    redis_server,
+) -> None:
+    lease = make(redis_server.url, "a", ttl_ms=30_000, renew_ms=10_000)
+    await lease.start()
+    try:
+        assert await lease.confirm()  # the script is known to the server from here on
+        client = redis.Redis.from_url(redis_server.url)
+        before = _evalsha_calls(client)
+        answer = lease.start_confirm()
+        # The loop has not run since (this blocking client holds it): only a request written inside
+        # start_confirm can have reached the server.
+        for _ in range(5000):
+            if _evalsha_calls(client) > before:
+                break
+        assert _evalsha_calls(client) == before + 1
+        assert not answer.done()
+        assert await answer is True
+        assert lease.state == LEADER
+    finally:
+        await lease.stop()
+
+
+async def test_start_confirm_without_leadership_answers_false_at_once_without_a_round_trip(
+    redis_server,
+) -> None:
+    a = make(redis_server.url, "a")
+    b = make(redis_server.url, "b")
+    await a.start()
+    await b.start()
+    try:
+        assert b.state == STANDBY
+        client = redis.Redis.from_url(redis_server.url)
+        before = _evalsha_calls(client)
+        answer = b.start_confirm()
+        assert answer.done() and answer.result() is False
+        assert _evalsha_calls(client) == before
+    finally:
+        await b.stop()
+        await a.stop()
+
+
+async def test_start_confirm_on_a_stolen_key_steps_down_to_standby(redis_server) -> None:
+    lease = make(redis_server.url, "a", ttl_ms=30_000, renew_ms=10_000)
+    await lease.start()
+    try:
+        redis.Redis.from_url(redis_server.url).set(KEY, "b#999999", px=30_000)
+        assert lease.may_trade()  # only the coordinator knows
+        assert await lease.start_confirm() is False
+        assert lease.state == STANDBY and not lease.may_trade() and lease.fencing_token is None
+    finally:
+        await lease.stop()
+
+
+async def test_start_confirm_below_the_safety_margin_is_false_and_keeps_leadership(redis_server) -> None:
+    lease = make(redis_server.url, "a", ttl_ms=4000, renew_ms=1000, safety_margin_ms=800)
+    await lease.start()
+    try:
+        redis.Redis.from_url(redis_server.url).pexpire(KEY, 500)
+        assert await lease.start_confirm() is False
+        assert lease.state == LEADER
+    finally:
+        await lease.stop()
+
+
+async def test_start_confirm_after_a_script_flush_still_confirms(redis_server) -> None:
+    lease = make(redis_server.url, "a", ttl_ms=30_000, renew_ms=10_000)
+    await lease.start()
+    try:
+        assert await lease.start_confirm()
+        redis.Redis.from_url(redis_server.url).script_flush()
+        assert await lease.start_confirm()
+        assert lease.last_error is None
+    finally:
+        await lease.stop()
+
+
+async def test_start_confirm_when_redis_died_is_false_unknown_and_counted(redis_server) -> None:
+    metrics = BotMetrics()
+    lease = make(redis_server.url, "a", ttl_ms=30_000, renew_ms=10_000, metrics=metrics)
+    await lease.start()
+    try:
+        assert await lease.start_confirm()
+        redis_server.stop()
+        assert await lease.start_confirm() is False
+        assert lease.state == UNKNOWN and not lease.may_trade()
+        assert lease.last_error is not None and lease.last_error.startswith("confirm: ")
+        assert (metrics.registry.get_sample_value("tradefleet_lease_errors_total") or 0) >= 1
+        assert await lease.start_confirm() is False  # unknown: no round trip, no new error
+    finally:
+        redis_server.start()
+        await lease.stop()
+
+
+async def test_a_cancelled_start_confirm_still_steps_down_on_what_redis_answered(redis_server) -> None:
+    lease = make(redis_server.url, "a", ttl_ms=30_000, renew_ms=10_000)
+    await lease.start()
+    try:
+        redis.Redis.from_url(redis_server.url).set(KEY, "b#999999", px=30_000)
+        answer = lease.start_confirm()
+        answer.cancel()  # the order's commit failed: its answer is moot, the news is not
+        await until(lambda: lease.state == STANDBY, what="the lost key noticed")
+    finally:
+        await lease.stop()
+
+
+async def test_local_lease_start_confirm_is_already_answered() -> None:
+    lease = LocalLease("solo")
+    first = lease.start_confirm()
+    assert first.done() and first.result() is False
+    await lease.start()
+    answer = lease.start_confirm()
+    assert answer.done() and answer.result() is True
     await lease.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,8 @@ from tradefleet.store.buffered import BufferedStore
 
 
 class GatedLease:
-    """A real lease whose `confirm` waits, once armed, until the test opens the gate."""
+    """A real lease whose confirmation (`confirm` or `start_confirm`) is answered, once armed, only
+    after the test opens the gate (the request itself goes to Redis at once, as the real one's)."""
 
     def __init__(self, inner: RedisLease) -> None:
         self.inner = inner
@@ -38,11 +40,20 @@ class GatedLease:
         self.gate = asyncio.Event()
         self.asked = asyncio.Event()
 
-    async def confirm(self) -> bool:
-        if self.armed:
-            self.asked.set()
+    def start_confirm(self) -> Awaitable[bool]:
+        sent = self.inner.start_confirm()
+        if not self.armed:
+            return sent
+        self.asked.set()
+
+        async def gated() -> bool:
             await self.gate.wait()
-        return await self.inner.confirm()
+            return await sent
+
+        return asyncio.ensure_future(gated())
+
+    async def confirm(self) -> bool:
+        return await self.start_confirm()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

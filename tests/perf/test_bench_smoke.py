@@ -31,3 +31,12 @@ def test_commit_fsync_reports_every_row(tmp_path: Path) -> None:
     }  # fmt: skip
     assert all(float(v) > 0 for v in fields.values())
     assert list(tmp_path.iterdir()) == [], "its files are removed"
+
+
+def test_redis_hot_times_both_clients_on_every_row() -> None:
+    lines = bench_lines("bench.redis_hot", "--n", "5")
+    assert lines[-1].startswith("redis_hot ")
+    fields = dict(kv.split("=") for kv in lines[-1].split()[1:])
+    assert {"confirm_ratio", "reserve_ratio", "overlap_resp_p50_us", "block_alone_p50_us"} <= set(fields)
+    assert fields["n"] == "5" and all(float(v) > 0 for v in fields.values())
+    assert sum(line.startswith(("confirm", "reserve", "0.5 ms")) for line in lines) == 7

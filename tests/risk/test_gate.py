@@ -120,3 +120,21 @@ async def test_the_fleets_summed_daily_loss_halts_every_bot_of_the_scope(redis_s
     finally:
         for s in states:
             await s.close()
+
+
+async def test_the_gate_opens_the_reserve_connection_as_it_starts(redis_server: RedisServer) -> None:
+    import asyncio
+
+    from tests.conftest import until
+    from tradefleet.tasks import stop_task
+
+    state = RedisRiskState(redis_server.url, "open")
+    g = gate(state, BotMetrics(Registry()))
+    assert not state._hot.connected
+    task = asyncio.get_running_loop().create_task(g.run())
+    try:
+        await until(lambda: state._hot.connected, what="the reserve's connection open")
+        assert await g.before_send("s1", Side.BUY, Decimal(10), FLAT) is None
+    finally:
+        await stop_task(task)
+        await state.close()

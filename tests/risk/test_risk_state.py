@@ -119,3 +119,39 @@ async def test_the_file_switch_halts_resumes_and_an_unreadable_file_halts(tmp_pa
     path.write_text("not json")
     halts = read_halt_file(path)
     assert len(halts) == 1 and "unreadable" in next(iter(halts.values())).reason
+
+
+async def test_the_reserve_goes_on_its_own_connection_opened_up_front_and_survives_a_script_flush_and_a_restart(
+    redis_server,
+) -> None:
+    import redis
+
+    from tradefleet.coord import redis_client
+
+    s = RedisRiskState(redis_server.url, "hot")
+    limits = RiskLimits(max_fleet_quote=D(100))
+    try:
+        await s.open()
+        assert s._hot.connected  # the first BUY does not pay for the connect
+        assert await s.reserve("a", "USDT", D(60), limits, 10_000) is None
+        redis.Redis(port=redis_server.port).script_flush()
+        denial = await s.reserve("b", "USDT", D(60), limits, 10_000)  # EVALSHA, NOSCRIPT, then EVAL
+        assert denial is not None and denial.startswith("risk: fleet_cap (")
+        redis_server.stop()
+        with pytest.raises(redis_client.RedisError):
+            await s.reserve("b", "USDT", D(10), limits, 10_000)
+        redis_server.start()
+        assert await s.reserve("b", "USDT", D(10), limits, 10_000) is None  # a new, empty server
+        assert {k: e.amount for k, e in (await s.exposure()).items()} == {"b": D(10)}
+    finally:
+        await s.close()
+
+
+async def test_opening_a_state_whose_redis_is_down_does_not_raise() -> None:
+    from tests.conftest import free_port
+
+    s = RedisRiskState(f"redis://127.0.0.1:{free_port()}/0", "x", timeout_s=0.2)
+    await s.open()
+    assert not s._hot.connected
+    await s.close()
+    await LocalRiskState().open()

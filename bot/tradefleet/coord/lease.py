@@ -23,7 +23,10 @@ Safety rules, in the order they matter:
    while leadership cannot be proven. Errors are counted; the loop keeps trying and trading resumes
    by itself when Redis answers again.
 3. `confirm()` asks Redis, right before an order leaves, whether the key still holds our value
-   and has more than the safety margin to live.
+   and has more than the safety margin to live. `start_confirm()` is the same question with the
+   request already written to the socket when it returns (`coord.resp`, a connection of its own
+   opened by `start()`), so the order manager can overlap its round trip with the order's commit
+   even when that commit blocks the event loop.
 
 What this module refuses to do: decide anything about orders (the order manager does, using
 `may_trade()`/`confirm()`/`fencing_token`), or retry a Redis call inside one renewal (the next
@@ -52,6 +55,8 @@ from tradefleet.tasks import stop_task
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
+
+    from tradefleet.coord import resp
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +200,11 @@ class LocalLease(_Transitions):
     def may_trade(self) -> bool:
         return self._state == LEADER
 
+    def start_confirm(self) -> asyncio.Future[bool]:
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(self._state == LEADER)
+        return done
+
     async def confirm(self) -> bool:
         return self._state == LEADER
 
@@ -262,14 +272,16 @@ class RedisLease(_Transitions):
         self._wake = asyncio.Event()
         # One attempt per call, bounded by the socket timeout: the next tick is the retry.
         timeout = max(0.2, min(renew_ms / 1000, self._valid_for_s / 2))
-        from tradefleet.coord import redis_client  # only a bot with Redis loads redis-py
+        from tradefleet.coord import redis_client, resp  # only a bot with Redis loads redis-py
 
         self._errors: tuple[type[Exception], ...] = (redis_client.RedisError, OSError)
         self._redis: aioredis.Redis = redis_client.connect(redis_url, timeout_s=timeout)
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
-        self._confirm = self._redis.register_script(_CONFIRM)
+        # The confirmation is on the order path: its own connection, written before it returns.
+        self._hot: resp.RespClient = resp.RespClient(redis_url, timeout_s=timeout)
+        self._confirm_script = resp.Script.of(_CONFIRM)
 
     # --- the Lease protocol -------------------------------------------------------------------
 
@@ -278,7 +290,17 @@ class RedisLease(_Transitions):
         retry in the background."""
         if self._task is not None:
             return
-        await self._tick()
+        # The confirmation's connection, beside the first attempt, so the first order does not pay
+        # for it. Not fatal: the first confirmation connects again (and counts its own failure).
+        hot = asyncio.ensure_future(self._hot.connect())
+        try:
+            await self._tick()
+        finally:
+            try:
+                await hot
+            except self._errors as e:
+                error = repr(e)[:200]
+                log_event(log, "lease_confirm_connect_failed", logging.WARNING, key=self.key, error=error)
         self._task = asyncio.create_task(self._run(), name=f"lease:{self.key}")
 
     async def stop(self) -> None:
@@ -296,25 +318,43 @@ class RedisLease(_Transitions):
                 self._error("release", e)
         self._fence = None
         self._set(STANDBY)
+        await self._hot.close()
         await self._redis.aclose()
 
     def may_trade(self) -> bool:
         return self._state == LEADER and _now() < self._valid_until
 
-    async def confirm(self) -> bool:
+    def start_confirm(self) -> asyncio.Future[bool]:
+        """`confirm()` with its request written to Redis before this returns (nothing to send when
+        not leading: then the answer is already there). The future's result is `confirm()`'s, decided
+        as the reply is read (no loop turn between the two); cancelling the future does not undo what
+        the reply tells the lease."""
         value = self._value
         if value is None or not self.may_trade():
-            return False
-        try:
-            pttl = int(await self._confirm(keys=[self.key], args=[value]))
-        except self._errors as e:
-            self._error("confirm", e)
-            self._lose(UNKNOWN)
-            return False
-        if pttl == -3:
+            answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            answer.set_result(False)
+            return answer
+        return self._hot.evalsha(self._confirm_script, [self.key], [value], settle=self._confirmed)
+
+    async def confirm(self) -> bool:
+        return await self.start_confirm()
+
+    def _confirmed(self, reply: object) -> bool:
+        """The confirmation's reply (or the exception that ended it) -> may the order leave."""
+        if isinstance(reply, BaseException):
+            return self._failed_confirm(reply)
+        if isinstance(reply, bool) or not isinstance(reply, int):
+            # Never trade on a reply we cannot read.
+            return self._failed_confirm(TypeError(f"confirm: an integer expected, not {reply!r:.80}"))
+        if reply == -3:
             self._lose(STANDBY)
             return False
-        return pttl > self.safety_margin_ms and self.may_trade()
+        return reply > self.safety_margin_ms and self.may_trade()
+
+    def _failed_confirm(self, error: BaseException) -> bool:
+        self._error("confirm", error)
+        self._lose(UNKNOWN)
+        return False
 
     @property
     def fencing_token(self) -> int | None:

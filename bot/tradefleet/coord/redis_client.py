@@ -12,14 +12,18 @@ timeouts, replies decoded to `str`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as aioredis
+from redis.asyncio.connection import SSLConnection
+from redis.asyncio.connection import parse_url as _parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["RedisConnectionError", "RedisError", "RedisTimeoutError", "connect"]
+__all__ = ["RedisConnectionError", "RedisError", "RedisTimeoutError", "connect", "is_tls", "parse_url"]
 
 
 def connect(url: str, *, timeout_s: float) -> aioredis.Redis:
@@ -31,3 +35,14 @@ def connect(url: str, *, timeout_s: float) -> aioredis.Redis:
         retry=Retry(NoBackoff(), 0),
         decode_responses=True,
     )
+
+
+def parse_url(url: str) -> dict[str, Any]:
+    """`url` read as `connect` reads it (redis-py's parser): host/port or path, db, username, password,
+    `connection_class` and the query options. For `coord.resp`, which connects by itself."""
+    return dict(_parse_url(url))
+
+
+def is_tls(connection_class: object) -> bool:
+    """Whether `parse_url`'s `connection_class` is redis-py's TLS connection (`rediss://`)."""
+    return isinstance(connection_class, type) and issubclass(connection_class, SSLConnection)

@@ -28,6 +28,7 @@ What this module refuses to do: decide whether an order may go (that is `domain.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -205,14 +206,24 @@ class RedisRiskState:
         self.halt_file = Path(halt_file) if halt_file else None
         self.prefix = f"tradefleet:risk:{scope}"
         # decode_responses=True: every reply is str; the stubs cannot say so, hence Any.
-        from tradefleet.coord import redis_client  # only a bot with Redis loads redis-py
+        from tradefleet.coord import redis_client, resp  # only a bot with Redis loads redis-py
 
         self._redis: Any = redis_client.connect(redis_url, timeout_s=timeout_s)
-        self._reserve = self._redis.register_script(_RESERVE)
+        # The fleet reserve is on the order path (a BUY waits for it): its own lean connection.
+        self._hot = resp.RespClient(redis_url, timeout_s=timeout_s)
+        self._reserve_script = resp.Script.of(_RESERVE)
         self._set = self._redis.register_script(_SET)
         self._set_pnl = self._redis.register_script(_SET_PNL)
         self._equity = self._redis.register_script(_EQUITY)
         self._replace = self._redis.register_script(_REPLACE)
+
+    async def open(self) -> None:
+        """Connect the order path's connection now, so the first BUY does not pay for it (a failure
+        here is the first reserve's to report: it connects again)."""
+        from tradefleet.coord import redis_client
+
+        with contextlib.suppress(redis_client.RedisError, OSError):
+            await self._hot.connect()
 
     @property
     def halts_key(self) -> str:
@@ -314,10 +325,11 @@ class RedisRiskState:
     async def reserve(
         self, bot: str, quote_asset: str, amount: Decimal, limits: RiskLimits, ttl_ms: int
     ) -> str | None:
-        result = await self._reserve(
-            keys=[self.exposure_key],
-            args=[bot, quote_asset, to_units(amount), to_units(limits.max_fleet_quote),
-                  to_units(limits.max_quote_asset_quote), ttl_ms],
+        result = await self._hot.evalsha(
+            self._reserve_script,
+            [self.exposure_key],
+            [bot, quote_asset, to_units(amount), to_units(limits.max_fleet_quote),
+             to_units(limits.max_quote_asset_quote), ttl_ms],
         )  # fmt: skip
         status, held = str(result[0]), from_units(result[1])
         if status == "ok":
@@ -355,6 +367,7 @@ class RedisRiskState:
         return out
 
     async def close(self) -> None:
+        await self._hot.close()
         await self._redis.aclose()
 
 
@@ -370,6 +383,9 @@ class LocalRiskState:
         self._limits = RiskLimits()
         self._equity: dict[str, tuple[Decimal, int]] = {}
         self._peak: Decimal | None = None
+
+    async def open(self) -> None:
+        """Nothing to connect."""
 
     async def halts(self) -> list[Halt]:
         out = dict(self._halts)

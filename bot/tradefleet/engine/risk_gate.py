@@ -168,6 +168,7 @@ class RiskGate:
     # ---- the loop ------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        await self.state.open()  # the reserve's connection, before the first BUY needs it
         while True:
             await self.poll_once()
             await asyncio.sleep(self.config.risk_poll_ms / 1000)
