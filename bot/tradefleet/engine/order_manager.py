@@ -321,20 +321,21 @@ class OrderManager:
         if isinstance(decision, Skip):
             await self._store_decided(signal, decision.reason)
             return
-        if self.risk is not None:  # the fleet's rules: kill switch, caps, rate (domain.risk)
-            denial = await self.risk.before_send(
-                signal.signal_id, decision.side, decision.quote_amount, self.position
-            )
-            if denial is not None:
-                if overlap and not await self._may_trade():
-                    await self._standby(signal)  # a denial is the leader's to store, like any action
-                else:
-                    await self._store_decided(signal, denial)
-                return
-        order = self._new_order(signal, cid, decision)
-        decided = dataclasses.replace(signal, action=ORDER)
+        # On the wire now; its answer arrives during the risk gate's reserve and the commit.
         confirmed = self._confirm_during_commit() if overlap else None
         try:
+            if self.risk is not None:  # the fleet's rules: kill switch, caps, rate (domain.risk)
+                denial = await self.risk.before_send(
+                    signal.signal_id, decision.side, decision.quote_amount, self.position
+                )
+                if denial is not None:
+                    if confirmed is not None and not await self._answer(confirmed):
+                        await self._standby(signal)  # a denial is the leader's to store, like any action
+                    else:
+                        await self._store_decided(signal, denial)
+                    return
+            order = self._new_order(signal, cid, decision)
+            decided = dataclasses.replace(signal, action=ORDER)
             if not await self._commit(decided, order):
                 # Someone (another replica, an earlier run) stored it first, with the signal: follow
                 # that order instead.
@@ -351,7 +352,7 @@ class OrderManager:
             asyncio.get_running_loop().call_soon(self._log_order, order)
             self._crash_point("after_store")
             await self.store.after_commit_order(decided, order)
-            if confirmed is not None and not await confirmed:
+            if confirmed is not None and not await self._answer(confirmed):
                 # The lease was lost while the order was being stored: it stays PENDING and unsent,
                 # for whoever leads next (`recover` / the reconcile loop: `_never_sent`).
                 log_event(log, "order_send_standby", logging.WARNING, client_order_id=cid)
@@ -372,28 +373,39 @@ class OrderManager:
         if self._store_request_left is not None:
             self._store_request_left()
 
-    def _confirm_during_commit(self) -> asyncio.Task[bool]:
-        """The lease's confirmation (a read-only round trip to the coordinator), started as the order's
-        commit is; the request leaves only once both said yes.
+    def _confirm_during_commit(self) -> asyncio.Future[bool]:
+        """The lease's confirmation (a read-only round trip to the coordinator), written to it now,
+        before the risk gate's reserve and the order's commit; the request leaves only once it said
+        yes (`Lease.start_confirm`: the answer is read while the commit blocks the loop).
 
         Only for an order, and only when no other process writes this store (`Store.exclusive`: an
         SQLite file under its one-writer lock). Then every outcome is one the order rules allow:
         - "no" (or no answer) after the commit: the PENDING order is stored and never sent, exactly
           as when the lease lapses between the commit and the send, or the process dies there: the
           next leader's `recover()` (or this process's reconcile loop once it leads again) asks the
-          exchange, finds it never seen, and sends it with its one client order id or closes it
-          "not_sent: <reason>" (`_never_sent`), and the signal's action says so;
-        - the risk gate, asked before (its fleet reserve must precede the commit), denies: the denial
-          is stored only once the lease is confirmed; a replica that turns out not to lead has
-          reserved fleet room it does not use, which tightens the cap until the reservation expires.
+          exchange, finds it never seen, and sends it with its one client order id (through the risk
+          gate again) or closes it "not_sent: <reason>" (`_never_sent`), and the signal's action says so;
+        - the risk gate denies: the denial is stored only once the lease is confirmed; a replica that
+          turns out not to lead may have reserved fleet room it does not use, which tightens the cap
+          until the reservation expires.
         A store other processes write too (MongoDB shared by replicas) keeps the confirmation before
         the risk gate and the commit: a replica that has lost the lease without knowing it yet must
-        not replace, in the shared store, the action its successor stored.
+        not replace, in the shared store, the action its successor stored."""
+        try:
+            return asyncio.ensure_future(self.lease.start_confirm())
+        except Exception as e:  # cannot prove leadership: do not trade (fail closed)
+            log_event(log, "lease_confirm_failed", logging.WARNING, error=repr(e)[:200])
+            answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            answer.set_result(False)
+            return answer
 
-        (Started after the risk gate's reserve, not with it: measured with `bench.tick_to_order`, the
-        two round trips at once made a BUY's reserve answer later, and the commit's thread waited for
-        the loop while it handled both.)"""
-        return asyncio.get_running_loop().create_task(self._may_trade(), name="lease-confirm")
+    async def _answer(self, confirmed: asyncio.Future[bool]) -> bool:
+        """The confirmation's answer; anything but a yes (an error included) is a no."""
+        try:
+            return bool(await confirmed)
+        except Exception as e:
+            log_event(log, "lease_confirm_failed", logging.WARNING, error=repr(e)[:200])
+            return False
 
     async def _standby(self, signal: Signal) -> None:
         # What is done about a signal is the leader's to record: a standby writing "standby" (or a
