@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.feed.wsserver import ScriptedServer, wait_until
+from tradefleet.adapters import feed as feed_mod
 from tradefleet.adapters.binance import BinanceSpot
 from tradefleet.adapters.feed import Feed, backoff_delay
 from tradefleet.domain.market import DepthDiff, MarketEvent, StreamStatus
@@ -245,3 +246,68 @@ async def test_while_the_order_path_is_busy_other_tasks_run_between_frames_that_
         assert probe == [1]  # ran right after the frame that scheduled it
     else:
         assert probe[0] > 1  # waited for (at least part of) the burst
+
+
+async def test_after_a_signals_frame_the_feed_holds_the_rest_of_the_burst_until_the_order_path_is_calm(
+    metrics: BotMetrics,
+) -> None:
+    """With `calm` (the order manager's "no request is about to leave"), the frame that made a signal
+    is the last one handled until calm returns: the order path's steps run with no frame between them,
+    and the burst is handled after, in order, none lost."""
+    seen: list[int] = []
+    steps: list[tuple[str, int]] = []
+    calm = asyncio.Event()
+    paths: list[asyncio.Task[None]] = []
+
+    async def order_path() -> None:
+        for step in ("reserve", "commit", "confirm"):  # each one loop turn or more
+            await asyncio.sleep(0)
+            steps.append((step, len(seen)))
+        calm.set()  # the request has left
+
+    def consumer(event: MarketEvent) -> None:
+        if isinstance(event, DepthDiff):
+            seen.append(event.final_update_id)
+            if event.final_update_id == 1:  # a signal: handed to the order path's own task
+                paths.append(asyncio.get_running_loop().create_task(order_path()))
+
+    async def wait_calm() -> None:
+        await calm.wait()
+
+    async with ScriptedServer() as server:
+        feed = Feed(BinanceSpot(), server.url, consumer, metrics, stale_after_s=30,
+                    yield_while=lambda: bool(paths) and not calm.is_set(), calm=wait_calm)  # fmt: skip
+        async with running(feed):
+            ws = await server.next_connection()
+            ws.transport.write(b"".join(_raw_text_frame(depth_frame(u).encode()) for u in range(1, 51)))
+            await wait_until(lambda: len(seen) == 50, what="the burst")
+            await paths[0]
+    assert steps == [("reserve", 1), ("commit", 1), ("confirm", 1)]  # no frame between the steps
+    assert seen == list(range(1, 51))
+
+
+async def test_an_order_path_that_never_calms_holds_the_feed_only_briefly(
+    metrics: BotMetrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stuck order path (a store outage, retries) must not stop the market data: after CALM_MAX_S
+    the feed goes on, one frame per loop turn."""
+    monkeypatch.setattr(feed_mod, "CALM_MAX_S", 0.0)
+    seen: list[int] = []
+
+    def consumer(event: MarketEvent) -> None:
+        if isinstance(event, DepthDiff):
+            seen.append(event.final_update_id)
+
+    async def never() -> None:
+        await asyncio.Event().wait()
+
+    async with ScriptedServer() as server:
+        feed = Feed(BinanceSpot(), server.url, consumer, metrics, stale_after_s=30,
+                    yield_while=lambda: True, calm=never)  # fmt: skip
+        async with running(feed):
+            ws = await server.next_connection()
+            ws.transport.write(b"".join(_raw_text_frame(depth_frame(u).encode()) for u in range(1, 21)))
+            await wait_until(
+                lambda: len(seen) == 20, what="the burst, despite an order path that never calms"
+            )
+    assert seen == list(range(1, 21))

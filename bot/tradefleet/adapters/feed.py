@@ -33,7 +33,7 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from yarl import URL
@@ -51,6 +51,9 @@ log = logging.getLogger("tradefleet.feed")
 
 _WebSocket = aiohttp.ClientWebSocketResponse[bool]
 
+CALM_MAX_S = 0.005
+"""The longest the feed holds back the frames after a signal's for its order request to leave (the
+path takes ~1-3 ms); after that, one frame per loop turn until the order path is done."""
 SAMPLE_EVERY = 16  # latency histograms see one frame in 16 (a power of two: the test is a bit mask)
 
 _STREAM_LABELS: dict[type, str] = {
@@ -88,6 +91,7 @@ class Feed:
         open_timeout_s: float = 10.0,
         rand: Callable[[], float] = random.random,
         yield_while: Callable[[], bool] | None = None,
+        calm: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.adapter = adapter
         self.url = url
@@ -104,6 +108,12 @@ class Feed:
         # go, without a yield: a burst after a candle close kept the order path's Redis replies
         # waiting behind it (the lease check took ~2 ms instead of ~0.4 in bench.tick_to_order).
         self.yield_while = yield_while
+        # And with `calm` (the order manager's "no request is about to leave"), the frame that made a
+        # signal is the last one handled until the request has left (at most CALM_MAX_S): the rest of
+        # the burst after a close waits in the socket's buffer instead of running between the order
+        # path's steps (its Redis replies, the commit's end), one frame per turn (~0.3-0.5 ms a
+        # signal, `bench.tick_to_order`'s "to_send" and "risk" segments).
+        self.calm = calm
         self._ws: _WebSocket | None = None
         self._connected = False
         self._stopping = asyncio.Event()
@@ -237,6 +247,8 @@ class Feed:
         receive = ws.receive
         text, binary = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
         urgent = self.yield_while
+        calm = self.calm
+        waited = False  # waited for calm once in this busy stretch: afterwards one frame per turn
         while True:
             msg = await receive()  # pings, pongs and the close handshake are answered inside
             if msg.type is not text and msg.type is not binary:
@@ -274,7 +286,15 @@ class Feed:
             except Exception:  # a consumer bug must not cost us the connection
                 log.exception("on_event failed", extra={"event": "feed_consumer_error"})
             if urgent is not None and urgent():
-                await asyncio.sleep(0)  # the order path first: one frame per loop turn meanwhile
+                if calm is not None and not waited:
+                    waited = True
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(CALM_MAX_S):
+                            await calm()
+                else:
+                    await asyncio.sleep(0)  # the order path first: one frame per loop turn meanwhile
+            else:
+                waited = False
 
     def _flush_tallies(self) -> None:
         for kind, n in self._tallies.items():

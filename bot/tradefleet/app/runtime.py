@@ -127,6 +127,7 @@ class BotRuntime:
             reconnect_max_s=c.reconnect_max_s,
             max_connection_age_s=c.max_connection_age_s,
             yield_while=self._order_path_busy,
+            calm=self._order_path_calm,
         )
         # Process CPU/memory collectors, the bot's identity for dashboards, and the loop monitor
         # that /livez asks (added by the monitoring work).
@@ -221,6 +222,11 @@ class BotRuntime:
         """A signal is on its way to the order manager or being acted on (asked once per frame)."""
         engine, orders = self.engine, self.orders
         return (engine is not None and engine.signals_in_flight()) or (orders is not None and orders.acting())
+
+    async def _order_path_calm(self) -> None:
+        """No order request is about to leave (what the feed waits for after a signal's frame)."""
+        if self.orders is not None:
+            await self.orders.quiet()
 
     def _mark(self) -> Decimal | None:
         top = self.book.top() if self.book is not None and self.book.in_sync else None

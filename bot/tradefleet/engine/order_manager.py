@@ -158,6 +158,8 @@ class OrderManager:
         self.trading_ready = False
         self._orders: dict[str, Order] = {}
         self._open: dict[str, Order] = {}
+        self._quiet = asyncio.Event()
+        self._quiet.set()
         """The orders of `_orders` not final yet, kept as each is put (`_keep`): asked on every signal,
         and a bot's history grows without bound (a list of 10,000 orders took ~0.5 ms to filter)."""
         self._last_send: dict[str, float] = {}
@@ -172,6 +174,7 @@ class OrderManager:
     def submit_signal(self, signal: Signal) -> None:
         """Queue a signal; the manager's own task handles signals one at a time, in order."""
         self._unfinished += 1
+        self._quiet.clear()
         self._signals.put_nowait((signal, time.monotonic()))
 
     def ready_to_act(self) -> bool:
@@ -180,6 +183,12 @@ class OrderManager:
         the same write as its action (and order): one durable write between the tick and the order.
         Otherwise the engine stores it first, so a signal that has to wait is never only in memory."""
         return self.trading_ready and not self._draining and not self._unfinished and not self._lock.locked()
+
+    async def quiet(self) -> None:
+        """Return once no order request is about to leave: the one for the signals submitted so far
+        has been written (or none will be). The feed waits for this after the frame that made a
+        signal, so the rest of a burst does not run between the order path's steps."""
+        await self._quiet.wait()
 
     def acting(self) -> bool:
         """A signal is queued or being acted on: stored, sent, answered (cheap, checked per frame)."""
@@ -249,6 +258,8 @@ class OrderManager:
                     await self._handle(signal, queued_at)
                 finally:
                     self._unfinished -= 1
+                    if not self._unfinished:
+                        self._quiet.set()  # no request (or it has left long ago): nothing to wait for
                     self._signals.task_done()
 
     async def drain(self, timeout_s: float) -> bool:
@@ -346,13 +357,16 @@ class OrderManager:
                 return
             self._keep(order)
             self.last_order = order
+            self._crash_point("after_store")
+            # Nothing of ours is scheduled before the confirmation's answer is read: the loop turn
+            # that reads it runs only what was already due.
+            lost = confirmed is not None and not await self._answer(confirmed)
+            await self.store.after_commit_order(decided, order)
             # The PENDING line (replica tests count them) is written at the loop's next turn: once the
             # request is on its way (the send yields only after writing it), not in front of it (~0.1
             # ms of formatting and writing, measured with `bench.tick_to_order`).
             asyncio.get_running_loop().call_soon(self._log_order, order)
-            self._crash_point("after_store")
-            await self.store.after_commit_order(decided, order)
-            if confirmed is not None and not await self._answer(confirmed):
+            if lost:
                 # The lease was lost while the order was being stored: it stays PENDING and unsent,
                 # for whoever leads next (`recover` / the reconcile loop: `_never_sent`).
                 log_event(log, "order_send_standby", logging.WARNING, client_order_id=cid)
@@ -470,6 +484,8 @@ class OrderManager:
                 self._signal_to_order(start - queued_at)
                 queued_at = None
             self._last_send[order.client_order_id] = start
+            # At the send's first yield, i.e. once its request is written: the feed goes on (`quiet`).
+            asyncio.get_running_loop().call_soon(self._quiet.set)
             try:
                 try:
                     update = await self.execution.submit(order)
