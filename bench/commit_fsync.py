@@ -4,13 +4,14 @@
 
     python -m bench.commit_fsync                 # 300 of each
     python -m bench.commit_fsync --n 100 --dir /var/lib/somewhere
+    python -m bench.commit_fsync --n 60 --gap-ms 100   # each sample after 100 ms of idle
 
 - `commit, growing WAL`: a fresh database whose WAL grows with every commit (a bot's first minutes
   after it opened its file: SQLite deletes the WAL when the last connection closes);
 - `commit, reused WAL`: the same after the WAL has been filled once and reset by a checkpoint, so
   every commit overwrites pages already on disk (a bot's steady state);
 - `commit via the store`: `SqliteStore.commit_order` awaited from the event loop on the reused-WAL
-  file: the thread hop there and back included;
+  file: on the loop's own thread since `loop_commits` (it was the hop to the store's thread and back);
 - `fdatasync, append` / `fdatasync, overwrite`: one 4 KiB write then `fdatasync`, at the end of a
   file (its size changes: metadata to journal) or over a page already written.
 
@@ -138,7 +139,7 @@ async def main(args: argparse.Namespace) -> None:
                     rows[name].append(await via_store())
                 else:
                     rows[name].append(calls[name]())
-                await asyncio.sleep(0.002)  # a quiet moment between, like orders
+                await asyncio.sleep(args.gap_ms / 1000)  # a quiet moment between, like orders
         await store.close()
         growing.conn.close()
         reused.conn.close()
@@ -169,4 +170,9 @@ if __name__ == "__main__":
     )
     parser.add_argument("--n", type=int, default=300, help="samples per row (default 300)")
     parser.add_argument("--dir", default=None, help="where the files go (default: the temp dir)")
+    parser.add_argument(
+        "--gap-ms", type=float, default=2.0,
+        help="idle time before each sample (default 2; 100 shows what an idle machine adds: a bot's "
+        "order comes after seconds of quiet)",
+    )  # fmt: skip
     asyncio.run(main(parser.parse_args()))
