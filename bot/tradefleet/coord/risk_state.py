@@ -38,11 +38,14 @@ from pathlib import Path
 from typing import Any
 
 from tradefleet.domain.risk import (
+    FLEET_CAP,
     FLEET_LIMIT_FIELDS,
+    QUOTE_ASSET_CAP,
     Exposure,
     FleetEquity,
     Halt,
     RiskLimits,
+    deny,
     report_equity,
     set_exposure,
     try_reserve,
@@ -146,7 +149,10 @@ def to_units(amount: Decimal) -> int:
 
 
 def from_units(units: int | str) -> Decimal:
-    return (Decimal(int(units)) * UNIT).normalize()
+    """Units back to a decimal as people write it: 250, not 2.5E+2 (what `normalize` alone makes of
+    a whole number ending in zeros, which reached the stored denial reasons)."""
+    d = (Decimal(int(units)) * UNIT).normalize()
+    return d.quantize(Decimal(1)) if d.as_tuple().exponent > 0 else d  # type: ignore[operator]
 
 
 def halt_to_json(h: Halt) -> str:
@@ -334,8 +340,10 @@ class RedisRiskState:
         status, held = str(result[0]), from_units(result[1])
         if status == "ok":
             return None
-        cap = limits.max_fleet_quote if status == "fleet_cap" else limits.max_quote_asset_quote
-        return f"risk: {status} ({held} held + {amount} > {cap})"
+        # The same words as `domain.risk.try_reserve` (the in-process twin) says them.
+        if status == "fleet_cap":
+            return deny(FLEET_CAP, f"{held} held + {amount} > {limits.max_fleet_quote}")
+        return deny(QUOTE_ASSET_CAP, f"{quote_asset}: {held} + {amount} > {limits.max_quote_asset_quote}")
 
     async def set_exposure(self, bot: str, quote_asset: str, amount: Decimal, ttl_ms: int) -> None:
         await self._set(keys=[self.exposure_key], args=[bot, quote_asset, to_units(amount), ttl_ms])
