@@ -103,11 +103,11 @@ async def test_a_write_lock_held_by_another_connection_does_not_block_the_loop(
             await asyncio.sleep(0)
             ticks += 1
         assert ticks == 50 and not task.done()  # the loop kept turning while the order waits
+        shell.execute("COMMIT")
+        assert await task
         # Tried on the loop's thread without waiting for the lock, then handed to the store's thread,
         # which waits for it as every write does.
         assert attempts == [(True, 0), (False, 30_000)]
-        shell.execute("COMMIT")
-        assert await task
         stored = await store.get_order(o.client_order_id)
         assert stored is not None
         # The connection's own busy timeout is back for every later write.
