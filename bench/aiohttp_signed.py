@@ -9,17 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
-import msgspec
 from yarl import URL
 
 from tradefleet.adapters.binance_signed import (
-    BinanceHttpError,
     BinanceTransportError,
     Params,
     _clean,
-    _error_body,
-    _ErrorBody,
     query_string,
+    read_answer,
 )
 from tradefleet.adapters.credentials import Credentials
 from tradefleet.adapters.http_session import client_session
@@ -51,17 +48,7 @@ class AiohttpSignedRest:
             raise BinanceTransportError(f"{method} {path}: {type(e).__name__}: {_clean(str(e))}") from None
         if 200 <= status < 300:
             self._succeeded = True
-            try:
-                return msgspec.json.decode(body)
-            except msgspec.DecodeError:
-                raise BinanceTransportError(f"{method} {path}: HTTP {status} body is not JSON") from None
-        try:
-            err: _ErrorBody | None = _error_body.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            err = None
-        text = _clean(body[:500].decode(errors="replace"))
-        code, msg = (err.code, err.msg[:300]) if err is not None else (None, "")
-        raise BinanceHttpError(status, code, msg, retry_after, text, after_success=self._succeeded)
+        return read_answer(method, path, status, body, retry_after, after_success=self._succeeded)
 
     async def close(self) -> None:
         if self._session is not None:

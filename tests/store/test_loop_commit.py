@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import sqlite3
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,14 @@ def _pair(i: int) -> tuple[Signal, Order]:
     """A signal and its PENDING order."""
     s = r.signal(i, signal_id=f"sig-{i}")
     return s, dataclasses.replace(r.order(f"tf-{i}"), signal_id=s.signal_id)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    s = SqliteStore(str(tmp_path / "s.sqlite"))
+    await s.open()
+    yield s
+    await s.close()
 
 
 def _thread_of_commits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -39,40 +48,30 @@ def _thread_of_commits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 async def test_an_order_commits_on_the_loops_thread_when_the_store_is_idle(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = SqliteStore(str(tmp_path / "s.sqlite"))
-    await store.open()
-    try:
-        threads = _thread_of_commits(monkeypatch)
-        s, o = _pair(1)
-        assert await store.commit_order(s, o)
-        assert threads == [threading.get_ident()]
-        assert not await store.commit_order(s, o)  # the same id again: nothing written
-        assert [o.client_order_id for o in await store.orders(r.BOT)] == [o.client_order_id]
-    finally:
-        await store.close()
+    threads = _thread_of_commits(monkeypatch)
+    s, o = _pair(1)
+    assert await store.commit_order(s, o)
+    assert threads == [threading.get_ident()]
+    assert not await store.commit_order(s, o)  # the same id again: nothing written
+    assert [o.client_order_id for o in await store.orders(r.BOT)] == [o.client_order_id]
 
 
 async def test_an_order_waits_for_the_stores_thread_when_it_is_busy_and_never_runs_beside_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = SqliteStore(str(tmp_path / "s.sqlite"))
-    await store.open()
-    try:
-        threads = _thread_of_commits(monkeypatch)
-        # The store's thread is in the middle of a call (held here by taking its connection lock).
-        store._conn_lock.acquire()
-        s, o = _pair(2)
-        task = asyncio.get_running_loop().create_task(store.commit_order(s, o))
-        for _ in range(20):
-            await asyncio.sleep(0)
-        assert not task.done() and threads == []  # not run on the loop beside the busy connection
-        store._conn_lock.release()
-        assert await task
-        assert len(threads) == 1 and threads[0] != threading.get_ident()  # on the store's thread
-    finally:
-        await store.close()
+    threads = _thread_of_commits(monkeypatch)
+    # The store's thread is in the middle of a call (held here by taking its connection lock).
+    store._conn_lock.acquire()
+    s, o = _pair(2)
+    task = asyncio.get_running_loop().create_task(store.commit_order(s, o))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not task.done() and threads == []  # not run on the loop beside the busy connection
+    store._conn_lock.release()
+    assert await task
+    assert len(threads) == 1 and threads[0] != threading.get_ident()  # on the store's thread
 
 
 async def test_a_write_lock_held_by_another_connection_does_not_block_the_loop(

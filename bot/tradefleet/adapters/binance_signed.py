@@ -100,6 +100,28 @@ def _clean(text: str) -> str:
     return _SIGNATURE_RE.sub("signature=***", text)[:300]
 
 
+def read_answer(
+    method: str, path: str, status: int, body: bytes, retry_after: float | None, *, after_success: bool
+) -> Any:
+    """A signed request's answer: the decoded JSON of a 2xx, else `BinanceHttpError` with Binance's
+    code and message (a 2xx that is not JSON is a `BinanceTransportError`: no usable answer)."""
+    if 200 <= status < 300:
+        try:
+            return msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            text = body[:200].decode(errors="replace")
+            raise BinanceTransportError(
+                f"{method} {path}: HTTP {status} body is not JSON: {text!r}"
+            ) from None
+    try:
+        err: _ErrorBody | None = _error_body.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        err = None
+    text = _clean(body[:500].decode(errors="replace"))
+    code, msg = (err.code, err.msg[:300]) if err is not None else (None, "")
+    raise BinanceHttpError(status, code, msg, retry_after, text, after_success=after_success)
+
+
 class BinanceSignedRest:
     """Signed GET/POST/DELETE against one Binance Spot REST base URL, on keep-alive connections it
     owns (one per concurrent request, at most `max_connections`)."""
@@ -143,20 +165,8 @@ class BinanceSignedRest:
                   ms=round((time.perf_counter() - started) * 1000, 2))  # fmt: skip
         if 200 <= status < 300:
             self._succeeded = True
-            try:
-                return msgspec.json.decode(body)
-            except msgspec.DecodeError:
-                text = body[:200].decode(errors="replace")
-                what = f"{method} {path}: HTTP {status} body is not JSON: {text!r}"
-                raise BinanceTransportError(what) from None
-        try:
-            err: _ErrorBody | None = _error_body.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            err = None
-        text = _clean(body[:500].decode(errors="replace"))
-        code, msg = (err.code, err.msg[:300]) if err is not None else (None, "")
-        retry_after = retry_after_seconds(r.headers.get("retry-after"))
-        raise BinanceHttpError(status, code, msg, retry_after, text, after_success=self._succeeded)
+        retry_after = None if status < 300 else retry_after_seconds(r.headers.get("retry-after"))
+        return read_answer(method, path, status, body, retry_after, after_success=self._succeeded)
 
     async def close(self) -> None:
         await self._http.close()
