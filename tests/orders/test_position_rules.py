@@ -275,3 +275,32 @@ def test_a_kept_fold_equals_folding_from_scratch_after_every_change(changes):
                                  client_order_id=cid, side=side, created_at=slot, updated_at=step,
                                  filled_qty=qty, cum_quote=qty * 100, fee=qty / 1000, fee_asset="BTC")  # fmt: skip
         assert kept.position(orders.values()) == position_from_orders("b", "BTC/USDT", orders.values(), F)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 11), st.integers(1, 1000), st.booleans()),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_putting_orders_one_at_a_time_equals_folding_from_scratch(changes):
+    """`PositionFold.put` (the manager's path after each report: no sort, refold from the changed
+    order on), in any order of creation times and with any order changing again: at every step the
+    same position as `position_from_orders` from scratch, and as the sorting `position`."""
+    from tradefleet.domain.position import PositionFold
+
+    kept, sorting = PositionFold("b", "BTC/USDT", F), PositionFold("b", "BTC/USDT", F)
+    orders: dict[str, Order] = {}
+    for step, (slot, units, final) in enumerate(changes):
+        cid = f"tf{slot:03d}"
+        side = Side.BUY if slot % 2 == 0 else Side.SELL
+        qty = D(units) / 1000
+        o = _order(OrderStatus.FILLED if final else OrderStatus.PARTIALLY_FILLED, client_order_id=cid,
+                   side=side, created_at=(slot * 7) % 12, updated_at=step, filled_qty=qty,
+                   cum_quote=qty * 100, fee=qty / 1000, fee_asset="BTC")  # fmt: skip
+        orders[cid] = o
+        want = position_from_orders("b", "BTC/USDT", orders.values(), F)
+        assert kept.put(o) == want
+        assert kept.put(o) == want  # the same object again: nothing to fold
+        assert sorting.position(orders.values()) == want

@@ -267,14 +267,43 @@ class PositionFold:
         self._steps: list[tuple[Order, Position]] = []
 
     def position(self, orders: Iterable[Order]) -> Position:
+        """The position of all of `orders` (sorted here: O(n log n), for a reload)."""
         ordered = sorted(orders, key=_oldest_first)
         steps = self._steps
         k = 0
         while k < len(steps) and k < len(ordered) and steps[k][0] is ordered[k]:
             k += 1
+        return self._fold_from(k, ordered[k:])
+
+    def put(self, order: Order) -> Position:
+        """The position once `order` is added, or replaces the order with its client order id: what
+        an order manager asks after each report. Nothing is sorted: the order's place is looked for
+        from the newest end (a report is almost always about one of the last orders), and only the
+        steps from it on are folded again. Sorting every order on every report took ~1.6-3 ms with
+        10,000 orders in the history."""
+        steps = self._steps
+        cid, key = order.client_order_id, _oldest_first(order)
+        i = len(steps) - 1
+        while i >= 0 and steps[i][0].client_order_id != cid:
+            i -= 1
+        if i >= 0 and steps[i][0] is order:
+            return steps[-1][1]
+        rest = [o for o, _ in steps[i + 1 :]] if i >= 0 else []
+        if i >= 0:
+            del steps[i:]  # the old version of `order` and everything after it
+        # Where `order` goes among what is left (after every order older than it).
+        j = len(steps)
+        while j > 0 and _oldest_first(steps[j - 1][0]) > key:
+            j -= 1
+        later = [o for o, _ in steps[j:]]
+        return self._fold_from(j, sorted([order, *later, *rest], key=_oldest_first))
+
+    def _fold_from(self, k: int, orders: list[Order]) -> Position:
+        """Keep the first `k` steps and fold `orders` (oldest first) after them."""
+        steps = self._steps
         del steps[k:]
         pos = steps[-1][1] if steps else Position(bot=self.bot, symbol=self.symbol)
-        for o in ordered[k:]:
+        for o in orders:
             pos = fold_order(pos, o, self.filters)
             steps.append((o, pos))
         return pos

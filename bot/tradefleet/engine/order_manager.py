@@ -679,7 +679,8 @@ class OrderManager:
             self.last_order = new
         self._log_order(new)
         if new.filled_qty != order.filled_qty or new.fee != order.fee:
-            self._refresh_position()
+            self.position = self._fold.put(new)  # refolded from this order on, nothing sorted
+            self.metrics.position_qty.set(float(self.position.qty))
             await self._save_position()
         if self.risk is not None and new.status.is_final and not self._open_orders():
             await self.risk.order_final(self.position)  # the reservation becomes what is held
