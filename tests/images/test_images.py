@@ -159,7 +159,8 @@ def test_bot_image_verifies_tls_through_the_ca_directory_alone(
 ) -> None:
     """The image sets SSL_CERT_FILE to no file (the CA bundle in every bot's TLS context cost ~1.2 MiB):
     a server whose CA is in /etc/ssl/certs (by its hash link, as update-ca-certificates writes them) is
-    trusted, one whose CA is not is refused, through the aiohttp client the bot uses."""
+    trusted, one whose CA is not is refused, through both clients the bot uses: aiohttp (market REST,
+    the user stream) and our own HTTP/1.1 client (every signed request, orders included)."""
     tmp_path.chmod(0o755)  # read by the image's uid 10001
     trusted_ca = _ca_and_server_cert(tmp_path, "trusted")[0]
     _ca_and_server_cert(tmp_path, "other")
@@ -169,6 +170,7 @@ import asyncio, ssl, sys
 import aiohttp
 from aiohttp import web
 from tradefleet.adapters.http_session import client_session
+from tradefleet.adapters.http1 import Http1Client, Http1Error
 
 async def fetch(cert, key):
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -180,13 +182,20 @@ async def fetch(cert, key):
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
+    http1 = Http1Client(f"https://localhost:{port}", timeout_s=10, headers={})
     try:
         async with client_session() as s, s.get(f"https://localhost:{port}/") as r:
-            return await r.text()
+            via_aiohttp = await r.text()
     except aiohttp.ClientConnectorCertificateError:
-        return "refused"
+        via_aiohttp = "refused"
+    try:
+        via_http1 = (await http1.request("GET", "/")).body.decode()
+    except Http1Error as e:
+        via_http1 = "refused" if "CERTIFICATE_VERIFY_FAILED" in str(e) else f"error:{e}"
     finally:
+        await http1.close()
         await runner.cleanup()
+    return f"{via_aiohttp}/{via_http1}"
 
 async def main():
     print(ssl.get_default_verify_paths().cafile, await fetch("/t/trusted-cert.pem", "/t/trusted-key.pem"),
@@ -195,7 +204,7 @@ asyncio.run(main())
 """
     out = docker("run", "--rm", "--entrypoint", "python", "-v", f"{tmp_path}:/t:ro",
                  "-v", f"{trusted_ca}:/etc/ssl/certs/{ca_hash}.0:ro", images["bot"], "-c", probe)  # fmt: skip
-    assert out.split() == ["None", "ok", "refused"], out
+    assert out.split() == ["None", "ok/ok", "refused/refused"], out
 
 
 def test_operator_runs_read_only_as_10001_and_serves_livez_without_an_api_server(
