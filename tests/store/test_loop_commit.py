@@ -137,3 +137,34 @@ async def test_the_stores_thread_checkpoints_so_the_wal_is_overwritten_not_grown
         assert wal < 256 * 1024, f"WAL grew to {wal} bytes with a checkpoint after every call"
     else:
         assert wal > 1024 * 1024, f"the control case should grow the WAL, got {wal} bytes"
+
+
+async def test_a_slow_commit_on_the_loop_sends_the_next_ones_to_the_stores_thread_for_a_while(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A disk that stalls must not keep stalling the loop: after one loop commit slower than
+    LOOP_COMMIT_SLOW_S, commits go through the store's thread for LOOP_COMMIT_PAUSE_S (on a clock
+    the test moves), then back on the loop."""
+    now = [1000.0]
+    store.clock = lambda: now[0]
+    loop_thread = threading.get_ident()
+    threads: list[bool] = []
+    write = sqlite_mod._write
+
+    def stalling(conn: sqlite3.Connection, fn):  # type: ignore[no-untyped-def]
+        if getattr(fn, "__name__", "") == "commit":
+            on_loop = threading.get_ident() == loop_thread
+            threads.append(on_loop)
+            if on_loop and len(threads) == 1:
+                now[0] += 2 * sqlite_mod.LOOP_COMMIT_SLOW_S  # the first one stalls
+        return write(conn, fn)
+
+    monkeypatch.setattr(sqlite_mod, "_write", stalling)
+    for i in range(3):
+        assert await store.commit_order(*_pair(10 + i))
+    assert threads == [True, False, False]
+    assert any(r.getMessage() == "store_commit_slow" for r in caplog.records)
+    now[0] += sqlite_mod.LOOP_COMMIT_PAUSE_S
+    assert await store.commit_order(*_pair(20))
+    assert threads == [True, False, False, True]
+    assert len(await store.orders(r.BOT)) == 4

@@ -8,7 +8,8 @@ Why it looks like this:
   (`loop_commits`). The hop to that thread and back cost ~0.45 ms of a ~3 ms tick -> order, plus the
   wait for the interpreter after the fsync; the loop instead blocks for the commit itself (~0.3-0.8
   ms on this disk), which is what the order waits for anyway. The connection is used by one thread at
-  a time (`_conn_lock`), never by two at once.
+  a time (`_conn_lock`), never by two at once. A commit there slower than `LOOP_COMMIT_SLOW_S` (a
+  stalling disk) sends the next ones through the store's thread for `LOOP_COMMIT_PAUSE_S`.
 - Checkpoints run on the store's thread (`PRAGMA wal_checkpoint(PASSIVE)` at most every
   `CHECKPOINT_EVERY_S`), so the WAL stays small and is overwritten rather than grown (a cheaper
   fsync), and SQLite's automatic checkpoint (at 1,000 pages, inside whichever commit crosses it) never
@@ -67,6 +68,11 @@ LOCK_WAIT_LOG_S = 30.0
 changes)."""
 LOCK_POLL_S = 0.2
 CHECKPOINT_EVERY_S = 2.0
+LOOP_COMMIT_SLOW_S = 0.05
+"""An order's commit on the loop's thread that took longer than this (a disk stalling) stops loop
+commits for LOOP_COMMIT_PAUSE_S: the loop then stays free (feed, pings, lease renewal, probes) while
+later commits wait on the store's thread, as every commit did before `loop_commits`."""
+LOOP_COMMIT_PAUSE_S = 300.0
 """The store's thread checkpoints the WAL at most this often (after a call it ran; see the module
 docstring)."""
 
@@ -302,6 +308,8 @@ class SqliteStore:
         self.loop_commits = self.exclusive and not self.inline
         self._conn_lock = threading.Lock()
         self._checkpointed_at = 0.0
+        self._loop_commits_from = 0.0  # monotonic seconds: no loop commit before (a slow one was seen)
+        self.clock: Callable[[], float] = time.monotonic
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
@@ -539,8 +547,16 @@ class SqliteStore:
             c.execute(sql, row)
             return True
 
-        if self.loop_commits and self._executor is not None:
+        if self.loop_commits and self._executor is not None and self.clock() >= self._loop_commits_from:
+            started = self.clock()
             ran, inserted = self._on_loop(lambda conn: _write(conn, commit))
+            took = self.clock() - started
+            if took > LOOP_COMMIT_SLOW_S:
+                self._loop_commits_from = self.clock() + LOOP_COMMIT_PAUSE_S
+                log.warning("store_commit_slow", extra={
+                    "event": "store_commit_slow", "file": self.path, "ms": round(took * 1000, 1),
+                    "detail": f"commits go through the store's thread for {LOOP_COMMIT_PAUSE_S:.0f} s",
+                })  # fmt: skip
             if ran:
                 return bool(inserted)
         return await self._run(lambda conn: _write(conn, commit))
