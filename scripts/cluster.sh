@@ -43,7 +43,7 @@ fi
 DIR=$(mkdir -p "${DIR_ARG:-$ROOT/.cluster}" && cd "${DIR_ARG:-$ROOT/.cluster}" && pwd)
 COMPONENTS=(coredns kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver etcd)
 # The node: machine-wide state (one node per machine), pod network, and the names it registers.
-NODE_LIB=/var/lib/tradefleet-node   # containerd's content (imported images persist) and the kubelet's
+NODE_LIB=/var/lib/tradefleet-node   # containerd's root (emptied at each node start) and the kubelet's
 NODE_RUN=/run/tradefleet-node       # containerd's state and socket, CNI address leases, the owner
 CONTAINERD_SOCK=$NODE_RUN/containerd.sock
 NODE_NAME=tradefleet-node
@@ -363,6 +363,11 @@ state = "$NODE_RUN/containerd"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
       SystemdCgroup = false
 EOF
+  # containerd starts on an empty root every time: after one run its metadata still named a layer's
+  # snapshot that the overlay snapshotter no longer had, and every later import failed ("parent
+  # snapshot ... does not exist: not found"). The images come again from the Docker engine (`load`).
+  unmount_under "$NODE_LIB/containerd"
+  rm -rf --one-file-system "$NODE_LIB/containerd"
   start containerd --config "$d/containerd.toml"
   for _ in $(seq 1 300); do crictl version >/dev/null 2>&1 && break; alive containerd || break; sleep 0.2; done
   crictl version >/dev/null 2>&1 || { log "containerd did not answer"; tail -n 30 "$DIR/containerd.log" >&2; return 1; }
