@@ -52,3 +52,12 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield opened
     finally:
         await _discard(opened)
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """One open SQLite store on a file, closed afterwards (tests of the SQLite backend alone)."""
+    store = SqliteStore(str(tmp_path / "bot.sqlite"))
+    await store.open()
+    yield store
+    await store.close()

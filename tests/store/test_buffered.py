@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,6 @@ from tradefleet.metrics import BotMetrics
 from tradefleet.store import BufferedStore, SqliteStore
 
 LATENCY_COUNT = "tradefleet_operation_latency_seconds_count"
-
-
-@pytest.fixture
-async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(str(tmp_path / "bot.sqlite"))
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def test_prices_go_out_in_full_batches_at_once_and_the_remainder_waits_for_the_flush_interval(

@@ -8,7 +8,6 @@ import asyncio
 import dataclasses
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,14 +22,6 @@ def _pair(i: int) -> tuple[Signal, Order]:
     """A signal and its PENDING order."""
     s = r.signal(i, signal_id=f"sig-{i}")
     return s, dataclasses.replace(r.order(f"tf-{i}"), signal_id=s.signal_id)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(str(tmp_path / "s.sqlite"))
-    await s.open()
-    yield s
-    await s.close()
 
 
 def _thread_of_commits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -48,28 +39,28 @@ def _thread_of_commits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 async def test_an_order_commits_on_the_loops_thread_when_the_store_is_idle(
-    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+    sqlite_store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     threads = _thread_of_commits(monkeypatch)
     s, o = _pair(1)
-    assert await store.commit_order(s, o)
+    assert await sqlite_store.commit_order(s, o)
     assert threads == [threading.get_ident()]
-    assert not await store.commit_order(s, o)  # the same id again: nothing written
-    assert [o.client_order_id for o in await store.orders(r.BOT)] == [o.client_order_id]
+    assert not await sqlite_store.commit_order(s, o)  # the same id again: nothing written
+    assert [o.client_order_id for o in await sqlite_store.orders(r.BOT)] == [o.client_order_id]
 
 
 async def test_an_order_waits_for_the_stores_thread_when_it_is_busy_and_never_runs_beside_it(
-    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+    sqlite_store: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     threads = _thread_of_commits(monkeypatch)
     # The store's thread is in the middle of a call (held here by taking its connection lock).
-    store._conn_lock.acquire()
+    sqlite_store._conn_lock.acquire()
     s, o = _pair(2)
-    task = asyncio.get_running_loop().create_task(store.commit_order(s, o))
+    task = asyncio.get_running_loop().create_task(sqlite_store.commit_order(s, o))
     for _ in range(20):
         await asyncio.sleep(0)
     assert not task.done() and threads == []  # not run on the loop beside the busy connection
-    store._conn_lock.release()
+    sqlite_store._conn_lock.release()
     assert await task
     assert len(threads) == 1 and threads[0] != threading.get_ident()  # on the store's thread
 
@@ -140,13 +131,13 @@ async def test_the_stores_thread_checkpoints_so_the_wal_is_overwritten_not_grown
 
 
 async def test_a_slow_commit_on_the_loop_sends_the_next_ones_to_the_stores_thread_for_a_while(
-    store: SqliteStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    sqlite_store: SqliteStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A disk that stalls must not keep stalling the loop: after one loop commit slower than
     LOOP_COMMIT_SLOW_S, commits go through the store's thread for LOOP_COMMIT_PAUSE_S (on a clock
     the test moves), then back on the loop."""
     now = [1000.0]
-    store.clock = lambda: now[0]
+    sqlite_store.clock = lambda: now[0]
     loop_thread = threading.get_ident()
     threads: list[bool] = []
     write = sqlite_mod._write
@@ -161,10 +152,10 @@ async def test_a_slow_commit_on_the_loop_sends_the_next_ones_to_the_stores_threa
 
     monkeypatch.setattr(sqlite_mod, "_write", stalling)
     for i in range(3):
-        assert await store.commit_order(*_pair(10 + i))
+        assert await sqlite_store.commit_order(*_pair(10 + i))
     assert threads == [True, False, False]
     assert any(r.getMessage() == "store_commit_slow" for r in caplog.records)
     now[0] += sqlite_mod.LOOP_COMMIT_PAUSE_S
-    assert await store.commit_order(*_pair(20))
+    assert await sqlite_store.commit_order(*_pair(20))
     assert threads == [True, False, False, True]
-    assert len(await store.orders(r.BOT)) == 4
+    assert len(await sqlite_store.orders(r.BOT)) == 4

@@ -158,10 +158,10 @@ class OrderManager:
         self.trading_ready = False
         self._orders: dict[str, Order] = {}
         self._open: dict[str, Order] = {}
-        self._quiet = asyncio.Event()
-        self._quiet.set()
         """The orders of `_orders` not final yet, kept as each is put (`_keep`): asked on every signal,
         and a bot's history grows without bound (a list of 10,000 orders took ~0.5 ms to filter)."""
+        self._quiet = asyncio.Event()  # set: no order request is about to leave (`quiet`)
+        self._quiet.set()
         self._last_send: dict[str, float] = {}
         self._signals: asyncio.Queue[tuple[Signal, float]] = asyncio.Queue()
         self._lock = asyncio.Lock()
@@ -679,8 +679,7 @@ class OrderManager:
             self.last_order = new
         self._log_order(new)
         if new.filled_qty != order.filled_qty or new.fee != order.fee:
-            self.position = self._fold.put(new)  # refolded from this order on, nothing sorted
-            self.metrics.position_qty.set(float(self.position.qty))
+            self._refresh_position(new)
             await self._save_position()
         if self.risk is not None and new.status.is_final and not self._open_orders():
             await self.risk.order_final(self.position)  # the reservation becomes what is held
@@ -735,8 +734,11 @@ class OrderManager:
         else:
             self._open[cid] = order
 
-    def _refresh_position(self) -> None:
-        self.position = self._fold.position(self._orders.values())
+    def _refresh_position(self, changed: Order | None = None) -> None:
+        """The position again: from `changed` on when one order changed (nothing sorted), else from
+        every order (a reload)."""
+        fold = self._fold
+        self.position = fold.put(changed) if changed is not None else fold.position(self._orders.values())
         self.metrics.position_qty.set(float(self.position.qty))
 
     async def _save_position(self) -> None:

@@ -68,13 +68,13 @@ LOCK_WAIT_LOG_S = 30.0
 changes)."""
 LOCK_POLL_S = 0.2
 CHECKPOINT_EVERY_S = 2.0
+"""The store's thread checkpoints the WAL at most this often (after a call it ran; see the module
+docstring)."""
 LOOP_COMMIT_SLOW_S = 0.05
 """An order's commit on the loop's thread that took longer than this (a disk stalling) stops loop
 commits for LOOP_COMMIT_PAUSE_S: the loop then stays free (feed, pings, lease renewal, probes) while
 later commits wait on the store's thread, as every commit did before `loop_commits`."""
 LOOP_COMMIT_PAUSE_S = 300.0
-"""The store's thread checkpoints the WAL at most this often (after a call it ran; see the module
-docstring)."""
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 """How long a write waits for another process's write lock before the store counts as unavailable.
@@ -328,8 +328,9 @@ class SqliteStore:
         """A call on the store's thread, then the WAL's checkpoint when one is due."""
         with self._conn_lock:
             result = self._call(fn)
-            if self._conn is not None and time.monotonic() - self._checkpointed_at >= CHECKPOINT_EVERY_S:
-                self._checkpointed_at = time.monotonic()
+            now = time.monotonic()
+            if self._conn is not None and now - self._checkpointed_at >= CHECKPOINT_EVERY_S:
+                self._checkpointed_at = now
                 try:
                     self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except sqlite3.Error as e:  # a checkpoint is housekeeping: the next one tries again
