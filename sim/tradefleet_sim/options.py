@@ -73,10 +73,11 @@ class SimOptions:
     ahead of real time (`speed` candles a second), so no client can stay inside a recvWindow of it
     and clients stamping with their own clock (our bot) must still be able to trade."""
     record_arrivals: bool = False
-    """Keep, per client order id, the CLOCK_MONOTONIC reading (ns) at which its first order request
-    reached the simulator's REST edge (`rest.binance_edge`, before its weight checks), for
-    `GET /sim/orders/arrivals`. The clock is the host's, so a process on the same machine can subtract
-    its own readings (`python -m bench.tick_to_order`). Off: no clock is read."""
+    """Keep, per client order id, the CLOCK_MONOTONIC readings (ns) at which its first order request
+    reached the simulator (read from its socket: `arrivals.ArrivalStamps` on the plain-TCP listener)
+    and its REST edge (`rest.binance_edge`, after aiohttp's parsing and routing, before the weight
+    checks), for `GET /sim/orders/arrivals`. The clock is the host's, so a process on the same machine
+    can subtract its own readings (`python -m bench.tick_to_order`). Off: no clock is read."""
     startup_faults: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
     """Fault requests (same JSON as `POST /sim/faults`) applied when the server starts."""
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from tradefleet_sim.arrivals import ArrivalStamps
 from tradefleet_sim.klines import (
     INTERVAL_MS,
     KlineWindowError,
@@ -174,9 +175,11 @@ async def binance_edge(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     exchange = request.app[EXCHANGE]
     if exchange.options.record_arrivals:
-        # The moment the exchange's code first sees the request (the order handler keeps it per
-        # client order id): what follows, the weight and the checks, is the exchange's own time.
-        request[ARRIVED_NS] = time.monotonic_ns()
+        # When its bytes reached this process (`ArrivalStamps`), and now, as the exchange's code
+        # first sees it (the order handler keeps both per client order id): what follows, the weight
+        # and the checks, is the exchange's own time.
+        now = time.monotonic_ns()
+        request[ARRIVED_NS] = (ArrivalStamps.arrived_ns(request.transport) or now, now)
     ip = request.remote or "unknown"
     refusal = exchange.limits.request(ip, weight_for(request.method, request.path, request.query))
     if refusal is not None:
@@ -202,7 +205,8 @@ def refusal_response(refusal: Refusal) -> web.Response:
 
 
 ARRIVED_NS = "tradefleet_sim.arrived_ns"
-"""Request key: CLOCK_MONOTONIC ns at which the request entered `binance_edge` (with `record_arrivals`)."""
+"""Request key (with `record_arrivals`): CLOCK_MONOTONIC ns at which the request's bytes reached the
+simulator's process and at which it entered `binance_edge`."""
 
 _SIGNED_PATHS = ("/api/v3/order", "/api/v3/openOrders", "/api/v3/account", "/api/v3/myTrades")
 

@@ -17,6 +17,7 @@ It refuses to listen anywhere but the host it is given (127.0.0.1 by default).
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 from types import TracebackType
@@ -25,6 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from tradefleet_sim import control, market_rest, rest, streams
+from tradefleet_sim.arrivals import ArrivalStamps
 from tradefleet_sim.exchange import SimExchange
 from tradefleet_sim.streams import EXCHANGE
 from tradefleet_sim.tls import TlsFiles, server_context
@@ -67,6 +69,7 @@ class SimServer:
         self.tls = tls
         self.tls_port = tls_port
         self._runner: web.AppRunner | None = None
+        self._stamped: asyncio.Server | None = None  # the listener with `ArrivalStamps`
 
     @property
     def rest_url(self) -> str:
@@ -88,9 +91,17 @@ class SimServer:
         app = build_app(self.exchange)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-        await site.start()
-        self.port = _bound_port(site, self.port)
+        if self.exchange.options.record_arrivals:
+            handler = self._runner.server
+            assert handler is not None
+            self._stamped = await asyncio.get_running_loop().create_server(
+                lambda: ArrivalStamps(handler()), self.host, self.port, reuse_address=True
+            )
+            self.port = int(self._stamped.sockets[0].getsockname()[1])
+        else:
+            site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+            await site.start()
+            self.port = _bound_port(site, self.port)
         if self.tls is not None:
             tls_site = web.TCPSite(
                 self._runner,
@@ -106,6 +117,9 @@ class SimServer:
     async def stop(self) -> None:
         await self.exchange.stop()
         await self.exchange.hub.close_all(1001, b"simulator stopping")
+        if self._stamped is not None:
+            self._stamped.close()  # no new connections; the runner's cleanup closes the open ones
+            self._stamped = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

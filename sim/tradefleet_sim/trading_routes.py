@@ -30,17 +30,21 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
         extensions["trading"] = trading  # so tests and the sim's own /sim/state can reach it
 
     options = getattr(exchange, "options", None)
-    # client order id -> CLOCK_MONOTONIC ns of its first request (SimOptions.record_arrivals), or None.
+    # client order id -> CLOCK_MONOTONIC ns of its first request (SimOptions.record_arrivals), or None:
+    # when its bytes reached this process (`arrivals`) and when the REST edge saw it (`handled`).
     arrivals: dict[str, int] | None = {} if getattr(options, "record_arrivals", False) else None
+    handled: dict[str, int] = {}
 
     async def new_order(request: web.Request) -> web.StreamResponse:
-        arrived = (request.get(ARRIVED_NS) or time.monotonic_ns()) if arrivals is not None else 0
+        arrived = seen = 0
+        if arrivals is not None:
+            arrived, seen = request.get(ARRIVED_NS) or (time.monotonic_ns(),) * 2
         cid = request.query.get("newClientOrderId", "")
         try:
             account, params = await trading.authenticate(request)
             cid = params.get("newClientOrderId", "")
-            if arrivals is not None and cid:
-                arrivals.setdefault(cid, arrived)
+            if arrivals is not None and cid and cid not in arrivals:
+                arrivals[cid], handled[cid] = arrived, seen
             refusal = exchange.limits.order(account.api_key)
             if refusal is not None:
                 headers = {"Retry-After": str(refusal.retry_after_s)}
@@ -162,7 +166,7 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
         if arrivals is None:
             msg = "order arrivals are not recorded; start the simulator with --record-order-arrivals"
             return web.json_response({"error": msg}, status=404)
-        return web.json_response({"clock": "CLOCK_MONOTONIC ns", "arrivals": arrivals})
+        return web.json_response({"clock": "CLOCK_MONOTONIC ns", "arrivals": arrivals, "handled": handled})
 
     async def sim_faults(request: web.Request) -> web.Response:
         try:
