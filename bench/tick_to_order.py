@@ -16,9 +16,14 @@ the risk gate, signing and sending in testnet mode). Nothing on the path is stub
 Where the two times are taken, both on the host's CLOCK_MONOTONIC (one clock for both processes):
 - at the bot: when the websocket client hands the feed the frame that closes the candle (the venue
   adapter is wrapped for the benchmark; a running bot's adapter is not, so it costs nothing there);
-- at the simulator: when the order request reaches its order handler (`SimOptions.record_arrivals`;
-  off, the handler reads no clock).
+- at the simulator: when the order request's bytes are read from its socket (`ArrivalStamps`, with
+  `SimOptions.record_arrivals`; off, the simulator reads no clock). Also printed: the span to its
+  order handler, which adds aiohttp's parsing and routing in the simulator's process (~0.25 ms).
 One sample per order the bot sent for a crossing it saw live.
+
+Where they run: the bot (this process) on one CPU, the simulator and Redis on another (`--no-pin`
+leaves it to the scheduler). In production neither shares the bot's cores; here, unpinned, the
+simulator often shared the bot's and read the request only once the bot let go of the CPU.
 
 The simulator shares this machine's CPUs, and the replay moves the whole book onto each candle's close
 just before sending it (a real exchange's close is just another trade): with its default 1,000 levels
@@ -29,9 +34,9 @@ The two paths run one after the other in rounds (fresh bot, store and Redis keys
 same simulator, so both see the same machine load.
 
 The two paths:
-- ours: the engine hands the signal to the order manager unstored; the manager asks the lease (Redis)
-  and the risk gate (Redis reserve for a BUY), stores the signal with its action and the PENDING order
-  in ONE SQLite commit, and sends.
+- ours: the engine hands the signal to the order manager unstored; the manager sends the lease's
+  confirmation and a BUY's fleet reserve (Redis), stores the signal with its action and the PENDING
+  order in ONE SQLite commit meanwhile, reads both answers, and sends.
 - baseline: the path before (#17), rebuilt from today's parts so only the storing differs: the engine
   stores the signal (commit 1), the manager stores it again (2), stores the order (3) and the action
   (4), then sends.
@@ -76,8 +81,9 @@ SEGMENTS = (
     ("engine", "decided -> handed to the order manager", "signal", "handed"),
     ("checks", "handed -> store write starts (all of:)", "handed", "commit0"),
     ("queue", "  handed -> lease check starts", "handed", "lease0"),
+    ("hop", "    of which: handed -> the manager acts on it", "handed", "act0"),
     ("lease", "  lease confirm (Redis; ours: overlaps the store)", "lease0", "lease1"),
-    ("risk", "  risk gate (Redis reserve on a BUY)", "risk0", "risk1"),
+    ("risk", "  risk gate (checks; a BUY's Redis reserve sent)", "risk0", "risk1"),
     ("decide", "  risk -> store write starts", "risk1", "commit0"),
     ("store", "store writes before the request", "commit0", "commit1"),
     ("to_thread", "  of which: to the store's thread (+ queue)", "commit0", "sql0"),
@@ -267,8 +273,10 @@ class BenchRuntime(BotRuntime):
         orders.submit_signal = handed
         # `confirm()` awaits `start_confirm()`: timing the latter times whichever the manager calls.
         orders.lease.start_confirm = _started(m, "lease0", "lease1", orders.lease.start_confirm)
-        orders.risk.before_send = _around(m, "risk0", "risk1", orders.risk.before_send)
+        # A BUY's reserve is sent here; its answer is read after the commit (`finish_send`).
+        orders.risk.start_send = _around(m, "risk0", "risk1", orders.risk.start_send)
         orders._commit = _around(m, "commit0", "commit1", orders._commit)
+        orders._act = _around(m, "act0", "act1", orders._act)
         submit = orders.execution.submit
 
         async def sent(order: Order) -> Any:
@@ -409,9 +417,14 @@ def _pct(values: list[int], q: float) -> float:
 
 def _report(name: str, samples: list[Sample], *, handled: bool = False) -> None:
     totals = [s.handled_ns if handled else s.total_ns for s in samples]
+    sides = "  ".join(
+        f"{side} {statistics.median(t) / 1000:.0f}"
+        for side in ("BUY", "SELL")
+        if (t := [s.handled_ns if handled else s.total_ns for s in samples if s.side == side])
+    )
     print(
         f"{name:28} {statistics.median(totals) / 1000:9.0f} {_pct(totals, 0.9):9.0f} "
-        f"{_pct(totals, 0.99):9.0f} {max(totals) / 1000:9.0f} {len(samples):8d}"
+        f"{_pct(totals, 0.99):9.0f} {max(totals) / 1000:9.0f} {len(samples):8d}   (p50 {sides})"
     )
 
 

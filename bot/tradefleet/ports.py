@@ -247,6 +247,13 @@ class RiskState(Protocol):
         None when reserved, else the denial reason."""
         ...
 
+    def start_reserve(
+        self, bot: str, quote_asset: str, amount: Decimal, limits: RiskLimits, ttl_ms: int
+    ) -> Awaitable[str | None]:
+        """`reserve`, started: its request is sent (or its answer known) when this returns, and the
+        awaitable is its answer (an error included). Must be awaited: the reservation may be taken."""
+        ...
+
     async def set_exposure(self, bot: str, quote_asset: str, amount: Decimal, ttl_ms: int) -> None:
         """Replace `bot`'s exposure (renew, release, re-register); 0 removes it."""
         ...

@@ -170,3 +170,38 @@ def exchange_execution(config: BotConfig, **kw: Any) -> Execution:
     kw.setdefault("recv_window_ms", 2000)
     kw.setdefault("timeout_ms", 3000)
     return BinanceExecution(config, SIM_CREDENTIALS, **kw)
+
+
+class HoldingProxy:
+    """TCP between the bot and a server on `port` (the simulator, Redis): requests go through at once;
+    while `hold` is set, the server's answers wait here until `release()`."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.hold = False
+        self._released = asyncio.Event()
+        self._server: asyncio.Server | None = None
+
+    async def start(self, scheme: str = "http") -> str:
+        self._server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        return f"{scheme}://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    def release(self) -> None:
+        self._released.set()
+
+    async def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, held: bool) -> None:
+            while data := await src.read(65536):
+                if held and self.hold:
+                    await self._released.wait()
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_w, False), pipe(up_r, writer, True), return_exceptions=True)

@@ -9,44 +9,17 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.orders.conftest import bot_config, exchange_execution, make_signal, sim_orders, sim_rules, until
+from tests.orders.conftest import (
+    HoldingProxy,
+    bot_config,
+    exchange_execution,
+    make_signal,
+    sim_orders,
+    sim_rules,
+    until,
+)
 from tradefleet.domain.ids import client_order_id
 from tradefleet.domain.models import OrderStatus, Side
-
-
-class HoldingProxy:
-    """TCP between the bot and the simulator: requests go through at once; while `hold` is set, the
-    simulator's answers wait here until `release()`."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.hold = False
-        self._released = asyncio.Event()
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> str:
-        self._server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    def release(self) -> None:
-        self._released.set()
-
-    async def close(self) -> None:
-        assert self._server is not None
-        self._server.close()
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.port)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, held: bool) -> None:
-            while data := await src.read(65536):
-                if held and self.hold:
-                    await self._released.wait()
-                dst.write(data)
-                await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_w, False), pipe(up_r, writer, True), return_exceptions=True)
 
 
 @pytest.fixture

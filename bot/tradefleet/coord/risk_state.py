@@ -28,6 +28,7 @@ What this module refuses to do: decide whether an order may go (that is `domain.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -331,19 +332,33 @@ class RedisRiskState:
     async def reserve(
         self, bot: str, quote_asset: str, amount: Decimal, limits: RiskLimits, ttl_ms: int
     ) -> str | None:
-        result = await self._hot.evalsha(
+        return await self.start_reserve(bot, quote_asset, amount, limits, ttl_ms)
+
+    def start_reserve(
+        self, bot: str, quote_asset: str, amount: Decimal, limits: RiskLimits, ttl_ms: int
+    ) -> asyncio.Future[str | None]:
+        """`reserve`, its request on the wire when this returns (`coord.resp`): the order manager
+        reads the answer after the order's commit, which runs meanwhile."""
+
+        def outcome(reply: Any) -> Any:
+            if isinstance(reply, BaseException):
+                return reply
+            status, held = str(reply[0]), from_units(reply[1])
+            if status == "ok":
+                return None
+            # The same words as `domain.risk.try_reserve` (the in-process twin) says them.
+            if status == "fleet_cap":
+                return deny(FLEET_CAP, f"{held} held + {amount} > {limits.max_fleet_quote}")
+            return deny(QUOTE_ASSET_CAP, f"{quote_asset}: {held} + {amount} > {limits.max_quote_asset_quote}")
+
+        answer: asyncio.Future[str | None] = self._hot.evalsha(
             self._reserve_script,
             [self.exposure_key],
             [bot, quote_asset, to_units(amount), to_units(limits.max_fleet_quote),
              to_units(limits.max_quote_asset_quote), ttl_ms],
+            settle=outcome,
         )  # fmt: skip
-        status, held = str(result[0]), from_units(result[1])
-        if status == "ok":
-            return None
-        # The same words as `domain.risk.try_reserve` (the in-process twin) says them.
-        if status == "fleet_cap":
-            return deny(FLEET_CAP, f"{held} held + {amount} > {limits.max_fleet_quote}")
-        return deny(QUOTE_ASSET_CAP, f"{quote_asset}: {held} + {amount} > {limits.max_quote_asset_quote}")
+        return answer
 
     async def set_exposure(self, bot: str, quote_asset: str, amount: Decimal, ttl_ms: int) -> None:
         await self._set(keys=[self.exposure_key], args=[bot, quote_asset, to_units(amount), ttl_ms])
@@ -438,10 +453,18 @@ class LocalRiskState:
     async def reserve(
         self, bot: str, quote_asset: str, amount: Decimal, limits: RiskLimits, ttl_ms: int
     ) -> str | None:
+        return await self.start_reserve(bot, quote_asset, amount, limits, ttl_ms)
+
+    def start_reserve(
+        self, bot: str, quote_asset: str, amount: Decimal, limits: RiskLimits, ttl_ms: int
+    ) -> asyncio.Future[str | None]:
+        """`reserve`, answered at once (in this process): the future is done when returned."""
         self._table, denial = try_reserve(
             self._table, bot, quote_asset, amount, limits=limits, now_ms=_ms(), ttl_ms=ttl_ms
         )
-        return denial
+        answer: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        answer.set_result(denial)
+        return answer
 
     async def set_exposure(self, bot: str, quote_asset: str, amount: Decimal, ttl_ms: int) -> None:
         self._table = set_exposure(self._table, bot, quote_asset, amount, now_ms=_ms(), ttl_ms=ttl_ms)

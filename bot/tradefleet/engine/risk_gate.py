@@ -2,8 +2,9 @@
 switch's state fresh, reserves fleet room before a BUY, releases it when the order is final, and trips
 the bot's own halt on a loss or order-rate limit.
 
-The order manager calls two methods and nothing else: `before_send(...)` (a reason string, stored as
-the signal's action, or None) and `order_final(position)`. Everything else runs in `run()`, a loop
+The order manager calls `before_send(...)` (a reason string, stored as the signal's action, or None),
+or its two halves `start_send` / `finish_send` (the reserve's round trip beside the order's commit),
+and `order_final(position)`. Everything else runs in `run()`, a loop
 every `risk_poll_ms` that reads the halts (one Redis round trip), renews this bot's exposure entry
 while it leads, checks the loss limits on the mark the app supplies, and hands flatten halts to the
 app's `on_flatten` (which submits the deterministic flatten signal).
@@ -30,7 +31,7 @@ import dataclasses
 import logging
 import secrets
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -63,6 +64,27 @@ from tradefleet.metrics import BotMetrics
 from tradefleet.ports import RiskState, Store
 
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class SendCheck:
+    """What `RiskGate.start_send` decided and started, for `finish_send`."""
+
+    signal_id: str
+    side: Side
+    amount: Decimal
+    position: Position
+    now: int
+    denial: str | None
+    """Denied by the checks in this process (no reserve was started)."""
+    reserve: Awaitable[str | None] | None
+    """A BUY's fleet reserve, on its way: its answer is the denial (None: reserved)."""
+
+    @property
+    def answered(self) -> bool:
+        """Nothing left to wait for: denied here, nothing to reserve, or the answer is in."""
+        r = self.reserve
+        return r is None or (isinstance(r, asyncio.Future) and r.done())
 
 
 def _reason_label(denial: str) -> str:
@@ -127,6 +149,15 @@ class RiskGate:
         self, signal_id: str, side: Side, quote_amount: Decimal | None, position: Position
     ) -> str | None:
         """None: the order may leave (fleet room reserved for a BUY). Otherwise the stored reason."""
+        return await self.finish_send(await self.start_send(signal_id, side, quote_amount, position))
+
+    async def start_send(
+        self, signal_id: str, side: Side, quote_amount: Decimal | None, position: Position
+    ) -> SendCheck:
+        """`before_send` in two halves: the checks in this process now (a rate denial trips the bot's
+        halt), and a BUY's fleet reserve started (its request written: `RiskState.start_reserve`).
+        `finish_send` must follow, always: it reads the reserve's answer and keeps the books. In
+        between, the order manager commits the PENDING order while the reserve is on its way."""
         now = self.clock()
         denial = check_order(
             side,
@@ -139,25 +170,38 @@ class RiskGate:
         )
         if denial is not None and denial.startswith(deny(ORDER_RATE)):
             await self.trip(denial.removeprefix("risk: "))
+        amount = quote_amount or ZERO
+        reserve: Awaitable[str | None] | None = None
         if denial is None and side is Side.BUY and self._reserved_for != signal_id:
-            amount = quote_amount or ZERO
             try:
-                denial = await self.state.reserve(
+                reserve = self.state.start_reserve(
                     self.bot, self.quote_asset, amount, self.limits, self.config.reservation_ttl_ms
                 )
             except Exception as e:
                 denial = deny(STATE_UNKNOWN, f"reserve failed: {e!r}"[:200])
+        return SendCheck(signal_id, side, amount, position, now, denial, reserve)
+
+    async def finish_send(self, check: SendCheck) -> str | None:
+        """The other half of `before_send`: None, the order may leave; else the reason (counted and
+        logged). A reserve that failed is a denial."""
+        denial = check.denial
+        if check.reserve is not None:
+            try:
+                denial = await check.reserve
+            except Exception as e:
+                denial = deny(STATE_UNKNOWN, f"reserve failed: {e!r}"[:200])
             if denial is None:
-                self.reserved, self._reserved_for = amount, signal_id
-                self.exposure_sent = position_exposure(position) + amount
+                self.reserved, self._reserved_for = check.amount, check.signal_id
+                self.exposure_sent = position_exposure(check.position) + check.amount
                 self.metrics.risk_exposure.set(float(self.exposure_sent))
         if denial is not None:
             self.metrics.risk_denials.labels(_reason_label(denial)).inc()
             log_event(
-                log, "risk_denied", logging.WARNING, signal_id=signal_id, side=side.value, reason=denial
-            )
+                log, "risk_denied", logging.WARNING, signal_id=check.signal_id, side=check.side.value,
+                reason=denial,
+            )  # fmt: skip
             return denial
-        self._recent.append(now)
+        self._recent.append(check.now)
         return None
 
     async def order_final(self, position: Position) -> None:
