@@ -17,8 +17,9 @@ Why it looks like this:
 - One process writes a file (`sqlite_lock`: an exclusive flock on `<file>.lock`, taken at open before
   the database is touched). WAL mode lets readers (a report, the sqlite3 shell) read while it writes;
   each write is a short `BEGIN IMMEDIATE` transaction (taking the write lock up front, so no
-  transaction deadlocks upgrading a read lock), and `busy_timeout` makes it wait for a lock someone
-  else took by hand (a `sqlite3` shell) instead of failing at once.
+  transaction deadlocks upgrading a read lock), and the store's thread waits up to `busy_timeout_ms`
+  for a lock someone else took by hand (a `sqlite3` shell) instead of failing at once (`_patiently`;
+  the connection's own busy timeout is 0, so an order's commit on the loop gives up at once).
 - `synchronous=FULL`: a commit is on disk when it returns, so "recorded" means recorded even if the
   machine loses power. Prices are batched, so this costs one fsync per batch, not per sample.
 - Every write is idempotent through the tables' natural keys (see `sqlite_schema`), so the buffered
@@ -75,6 +76,11 @@ LOOP_COMMIT_SLOW_S = 0.05
 commits for LOOP_COMMIT_PAUSE_S: the loop then stays free (feed, pings, lease renewal, probes) while
 later commits wait on the store's thread, as every commit did before `loop_commits`."""
 LOOP_COMMIT_PAUSE_S = 300.0
+
+BUSY_FIRST_PAUSE_S = 0.001
+BUSY_MAX_PAUSE_S = 0.05
+"""`_patiently`'s pauses between attempts at a lock another connection holds: doubling from the first
+to the last (SQLite's own busy handler sleeps 1, 2, 5, ... 100 ms)."""
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 """How long a write waits for another process's write lock before the store counts as unavailable.
@@ -327,7 +333,7 @@ class SqliteStore:
     def _on_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """A call on the store's thread, then the WAL's checkpoint when one is due."""
         with self._conn_lock:
-            result = self._call(fn)
+            result = self._patiently(fn)
             now = time.monotonic()
             if self._conn is not None and now - self._checkpointed_at >= CHECKPOINT_EVERY_S:
                 self._checkpointed_at = now
@@ -338,23 +344,39 @@ class SqliteStore:
                                                                   "error": str(e)[:200]})  # fmt: skip
             return result
 
+    def _patiently(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`_call`, waiting up to `busy_timeout_ms` for a lock another connection holds (someone's
+        `sqlite3` shell, a second process on a `lock="none"` store), as SQLite's own busy timeout
+        would: the connection's is 0 once it is open, so an order's commit on the loop's thread
+        (`_on_loop`) gives up at once instead, with no PRAGMA to switch it off and on (~0.07 ms cold,
+        per order). Every call may run again: writes are one transaction each, rolled back on an
+        error (`_write`), and idempotent (the module docstring)."""
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        pause = BUSY_FIRST_PAUSE_S
+        while True:
+            try:
+                return self._call(fn)
+            except StoreUnavailable as e:
+                cause = e.__cause__
+                busy = isinstance(cause, sqlite3.Error) and _primary(cause) in (_SQLITE_BUSY, _SQLITE_LOCKED)
+                left = deadline - time.monotonic()
+                if not busy or left <= 0:
+                    raise
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, BUSY_MAX_PAUSE_S)
+
     def _on_loop(self, fn: Callable[[sqlite3.Connection], T]) -> tuple[bool, T | None]:
         """Run `fn` on this (the loop's) thread if the connection is free now: (True, result); else
         (False, None) and nothing ran. It must not wait on the disk for a lock: a `sqlite3` shell
-        holding the write lock makes it give up at once (busy timeout 0) rather than block the loop;
-        the caller then goes through the store's thread, which waits as any call does."""
+        holding the write lock makes it give up at once (the connection's busy timeout is 0:
+        `_patiently`) rather than block the loop; the caller then goes through the store's thread,
+        which waits as any call does."""
         if self._conn is None or not self._conn_lock.acquire(blocking=False):
             return False, None
-        conn = self._conn
         try:
-            conn.execute("PRAGMA busy_timeout = 0")
-            try:
-                return True, self._call(fn)
-            except StoreUnavailable:  # rolled back (`_write`); the store's thread tries it properly
-                return False, None
-            finally:
-                if self._conn is conn:
-                    conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            return True, self._call(fn)
+        except StoreUnavailable:  # rolled back (`_write`); the store's thread tries it properly
+            return False, None
         finally:
             self._conn_lock.release()
 
@@ -424,6 +446,8 @@ class SqliteStore:
             conn.execute("PRAGMA synchronous = FULL")
             migrate(conn, self.path)
             self._identity = self._file_identity()
+            if not self.inline:
+                conn.execute("PRAGMA busy_timeout = 0")  # waits for locks are `_patiently`'s from now on
         except BaseException as e:
             conn.close()
             if isinstance(e, sqlite3.Error):
