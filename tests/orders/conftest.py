@@ -16,10 +16,11 @@ from tradefleet.adapters.binance_exec import BinanceExecution
 from tradefleet.adapters.credentials import Credentials
 from tradefleet.config import BotConfig
 from tradefleet.coord.lease import LocalLease
-from tradefleet.domain.models import Side, Signal
+from tradefleet.domain.models import Position, Side, Signal
 from tradefleet.engine.order_manager import OrderManager
+from tradefleet.engine.risk_gate import RiskGate
 from tradefleet.metrics import BotMetrics
-from tradefleet.ports import Execution, Lease, Store, SymbolRules
+from tradefleet.ports import Execution, Lease, RiskState, Store, SymbolRules
 from tradefleet.store import open_store
 from tradefleet_sim.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
 
@@ -174,24 +175,29 @@ def exchange_execution(config: BotConfig, **kw: Any) -> Execution:
 
 class HoldingProxy:
     """TCP between the bot and a server on `port` (the simulator, Redis): requests go through at once;
-    while `hold` is set, the server's answers wait here until `release()`."""
+    while `hold` is set, the server's answers wait here until `release()`. `async with` it: its
+    address is then `url` (with `scheme`)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, scheme: str = "http") -> None:
         self.port = port
+        self.scheme = scheme
+        self.url = ""
         self.hold = False
         self._released = asyncio.Event()
         self._server: asyncio.Server | None = None
 
-    async def start(self, scheme: str = "http") -> str:
+    async def __aenter__(self) -> HoldingProxy:
         self._server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        return f"{scheme}://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        self.url = f"{self.scheme}://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+        assert self._server is not None
+        self._server.close()
 
     def release(self) -> None:
         self._released.set()
-
-    async def close(self) -> None:
-        assert self._server is not None
-        self._server.close()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_r, up_w = await asyncio.open_connection("127.0.0.1", self.port)
@@ -205,3 +211,16 @@ class HoldingProxy:
             dst.close()
 
         await asyncio.gather(pipe(reader, up_w, False), pipe(up_r, writer, True), return_exceptions=True)
+
+
+def risk_gate(
+    config: BotConfig, state: RiskState, metrics: BotMetrics, holder: list[OrderManager]
+) -> RiskGate:
+    """The risk gate as the runtime builds it, on `state`, reading the position of the manager in
+    `holder` (appended once it runs)."""
+    empty = Position(config.name, config.symbol)
+    return RiskGate(
+        config=config, state=state, metrics=metrics, quote_asset="USDT",
+        position=lambda: holder[0].position if holder else empty, mark=lambda: None,
+        may_trade=lambda: bool(holder and holder[0].trading_ready), on_flatten=lambda h: None,
+    )  # fmt: skip

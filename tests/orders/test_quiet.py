@@ -24,11 +24,8 @@ from tradefleet.domain.models import OrderStatus, Side
 
 @pytest.fixture
 async def proxy(sim) -> AsyncIterator[tuple[HoldingProxy, str]]:
-    p = HoldingProxy(int(sim.rest_url.rsplit(":", 1)[1]))
-    url = await p.start()
-    yield p, url
-    p.release()
-    await p.close()
+    async with HoldingProxy(int(sim.rest_url.rsplit(":", 1)[1])) as p:
+        yield p, p.url
 
 
 async def test_quiet_returns_once_the_request_is_written_not_when_the_answer_comes(

@@ -11,26 +11,22 @@ from tests.orders.conftest import (
     bot_config,
     exchange_execution,
     make_signal,
+    risk_gate,
     sim_orders,
     sim_rules,
 )
 from tradefleet.config import BotConfig
 from tradefleet.coord.risk_state import LocalRiskState, new_halt
 from tradefleet.domain.ids import client_order_id
-from tradefleet.domain.models import Order, OrderStatus, Position, Side
+from tradefleet.domain.models import Order, OrderStatus, Side
 from tradefleet.engine.order_manager import OrderManager
 from tradefleet.engine.risk_gate import RiskGate
 from tradefleet.metrics import BotMetrics
 
 
 def _gate(config: BotConfig, halt_file: Path, metrics: BotMetrics, holder: list[OrderManager]) -> RiskGate:
-    """The gate as the runtime builds it: the switch in a file (no Redis), the manager's position."""
-    empty = Position(config.name, config.symbol)
-    return RiskGate(
-        config=config, state=LocalRiskState(str(halt_file)), metrics=metrics, quote_asset="USDT",
-        position=lambda: holder[0].position if holder else empty, mark=lambda: None,
-        may_trade=lambda: bool(holder and holder[0].trading_ready), on_flatten=lambda h: None,
-    )  # fmt: skip
+    """The gate as the runtime builds it with the switch in a file (no Redis)."""
+    return risk_gate(config, LocalRiskState(str(halt_file)), metrics, holder)
 
 
 async def test_a_takeover_buy_is_placed_with_the_switch_read_before_recovery(

@@ -20,6 +20,7 @@ from tests.orders.conftest import (
     bot_config,
     exchange_execution,
     make_signal,
+    risk_gate,
     sim_orders,
     sim_rules,
     until,
@@ -27,7 +28,7 @@ from tests.orders.conftest import (
 from tradefleet.config import BotConfig
 from tradefleet.coord.risk_state import LocalRiskState, RedisRiskState
 from tradefleet.domain.ids import client_order_id
-from tradefleet.domain.models import OrderStatus, Position, Side
+from tradefleet.domain.models import OrderStatus, Side
 from tradefleet.domain.risk import RiskLimits
 from tradefleet.engine.order_manager import OrderManager
 from tradefleet.engine.risk_gate import RiskGate
@@ -37,20 +38,8 @@ from tradefleet.ports import RiskState
 
 @pytest.fixture
 async def redis_proxy(redis_server: RedisServer) -> AsyncIterator[tuple[HoldingProxy, str]]:
-    p = HoldingProxy(redis_server.port)
-    url = await p.start("redis")
-    yield p, url
-    p.release()
-    await p.close()
-
-
-def _gate(config: BotConfig, state: RiskState, metrics: BotMetrics, holder: list[OrderManager]) -> RiskGate:
-    empty = Position(config.name, config.symbol)
-    return RiskGate(
-        config=config, state=state, metrics=metrics, quote_asset="USDT",
-        position=lambda: holder[0].position if holder else empty, mark=lambda: None,
-        may_trade=lambda: bool(holder and holder[0].trading_ready), on_flatten=lambda h: None,
-    )  # fmt: skip
+    async with HoldingProxy(redis_server.port, "redis") as p:
+        yield p, p.url
 
 
 async def _start(
@@ -63,7 +52,7 @@ async def _start(
     state: RiskState,
 ) -> tuple[OrderManager, RiskGate]:
     holder: list[OrderManager] = []
-    gate = _gate(config, state, metrics, holder)
+    gate = risk_gate(config, state, metrics, holder)
     m = await run_manager(config=config, store=store, execution=exchange_execution(config), lease=lease,
                           rules=sim_rules(sim), metrics=metrics, risk=gate)  # fmt: skip
     holder.append(m)
