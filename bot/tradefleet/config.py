@@ -46,6 +46,8 @@ MAX_QUOTE_AMOUNT = Decimal("1e9")
 """Per-order quote spend above this is a typo or an overflow, not a strategy (and an `Infinity`
 would sweep the whole visible book in paper mode, or loop forever on "unknown outcome")."""
 MAX_WINDOW = 10_000
+MAX_HOT_CLOSE_MS = 1_000
+"""hot_close_ms at most: beyond a second the held core costs more than a cold path loses."""
 MAX_CONNECTION_AGE_S = 24 * 3600.0
 """Binance closes every connection at 24 h; asking for more only means being cut without warning."""
 EXCHANGES = ("binance",)
@@ -93,6 +95,11 @@ class BotConfig:
     depth_limit: int = 1000
     price_sample_ms: int = 0
     """Store a top-of-book sample at most every N ms; 0 stores every book update."""
+    hot_close_ms: int = 20
+    """From this long before a candle's close is expected (forecast from the kline frames) until this
+    long after, the order path is rehearsed once (nothing stored or sent) and the event loop polls
+    instead of sleeping, so the closing frame meets a warm path; 0 turns it off. Costs a core for
+    at most twice this per candle."""
     fee_rate: Decimal = Decimal("0.001")
     """Paper mode taker fee (0.1% is Binance's base spot rate)."""
     stale_after_s: float = 10.0
@@ -291,7 +298,7 @@ def _problems(c: BotConfig) -> Any:
         yield "short_window must be at least 1"
     if c.short_window >= c.long_window:
         yield f"short_window ({c.short_window}) must be smaller than long_window ({c.long_window})"
-    for key in ("short_window", "long_window", "http_port", "depth_limit", "price_sample_ms",
+    for key in ("short_window", "long_window", "http_port", "depth_limit", "price_sample_ms", "hot_close_ms",
                 "lease_ttl_ms", "lease_renew_ms", "store_buffer_max", "store_batch_max",
                 "store_flush_ms", "warmup_extra"):  # fmt: skip
         value = getattr(c, key)
@@ -332,6 +339,11 @@ def _problems(c: BotConfig) -> Any:
         yield "depth_limit must be one of 5, 10, 20, 50, 100, 500, 1000, 5000"
     if c.price_sample_ms < 0:
         yield "price_sample_ms must be 0 (every update) or positive"
+    if not 0 <= c.hot_close_ms <= MAX_HOT_CLOSE_MS:
+        yield (
+            f"hot_close_ms {c.hot_close_ms} must be 0 (off) to {MAX_HOT_CLOSE_MS} ms: the loop is kept "
+            "awake for up to twice this around every candle's close"
+        )
     if not 0 <= c.fee_rate < 1:
         yield "fee_rate must be in [0, 1)"
     if c.lease_renew_ms < 10:

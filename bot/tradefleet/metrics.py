@@ -154,6 +154,21 @@ class BotMetrics:
         )
         for result in ("match", "mismatch"):
             self.ticker_checks.labels(result)
+        self.close_rehearsals = Counter(
+            "tradefleet_close_rehearsals_total",
+            "Order paths rehearsed just before a candle's close (engine.hot_close), by what would follow: "
+            "order, no_order (a skip reason), not_ready (the manager is busy or recovering), failed",
+            ["result"],
+            registry=r,
+        )
+        for result in ("order", "no_order", "not_ready", "failed"):
+            self.close_rehearsals.labels(result)
+        self.close_forecast_error = Gauge(
+            "tradefleet_close_forecast_error_seconds",
+            "The last closing kline frame's arrival minus its forecast (positive: later than forecast); "
+            "beyond hot_close_ms either way, the close found the loop asleep",
+            registry=r,
+        )
         self.last_event = Gauge(
             "tradefleet_last_event_timestamp_seconds",
             "Unix time of the last market-data event the engine handled (age = time() - this)",

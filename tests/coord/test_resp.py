@@ -5,6 +5,7 @@ dies under it, AUTH, unix sockets; its parser on replies cut at every byte."""
 from __future__ import annotations
 
 import asyncio
+import select
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -160,6 +161,30 @@ async def test_a_call_is_on_the_wire_before_it_returns_and_pipelined_calls_answe
         assert sync.get("k") == "42"
         assert not any(r.done() for r in replies)
         assert await asyncio.gather(*replies) == ["OK", 42, "42", None, 2, ["a", "b"]]
+    finally:
+        await client.close()
+
+
+async def test_read_ready_takes_replies_already_in_the_socket_without_a_turn_of_the_loop(
+    redis_server,
+) -> None:
+    client = RespClient(redis_server.url, timeout_s=5)
+    await client.connect()
+    try:
+        client.read_ready()  # nothing pending: nothing read
+        first, second = client.call("SET", "k", "v"), client.call("GET", "k")
+        proto = client._proto
+        assert proto is not None and proto.fd is not None
+        # With the loop stopped: wait until a reply is in the socket, and read it from there.
+        for _ in range(3):
+            if second.done():
+                break
+            select.select([proto.fd], [], [], 5)
+            client.read_ready()
+        assert first.done() and second.done()  # resolved here, not at the loop's next turns
+        assert (first.result(), second.result()) == ("OK", "v")
+        client.read_ready()  # nothing pending, nothing waiting: a no-op
+        assert await client.call("GET", "k") == "v"  # the connection is as good as before
     finally:
         await client.close()
 

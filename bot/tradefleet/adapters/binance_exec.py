@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -56,6 +58,9 @@ from tradefleet.tasks import stop_task
 
 ZERO = Decimal(0)
 
+ORDER_PATH = "/api/v3/order"
+_now_s = time.monotonic
+"""The clock a request signed ahead is judged by (`prepare_submit`; a test's own)."""
 MIN_RECV_WINDOW_MS = 100
 """Below this much lease validity an order is not sent: a window that short would be refused by an
 exchange whose clock is a little ahead of ours, and the lease renews long before it gets there."""
@@ -135,6 +140,15 @@ def _dec(raw: dict[str, Any], key: str) -> Decimal:
     return Decimal(str(v)) if v not in (None, "") else ZERO
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """An order's request signed ahead (`BinanceExecution.prepare_submit`)."""
+
+    client_order_id: str
+    valid_until: float  # `_now_s()`: the exchange refuses the request after this
+    request: Any
+
+
 class BinanceExecution:
     def __init__(
         self,
@@ -168,6 +182,7 @@ class BinanceExecution:
         ws_api = config.ws_api_url or (TESTNET_WS_API if testnet else LIVE_WS_API)
         self.stream = UserDataStream(ws_api, credentials, self._queue.put_nowait) if user_stream else None
         self._stream_task: asyncio.Task[None] | None = None
+        self._prepared: _Prepared | None = None
 
     async def prepare(self) -> None:
         """Open the user data stream before the first signal, so the first order does not pay for it
@@ -191,7 +206,7 @@ class BinanceExecution:
         if self.metrics is not None:
             self.metrics.rest_errors.labels(kind).inc()
 
-    async def submit(self, order: Order) -> OrderUpdate:
+    def _order_params(self, order: Order) -> dict[str, str | int]:
         params: dict[str, str | int] = {"symbol": self.market_id, "side": order.side.value, "type": "MARKET"}
         if order.side is Side.BUY and order.quote_amount is not None:
             params["quoteOrderQty"] = format(order.quote_amount, "f")
@@ -202,8 +217,46 @@ class BinanceExecution:
         params["newClientOrderId"] = order.client_order_id
         params["newOrderRespType"] = "FULL"
         params.update(self._fenced_window())
+        return params
+
+    def rehearse(self, order: Order) -> None:
+        """`submit`'s request built, signed and encoded, then dropped: nothing is sent
+        (`engine.hot_close`)."""
+        sign = getattr(self._rest, "sign", None)
+        if sign is not None:
+            sign("POST", ORDER_PATH, self._order_params(order))
+
+    def prepare_submit(self, order: Order) -> None:
+        """Sign `order`'s request now, for `submit` to send as it is if it comes for this order while
+        the request is still valid for at least `MIN_RECV_WINDOW_MS` (else it signs again). The order
+        manager calls this before the order's commit, which leaves the CPU idle in fsync: signed after
+        it, the same work took ~70 µs, cold (`bench.tick_to_order`). The timestamp and the window are
+        the lease's of now, so the request can only lapse sooner, never later (`_fenced_window`)."""
+        sign = getattr(self._rest, "sign", None)
+        self._prepared = None
+        if sign is not None:
+            params = self._order_params(order)
+            window = int(params["recvWindow"])
+            self._prepared = _Prepared(order.client_order_id, _now_s() + window / 1000, sign(
+                "POST", ORDER_PATH, params))  # fmt: skip
+
+    def _signed_order(self, order: Order) -> Any:
+        """The prepared request for `order` if it is still good (`prepare_submit`), else None."""
+        prepared, self._prepared = self._prepared, None
+        if prepared is None or prepared.client_order_id != order.client_order_id:
+            return None
+        if _now_s() + MIN_RECV_WINDOW_MS / 1000 > prepared.valid_until:
+            return None
+        return prepared.request
+
+    async def submit(self, order: Order) -> OrderUpdate:
+        signed = self._signed_order(order)
+        params = self._order_params(order) if signed is None else {}
         try:
-            raw = await self._rest.request("POST", "/api/v3/order", params)
+            if signed is not None:
+                raw = await self._rest.send(signed)
+            else:
+                raw = await self._rest.request("POST", ORDER_PATH, params)
         except Exception as e:
             err = translate(e, sending=True)
             self._count(type(err).__name__)

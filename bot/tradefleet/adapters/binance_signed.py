@@ -31,6 +31,7 @@ import re
 import ssl
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -122,6 +123,20 @@ def read_answer(
     raise BinanceHttpError(status, code, msg, retry_after, text, after_success=after_success)
 
 
+@dataclass(frozen=True, slots=True)
+class SignedRequest:
+    """A signed request's bytes (request line with the signature, headers), not sent yet."""
+
+    method: str
+    path: str
+    query: str
+    """The query without its signature: what a debug log line may show."""
+    data: bytes
+
+    def __repr__(self) -> str:  # the bytes carry the signature: never in a repr, a log or a traceback
+        return f"SignedRequest({self.method} {self.path})"
+
+
 class BinanceSignedRest:
     """Signed GET/POST/DELETE against one Binance Spot REST base URL, on keep-alive connections it
     owns (one per concurrent request, at most `max_connections`)."""
@@ -152,11 +167,19 @@ class BinanceSignedRest:
     async def request(self, method: str, path: str, params: Params) -> Any:
         """The decoded body of a signed `method path?params&signature=…`; raises `BinanceHttpError` or
         `BinanceTransportError`. Never re-sends: a request with no complete answer is a transport error."""
+        return await self.send(self.sign(method, path, params))
+
+    def sign(self, method: str, path: str, params: Params) -> SignedRequest:
+        """The request's bytes, signed now, for `send` (a little later: its timestamp is in `params`)."""
         query = query_string(params)
-        target = f"{path}?{query}&signature={self._credentials.sign(query)}"
+        return SignedRequest(method, path, query, self._http.encode(method, self._signed_target(path, query)))
+
+    async def send(self, signed: SignedRequest) -> Any:
+        """`request` for bytes `sign` made."""
+        method, path, query = signed.method, signed.path, signed.query
         started = time.perf_counter()
         try:
-            r = await self._http.request(method, target)
+            r = await self._http.send(signed.data)
         except Http1Error as e:
             raise BinanceTransportError(f"{method} {path}: {_clean(str(e))}") from None
         status, body = r.status, r.body
@@ -167,6 +190,9 @@ class BinanceSignedRest:
             self._succeeded = True
         retry_after = None if status < 300 else retry_after_seconds(r.headers.get("retry-after"))
         return read_answer(method, path, status, body, retry_after, after_success=self._succeeded)
+
+    def _signed_target(self, path: str, query: str) -> str:
+        return f"{path}?{query}&signature={self._credentials.sign(query)}"
 
     async def close(self) -> None:
         await self._http.close()

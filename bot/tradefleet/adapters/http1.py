@@ -379,7 +379,10 @@ class Http1Client:
                 "Connection: keep-alive\r\n\r\n").encode("ascii")  # fmt: skip
 
     async def request(self, method: str, target: str) -> Response:
-        data = self.encode(method, target)
+        return await self.send(self.encode(method, target))
+
+    async def send(self, data: bytes) -> Response:
+        """`request` for bytes `encode` made."""
         deadline = asyncio.get_running_loop().time() + self._timeout_s
         await self._acquire(deadline)
         try:

@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from tradefleet import awake
 from tradefleet.config import BotConfig
 from tradefleet.errors import ConfigError, PermanentError
 from tradefleet.logs import log_event, setup_logging
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         return await runtime.run()
 
     try:
-        return asyncio.run(_main())
+        return awake.run(_main())
     except ConfigError as e:
         log_event(log, "config_error", logging.ERROR, error=str(e))
         print(f"tradefleet bot: {e}", file=sys.stderr)

@@ -339,6 +339,10 @@ class RedisLease(_Transitions):
     async def confirm(self) -> bool:
         return await self.start_confirm()
 
+    def read_ready(self) -> None:
+        """A confirmation's reply already in the socket, read now (`RespClient.read_ready`)."""
+        self._hot.read_ready()
+
     def _confirmed(self, reply: object) -> bool:
         """The confirmation's reply (or the exception that ended it) -> may the order leave."""
         if isinstance(reply, BaseException):

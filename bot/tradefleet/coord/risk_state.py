@@ -224,6 +224,10 @@ class RedisRiskState:
         self._equity = self._redis.register_script(_EQUITY)
         self._replace = self._redis.register_script(_REPLACE)
 
+    def read_ready(self) -> None:
+        """A reserve's reply already in the socket, read now (`RespClient.read_ready`)."""
+        self._hot.read_ready()
+
     async def open(self) -> None:
         """Connect the order path's connection now, so the first BUY does not pay for it (a failure
         here is the first reserve's to report: it connects again)."""

@@ -60,6 +60,17 @@ class RollingMean:
             return total / self._divisor
         return None
 
+    def peek(self, value: Decimal) -> Decimal | None:
+        """What `push_checked(value)` would return, changing nothing."""
+        values = self._values
+        total = SUM_CONTEXT.add(self._total, value)
+        full = len(values) >= self.window
+        if full:
+            total = SUM_CONTEXT.subtract(total, values[0])
+        if full or len(values) + 1 >= self.window:
+            return total / self._divisor
+        return None
+
     @property
     def value(self) -> Decimal | None:
         if len(self._values) < self.window:
@@ -109,6 +120,12 @@ class SmaCrossover:
     def needed(self) -> int:
         """Closed candles still needed before decisions can be made."""
         return max(0, self.long.window - self.long.count)
+
+    def next_cross(self) -> Side | None:
+        """The side the next crossing will have (the opposite of the relation now), if one can come."""
+        if self.relation is None:
+            return None
+        return _SELL if self.relation is _BUY else _BUY
 
     def on_close(self, candle: Candle) -> SmaUpdate:
         open_time, close = candle.open_time, candle.close

@@ -184,6 +184,38 @@ class OrderManager:
         Otherwise the engine stores it first, so a signal that has to wait is never only in memory."""
         return self.trading_ready and not self._draining and not self._unfinished and not self._lock.locked()
 
+    def rehearse(self, signal: Signal) -> str:
+        """The order path for `signal`, run now with nothing stored, reserved, sent, logged or counted
+        (`engine.hot_close`: a candle whose close could make `signal` is about to close, and the path
+        that then runs is faster for having just run). What an order would need is built and dropped:
+        the decision, the risk gate's checks in this process, the order, its rows in a store
+        transaction rolled back (`Store.rehearse_commit`, where the store has one) and its signed
+        request (`Execution.rehearse`, where the execution has one). Returns "order" when an order
+        would follow, "no_order" when the signal would be stored with a reason, "not_ready" when the
+        manager would not act on it at once."""
+        if not self.ready_to_act() or self._open or not self.lease.may_trade():
+            return "not_ready"
+        cid = client_order_id(signal.signal_id)
+        if cid in self._orders:
+            return "no_order"
+        quote = self.config.quote_amount
+        decision = decide(signal.side, self.position, self.filters, quote_amount=quote, price=signal.close)
+        if isinstance(decision, Skip):
+            return "no_order"
+        if self.risk is not None and self.risk.rehearse(
+            signal.signal_id, decision.side, decision.quote_amount, self.position
+        ):
+            return "no_order"
+        order = self._new_order(signal, cid, decision)
+        decided = dataclasses.replace(signal, action=ORDER)
+        rehearse_commit = getattr(self.store, "rehearse_commit", None)
+        if rehearse_commit is not None:
+            rehearse_commit(decided, order)
+        rehearse_send = getattr(self.execution, "rehearse", None)
+        if rehearse_send is not None:
+            rehearse_send(order)
+        return "order"
+
     async def quiet(self) -> None:
         """Return once no order request is about to leave: the one for the signals submitted so far
         has been written (or none will be). The feed waits for this after the frame that made a
@@ -352,6 +384,7 @@ class OrderManager:
                     return
             order = self._new_order(signal, cid, decision)
             decided = dataclasses.replace(signal, action=ORDER)
+            self._prepare_submit(order)
             if not await self._commit(decided, order):
                 if check is not None:  # reserved for this signal or not, the gate's books say so
                     await self._finish_risk(check)
@@ -366,6 +399,9 @@ class OrderManager:
             self._keep(order)
             self.last_order = order
             self._crash_point("after_store")
+            # The answers (the lease's, a BUY's reserve) arrived while the commit held the loop: read
+            # from their sockets now, not at the loop's next turns (`RespClient.read_ready`).
+            self._read_ready()
             # Nothing of ours is scheduled before the confirmation's answer is read: the loop turn
             # that reads it runs only what was already due.
             lost = confirmed is not None and not await self._answer(confirmed)
@@ -407,6 +443,21 @@ class OrderManager:
                 confirmed.cancel()  # the commit failed (or we are stopping): its answer is moot
         await self._send(order, queued_at)
         log_event(log, "signal_action", signal_id=signal.signal_id, side=signal.side.value, action=ORDER)
+
+    def _prepare_submit(self, order: Order) -> None:
+        """The request signed before the commit, while the path is warm (`prepare_submit`, where the
+        execution has it); whatever it refuses, `submit` refuses again and reports."""
+        prepare = getattr(self.execution, "prepare_submit", None)
+        if prepare is not None:
+            with contextlib.suppress(Exception):
+                prepare(order)
+
+    def _read_ready(self) -> None:
+        read = getattr(self.lease, "read_ready", None)
+        if read is not None:
+            read()
+        if self.risk is not None:
+            self.risk.read_ready()
 
     async def _finish_risk(self, check: SendCheck) -> str | None:
         assert self.risk is not None  # a check comes only from the gate

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
+from tradefleet.awake import keep_awake
 from tradefleet.config import BotConfig
 from tradefleet.domain.market import BookTicker, KlineEvent, StreamStatus, Trade
 from tradefleet.domain.models import SIGNAL_PENDING, Candle, PriceSample, Signal
@@ -67,6 +68,8 @@ class SinkLike(Protocol):
 
 class SignalTaker(Protocol):
     def ready_to_act(self) -> bool: ...
+
+    def rehearse(self, signal: Signal) -> str: ...
 
     def submit_signal(self, signal: Signal) -> None: ...
 
@@ -146,6 +149,7 @@ class BotEngine:
             spawn=self._spawn,
             on_signal=self._queue_signal,
             on_candle=self._on_candle,
+            on_close_near=self._close_near,
             clock=clock,
             timed=timed,
         )
@@ -264,6 +268,24 @@ class BotEngine:
         """Begin warm-up now, from the exchange's clock: readiness must not wait for a market frame."""
         self.strategy.start()
 
+    def _close_near(self, signal: Signal, until: float) -> None:
+        """A candle closes soon (`engine.hot_close`): hold the loop awake until `until` and rehearse
+        the order path for `signal`, the crossing that close could make. Nothing is stored or sent;
+        a rehearsal that fails is counted and changes nothing (the close takes the cold path)."""
+        keep_awake(until)
+        orders = self.orders
+        if orders is None:
+            return
+        if self._unfinished_signals or not orders.ready_to_act():
+            result = "not_ready"
+        else:
+            try:
+                result = orders.rehearse(signal)
+            except Exception as e:
+                result = "failed"
+                log_event(log, "close_rehearsal_failed", logging.DEBUG, error=repr(e)[:200])
+        self.metrics.close_rehearsals.labels(result).inc()
+
     # -- the signal path (ordered, durable) ------------------------------------------------------
 
     async def run_signals(self) -> None:
@@ -354,6 +376,7 @@ class BotEngine:
         return task
 
     async def close(self) -> None:
+        self.strategy.stop()
         await stop_tasks(list(self._tasks))
 
     # -- what people and probes see --------------------------------------------------------------

@@ -151,6 +151,26 @@ class RiskGate:
         """None: the order may leave (fleet room reserved for a BUY). Otherwise the stored reason."""
         return await self.finish_send(await self.start_send(signal_id, side, quote_amount, position))
 
+    def read_ready(self) -> None:
+        """The fleet reserve's reply, if it is already in its socket, read now (where the state can)."""
+        read = getattr(self.state, "read_ready", None)
+        if read is not None:
+            read()
+
+    def rehearse(
+        self, signal_id: str, side: Side, quote_amount: Decimal | None, position: Position
+    ) -> str | None:
+        """`start_send`'s checks in this process, with nothing tripped or reserved: the denial they
+        would give now, or None (`OrderManager.rehearse`)."""
+        return self._checks(signal_id, side, quote_amount, position, self.clock())
+
+    def _checks(
+        self, signal_id: str, side: Side, quote_amount: Decimal | None, position: Position, now: int
+    ) -> str | None:
+        view = self.view()
+        return check_order(side, quote_amount, position, signal_id=signal_id, view=view, limits=self.limits,
+                           now_ms=now)  # fmt: skip
+
     async def start_send(
         self, signal_id: str, side: Side, quote_amount: Decimal | None, position: Position
     ) -> SendCheck:
@@ -159,15 +179,7 @@ class RiskGate:
         `finish_send` must follow, always: it reads the reserve's answer and keeps the books. In
         between, the order manager commits the PENDING order while the reserve is on its way."""
         now = self.clock()
-        denial = check_order(
-            side,
-            quote_amount,
-            position,
-            signal_id=signal_id,
-            view=self.view(),
-            limits=self.limits,
-            now_ms=now,
-        )
+        denial = self._checks(signal_id, side, quote_amount, position, now)
         if denial is not None and denial.startswith(deny(ORDER_RATE)):
             await self.trip(denial.removeprefix("risk: "))
         amount = quote_amount or ZERO

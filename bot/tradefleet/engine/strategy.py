@@ -34,6 +34,7 @@ from tradefleet.domain.candles import CandleClock, candle_from_kline, find_gaps,
 from tradefleet.domain.market import KlineEvent
 from tradefleet.domain.models import Candle, Side, Signal
 from tradefleet.domain.sma_cross import Cross, SmaCrossover, SmaUpdate, signal_id
+from tradefleet.engine.hot_close import REHEARSE_EVERY_S, CloseForecast
 from tradefleet.errors import MalformedFrame, TemporaryError
 from tradefleet.logs import log_event, now_ms
 from tradefleet.metrics import BotMetrics
@@ -66,6 +67,7 @@ class StrategyRunner:
         spawn: Callable[[Coroutine[Any, Any, None]], object],
         on_signal: Callable[[Signal], None],
         on_candle: Callable[[Candle, SmaUpdate], None] | None = None,
+        on_close_near: Callable[[Signal, float], None] | None = None,
         clock: Callable[[], int] = now_ms,
         timed: bool = True,
     ) -> None:
@@ -76,6 +78,14 @@ class StrategyRunner:
         self.spawn = spawn
         self.on_signal = on_signal
         self.on_candle = on_candle
+        # `engine.hot_close`: called `hot_close_ms` before a candle's close is forecast, with the signal
+        # a crossing on it would make at the latest price, and until when to hold the loop awake.
+        # Never on a simulated clock (`timed=False`): a backtest has no loop to keep warm.
+        self.on_close_near = on_close_near if timed and config.hot_close_ms > 0 else None
+        self._hot_close_s = config.hot_close_ms / 1000
+        self._close_forecast = CloseForecast()
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._close_due: tuple[int, float] | None = None  # (candle open time, forecast local arrival)
         self.clock = clock
         self.interval_ms = config.interval_ms
         self.cross = SmaCrossover(config.short_window, config.long_window)
@@ -123,6 +133,8 @@ class StrategyRunner:
         if k.interval != self.config.interval:
             return
         started = time.perf_counter() if self._candle_latency is not None else 0.0
+        if self.on_close_near is not None:
+            self._watch_close(k)
         if self.stream_from is None:
             self.stream_from = k.open_time
         if not self.loaded and self.fetching is None and self.candle_clock.last_open_time is None:
@@ -148,7 +160,59 @@ class StrategyRunner:
         else:
             self._drain(candles)
 
+    def stop(self) -> None:
+        """No more close rehearsals (the engine is closing)."""
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+
     # -- internals ----------------------------------------------------------------------------------
+
+    def _watch_close(self, k: KlineEvent) -> None:
+        """Forecast when this candle's closing frame arrives and set the rehearsal for just before it;
+        on the closing frame itself, note how far off the forecast was."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        forecast = self._close_forecast
+        forecast.frame(k.event_time, now)
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        due = self._close_due
+        if k.closed:
+            if due is not None and due[0] == k.open_time:
+                self.metrics.close_forecast_error.set(now - due[1])
+            self._close_due = None
+            return
+        arrival = forecast.arrival(k.close_time, k.event_time, now)
+        self._close_due = (k.open_time, arrival)
+        self._close_timer = loop.call_at(arrival - self._hot_close_s, self._close_near, k, arrival)
+
+    def _close_near(self, k: KlineEvent, arrival: float) -> None:
+        """The close of `k`'s candle is `hot_close_ms` away: hand on the signal a crossing would make
+        if the candle closed at its latest price (the side the next crossing has, whatever the price
+        does by then), and until when to stay awake. Nothing here changes the strategy's state."""
+        self._close_timer = None
+        assert self.on_close_near is not None
+        if not self.warmed_up or self.fetching is not None:
+            return
+        side = self.cross.next_cross()
+        if side is None:
+            return
+        try:
+            candle = candle_from_kline(k, self.config.symbol)
+            s = self.cross.short.peek(candle.close)
+            lng = self.cross.long.peek(candle.close)
+        except (ValueError, ArithmeticError):  # a price the real close would refuse as well
+            return
+        if s is None or lng is None:
+            return
+        until = arrival + self._hot_close_s
+        self.on_close_near(self._signal(side, candle, s, lng, "pending"), until)
+        # Again and again while the loop is held: what ran in between (a book burst) evicts the path.
+        loop = asyncio.get_running_loop()
+        if loop.time() + REHEARSE_EVERY_S < until:
+            self._close_timer = loop.call_later(REHEARSE_EVERY_S, self._close_near, k, arrival)
 
     def _warmup_since(self, current_open: int) -> int:
         back = (self.config.long_window + self.config.warmup_extra) * self.interval_ms
@@ -299,8 +363,13 @@ class StrategyRunner:
             self.on_candle(candle, update)
 
     def _emit(self, side: Any, candle: Candle, s: Decimal, lng: Decimal, action: str = "pending") -> None:
+        sig = self._signal(side, candle, s, lng, action)
+        self._signals_seen[side].inc()
+        self.on_signal(sig)
+
+    def _signal(self, side: Side, candle: Candle, s: Decimal, lng: Decimal, action: str) -> Signal:
         c = self.config
-        sig = Signal(
+        return Signal(
             signal_id=signal_id(c.name, c.exchange, c.symbol, c.interval, candle.open_time, side),
             bot=c.name,
             exchange=c.exchange,
@@ -315,5 +384,3 @@ class StrategyRunner:
             created_at=self.clock(),
             action=action,
         )
-        self._signals_seen[side].inc()
-        self.on_signal(sig)

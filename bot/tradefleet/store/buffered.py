@@ -617,6 +617,11 @@ class BufferedStore:
         # Stored: its request leaves next, and the writer holds off until it has (`request_left`).
         return await self._until_durable(order, lambda: self.store.commit_order(signal, order), hold=True)
 
+    def rehearse_commit(self, signal: Signal, order: Order) -> bool:
+        """The wrapped store's `rehearse_commit` (nothing written), where it has one."""
+        rehearse = getattr(self.store, "rehearse_commit", None)
+        return bool(rehearse(signal, order)) if rehearse is not None else False
+
     async def after_commit_order(self, signal: Signal, order: Order) -> None:
         # Queued, not awaited: nothing before the send depends on it, and its place in the queue puts
         # it before every later write about this signal or order (reports, actions, the position).

@@ -108,6 +108,11 @@ _SIGNAL_COLUMNS = (
     "signal_id, bot, exchange, symbol, interval, side, candle_open_time, candle_close_time, close, "
     "sma_short, sma_long, created_at, action"
 )
+_COMMIT_SIGNAL_SQL = (
+    f"INSERT INTO signals ({_SIGNAL_COLUMNS}) VALUES ({', '.join('?' * 13)}) "
+    "ON CONFLICT (signal_id) DO UPDATE SET action = excluded.action"
+)
+"""An order's signal, stored with its action in `commit_order` (a stored signal takes the new one)."""
 _CANDLE_COLUMNS = "symbol, interval, open_time, close_time, open, high, low, close, volume, closed, trades"
 _PRICE_COLUMNS = "bot, exchange, symbol, exchange_ts, local_ts, update_id, bid, bid_qty, ask, ask_qty"
 
@@ -274,6 +279,16 @@ def _write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T
                 pass  # the original error says more; sqlite rolls back on its own when it must
         raise
     return result
+
+
+def _rolled_back(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `fn` in a write transaction that is always rolled back: nothing of it is ever written."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        return fn(conn)
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
 
 
 class SqliteStore:
@@ -556,22 +571,34 @@ class SqliteStore:
     async def insert_order(self, order: Order) -> bool:
         return await self._run(lambda conn: _write(conn, lambda c: self._insert_order(c, order)))
 
-    async def commit_order(self, signal: Signal, order: Order) -> bool:
-        """The signal, with its action, and its PENDING order in ONE transaction: one fsync, and a
-        crash or an error anywhere inside leaves both or neither. A stored signal takes the new
-        action. False, with nothing written, when that client order id is stored already."""
+    def _order_rows(self, signal: Signal, order: Order) -> Callable[[sqlite3.Connection], bool]:
+        """`commit_order`'s rows, written by the function returned (False, and nothing written, when
+        that client order id is stored already)."""
         row = _signal_row(signal)
-        sql = (
-            f"INSERT INTO signals ({_SIGNAL_COLUMNS}) VALUES ({', '.join('?' * 13)}) "
-            "ON CONFLICT (signal_id) DO UPDATE SET action = excluded.action"
-        )
 
         def commit(c: sqlite3.Connection) -> bool:
             if not self._insert_order(c, order):
                 return False  # nothing else was written in this transaction
-            c.execute(sql, row)
+            c.execute(_COMMIT_SIGNAL_SQL, row)
             return True
 
+        return commit
+
+    def rehearse_commit(self, signal: Signal, order: Order) -> bool:
+        """`commit_order`'s transaction run and rolled back on this (the loop's) thread, where the
+        order's commit will run: nothing is written, and the code and the pages it touches are warm
+        for it (`engine.hot_close`). Only when commits run here and the connection is free this
+        instant; never waits for a lock. True when it ran."""
+        if not (self.loop_commits and self._executor is not None and self.clock() >= self._loop_commits_from):
+            return False
+        ran, _ = self._on_loop(lambda conn: _rolled_back(conn, self._order_rows(signal, order)))
+        return ran
+
+    async def commit_order(self, signal: Signal, order: Order) -> bool:
+        """The signal, with its action, and its PENDING order in ONE transaction: one fsync, and a
+        crash or an error anywhere inside leaves both or neither. A stored signal takes the new
+        action. False, with nothing written, when that client order id is stored already."""
+        commit = self._order_rows(signal, order)
         if self.loop_commits and self._executor is not None and self.clock() >= self._loop_commits_from:
             started = self.clock()
             ran, inserted = self._on_loop(lambda conn: _write(conn, commit))
