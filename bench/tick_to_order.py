@@ -1,8 +1,8 @@
 """Tick -> order: from the closing kline frame arriving on the bot's socket to the order request
-arriving at the exchange, end to end over real sockets, with today's one-commit path and the
-four-commit path it replaced measured in the same run.
+arriving at the exchange, end to end over real sockets, with today's path, today's path without its
+hot close, and the four-commit path it replaced measured in the same run.
 
-    python -m bench.tick_to_order                  # 200 orders per path, ~6 minutes
+    python -m bench.tick_to_order                  # 200 orders per path, ~8 minutes
     python -m bench.tick_to_order --samples 40     # quicker, rougher tails
 
 What runs: the simulator as its own process (`tradefleet sim`, real BTCUSDT candles replayed as
@@ -30,20 +30,25 @@ just before sending it (a real exchange's close is just another trade): with its
 a side, that burst kept the simulator, and the Redis round trips right after the close, waiting for a
 core. `--levels 200` (the default here) keeps the burst small; the bot reads 100 levels either way.
 
-The two paths run one after the other in rounds (fresh bot, store and Redis keys each time) on the
-same simulator, so both see the same machine load.
+The three paths run one after the other in rounds (fresh bot, store and Redis keys each time; each
+path first, second and last in turn) on the same simulator, so all see the same machine load. The
+bot's loop is `tradefleet.awake`'s, as in `tradefleet bot`.
 
-The two paths:
+The three paths:
 - ours: the engine hands the signal to the order manager unstored; the manager sends the lease's
-  confirmation and a BUY's fleet reserve (Redis), stores the signal with its action and the PENDING
-  order in ONE SQLite commit meanwhile, reads both answers, and sends.
-- baseline: the path before (#17), rebuilt from today's parts so only the storing differs: the engine
-  stores the signal (commit 1), the manager stores it again (2), stores the order (3) and the action
-  (4), then sends.
+  confirmation and a BUY's fleet reserve (Redis), signs the request, stores the signal with its
+  action and the PENDING order in ONE SQLite commit meanwhile, reads both answers straight from their
+  sockets, and sends. Before the close, the hot close (`engine.hot_close`, `hot_close_ms=20`, the
+  default) has rehearsed that path and held the loop awake.
+- cold: the same with `hot_close_ms=0`: the closing frame finds the loop asleep and the path cold.
+- baseline: the path before (#17), rebuilt from today's parts so only the storing differs (and no hot
+  close): the engine stores the signal (commit 1), the manager stores it again (2), stores the order
+  (3) and the action (4), then sends.
 
 Also printed: where the time goes on each path (medians of the per-sample segments, including the
 risk gate's share). Ends with one line:
-`tick_to_order p50_us=… p99_us=… baseline_p50_us=… baseline_p99_us=… ratio=… samples=… risk_p50_us=…`
+`tick_to_order p50_us=… p99_us=… baseline_p50_us=… baseline_p99_us=… ratio=… samples=… risk_p50_us=…
+cold_p50_us=… cold_p99_us=…`
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ from typing import Any
 
 from tests.conftest import RedisServer, free_port, wait_for_port
 
+from tradefleet import awake
 from tradefleet.app.runtime import BotRuntime
 from tradefleet.config import BotConfig
 from tradefleet.domain.market import KlineEvent, MarketEvent
@@ -330,16 +336,23 @@ class Sample:
     handled_ns: int  # ... -> the request at the simulator's order handler (its own parsing included)
 
 
+HOT_CLOSE_MS = BotConfig().hot_close_ms
+"""ours' `hot_close_ms`: the bot's default."""
+PATHS = ("ours", "cold", "base")
+"""ours: one commit, hot close; cold: one commit, no hot close; base: four commits, no hot close."""
+
+
 async def run_bot(
-    sim: Sim, redis_url: str, tmp: Path, name: str, *, baseline: bool, samples: int, timeout_s: float
+    sim: Sim, redis_url: str, tmp: Path, name: str, *, path: str, samples: int, timeout_s: float
 ) -> list[Sample]:
-    """Start a fresh bot, collect `samples` orders, stop it; the samples it produced."""
+    """Start a fresh bot on `path` (`PATHS`), collect `samples` orders, stop it; its samples."""
+    baseline = path == "base"
     config = BotConfig(
         name=name, symbol="BTC/USDT", interval="1m", short_window=2, long_window=5,
         quote_amount=Decimal("100"), mode="testnet", rest_url=sim.url, ws_url=f"ws://127.0.0.1:{sim.port}",
         ws_api_url=f"ws://127.0.0.1:{sim.port}/ws-api/v3", store_url=f"sqlite:///{tmp / name}.sqlite",
         redis_url=redis_url, http_port=free_port(), http_host="127.0.0.1", depth_limit=100,
-        risk_scope=name,
+        risk_scope=name, hot_close_ms=HOT_CLOSE_MS if path == "ours" else 0,
     )  # fmt: skip
     marks = Marks()
     runtime = BenchRuntime(config, baseline=baseline, marks=marks)
@@ -468,43 +481,48 @@ async def main(args: argparse.Namespace) -> None:
         redis.start()
         sim = Sim(tmp, args.speed, args.levels)
         placement = _place(args.pin, sim, redis)
-        ours: list[Sample] = []
-        base: list[Sample] = []
+        got: dict[str, list[Sample]] = {path: [] for path in PATHS}
         try:
             per_bot = -(-args.samples // args.rounds)
             for r in range(args.rounds):
-                order = (False, True) if r % 2 == 0 else (True, False)
-                for baseline in order:
-                    name = f"{'base' if baseline else 'ours'}-{r}"
-                    got = await run_bot(sim, redis.url, tmp, name, baseline=baseline, samples=per_bot,
-                                        timeout_s=args.timeout)  # fmt: skip
-                    (base if baseline else ours).extend(got)
-                    print(f"  {name}: {len(got)} samples", file=sys.stderr, flush=True)
+                for path in PATHS[r % 3 :] + PATHS[: r % 3]:  # each path first, second and last in turn
+                    name = f"{path}-{r}"
+                    some = await run_bot(sim, redis.url, tmp, name, path=path, samples=per_bot,
+                                         timeout_s=args.timeout)  # fmt: skip
+                    got[path].extend(some)
+                    print(f"  {name}: {len(some)} samples", file=sys.stderr, flush=True)
         finally:
             sim.stop()
             redis.stop()
             log.close()
-        if not ours or not base:
+        ours, cold, base = got["ours"], got["cold"], got["base"]
+        if not ours or not cold or not base:
             raise SystemExit("no samples: the bot sent no order for a live crossing")
         print("\ntick -> order: closing kline frame at the bot -> order request read by the simulator")
         print(f"({placement})")
         print(f"{'µs':28} {'p50':>9} {'p90':>9} {'p99':>9} {'max':>9} {'samples':>8}")
-        _report("ours (one commit)", ours)
+        _report("ours (one commit, hot close)", ours)
+        _report("ours without hot close", cold)
         _report("baseline (four commits)", base)
         print("... to the simulator's order handler (its parsing and routing counted too):")
-        _report("ours (one commit)", ours, handled=True)
+        _report("ours (one commit, hot close)", ours, handled=True)
+        _report("ours without hot close", cold, handled=True)
         _report("baseline (four commits)", base, handled=True)
         mine = _breakdown("ours", ours)
+        _breakdown("ours without hot close", cold)
         _breakdown("the baseline", base)
         p50 = statistics.median(s.total_ns for s in ours) / 1000
         p99 = _pct([s.total_ns for s in ours], 0.99)
         b50 = statistics.median(s.total_ns for s in base) / 1000
         b99 = _pct([s.total_ns for s in base], 0.99)
+        c50 = statistics.median(s.total_ns for s in cold) / 1000
+        c99 = _pct([s.total_ns for s in cold], 0.99)
         risk = mine.get("risk", 0.0)
         print(f"\nrisk gate: {risk:.0f} µs of ours' {p50:.0f} µs median ({100 * risk / p50:.0f} %)")
         print(
             f"tick_to_order p50_us={p50:.0f} p99_us={p99:.0f} baseline_p50_us={b50:.0f} "
-            f"baseline_p99_us={b99:.0f} ratio={b50 / p50:.2f} samples={len(ours)} risk_p50_us={risk:.0f}"
+            f"baseline_p99_us={b99:.0f} ratio={b50 / p50:.2f} samples={len(ours)} risk_p50_us={risk:.0f} "
+            f"cold_p50_us={c50:.0f} cold_p99_us={c99:.0f}"
         )
 
 
@@ -513,7 +531,7 @@ if __name__ == "__main__":
         prog="python -m bench.tick_to_order", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--samples", type=int, default=200, help="orders per path (default 200)")
-    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per path (default 4)")
+    parser.add_argument("--rounds", type=int, default=3, help="rotating rounds per path (default 3)")
     parser.add_argument("--speed", type=float, default=12.0, help="replayed candles per second (default 12)")
     parser.add_argument(
         "--levels", type=int, default=200,
@@ -525,4 +543,4 @@ if __name__ == "__main__":
     )  # fmt: skip
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds one bot may take")
     parser.add_argument("--dir", default=None, help="where the SQLite files go (default: the temp dir)")
-    asyncio.run(main(parser.parse_args()))
+    awake.run(main(parser.parse_args()))

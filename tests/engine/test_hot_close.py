@@ -211,3 +211,20 @@ async def test_a_close_far_away_is_rehearsed_only_when_near_and_a_new_frame_move
     for _ in range(3):
         await asyncio.sleep(0)
     assert len(near) == count
+
+
+def test_with_no_loop_running_the_close_is_handled_as_ever() -> None:
+    """A synchronous replay calls the strategy with no loop running: nothing to time, every candle taken."""
+    config = BotConfig(short_window=2, long_window=5, hot_close_ms=20)
+    closes = [Decimal(100 + i) for i in range(10)]
+    history = History(closes)
+    near: list[tuple[Signal, float]] = []
+    signals: list[Signal] = []
+    runner = StrategyRunner(
+        config, history, BotMetrics(), post=lambda e: None, spawn=lambda c: c.close(),  # type: ignore[arg-type]
+        on_signal=signals.append, on_close_near=lambda s, until: near.append((s, until)), clock=lambda: 0,
+    )  # fmt: skip
+    runner.handle_history(HistoryReady("warmup", 0, 10 * DAY, history.candles))
+    runner.handle_kline(frame(10, Decimal(50), 11 * DAY - 11))
+    runner.handle_kline(frame(10, Decimal(50), 11 * DAY, closed=True))
+    assert near == [] and [s.side for s in signals] == [Side.SELL] and runner.candles_processed == 11

@@ -134,7 +134,10 @@ class StrategyRunner:
             return
         started = time.perf_counter() if self._candle_latency is not None else 0.0
         if self.on_close_near is not None:
-            self._watch_close(k)
+            try:
+                self._watch_close(k)
+            except Exception:  # a speed-up must never cost a candle: the close takes the cold path
+                log.exception("close watch failed", extra={"event": "close_watch_error"})
         if self.stream_from is None:
             self.stream_from = k.open_time
         if not self.loaded and self.fetching is None and self.candle_clock.last_open_time is None:
@@ -171,7 +174,10 @@ class StrategyRunner:
     def _watch_close(self, k: KlineEvent) -> None:
         """Forecast when this candle's closing frame arrives and set the rehearsal for just before it;
         on the closing frame itself, note how far off the forecast was."""
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # handled with no loop running (a synchronous replay): nothing to time
+            return
         now = loop.time()
         forecast = self._close_forecast
         forecast.frame(k.event_time, now)
