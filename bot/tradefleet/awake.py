@@ -42,6 +42,11 @@ class AwakeSelector(selectors.DefaultSelector):
     def release(self) -> None:
         self._until = 0.0
 
+    @property
+    def until(self) -> float:
+        """The hold's deadline (0.0: none)."""
+        return self._until
+
     def timeout(self, timeout: float | None) -> float | None:
         """The timeout the loop's wait gets: 0 while held, else the one asked for."""
         if self._until:
@@ -76,6 +81,12 @@ def keep_awake(until: float) -> bool:
         return False
     selector.hold(until)
     return True
+
+
+def held_until() -> float:
+    """Until when the running loop is held awake (`time.monotonic()` seconds; 0.0: it is not)."""
+    selector = _SELECTORS.get(asyncio.get_running_loop())
+    return selector.until if selector is not None else 0.0
 
 
 def let_sleep() -> None:

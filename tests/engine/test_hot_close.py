@@ -228,3 +228,60 @@ def test_with_no_loop_running_the_close_is_handled_as_ever() -> None:
     runner.handle_kline(frame(10, Decimal(50), 11 * DAY - 11))
     runner.handle_kline(frame(10, Decimal(50), 11 * DAY, closed=True))
     assert near == [] and [s.side for s in signals] == [Side.SELL] and runner.candles_processed == 11
+
+
+# --- the engine: the loop held, the manager asked, the outcome counted ---------------------------------
+
+
+class Rehearsing:
+    """The order manager's side of the engine's `SignalTaker` seam, noting the rehearsals it is asked for."""
+
+    def __init__(self, ready: bool = True, fails: bool = False) -> None:
+        self.ready, self.fails = ready, fails
+        self.rehearsed: list[Signal] = []
+
+    def ready_to_act(self) -> bool:
+        return self.ready
+
+    def rehearse(self, signal: Signal) -> str:
+        if self.fails:
+            raise RuntimeError("a bug in a rehearsal")
+        self.rehearsed.append(signal)
+        return "order"
+
+    def submit_signal(self, signal: Signal) -> None:
+        raise AssertionError("a rehearsal hands nothing on")
+
+    async def settle(self) -> None:
+        return None
+
+
+def test_the_engine_holds_its_loop_awake_rehearses_and_counts_what_happened() -> None:
+    from tests.engine.test_signal_handoff import NoRest, _signal
+    from tradefleet.engine.book_keeper import BookKeeper
+    from tradefleet.engine.pipeline import BotEngine
+
+    def rehearsals(metrics: BotMetrics, result: str) -> float:
+        return (
+            metrics.registry.get_sample_value("tradefleet_close_rehearsals_total", {"result": result}) or 0.0
+        )
+
+    async def main() -> None:
+        metrics = BotMetrics()
+        rest = NoRest()
+        book = BookKeeper(
+            market_id="BTCUSDT", rest=rest, depth_limit=100, metrics=metrics, post=lambda e: None
+        )  # type: ignore[arg-type]
+        engine = BotEngine(BotConfig(name="hot"), metrics, book=book, rest=rest, sink=None)  # type: ignore[arg-type]
+        until = asyncio.get_running_loop().time() + 3600
+        for taker, result in ((Rehearsing(), "order"), (Rehearsing(ready=False), "not_ready"),
+                              (Rehearsing(fails=True), "failed")):  # fmt: skip
+            engine.orders = taker  # type: ignore[assignment]
+            engine._close_near(_signal(1), until)
+            assert rehearsals(metrics, result) == 1
+            assert taker.rehearsed == ([_signal(1)] if result == "order" else [])
+        assert awake.held_until() == until
+        awake.let_sleep()
+        assert awake.held_until() == 0.0
+
+    awake.run(main())
