@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tradefleet.config import EXCHANGES, INTERVALS_MS, MODES, SYMBOL_RE, BotConfig
+from tradefleet.config import EXCHANGES, INTERVALS_MS, MAX_HOT_CLOSE_MS, MODES, SYMBOL_RE, BotConfig
 from tradefleet.errors import ConfigError
 
 # Children are named "bot-<name>": a Service name must be a DNS-1035 label (start with a letter,
@@ -64,7 +64,7 @@ SPEC_KEYS = frozenset(
     {
         "exchange", "symbol", "strategy", "quoteAmount", "mode", "credentialsSecretRef", "replicas",
         "paused", "image", "imagePullPolicy", "resources", "store", "redis", "priceSampleMs", "logLevel",
-        "risk", "exchangeUrls",
+        "risk", "exchangeUrls", "hotCloseMs",
     }
 )  # fmt: skip
 # spec.exchangeUrls (paper mode only): the CRD's patterns, a scheme and a host, no spaces.
@@ -119,6 +119,8 @@ class BotSpec:
     store: SecretKeyRef | None = None
     redis: SecretKeyRef | None = None
     price_sample_ms: int | None = None
+    hot_close_ms: int | None = None
+    """spec.hotCloseMs: the bot's `hot_close_ms` (None: the bot's default)."""
     log_level: str = "INFO"
     risk: Mapping[str, Any] = field(default_factory=dict)
     """spec.risk as bot config keys (limits, scope, stop_order_grace_s)."""
@@ -165,6 +167,8 @@ class BotSpec:
         }
         if self.price_sample_ms is not None:
             config["price_sample_ms"] = self.price_sample_ms
+        if self.hot_close_ms is not None:
+            config["hot_close_ms"] = self.hot_close_ms
         if self.rest_url is not None:
             config["rest_url"] = self.rest_url
         if self.ws_url is not None:
@@ -335,6 +339,13 @@ def _collect(name: str, spec: Mapping[str, Any], out: dict[str, Any]) -> Iterato
         yield f"spec.priceSampleMs {sample!r} must be a whole number of milliseconds from 0 to 3600000"
     else:
         out["price_sample_ms"] = sample
+
+    hot = spec.get("hotCloseMs")
+    if hot is not None and (not _is_int(hot) or not 0 <= hot <= MAX_HOT_CLOSE_MS):
+        most = MAX_HOT_CLOSE_MS
+        yield f"spec.hotCloseMs {hot!r} must be a whole number of milliseconds from 0 (off) to {most}"
+    else:
+        out["hot_close_ms"] = hot
 
     level = spec.get("logLevel", "INFO")
     if level not in LOG_LEVELS:

@@ -57,6 +57,7 @@ BODIES = {
         resources={"requests": {"cpu": "250m"}, "limits": {"cpu": 1, "memory": "512Mi"}},
     ),
     "digit-first name": tb(name="1inch-usdt", symbol="1INCH/USDT"),
+    "hot close off": tb(hotCloseMs=0),
 }
 
 
@@ -74,6 +75,7 @@ def test_bot_yaml_is_accepted_by_the_bots_own_config(case: str):
     text = render(BODIES[case], SETTINGS, service_monitor=False).config_map["data"]["bot.yaml"]
     config = BotConfig.from_mapping(yaml.safe_load(text))
     assert config.name == BODIES[case]["metadata"]["name"]
+    assert config.hot_close_ms == BODIES[case]["spec"].get("hotCloseMs", BotConfig().hot_close_ms)
     assert config.store_url == "sqlite:////data/tradefleet.sqlite"  # overridden by TRADEFLEET_STORE_URL
 
 
@@ -166,6 +168,7 @@ def test_credentials_are_mounted_read_only_and_only_file_paths_reach_the_environ
         ({"quoteAmount": "250"}, True),
         ({"strategy": {"shortWindow": 10, "longWindow": 30, "interval": "1h"}}, True),
         ({"logLevel": "DEBUG"}, True),
+        ({"hotCloseMs": 0}, True),
         ({"replicas": 1, "image": "registry.test/bot:1"}, False),
         ({"paused": True}, False),
     ],
@@ -211,6 +214,8 @@ def test_image_defaults_to_the_operators_bot_image():
         ({"resources": {"limits": {"gpu": 1}}}, "spec.resources.limits.gpu: only cpu and memory"),
         ({"leverage": 10}, "unknown field(s) spec.leverage"),
         ({"priceSampleMs": -1}, "spec.priceSampleMs -1 must be a whole number"),
+        ({"hotCloseMs": 1001}, "spec.hotCloseMs 1001 must be a whole number of milliseconds from 0 (off)"),
+        ({"hotCloseMs": "20"}, "spec.hotCloseMs '20' must be a whole number"),
     ],
 )
 def test_invalid_specs_are_refused_with_what_to_fix(spec: dict[str, Any], message: str):
