@@ -92,6 +92,20 @@ def test_frames_that_say_nothing_about_the_pace_leave_it_as_it_was() -> None:
     assert f.arrival(5_000, 6_000, 7.0) == 7.0  # already due: now
 
 
+def test_a_venue_that_publishes_its_close_late_is_learnt_and_a_stall_is_not() -> None:
+    f = CloseForecast()
+    f.frame(0, 0.0)
+    f.frame(2_000, 2.0)
+    for _ in range(8):  # every closing frame 150 ms after its forecast, as the forecast stands each time
+        f.closed(0.150 - f.lag)
+    assert f.lag == pytest.approx(0.150, abs=0.001)
+    assert f.arrival(3_000, 2_000, 2.0) == pytest.approx(3.150, abs=0.001)
+    f.closed(30.0)  # a close that came after a reconnect: not lag
+    assert f.lag == pytest.approx(0.150, abs=0.001)
+    f.closed(-0.100)  # early now: the lag follows half way
+    assert f.lag == pytest.approx(0.100, abs=0.001)
+
+
 def test_hot_close_ms_is_checked() -> None:
     assert BotConfig.from_mapping({"hot_close_ms": 0}).hot_close_ms == 0
     for bad in (-1, 1001):

@@ -14,9 +14,12 @@ When is the close near: `CloseForecast` reads it from the kline frames. Each car
 event time, and the candle's close time is on that clock; the pace of that clock against this
 process's is measured between consecutive frames (exchange milliseconds per local second: ~1,000
 live, the replay's speed in a simulation), so a live stream and an accelerated replay are forecast
-alike. `hot_close_ms` (config) is how early the window opens and how long after the forecast it stays
-open. A forecast that is off by more than that only means the close finds a cold path, as without
-any of this; `tradefleet_close_forecast_error_seconds` says by how much the last one was off.
+alike. A venue that publishes its closing frame some time after the close (or a network between)
+makes every forecast early by about as much: that lag is learnt from the closes seen (`closed`) and
+added to the next forecasts. `hot_close_ms` (config) is how early the window opens and how long
+after the forecast it stays open. A forecast that is off by more than that only means the close
+finds a cold path, as without any of this; `tradefleet_close_forecast_error_seconds` says by how much
+the last one was off.
 """
 
 from __future__ import annotations
@@ -27,16 +30,22 @@ REHEARSE_EVERY_S = 0.002
 """While the loop is held, the rehearsal runs again this often (the held core is spent anyway)."""
 LIVE_RATE = 1000.0
 """Exchange milliseconds per local second until two frames have measured it: a live exchange's."""
+LAG_GAIN = 0.5
+"""How much of a close's forecast error the lag takes on (the rest is noise, maybe)."""
+MAX_LAG_S = 5.0
+"""An error beyond this is not lag (a reconnect, a stall): it is not learnt from."""
 
 
 class CloseForecast:
     """When the frame that closes the current candle should arrive here, in local seconds."""
 
-    __slots__ = ("_last", "rate")
+    __slots__ = ("_last", "lag", "rate")
 
     def __init__(self, rate: float = LIVE_RATE) -> None:
         self.rate = rate
         """Exchange milliseconds per local second, from the last two frames that could say."""
+        self.lag = 0.0
+        """Seconds a closing frame arrives after its forecast, learnt from the closes seen."""
         self._last: tuple[int, float] | None = None
 
     def frame(self, event_time_ms: int, local_s: float) -> None:
@@ -53,6 +62,12 @@ class CloseForecast:
 
     def arrival(self, close_time_ms: int, event_time_ms: int, local_s: float) -> float:
         """The local time the close of a candle ending at `close_time_ms` should arrive, seen from a
-        frame with `event_time_ms` that arrived at `local_s` (at once, when it is already due)."""
+        frame with `event_time_ms` that arrived at `local_s` (the close already due: now), plus the
+        lag learnt."""
         ahead_ms = close_time_ms - event_time_ms
-        return local_s + ahead_ms / self.rate if ahead_ms > 0 else local_s
+        return (local_s + ahead_ms / self.rate if ahead_ms > 0 else local_s) + self.lag
+
+    def closed(self, error_s: float) -> None:
+        """A closing frame arrived `error_s` after its forecast (negative: before)."""
+        if abs(error_s) <= MAX_LAG_S:
+            self.lag += LAG_GAIN * error_s

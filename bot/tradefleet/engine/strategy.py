@@ -188,6 +188,7 @@ class StrategyRunner:
         if k.closed:
             if due is not None and due[0] == k.open_time:
                 self.metrics.close_forecast_error.set(now - due[1])
+                forecast.closed(now - due[1])
             self._close_due = None
             return
         arrival = forecast.arrival(k.close_time, k.event_time, now)
