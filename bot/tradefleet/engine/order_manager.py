@@ -30,7 +30,8 @@ or trade before `recover()` has finished.
 
 Public surface (the app wires it): `OrderManager(config=, store=, execution=, lease=, rules=, metrics=,
 publisher=None)`, `await recover()` (again on every takeover), `submit_signal(signal)` (non-blocking),
-`ready_to_act()` (the engine asks it before handing a signal over unstored),
+`ready_to_act()` (the engine asks it before handing a signal over unstored), `rehearse(signal)` (the
+path run with nothing stored or sent, just before a close: `engine.hot_close`),
 `await run()` (until cancelled), `await drain(timeout_s)` (SIGTERM: stop taking signals, let the
 order in flight become final), `position`, `last_order`, `trading_ready`. Signal actions stored:
 "order", "rejected", "standby", "order_in_flight", the `domain.position` reasons, and
