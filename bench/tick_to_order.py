@@ -441,6 +441,27 @@ def _report(name: str, samples: list[Sample], *, handled: bool = False) -> None:
     )
 
 
+def _slowest(name: str, samples: list[Sample], n: int = 4) -> None:
+    """Where the tail goes: the slowest samples, each with its segments that most exceed their median."""
+    medians = {
+        key: statistics.median(s.segments[key] for s in samples if key in s.segments)
+        for key, *_ in SEGMENTS
+        if any(key in s.segments for s in samples)
+    }
+    print(f"\nthe {n} slowest of {name} (µs; the segments furthest above their median):")
+    for s in sorted(samples, key=lambda x: x.total_ns, reverse=True)[:n]:
+        over = sorted(
+            ((s.segments[k] - medians[k], k) for k in medians if k in s.segments and k not in TOTALS),
+            reverse=True,
+        )[:3]
+        parts = ", ".join(f"{k} +{d / 1000:.0f}" for d, k in over)
+        print(f"  {s.total_ns / 1000:7.0f} {s.side:4}  {parts}")
+
+
+TOTALS = ("checks", "store", "request", "queue")
+"""Segments that contain others (`SEGMENTS`): left out of `_slowest`, which names the parts."""
+
+
 def _breakdown(name: str, samples: list[Sample]) -> dict[str, float]:
     n_buys = sum(s.side == "BUY" for s in samples)
     print(f"\nwhere {name} goes (µs per segment: median, mean; BUYs {n_buys}):")
@@ -508,6 +529,7 @@ async def main(args: argparse.Namespace) -> None:
         _report("ours (one commit, hot close)", ours, handled=True)
         _report("ours without hot close", cold, handled=True)
         _report("baseline (four commits)", base, handled=True)
+        _slowest("ours", ours)
         mine = _breakdown("ours", ours)
         _breakdown("ours without hot close", cold)
         _breakdown("the baseline", base)

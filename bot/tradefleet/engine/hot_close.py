@@ -28,6 +28,11 @@ MIN_SPAN_S = 0.001
 """Frames closer together than this (locally) say nothing about the pace: a burst read at once."""
 REHEARSE_EVERY_S = 0.002
 """While the loop is held, the rehearsal runs again this often (the held core is spent anyway)."""
+QUIET_S = 0.003
+"""No rehearsal starts this close to the forecast close: in the replay the closing frame came within
+±2 ms of its forecast nine times in ten, and one that finds the loop in a rehearsal's commit waits
+for it. The disk stays warm that long (`bench.disk_warm`: an fsync 5 ms after the last is still
+~0.25 ms)."""
 LIVE_RATE = 1000.0
 """Exchange milliseconds per local second until two frames have measured it: a live exchange's."""
 LAG_GAIN = 0.5

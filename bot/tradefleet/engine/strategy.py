@@ -34,7 +34,7 @@ from tradefleet.domain.candles import CandleClock, candle_from_kline, find_gaps,
 from tradefleet.domain.market import KlineEvent
 from tradefleet.domain.models import Candle, Side, Signal
 from tradefleet.domain.sma_cross import Cross, SmaCrossover, SmaUpdate, signal_id
-from tradefleet.engine.hot_close import REHEARSE_EVERY_S, CloseForecast
+from tradefleet.engine.hot_close import QUIET_S, REHEARSE_EVERY_S, CloseForecast
 from tradefleet.errors import MalformedFrame, TemporaryError
 from tradefleet.logs import log_event, now_ms
 from tradefleet.metrics import BotMetrics
@@ -216,9 +216,11 @@ class StrategyRunner:
             return
         until = arrival + self._hot_close_s
         self.on_close_near(self._signal(side, candle, s, lng, "pending"), until)
-        # Again and again while the loop is held: what ran in between (a book burst) evicts the path.
+        # Again while the loop is held (what ran in between, a book burst, evicts the path), but not
+        # in the last moments before the forecast: the close, due any moment, must not find the loop
+        # busy with a rehearsal (its commit holds the loop ~0.2-1 ms).
         loop = asyncio.get_running_loop()
-        if loop.time() + REHEARSE_EVERY_S < until:
+        if loop.time() + REHEARSE_EVERY_S < arrival - QUIET_S:
             self._close_timer = loop.call_later(REHEARSE_EVERY_S, self._close_near, k, arrival)
 
     def _warmup_since(self, current_open: int) -> int:
