@@ -33,13 +33,9 @@ from pathlib import Path
 
 from tradefleet.domain.models import Order, OrderStatus, Side, Signal
 from tradefleet.store import SqliteStore
-from tradefleet.store.sqlite import _SIGNAL_COLUMNS, _signal_row, _write
+from tradefleet.store.sqlite import _COMMIT_SIGNAL_SQL, _signal_row, _write
 
 PAGE = b"\x5a" * 4096
-SIGNAL_UPSERT = (
-    f"INSERT INTO signals ({_SIGNAL_COLUMNS}) VALUES ({', '.join('?' * 13)}) "
-    "ON CONFLICT (signal_id) DO UPDATE SET action = excluded.action"
-)
 
 
 def _signal(n: int) -> Signal:
@@ -80,7 +76,7 @@ class Raw:
 
         def commit(c: sqlite3.Connection) -> None:
             self.store._insert_order(c, order)
-            c.execute(SIGNAL_UPSERT, row)
+            c.execute(_COMMIT_SIGNAL_SQL, row)
 
         start = time.perf_counter_ns()
         _write(self.conn, commit)

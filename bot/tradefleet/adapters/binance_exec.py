@@ -222,9 +222,7 @@ class BinanceExecution:
     def rehearse(self, order: Order) -> None:
         """`submit`'s request built, signed and encoded, then dropped: nothing is sent
         (`engine.hot_close`)."""
-        sign = getattr(self._rest, "sign", None)
-        if sign is not None:
-            sign("POST", ORDER_PATH, self._order_params(order))
+        self._sign_order(order)
 
     def prepare_submit(self, order: Order) -> None:
         """Sign `order`'s request now, for `submit` to send as it is if it comes for this order while
@@ -232,13 +230,20 @@ class BinanceExecution:
         manager calls this before the order's commit, which leaves the CPU idle in fsync: signed after
         it, the same work took ~70 µs, cold (`bench.tick_to_order`). The timestamp and the window are
         the lease's of now, so the request can only lapse sooner, never later (`_fenced_window`)."""
-        sign = getattr(self._rest, "sign", None)
         self._prepared = None
-        if sign is not None:
-            params = self._order_params(order)
-            window = int(params["recvWindow"])
-            self._prepared = _Prepared(order.client_order_id, _now_s() + window / 1000, sign(
-                "POST", ORDER_PATH, params))  # fmt: skip
+        signed = self._sign_order(order)
+        if signed is not None:
+            window_ms, request = signed
+            self._prepared = _Prepared(order.client_order_id, _now_s() + window_ms / 1000, request)
+
+    def _sign_order(self, order: Order) -> tuple[int, Any] | None:
+        """`submit`'s request signed now, with its recvWindow in ms; None when the REST client cannot
+        sign ahead (a client with only `request`)."""
+        sign = getattr(self._rest, "sign", None)
+        if sign is None:
+            return None
+        params = self._order_params(order)
+        return int(params["recvWindow"]), sign("POST", ORDER_PATH, params)
 
     def _signed_order(self, order: Order) -> Any:
         """The prepared request for `order` if it is still good (`prepare_submit`), else None."""

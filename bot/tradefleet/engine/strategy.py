@@ -164,7 +164,7 @@ class StrategyRunner:
             self._drain(candles)
 
     def stop(self) -> None:
-        """No more close rehearsals (the engine is closing)."""
+        """No close rehearsal pending (the engine is closing, or a newer frame forecasts again)."""
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None
@@ -181,9 +181,7 @@ class StrategyRunner:
         now = loop.time()
         forecast = self._close_forecast
         forecast.frame(k.event_time, now)
-        if self._close_timer is not None:
-            self._close_timer.cancel()
-            self._close_timer = None
+        self.stop()  # this frame's forecast replaces the last one's
         due = self._close_due
         if k.closed:
             if due is not None and due[0] == k.open_time:

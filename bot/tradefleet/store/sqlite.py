@@ -524,7 +524,6 @@ class SqliteStore:
                 self._locked = False
 
     async def ping(self) -> None:
-        # A real (one-row) write: a free lock alone would not notice a read-only or failing disk.
         now = time.time_ns() // 1_000_000
         await self._run(lambda conn: _write(conn, lambda c: c.execute(_PING_SQL, (now,))))
 
@@ -586,6 +585,10 @@ class SqliteStore:
 
         return commit
 
+    def _loop_commits_now(self) -> bool:
+        """An order's commit runs on the loop's thread now (`loop_commits`, not paused by a slow one)."""
+        return self.loop_commits and self._executor is not None and self.clock() >= self._loop_commits_from
+
     def rehearse_commit(self, signal: Signal, order: Order) -> bool:
         """`commit_order`'s transaction run and rolled back on this (the loop's) thread, where the
         order's commit will run: none of it is written, and the code and the pages it touches are
@@ -594,7 +597,7 @@ class SqliteStore:
         several times faster than one idle for a while (`bench/disk_warm.py`: ~0.2 ms 2 ms after the
         last against ~0.55-1.1 ms after 100 ms idle). Only when commits run here and the connection is
         free this instant; never waits for a lock. True when it ran."""
-        if not (self.loop_commits and self._executor is not None and self.clock() >= self._loop_commits_from):
+        if not self._loop_commits_now():
             return False
 
         def rehearse(conn: sqlite3.Connection) -> None:
@@ -609,7 +612,7 @@ class SqliteStore:
         crash or an error anywhere inside leaves both or neither. A stored signal takes the new
         action. False, with nothing written, when that client order id is stored already."""
         commit = self._order_rows(signal, order)
-        if self.loop_commits and self._executor is not None and self.clock() >= self._loop_commits_from:
+        if self._loop_commits_now():
             started = self.clock()
             ran, inserted = self._on_loop(lambda conn: _write(conn, commit))
             took = self.clock() - started
