@@ -102,6 +102,7 @@ class SimExchange:
                 loop=options.loop,
                 clock=None if clock is None else clock.now_ms,
             )
+            self.klines.stamp_closes = options.record_arrivals
             self.hub.on_subscribe.append(self.klines.on_subscribe)
             self.faults.open_kline = self._open_kline_payload
         self.clock: Clock = clock or (self.klines if self.klines is not None else WallClock())

@@ -25,6 +25,16 @@ from aiohttp import web
 _ids = itertools.count(1)
 
 
+class StampedFrame(str):
+    """A frame whose write to its socket is timed (`Hub.publish(..., stamp=key)`): the writer notes
+    in `Hub.sent_at[key]` the CLOCK_MONOTONIC ns just before it writes the frame and just after the
+    write returned with nothing left in the transport's buffer (else None): over loopback TCP the
+    frame's bytes are then on the client's socket (for `python -m bench.tick_to_order`: a closing
+    kline frame's arrival at the bot). A plain frame costs the writer one type check."""
+
+    key: str
+
+
 def dumps(payload: Any) -> str:
     return json.dumps(payload, separators=(",", ":"))
 
@@ -67,6 +77,8 @@ class Hub:
         self.on_subscribe: list[Callable[[str], None]] = []
         self.published = 0
         self.slow_disconnects = 0
+        # key -> CLOCK_MONOTONIC ns around the first write of a `StampedFrame` to a socket.
+        self.sent_at: dict[str, tuple[int, int | None]] = {}
 
     # -- membership --------------------------------------------------------------------------
     def add(self, client: Client) -> None:
@@ -100,15 +112,20 @@ class Hub:
         return bool(self.by_stream.get(stream))
 
     # -- sending -----------------------------------------------------------------------------
-    def publish(self, stream: str, payload: Any) -> int:
-        """Queue `payload` for every subscriber of `stream`; returns how many got it."""
+    def publish(self, stream: str, payload: Any, *, stamp: str | None = None) -> int:
+        """Queue `payload` for every subscriber of `stream`; returns how many got it. With `stamp`,
+        the first subscriber's write of it is timed into `sent_at[stamp]` (`StampedFrame`)."""
         subs = self.by_stream.get(stream)
         if not subs:
             return 0
         raw = dumps(payload)
         n = 0
         for c in list(subs):
-            if c.offer(c.frame(stream, raw)):
+            text = c.frame(stream, raw)
+            if stamp is not None:
+                text = StampedFrame(text)
+                text.key = stamp
+            if c.offer(text):
                 n += 1
             else:
                 self._evict(c)
@@ -147,10 +164,21 @@ class Hub:
                     await asyncio.sleep(min(delay, 0.5))
                 if client.ws.closed:
                     return
-                await client.ws.send_str(text)
+                if type(text) is StampedFrame:
+                    await self._timed_send(client, text)
+                else:
+                    await client.ws.send_str(text)
                 client.sent += 1
         except (ConnectionResetError, RuntimeError):
             return  # the peer went away; the reader side notices and cleans up
+
+    async def _timed_send(self, client: Client, frame: StampedFrame) -> None:
+        before = time.monotonic_ns()
+        await client.ws.send_str(frame)
+        after = time.monotonic_ns()
+        transport = client.request.transport
+        on_socket = transport is not None and not transport.get_write_buffer_size()
+        self.sent_at.setdefault(frame.key, (before, after if on_socket else None))
 
     # -- faults ------------------------------------------------------------------------------
     def drop_all(self) -> int:

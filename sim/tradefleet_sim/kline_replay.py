@@ -89,6 +89,8 @@ class KlineReplay:
         self._running = asyncio.Event()
         self.frames_sent = 0
         self.closes_sent = 0
+        # Time each closing frame's write (`Hub.sent_at`, key `close_key`): SimOptions.record_arrivals.
+        self.stamp_closes = False
         # Lockstep (the demo): after each close, hold until the client says it has processed it.
         self.gate: Callable[[], bool] | None = None
         self._clock_base = 0
@@ -274,10 +276,16 @@ class KlineReplay:
             bids, asks = self.generator.recentre(self.market.book, price)
             self.market.apply(bids, asks)
 
+    def close_key(self, open_time: int) -> str:
+        """`Hub.sent_at`'s key for the closing frame of the replayed candle opened at `open_time`."""
+        return f"{self.stream}:{open_time}"
+
     def _send(self, candle: Candle, *, closed: bool) -> None:
         now = self.now_ms()
         self.hub.publish(
-            self.stream, ws_payload(self.symbol, self.interval, candle, closed=closed, event_time=now)
+            self.stream,
+            ws_payload(self.symbol, self.interval, candle, closed=closed, event_time=now),
+            stamp=self.close_key(candle.open_time) if closed and self.stamp_closes else None,
         )
         self.frames_sent += 1
         for interval, suffix, offset in self._derived_streams():

@@ -204,7 +204,7 @@ def refusal_response(refusal: Refusal) -> web.Response:
     )
 
 
-ARRIVED_NS = "tradefleet_sim.arrived_ns"
+ARRIVED_NS = web.RequestKey("tradefleet_sim.arrived_ns", tuple[int, int])
 """Request key (with `record_arrivals`): CLOCK_MONOTONIC ns at which the request's bytes reached the
 simulator's process and at which it entered `binance_edge`."""
 

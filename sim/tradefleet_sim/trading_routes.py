@@ -166,7 +166,11 @@ def setup(app: web.Application, exchange: Any, accounts: Accounts | None = None)
         if arrivals is None:
             msg = "order arrivals are not recorded; start the simulator with --record-order-arrivals"
             return web.json_response({"error": msg}, status=404)
-        return web.json_response({"clock": "CLOCK_MONOTONIC ns", "arrivals": arrivals, "handled": handled})
+        # Also when each closing kline frame of the replay was handed to a socket (`Hub.sent_at`).
+        closes = getattr(getattr(exchange, "hub", None), "sent_at", {})
+        return web.json_response(
+            {"clock": "CLOCK_MONOTONIC ns", "arrivals": arrivals, "handled": handled, "closes": closes}
+        )
 
     async def sim_faults(request: web.Request) -> web.Response:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -267,3 +268,32 @@ def test_looping_replay_keeps_only_the_newest_two_laps() -> None:
             assert closes == [c.open for c in reversed(series.candles)]
         else:
             assert closes == [c.close for c in series.candles]
+
+
+async def test_closing_frames_are_timed_before_their_write_only_when_asked(make_sim: Any) -> None:
+    """With record_arrivals each closing frame's write is timed on the host's monotonic clock, before
+    and after, both before the client read it (tick -> order's start); progress frames and a simulator
+    not asked are not timed, and the times are served with the order arrivals."""
+    history = len(SERIES.candles) - 6
+    recording = await make_sim(history=history, speed=50.0, record_arrivals=True)
+    quiet = await make_sim(history=history, speed=50.0)
+    received: dict[int, int] = {}
+    async with aiohttp.ClientSession() as s:
+        for sim in (recording, quiet):
+            async with s.ws_connect(f"{sim.ws_url}/ws/btcusdt@kline_1d") as ws:
+                closes = 0
+                while closes < 2:
+                    k = json.loads((await ws.receive(timeout=TIMEOUT)).data)["k"]
+                    if k["x"]:
+                        closes += 1
+                        if sim is recording:
+                            received.setdefault(k["t"], time.monotonic_ns())
+        async with s.get(f"{recording.rest_url}/sim/orders/arrivals") as r:
+            served = (await r.json())["closes"]
+    replay = recording.exchange.klines
+    assert served == {k: list(v) for k, v in recording.exchange.hub.sent_at.items()}
+    assert sorted(served) == sorted(replay.close_key(t) for t in received)
+    for t, at in received.items():
+        before, after = served[replay.close_key(t)]
+        assert 0 < before < after < at  # written whole: on the client's socket when the write returned
+    assert quiet.exchange.hub.sent_at == {}
