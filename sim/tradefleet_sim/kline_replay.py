@@ -3,8 +3,11 @@
 At start the first `history` candles are closed and the next one is open (served over REST as
 the last row, like Binance's current candle). The replay starts on `start()` (first kline
 subscriber, or `POST /sim/control/start`) and then, for each remaining candle, at `speed`
-candles per second: `progress_frames` in-progress frames (x=false), a re-centre of the market's
-book on the candle's close, then the closing frame (x=true) with the recorded OHLCV. Because
+candles per second: `progress_frames` in-progress frames (x=false), each after a re-centre of the
+market's book on the candle's price so far, then a re-centre on the candle's close and the closing
+frame (x=true) with the recorded OHLCV. The book follows the candle's price through the candle, as
+a real book follows the trades, so the re-centre at the close moves it by the last stretch only, not
+by the whole candle (one diff of hundreds of levels right before every close). Because
 the re-centre is published before the close on the same per-client FIFO, and the true book
 stays there until the next candle's close, a market order sent in reaction to the close fills
 at about the close (if it arrives within 1/speed seconds; choose `speed` accordingly).
@@ -260,6 +263,7 @@ class KlineReplay:
                 self._set_clock_for(i, step)
                 if step <= self.progress_frames:
                     self.current = partial(c, step / (self.progress_frames + 1), self.tick)
+                    self._recentre(self.current.close)
                     self._send(self.current, closed=False)
                 else:
                     self._recentre(c.close)
