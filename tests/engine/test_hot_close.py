@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gc
+import time
 from decimal import Decimal
 
 import pytest
@@ -49,6 +51,33 @@ def test_a_held_selector_polls_until_its_deadline_then_sleeps_as_asked() -> None
         selector.release()
         assert selector.timeout(None) is None
     finally:
+        selector.close()
+
+
+def test_the_collector_waits_while_held_and_only_a_hold_that_stopped_it_restarts_it() -> None:
+    now = [100.0]
+    selector = AwakeSelector(clock=lambda: now[0])
+    try:
+        assert gc.isenabled()
+        selector.hold(100.5)
+        assert not gc.isenabled()
+        selector.hold(101.0)  # extended: still off, and one restart owed
+        now[0] = 101.0
+        selector.timeout(1.0)  # the hold is over
+        assert gc.isenabled()
+        selector.hold(102.0)
+        selector.release()
+        assert gc.isenabled()
+        selector.hold(103.0)
+        selector.close()  # a loop closed while held leaves no collector off behind it
+        assert gc.isenabled()
+        gc.disable()  # off before the hold (someone else's choice): left off after it
+        selector = AwakeSelector(clock=lambda: now[0])
+        selector.hold(104.0)
+        selector.release()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
         selector.close()
 
 
@@ -247,6 +276,16 @@ def test_with_no_loop_running_the_close_is_handled_as_ever() -> None:
 # --- the engine: the loop held, the manager asked, the outcome counted ---------------------------------
 
 
+class Deferring:
+    """The buffered store's side of the engine's `SinkLike` seam, noting how long market data waits."""
+
+    def __init__(self) -> None:
+        self.deferred_until = 0.0
+
+    def defer_market_data(self, seconds: float) -> None:
+        self.deferred_until = max(self.deferred_until, time.monotonic() + seconds)
+
+
 class Rehearsing:
     """The order manager's side of the engine's `SignalTaker` seam, noting the rehearsals it is asked for."""
 
@@ -286,7 +325,8 @@ def test_the_engine_holds_its_loop_awake_rehearses_and_counts_what_happened() ->
         book = BookKeeper(
             market_id="BTCUSDT", rest=rest, depth_limit=100, metrics=metrics, post=lambda e: None
         )  # type: ignore[arg-type]
-        engine = BotEngine(BotConfig(name="hot"), metrics, book=book, rest=rest, sink=None)  # type: ignore[arg-type]
+        sink = Deferring()
+        engine = BotEngine(BotConfig(name="hot"), metrics, book=book, rest=rest, sink=sink)  # type: ignore[arg-type]
         until = asyncio.get_running_loop().time() + 3600
         for taker, result in ((Rehearsing(), "order"), (Rehearsing(ready=False), "not_ready"),
                               (Rehearsing(fails=True), "failed")):  # fmt: skip
@@ -295,7 +335,10 @@ def test_the_engine_holds_its_loop_awake_rehearses_and_counts_what_happened() ->
             assert rehearsals(metrics, result) == 1
             assert taker.rehearsed == ([_signal(1)] if result == "order" else [])
         assert awake.held_until() == until
+        assert until <= sink.deferred_until < until + 1  # no price batch takes the store meanwhile
+        assert not gc.isenabled()
         awake.let_sleep()
+        assert gc.isenabled()
         assert awake.held_until() == 0.0
 
     awake.run(main())

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
@@ -269,10 +270,14 @@ class BotEngine:
         self.strategy.start()
 
     def _close_near(self, signal: Signal, until: float) -> None:
-        """A candle closes soon (`engine.hot_close`): hold the loop awake until `until` and rehearse
-        the order path for `signal`, the crossing that close could make. Nothing is stored or sent;
-        a rehearsal that fails is counted and changes nothing (the close takes the cold path)."""
+        """A candle closes soon (`engine.hot_close`): hold the loop awake until `until`, keep market
+        data off the store's connection and thread until then (a price batch's commit and fsync would
+        otherwise start there any moment: ahead of the order's, or holding the interpreter while the
+        close is handled), and rehearse the order path for `signal`, the crossing that close could
+        make. Nothing is stored or sent; a rehearsal that fails is counted and changes nothing (the
+        close takes the cold path)."""
         keep_awake(until)
+        self.sink.defer_market_data(until - time.monotonic())
         orders = self.orders
         if orders is None:
             return
