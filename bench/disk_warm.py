@@ -73,6 +73,7 @@ async def run(n: int, gap_s: float, where: Path) -> dict[str, list[int]]:
                         while time.perf_counter() < until:
                             store.rehearse_commit(signal, order)
                             await asyncio.sleep(EVERY_S)
+                        await store.warmed()  # the last health-row write (the close's quiet period)
                     t = time.perf_counter_ns()
                     assert await store.commit_order(signal, order)
                 out[row].append(time.perf_counter_ns() - t)

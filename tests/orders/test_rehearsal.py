@@ -54,7 +54,9 @@ async def test_a_rehearsed_commit_writes_nothing_of_it_and_the_real_one_then_sto
         order = _order(config, signal)
         assert store.rehearse_commit(signal, order) is True  # ran, on this thread
         assert _rows(path) == (0, 0)
-        # Its one real write: the health row (`ping`'s), committed to keep the disk warm.
+        # Its one real write: the health row (`ping`'s), committed on the store's thread to keep the
+        # disk warm.
+        await store.warmed()
         with sqlite3.connect(path) as c:
             assert c.execute("SELECT count(*) FROM store_health").fetchone()[0] == 1
         assert await store.commit_order(signal, order) is True  # not "already stored"

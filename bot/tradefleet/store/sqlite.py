@@ -41,7 +41,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any, NoReturn, TypeVar
 
@@ -330,6 +330,7 @@ class SqliteStore:
         # through the store's thread like any call.
         self.loop_commits = self.exclusive and not self.inline
         self._conn_lock = threading.Lock()
+        self._warming: Future[None] | None = None  # `rehearse_commit`'s health-row write
         self._checkpointed_at = 0.0
         self._loop_commits_from = 0.0  # monotonic seconds: no loop commit before (a slow one was seen)
         self.clock: Callable[[], float] = time.monotonic
@@ -592,20 +593,40 @@ class SqliteStore:
     def rehearse_commit(self, signal: Signal, order: Order) -> bool:
         """`commit_order`'s transaction run and rolled back on this (the loop's) thread, where the
         order's commit will run: none of it is written, and the code and the pages it touches are
-        warm for it (`engine.hot_close`). Then the health row is written (`ping`'s one-row write), a
-        real commit with its fsync: a virtual disk that has just written answers the next fsync
-        several times faster than one idle for a while (`bench/disk_warm.py`: ~0.2 ms 2 ms after the
-        last against ~0.55-1.1 ms after 100 ms idle). Only when commits run here and the connection is
-        free this instant; never waits for a lock. True when it ran."""
+        warm for it (`engine.hot_close`). Then the health row is written on the store's thread
+        (`_warm_disk`), a real commit with its fsync: a virtual disk that has just written answers the
+        next fsync several times faster than one idle for a while (`bench/disk_warm.py`: ~0.2 ms 2 ms
+        after the last against ~0.55-1.1 ms after 100 ms idle). That fsync is not the loop's to wait
+        for: a close that arrives during it is read at once (on the loop it was read up to a stalled
+        fsync late), and finds the connection free or takes the store's thread itself. Only when
+        commits run here and the connection is free this instant; never waits for a lock. True when
+        it ran."""
         if not self._loop_commits_now():
             return False
-
-        def rehearse(conn: sqlite3.Connection) -> None:
-            _rolled_back(conn, self._order_rows(signal, order))
-            _write(conn, lambda c: c.execute(_PING_SQL, (time.time_ns() // 1_000_000,)))
-
-        ran, _ = self._on_loop(rehearse)
+        ran, _ = self._on_loop(lambda conn: _rolled_back(conn, self._order_rows(signal, order)))
+        if ran and self._executor is not None and (self._warming is None or self._warming.done()):
+            self._warming = self._executor.submit(self._warm_disk)
         return ran
+
+    def _warm_disk(self) -> None:
+        """The health row (`ping`'s write) on the store's thread, for `rehearse_commit`: only if the
+        connection is free (an order's commit on the loop's thread has it otherwise), never waiting
+        for another connection's lock, and with no checkpoint after it (`_on_thread`'s: its fsync of
+        the database file would keep the connection from the order's commit)."""
+        if not self._conn_lock.acquire(blocking=False):
+            return
+        now = time.time_ns() // 1_000_000
+        try:
+            self._call(lambda conn: _write(conn, lambda c: c.execute(_PING_SQL, (now,))))
+        except StoreUnavailable:
+            pass  # locked or failing: the order's commit will say so, and this was only a warm-up
+        finally:
+            self._conn_lock.release()
+
+    async def warmed(self) -> None:
+        """Until the last `rehearse_commit`'s health-row write is over (tests, `bench.disk_warm`)."""
+        if self._warming is not None:
+            await asyncio.wrap_future(self._warming)
 
     async def commit_order(self, signal: Signal, order: Order) -> bool:
         """The signal, with its action, and its PENDING order in ONE transaction: one fsync, and a
