@@ -13,22 +13,31 @@ gate's fleet reserve are Redis round trips on the path), and a whole bot in this
 candles, the buffered store over a SQLite file on disk with `synchronous=FULL`, the order manager,
 the risk gate, signing and sending in testnet mode). Nothing on the path is stubbed.
 
-Where the two times are taken, both on the host's CLOCK_MONOTONIC (one clock for both processes):
-- at the bot: when the websocket client hands the feed the frame that closes the candle (the venue
-  adapter is wrapped for the benchmark; a running bot's adapter is not, so it costs nothing there);
-- at the simulator: when the order request's bytes are read from its socket (`ArrivalStamps`, with
-  `SimOptions.record_arrivals`; off, the simulator reads no clock). Also printed: the span to its
-  order handler, which adds aiohttp's parsing and routing in the simulator's process (~0.25 ms).
+Where the two times are taken, both on the host's CLOCK_MONOTONIC (one clock for both processes),
+each at the moment the bytes are on the receiving socket:
+- start: the simulator's clock just after its socket write of the frame that closes the candle
+  returned with nothing left in its buffer (`Hub.sent_at`, with `SimOptions.record_arrivals`; off,
+  the simulator reads no clock). Over loopback TCP the kernel has put the bytes on the receiver's
+  socket before the send returns: `_loopback_check` checks that with FIONREAD on 2,000 sends in each
+  run and prints the count. Everything the bot does from there counts: waking, reading the socket,
+  the frames ahead of the close in the same stream (the book's last diff), parsing.
+- end: the bot's clock just after its socket write of the order request returned with nothing left in
+  its buffer (`_time_write`): the request is then on the simulator's socket. Also printed: the span to
+  the simulator reading it (`ArrivalStamps`: adds the simulator's own scheduling, ~0.06 ms, and up to
+  ~2 ms when its core was busy) and to its order handler (adds aiohttp's parsing and routing there,
+  ~0.25 ms); and the span measured before 2026-12-05, from the bot's feed being handed the frame to
+  the simulator's read, which left out the bot's own reading of the frame and put the simulator's in.
 One sample per order the bot sent for a crossing it saw live.
 
 Where they run: the bot (this process) on one CPU, the simulator and Redis on another (`--no-pin`
 leaves it to the scheduler). In production neither shares the bot's cores; here, unpinned, the
 simulator often shared the bot's and read the request only once the bot let go of the CPU.
 
-The simulator shares this machine's CPUs, and the replay moves the whole book onto each candle's close
-just before sending it (a real exchange's close is just another trade): with its default 1,000 levels
-a side, that burst kept the simulator, and the Redis round trips right after the close, waiting for a
-core. `--levels 200` (the default here) keeps the burst small; the bot reads 100 levels either way.
+The simulator shares this machine's CPUs, and the replay moves its book onto the candle's price
+before each kline frame (a real exchange's close is just another trade): the diff just ahead of the
+closing frame is the bot's to read first. With the simulator's default 1,000 levels a side, that
+burst kept the simulator, and the Redis round trips right after the close, waiting for a core.
+`--levels 200` (the default here) keeps it smaller; the bot reads 100 levels either way.
 
 The three paths run one after the other in rounds (fresh bot, store and Redis keys each time; each
 path first, second and last in turn) on the same simulator, so all see the same machine load. The
@@ -48,7 +57,8 @@ The three paths:
 Also printed: where the time goes on each path (medians of the per-sample segments, including the
 risk gate's share). Ends with one line:
 `tick_to_order p50_us=… p99_us=… baseline_p50_us=… baseline_p99_us=… ratio=… samples=… risk_p50_us=…
-cold_p50_us=… cold_p99_us=…`
+cold_p50_us=… cold_p99_us=… feed_read_p50_us=… feed_read_p99_us=…` (the last two: the span before
+2026-12-05, for comparison with older figures).
 """
 
 from __future__ import annotations
@@ -56,12 +66,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -83,6 +96,9 @@ from tradefleet.metrics import BotMetrics
 from tradefleet_sim.accounts import DEFAULT_API_KEY, DEFAULT_API_SECRET
 
 SEGMENTS = (
+    ("inbound", "close on the bot's socket -> its feed has it", "closed", "recv"),
+    ("sock_in", "  of which: -> read from the socket", "closed", "sock"),
+    ("ws_feed", "  of which: read -> the feed (frames ahead too)", "sock", "recv"),
     ("strategy", "frame -> crossover decided (parse, candle, SMAs)", "recv", "signal"),
     ("engine", "decided -> handed to the order manager", "signal", "handed"),
     ("checks", "handed -> store write starts (all of:)", "handed", "commit0"),
@@ -98,10 +114,11 @@ SEGMENTS = (
     ("fsync", "  of which: COMMIT (the WAL fsync)", "sql2", "sql3"),
     ("back", "  of which: thread -> the manager resumes", "sql3", "commit1"),
     ("to_send", "stored -> request built", "commit1", "submit"),
-    ("request", "signs and sends -> simulator", "submit", "arrived"),
+    ("request", "signs and sends -> on the simulator's socket", "submit", "sent"),
     ("write", "  of which: signs, encodes (to the socket write)", "submit", "written"),
-    ("wire", "  of which: socket write -> read by the simulator", "written", "arrived"),
-    ("sim_edge", "after: the simulator's socket -> its order handler", "arrived", "handled"),
+    ("wire", "  of which: the socket write (delivers it)", "written", "sent"),
+    ("sim_read", "after: on the sim's socket -> read by the sim", "sent", "arrived"),
+    ("sim_edge", "after: read by the sim -> its order handler", "arrived", "handled"),
 )
 
 
@@ -137,6 +154,8 @@ class Marks:
     manager acts on one signal at a time)."""
 
     recv: dict[int, int] = field(default_factory=dict)
+    sock: dict[int, int] = field(default_factory=dict)  # closing frames: the websocket's last read
+    last_read: list[int] = field(default_factory=lambda: [0])
     steps: dict[str, dict[str, int]] = field(default_factory=dict)
     current: dict[str, int] = field(default_factory=dict)
     sent: dict[str, str] = field(default_factory=dict)  # client order id -> signal id
@@ -152,14 +171,36 @@ class TimedAdapter:
         self.name = inner.name
         self.stream_url = inner.stream_url
         self._parse = inner.parse
-        self._recv = marks.recv
+        self._recv, self._sock, self._last_read = marks.recv, marks.sock, marks.last_read
 
     def parse(self, frame: str | bytes) -> MarketEvent | None:
         t = time.monotonic_ns()
         event = self._parse(frame)
         if type(event) is KlineEvent and event.closed:
             self._recv.setdefault(event.open_time, t)
+            self._sock.setdefault(event.open_time, self._last_read[0])
         return event
+
+
+def _time_reads(marks: Marks) -> Callable[[], None]:
+    """A clock reading each time aiohttp's client connections take bytes from their sockets
+    (`ResponseHandler.data_received`): a closing frame's `sock` is the last one before the feed got
+    it. Returns the undo."""
+    from aiohttp import client_proto
+
+    received = client_proto.ResponseHandler.data_received
+    last = marks.last_read
+
+    def timed(self: Any, data: bytes) -> None:
+        last[0] = time.monotonic_ns()
+        received(self, data)
+
+    client_proto.ResponseHandler.data_received = timed  # type: ignore[method-assign]
+
+    def undo() -> None:
+        client_proto.ResponseHandler.data_received = received  # type: ignore[method-assign]
+
+    return undo
 
 
 def _time_commit(marks: Marks) -> Callable[[], None]:
@@ -196,16 +237,22 @@ def _time_commit(marks: Marks) -> Callable[[], None]:
 
 
 def _time_write(marks: Marks) -> Callable[[], None]:
-    """A clock reading just before the order request's bytes are written to the socket (`http1`'s
-    connection): the point from which it is the kernel's and the simulator's. Returns the undo."""
+    """Clock readings around the order request's socket write (`http1`'s connection): `written` just
+    before it, `sent` just after it returned with nothing left in the transport's buffer: the request
+    was then on the simulator's socket (loopback TCP delivers within the send; `_loopback_check`).
+    Returns the undo."""
     from tradefleet.adapters import http1
 
     send = http1._Connection.send
 
     def timed(self: Any, data: bytes) -> Any:
-        if "submit" in marks.current:
-            marks.current.setdefault("written", time.monotonic_ns())
-        return send(self, data)
+        if "submit" not in marks.current:
+            return send(self, data)
+        marks.current.setdefault("written", time.monotonic_ns())
+        answer = send(self, data)
+        if self.transport is not None and not self.transport.get_write_buffer_size():
+            marks.current.setdefault("sent", time.monotonic_ns())
+        return answer
 
     http1._Connection.send = timed  # type: ignore[method-assign]
 
@@ -311,12 +358,14 @@ class Sim:
         )  # fmt: skip
         wait_for_port(self.port, timeout=60)
 
-    def arrivals(self) -> tuple[dict[str, int], dict[str, int]]:
+    def arrivals(self) -> tuple[dict[str, int], dict[str, int], dict[str, list[int | None]]]:
         """Per client order id: when its request reached the simulator's process (read from its
-        socket), and when its REST edge handed it on (after aiohttp's parsing and routing)."""
+        socket), and when its REST edge handed it on (after aiohttp's parsing and routing); per
+        closing kline frame (`STREAM:open time`), the readings just before its write to the bot's
+        socket and just after (None if the write left bytes in the buffer)."""
         with urllib.request.urlopen(f"{self.url}/sim/orders/arrivals", timeout=10) as resp:
             body = json.loads(resp.read())
-            return body["arrivals"], body["handled"]
+            return body["arrivals"], body["handled"], body["closes"]
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -330,10 +379,18 @@ class Sim:
 
 @dataclass
 class Sample:
-    total_ns: int  # the closing frame at the bot -> the request read from the simulator's socket
+    total_ns: int  # the closing frame onto the bot's socket -> the request onto the simulator's
     segments: dict[str, int]
     side: str
+    read_ns: int  # ... -> the request read from its socket by the simulator
     handled_ns: int  # ... -> the request at the simulator's order handler (its own parsing included)
+    feed_read_ns: int  # the closing frame at the bot's feed -> read by the simulator (before 2026-12-05)
+    one_write: bool  # the request left in one socket write ("sent"); else its end is the simulator's read
+    close_write_ns: int | None  # the simulator's write of the closing frame (None: not in one write)
+
+
+STREAM = "btcusdt@kline_1m"
+"""The replayed kline stream the bot trades on (the simulator's `close_key` prefix)."""
 
 
 HOT_CLOSE_MS = BotConfig().hot_close_ms
@@ -356,7 +413,7 @@ async def run_bot(
     )  # fmt: skip
     marks = Marks()
     runtime = BenchRuntime(config, baseline=baseline, marks=marks)
-    untime_commit, untime_write = _time_commit(marks), _time_write(marks)
+    untime_commit, untime_write, untime_reads = _time_commit(marks), _time_write(marks), _time_reads(marks)
     task = asyncio.get_running_loop().create_task(runtime.run())
     deadline = time.monotonic() + timeout_s
     try:
@@ -373,7 +430,8 @@ async def run_bot(
             await asyncio.wait_for(task, 60)
         untime_commit()
         untime_write()
-    arrivals, handled = sim.arrivals()
+        untime_reads()
+    arrivals, handled, closes = sim.arrivals()
     signals = {s.signal_id: s for s in await _stored_signals(config)}
     out = []
     for cid, signal_id in marks.sent.items():
@@ -381,11 +439,20 @@ async def run_bot(
         if steps is None or signal is None or "handed" not in steps or cid not in arrivals:
             continue  # acted on at start-up (a takeover), not from a frame seen live
         recv = marks.recv.get(signal.candle_open_time)
-        if recv is None:
+        write = closes.get(f"{STREAM}:{signal.candle_open_time}")
+        if recv is None or write is None:
             continue
-        points = {**steps, "recv": recv, "arrived": arrivals[cid], "handled": handled[cid]}
+        closed = write[1] or write[0]  # on the bot's socket when the write returned (else: its start)
+        arrived, at_handler = arrivals[cid], handled[cid]
+        sock = marks.sock.get(signal.candle_open_time, 0)
+        points = {**steps, "closed": closed, "recv": recv, "arrived": arrived, "handled": at_handler}
+        if closed < sock <= recv:
+            points["sock"] = sock
         segments = {k: points[b] - points[a] for k, _, a, b in SEGMENTS if a in points and b in points}
-        out.append(Sample(arrivals[cid] - recv, segments, signal.side.value, handled[cid] - recv))
+        end = steps.get("sent", arrived)
+        wrote = write[1] - write[0] if write[1] else None
+        out.append(Sample(end - closed, segments, signal.side.value, arrived - closed, at_handler - closed,
+                          arrived - recv, "sent" in steps, wrote))  # fmt: skip
     return out
 
 
@@ -423,17 +490,38 @@ def _place(pin: bool, sim: Sim, redis: RedisServer) -> str:
     return f"bot on CPU {cpus[0]}; simulator and Redis on CPU {cpus[-1]}"
 
 
+LOOPBACK_SENDS = 2000
+
+
+def _loopback_check(n: int, size: int = 600) -> int:
+    """Of `n` loopback TCP sends of `size` bytes, how many were wholly on the receiving socket
+    (FIONREAD) when the send returned: the ground for taking the sender's clock after its write as
+    the bytes' arrival at the receiver (at both ends of the measured span)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        sender = socket.create_connection(server.getsockname())
+        receiver, _ = server.accept()
+        with sender, receiver:
+            sender.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            delivered, queued = 0, bytearray(4)
+            for _ in range(n):
+                sent = sender.send(b"x" * size)
+                fcntl.ioctl(receiver, termios.FIONREAD, queued)
+                delivered += sent == size == int.from_bytes(queued, sys.byteorder)
+                receiver.recv(65536)
+            return delivered
+
+
 def _pct(values: list[int], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000
 
 
-def _report(name: str, samples: list[Sample], *, handled: bool = False) -> None:
-    totals = [s.handled_ns if handled else s.total_ns for s in samples]
+def _report(name: str, samples: list[Sample], *, span: str = "total_ns") -> None:
+    totals = [getattr(s, span) for s in samples]
     sides = "  ".join(
         f"{side} {statistics.median(t) / 1000:.0f}"
         for side in ("BUY", "SELL")
-        if (t := [s.handled_ns if handled else s.total_ns for s in samples if s.side == side])
+        if (t := [getattr(s, span) for s in samples if s.side == side])
     )
     print(
         f"{name:28} {statistics.median(totals) / 1000:9.0f} {_pct(totals, 0.9):9.0f} "
@@ -458,7 +546,7 @@ def _slowest(name: str, samples: list[Sample], n: int = 4) -> None:
         print(f"  {s.total_ns / 1000:7.0f} {s.side:4}  {parts}")
 
 
-TOTALS = ("checks", "store", "request", "queue")
+TOTALS = ("inbound", "checks", "store", "request", "queue")
 """Segments that contain others (`SEGMENTS`): left out of `_slowest`, which names the parts."""
 
 
@@ -479,7 +567,7 @@ def _breakdown(name: str, samples: list[Sample]) -> dict[str, float]:
         print(f"  {key:8} {what:46} {medians[key]:7.0f} {mean:7.0f}{buy}")
     # Why the medians do not add up to the median total: each sample has its own slow segment (a
     # core taken by the simulator, a slow fsync). The means do add up; what is left is unmeasured.
-    chain = ("strategy", "engine", "checks", "store", "to_send", "request")  # frame -> arrival
+    chain = ("inbound", "strategy", "engine", "checks", "store", "to_send", "request")  # frame -> arrival
     whole = [s for s in samples if all(k in s.segments for k in chain)]
     means = [statistics.fmean(s.segments[k] for s in whole) / 1000 for k in chain] if whole else [0.0]
     print(
@@ -502,6 +590,7 @@ async def main(args: argparse.Namespace) -> None:
         redis.start()
         sim = Sim(tmp, args.speed, args.levels)
         placement = _place(args.pin, sim, redis)
+        delivered = _loopback_check(LOOPBACK_SENDS)
         got: dict[str, list[Sample]] = {path: [] for path in PATHS}
         try:
             per_bot = -(-args.samples // args.rounds)
@@ -519,16 +608,30 @@ async def main(args: argparse.Namespace) -> None:
         ours, cold, base = got["ours"], got["cold"], got["base"]
         if not ours or not cold or not base:
             raise SystemExit("no samples: the bot sent no order for a live crossing")
-        print("\ntick -> order: closing kline frame at the bot -> order request read by the simulator")
+        print("\ntick -> order: closing kline frame onto the bot's socket -> order request onto the "
+              "simulator's socket")  # fmt: skip
+        every = ours + cold + base
+        writes = sorted(s.close_write_ns for s in every if s.close_write_ns is not None)
         print(f"({placement})")
+        print(f"Both ends are the sender's clock when its socket write returned: loopback TCP had put "
+              f"the bytes on the receiver's socket by then in {delivered} of {LOOPBACK_SENDS} sends "
+              f"checked with FIONREAD. Order requests sent in one write: "
+              f"{sum(s.one_write for s in every)} of {len(every)}; closing frames: {len(writes)} of "
+              f"{len(every)}, the simulator's write taking {_pct(writes, 0.5):.0f} µs at the median, "
+              f"{_pct(writes, 0.99):.0f} µs at p99 (a start taken before it would add that).")  # fmt: skip
         print(f"{'µs':28} {'p50':>9} {'p90':>9} {'p99':>9} {'max':>9} {'samples':>8}")
-        _report("ours (one commit, hot close)", ours)
-        _report("ours without hot close", cold)
-        _report("baseline (four commits)", base)
-        print("... to the simulator's order handler (its parsing and routing counted too):")
-        _report("ours (one commit, hot close)", ours, handled=True)
-        _report("ours without hot close", cold, handled=True)
-        _report("baseline (four commits)", base, handled=True)
+        for label, span in (
+            ("", "total_ns"),
+            ("... to the simulator reading the request (its scheduling counted too):", "read_ns"),
+            ("... to the simulator's order handler (its parsing and routing counted too):", "handled_ns"),
+            ("from the bot's feed handed the frame to the simulator's read (the span before 2026-12-05):",
+             "feed_read_ns"),
+        ):  # fmt: skip
+            if label:
+                print(label)
+            _report("ours (one commit, hot close)", ours, span=span)
+            _report("ours without hot close", cold, span=span)
+            _report("baseline (four commits)", base, span=span)
         _slowest("ours", ours)
         mine = _breakdown("ours", ours)
         _breakdown("ours without hot close", cold)
@@ -539,12 +642,15 @@ async def main(args: argparse.Namespace) -> None:
         b99 = _pct([s.total_ns for s in base], 0.99)
         c50 = statistics.median(s.total_ns for s in cold) / 1000
         c99 = _pct([s.total_ns for s in cold], 0.99)
+        f50 = statistics.median(s.feed_read_ns for s in ours) / 1000
+        f99 = _pct([s.feed_read_ns for s in ours], 0.99)
         risk = mine.get("risk", 0.0)
         print(f"\nrisk gate: {risk:.0f} µs of ours' {p50:.0f} µs median ({100 * risk / p50:.0f} %)")
         print(
             f"tick_to_order p50_us={p50:.0f} p99_us={p99:.0f} baseline_p50_us={b50:.0f} "
             f"baseline_p99_us={b99:.0f} ratio={b50 / p50:.2f} samples={len(ours)} risk_p50_us={risk:.0f} "
-            f"cold_p50_us={c50:.0f} cold_p99_us={c99:.0f}"
+            f"cold_p50_us={c50:.0f} cold_p99_us={c99:.0f} feed_read_p50_us={f50:.0f} "
+            f"feed_read_p99_us={f99:.0f}"
         )
 
 
