@@ -188,7 +188,7 @@ async def test_market_data_waits_while_an_order_is_about_to_be_stored_and_goes_o
 ) -> None:
     """A closing candle and a price batch would otherwise put their commit ahead of the order's on
     the store's one connection; they go as soon as the order's commit is done."""
-    buffered = BufferedStore(sqlite_store, metrics, flush_ms=0)  # market data due at once
+    buffered = BufferedStore(sqlite_store, metrics, flush_ms=0, defer_max_s=600.0)  # due at once
     buffered.start()
     buffered.defer_market_data(600.0)
     buffered.enqueue_candle(r.candle(0))
@@ -206,6 +206,34 @@ async def test_market_data_waits_while_an_order_is_about_to_be_stored_and_goes_o
     assert await sqlite_store.candles(r.SYMBOL, "1m") == [r.candle(0)]
     assert len(await sqlite_store.prices(r.BOT)) == 3
     await buffered.close()
+
+
+async def test_deferrals_one_after_another_never_keep_market_data_from_the_store_for_good(
+    sqlite_store: SqliteStore, metrics: BotMetrics
+) -> None:
+    """Candles that close faster than the hot close's window defer market data again before each
+    deferral ends: it is written anyway once `defer_max_s` past due (0.25 s by default)."""
+    buffered = BufferedStore(sqlite_store, metrics, flush_ms=0, defer_max_s=0.05)
+    buffered.start()
+    buffered.defer_market_data(0.04)
+    buffered.enqueue_price(r.price(0))
+    buffered.enqueue_candle(r.candle(0))
+    keep_deferring = True
+
+    async def defer() -> None:
+        while keep_deferring:
+            buffered.defer_market_data(0.04)
+            await asyncio.sleep(0.002)
+
+    deferring = asyncio.create_task(defer())
+    try:
+        await eventually(lambda: not any(buffered.buffered().values()), what="market data written")
+        assert len(await sqlite_store.prices(r.BOT)) == 1
+        assert await sqlite_store.candles(r.SYMBOL, "1m") == [r.candle(0)]
+    finally:
+        keep_deferring = False
+        await deferring
+        await buffered.close()
 
 
 async def test_after_an_orders_commit_the_writer_starts_nothing_until_its_request_has_left(

@@ -50,6 +50,13 @@ DURABLE_KINDS = ("signal", "signal_action", "order", "update", "position", "even
 REQUEST_HOLD_S = 0.2
 """At most this long after an order's commit, the writer starts nothing while the order's request is
 being built and sent (`request_left` ends it as soon as that is done)."""
+DEFER_MAX_S = 0.25
+"""Market data that `defer_market_data` holds back is written anyway once it is this long past due:
+deferrals that follow one another with no gap (a replay whose candles close faster than the hot
+close's window, `engine.hot_close`) must not keep prices and candles from the store for good. A bot
+whose market data is written as it comes due (every `flush_ms` but for a deferral of a few tens of
+milliseconds around a close) never gets this far behind, so an order's commit still finds no batch
+ahead of it."""
 RETRY_MIN_S = 0.05
 RETRY_MAX_S = 5.0
 """Backoff bounds: quick enough to catch a lock released by another process, slow enough not to
@@ -100,6 +107,7 @@ class BufferedStore:
         retry_max_s: float = RETRY_MAX_S,
         write_timeout_s: float = WRITE_TIMEOUT_S,
         request_hold_s: float = REQUEST_HOLD_S,
+        defer_max_s: float = DEFER_MAX_S,
         timed: bool = True,
         candle_batch: bool = False,
     ) -> None:
@@ -113,6 +121,7 @@ class BufferedStore:
         self.retry_max_s = retry_max_s
         self.write_timeout_s = write_timeout_s
         self.request_hold_s = request_hold_s
+        self.defer_max_s = defer_max_s
         self._prices: deque[PriceSample] = deque()
         self._prices_since: float | None = None  # when the oldest waiting sample arrived (monotonic)
         self._candles_since: float | None = None  # when the oldest waiting candle arrived (monotonic)
@@ -464,14 +473,20 @@ class BufferedStore:
         if self._flush_waiters or not self._healthy:
             return 0.0
         now = time.monotonic()
-        if now < self._deferred_until:
-            return self._deferred_until - now
-        if len(self._prices) >= self.batch_max or len(self._candles) >= self.batch_max:
-            return 0.0
         # `candle_batch` (backtests on the simulated clock): candles wait for a full batch or a flush,
         # with no wall-clock timer of their own.
         candles_since = None if self._candle_batch else self._candles_since
         starts = [t for t in (self._prices_since if self._prices else None, candles_since) if t is not None]
+        if now < self._deferred_until:
+            # Held back (an order is about to be stored, a close is near), but never more than
+            # `defer_max_s` past due.
+            until = self._deferred_until
+            if starts:
+                until = min(until, min(starts) + self.flush_s + self.defer_max_s)
+            if now < until:
+                return until - now
+        if len(self._prices) >= self.batch_max or len(self._candles) >= self.batch_max:
+            return 0.0
         if not starts:
             return None if not self._prices else 0.0
         return max(0.0, min(starts) + self.flush_s - now)
