@@ -76,8 +76,9 @@ class SimOptions:
     """Keep, per client order id, the CLOCK_MONOTONIC readings (ns) at which its first order request
     reached the simulator (read from its socket: `arrivals.ArrivalStamps` on the plain-TCP listener)
     and its REST edge (`rest.binance_edge`, after aiohttp's parsing and routing, before the weight
-    checks), for `GET /sim/orders/arrivals`; with it, per closing kline frame of the replay, the reading
-    just before the frame was written to a client's socket (`Hub.sent_at`, `"closes"`). The clock is
+    checks), for `GET /sim/orders/arrivals`; with it, per closing kline frame of the replay, the
+    readings just before its write to a client's socket and just after (`Hub.sent_at`, `"closes"`;
+    None after when the write left bytes in the buffer). The clock is
     the host's, so a process on the same machine can subtract its own readings
     (`python -m bench.tick_to_order`). Off: no clock is read."""
     startup_faults: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)

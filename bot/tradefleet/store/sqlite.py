@@ -115,6 +115,13 @@ _COMMIT_SIGNAL_SQL = (
 """An order's signal, stored with its action in `commit_order` (a stored signal takes the new one)."""
 _PING_SQL = "INSERT OR REPLACE INTO store_health (id, checked_at) VALUES (1, ?)"
 """A real one-row write: a free lock alone would not notice a read-only or failing disk."""
+
+
+def _health_row(now_ms: int) -> Callable[[sqlite3.Connection], sqlite3.Cursor]:
+    """The health row's write (`ping`, and the hot close's warm-up `_warm_disk`), one transaction."""
+    return lambda conn: _write(conn, lambda c: c.execute(_PING_SQL, (now_ms,)))
+
+
 _CANDLE_COLUMNS = "symbol, interval, open_time, close_time, open, high, low, close, volume, closed, trades"
 _PRICE_COLUMNS = "bot, exchange, symbol, exchange_ts, local_ts, update_id, bid, bid_qty, ask, ask_qty"
 
@@ -366,7 +373,7 @@ class SqliteStore:
         """`_call`, waiting up to `busy_timeout_ms` for a lock another connection holds (someone's
         `sqlite3` shell, a second process on a `lock="none"` store), as SQLite's own busy timeout
         would: the connection's is 0 once it is open, so an order's commit on the loop's thread
-        (`_on_loop`) gives up at once instead, with no PRAGMA to switch it off and on (~0.07 ms cold,
+        (`_if_free`) gives up at once instead, with no PRAGMA to switch it off and on (~0.07 ms cold,
         per order). Every call may run again: writes are one transaction each, rolled back on an
         error (`_write`), and idempotent (the module docstring)."""
         deadline = time.monotonic() + self.busy_timeout_ms / 1000
@@ -383,12 +390,12 @@ class SqliteStore:
             time.sleep(min(pause, left))
             pause = min(pause * 2, BUSY_MAX_PAUSE_S)
 
-    def _on_loop(self, fn: Callable[[sqlite3.Connection], T]) -> tuple[bool, T | None]:
-        """Run `fn` on this (the loop's) thread if the connection is free now: (True, result); else
-        (False, None) and nothing ran. It must not wait on the disk for a lock: a `sqlite3` shell
-        holding the write lock makes it give up at once (the connection's busy timeout is 0:
-        `_patiently`) rather than block the loop; the caller then goes through the store's thread,
-        which waits as any call does."""
+    def _if_free(self, fn: Callable[[sqlite3.Connection], T]) -> tuple[bool, T | None]:
+        """Run `fn` on the calling thread (the loop's for an order's commit; the store's for a
+        warm-up, `_warm_disk`) if the connection is free now: (True, result); else (False, None) and
+        nothing ran. It must not wait on the disk for a lock: a `sqlite3` shell holding the write lock
+        makes it give up at once (the connection's busy timeout is 0: `_patiently`) rather than block
+        the loop; the caller then goes through the store's thread, which waits as any call does."""
         if self._conn is None or not self._conn_lock.acquire(blocking=False):
             return False, None
         try:
@@ -450,7 +457,7 @@ class SqliteStore:
                     "store supports processes on one host's local disk; use MongoDB to share a store"
                 )
         try:
-            # check_same_thread=False: an order's commit may run on the loop's thread (`_on_loop`), one
+            # check_same_thread=False: an order's commit may run on the loop's thread (`_if_free`), one
             # thread at a time under `_conn_lock`.
             conn = sqlite3.connect(
                 self.path, isolation_level=None, timeout=self.busy_timeout_ms / 1000, check_same_thread=False
@@ -526,7 +533,7 @@ class SqliteStore:
 
     async def ping(self) -> None:
         now = time.time_ns() // 1_000_000
-        await self._run(lambda conn: _write(conn, lambda c: c.execute(_PING_SQL, (now,))))
+        await self._run(_health_row(now))
 
     # -- writes -----------------------------------------------------------------------------------
 
@@ -603,7 +610,7 @@ class SqliteStore:
         it ran."""
         if not self._loop_commits_now():
             return False
-        ran, _ = self._on_loop(lambda conn: _rolled_back(conn, self._order_rows(signal, order)))
+        ran, _ = self._if_free(lambda conn: _rolled_back(conn, self._order_rows(signal, order)))
         if ran and self._executor is not None and (self._warming is None or self._warming.done()):
             self._warming = self._executor.submit(self._warm_disk)
         return ran
@@ -613,15 +620,8 @@ class SqliteStore:
         connection is free (an order's commit on the loop's thread has it otherwise), never waiting
         for another connection's lock, and with no checkpoint after it (`_on_thread`'s: its fsync of
         the database file would keep the connection from the order's commit)."""
-        if not self._conn_lock.acquire(blocking=False):
-            return
-        now = time.time_ns() // 1_000_000
-        try:
-            self._call(lambda conn: _write(conn, lambda c: c.execute(_PING_SQL, (now,))))
-        except StoreUnavailable:
-            pass  # locked or failing: the order's commit will say so, and this was only a warm-up
-        finally:
-            self._conn_lock.release()
+        # Locked or failing: the order's commit will say so, and this was only a warm-up.
+        self._if_free(_health_row(time.time_ns() // 1_000_000))
 
     async def warmed(self) -> None:
         """Until the last `rehearse_commit`'s health-row write is over (tests, `bench.disk_warm`)."""
@@ -635,7 +635,7 @@ class SqliteStore:
         commit = self._order_rows(signal, order)
         if self._loop_commits_now():
             started = self.clock()
-            ran, inserted = self._on_loop(lambda conn: _write(conn, commit))
+            ran, inserted = self._if_free(lambda conn: _write(conn, commit))
             took = self.clock() - started
             if took > LOOP_COMMIT_SLOW_S:
                 self._loop_commits_from = self.clock() + LOOP_COMMIT_PAUSE_S
