@@ -316,14 +316,17 @@ class BenchRuntime(BotRuntime):
                 metrics=o.metrics, publisher=o.publisher, risk=o.risk,
             )  # fmt: skip
         orders = self.orders
-        submit_signal = orders.submit_signal
 
-        def handed(signal: Signal) -> None:
-            m.current = m.steps.setdefault(signal.signal_id, {})
-            m.mark("handed")
-            submit_signal(signal)
+        def handing(hand: Callable[[Signal], None]) -> Callable[[Signal], None]:
+            def handed(signal: Signal) -> None:
+                m.current = m.steps.setdefault(signal.signal_id, {})
+                m.mark("handed")
+                hand(signal)
 
-        orders.submit_signal = handed
+            return handed
+
+        orders.submit_signal = handing(orders.submit_signal)  # queued: the baseline, and the engine's worker
+        orders.act_now = handing(orders.act_now)  # acted on at once: ours, as its candle closes
         # `confirm()` awaits `start_confirm()`: timing the latter times whichever the manager calls.
         orders.lease.start_confirm = _started(m, "lease0", "lease1", orders.lease.start_confirm)
         # A BUY's reserve is sent here; its answer is read after the commit (`finish_send`).

@@ -305,6 +305,9 @@ class Rehearsing:
     def submit_signal(self, signal: Signal) -> None:
         raise AssertionError("a rehearsal hands nothing on")
 
+    def act_now(self, signal: Signal) -> None:
+        raise AssertionError("a rehearsal hands nothing on")
+
     async def settle(self) -> None:
         return None
 

@@ -49,6 +49,9 @@ class Taker:
     def ready_to_act(self) -> bool:
         return self.ready
 
+    def act_now(self, signal: Signal) -> None:
+        self.submit_signal(signal)
+
     def submit_signal(self, signal: Signal) -> None:
         reader = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
         try:

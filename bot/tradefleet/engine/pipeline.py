@@ -74,6 +74,8 @@ class SignalTaker(Protocol):
 
     def submit_signal(self, signal: Signal) -> None: ...
 
+    def act_now(self, signal: Signal) -> None: ...
+
     async def settle(self) -> None: ...
 
 
@@ -350,13 +352,15 @@ class BotEngine:
             # batch) is written after the order's commit, not ahead of it on the store's connection.
             self.sink.defer_market_data(ORDER_WRITE_WAIT_S)
         # Nothing ahead of it here and a manager that acts on it at once: handed over now, without a
-        # turn of the loop through this engine's worker (which then only logs and publishes it).
+        # turn of the loop through this engine's worker (which then only logs and publishes it), and
+        # acted on now (`act_now`: the order path runs on this stack until it waits, usually for the
+        # exchange's answer to the request it has sent).
         handed = not self._unfinished_signals and orders is not None and orders.ready_to_act()
-        if handed:
-            assert orders is not None
-            orders.submit_signal(signal)
         self._unfinished_signals += 1
         self._signals.put_nowait((signal, handed))
+        if handed:
+            assert orders is not None
+            orders.act_now(signal)
 
     def signals_in_flight(self) -> bool:
         """A signal is queued or being handed over (cheap: the feed asks after every frame)."""
