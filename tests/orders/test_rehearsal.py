@@ -7,11 +7,16 @@ simulator over real sockets, a real SQLite file, a real redis-server."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
+import threading
 import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.orders.conftest import (
     bot_config,
@@ -20,6 +25,7 @@ from tests.orders.conftest import (
     risk_gate,
     sim_orders,
     sim_rules,
+    until,
 )
 from tradefleet.adapters import binance_exec
 from tradefleet.coord.risk_state import RedisRiskState
@@ -34,6 +40,12 @@ def _rows(path: Path) -> tuple[int, int]:
     with sqlite3.connect(path) as c:
         return (c.execute("SELECT count(*) FROM orders").fetchone()[0],
                 c.execute("SELECT count(*) FROM signals").fetchone()[0])  # fmt: skip
+
+
+def _health_rows(path: Path) -> int:
+    with sqlite3.connect(path) as c:
+        n: int = c.execute("SELECT count(*) FROM store_health").fetchone()[0]
+        return n
 
 
 def _order(config: Any, signal: Any) -> Order:
@@ -54,16 +66,47 @@ async def test_a_rehearsed_commit_writes_nothing_of_it_and_the_real_one_then_sto
         order = _order(config, signal)
         assert store.rehearse_commit(signal, order) is True  # ran, on this thread
         assert _rows(path) == (0, 0)
-        # Its one real write: the health row (`ping`'s), committed on the store's thread to keep the
-        # disk warm.
-        await store.warmed()
-        with sqlite3.connect(path) as c:
-            assert c.execute("SELECT count(*) FROM store_health").fetchone()[0] == 1
+        await store.warmed()  # the disk flushed (`_warm_disk`), nothing written
+        assert _rows(path) == (0, 0) and _health_rows(path) == 0
         assert await store.commit_order(signal, order) is True  # not "already stored"
         assert _rows(path) == (1, 1)
         stored = await store.get_order(order.client_order_id)
         assert stored is not None and stored.status is OrderStatus.PENDING
     finally:
+        await store.close()
+
+
+async def test_the_warm_up_flushes_the_wal_on_the_stores_thread_and_no_order_waits_for_it(
+    sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warm-up is the WAL's fdatasync on the store's thread, holding neither the connection nor
+    SQLite's lock: an order's commit that comes while the disk stalls that flush runs on the loop at
+    once (it used to wait behind the warm-up's commit on the store's thread, 1-15 ms)."""
+    path = tmp_path / "r.sqlite"
+    store = open_store(f"sqlite:///{path}")
+    await store.open()
+    release = threading.Event()
+    flushed: list[tuple[str, str]] = []
+    fdatasync = os.fdatasync
+
+    def stalled(fd: int) -> None:  # Python's callers only: SQLite's own syncs are its C code's
+        flushed.append((threading.current_thread().name, os.readlink(f"/proc/self/fd/{fd}")))
+        release.wait(30)
+        fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", stalled)
+    try:
+        config = bot_config(sim)
+        signal = make_signal(config, Side.BUY, 1)
+        order = _order(config, signal)
+        assert store.rehearse_commit(signal, order) is True
+        await until(lambda: flushed, what="the warm-up's flush under way")
+        assert flushed == [("sqlite-store_0", f"{path}-wal")]
+        assert await asyncio.wait_for(store.commit_order(signal, order), 10) is True  # not behind it
+        assert _rows(path) == (1, 1) and _health_rows(path) == 0
+    finally:
+        release.set()
+        await store.warmed()
         await store.close()
 
 

@@ -118,7 +118,7 @@ _PING_SQL = "INSERT OR REPLACE INTO store_health (id, checked_at) VALUES (1, ?)"
 
 
 def _health_row(now_ms: int) -> Callable[[sqlite3.Connection], sqlite3.Cursor]:
-    """The health row's write (`ping`, and the hot close's warm-up `_warm_disk`), one transaction."""
+    """The health row's write (`ping`), one transaction."""
     return lambda conn: _write(conn, lambda c: c.execute(_PING_SQL, (now_ms,)))
 
 
@@ -337,7 +337,8 @@ class SqliteStore:
         # through the store's thread like any call.
         self.loop_commits = self.exclusive and not self.inline
         self._conn_lock = threading.Lock()
-        self._warming: Future[None] | None = None  # `rehearse_commit`'s health-row write
+        self._warming: Future[None] | None = None  # `rehearse_commit`'s flush (`_warm_disk`)
+        self._wal_fd: int | None = None  # `_warm_disk`'s own read-only descriptor of the WAL file
         self._checkpointed_at = 0.0
         self._loop_commits_from = 0.0  # monotonic seconds: no loop commit before (a slow one was seen)
         self.clock: Callable[[], float] = time.monotonic
@@ -527,6 +528,9 @@ class SqliteStore:
         finally:
             self._executor.shutdown(wait=True)
             self._executor = None
+            if self._wal_fd is not None:
+                os.close(self._wal_fd)
+                self._wal_fd = None
             if self._locked:
                 sqlite_lock.release(self.path)
                 self._locked = False
@@ -600,14 +604,12 @@ class SqliteStore:
     def rehearse_commit(self, signal: Signal, order: Order) -> bool:
         """`commit_order`'s transaction run and rolled back on this (the loop's) thread, where the
         order's commit will run: none of it is written, and the code and the pages it touches are
-        warm for it (`engine.hot_close`). Then the health row is written on the store's thread
-        (`_warm_disk`), a real commit with its fsync: a virtual disk that has just written answers the
-        next fsync several times faster than one idle for a while (`bench/disk_warm.py`: ~0.2 ms 2 ms
-        after the last against ~0.55-1.1 ms after 100 ms idle). That fsync is not the loop's to wait
-        for: a close that arrives during it is read at once (on the loop it was read up to a stalled
-        fsync late), and finds the connection free or takes the store's thread itself. Only when
-        commits run here and the connection is free this instant; never waits for a lock. True when
-        it ran."""
+        warm for it (`engine.hot_close`). Then the store's thread flushes the disk (`_warm_disk`): a
+        virtual disk that has just flushed answers the next fsync faster than one idle for a while
+        (`bench/disk_warm.py`). That flush is not the loop's to wait for, and it holds neither the
+        connection nor SQLite's write lock: a close that arrives during it is read at once and its
+        commit runs on the loop as usual. Only when commits run here and the connection is free this
+        instant; never waits for a lock. True when it ran."""
         if not self._loop_commits_now():
             return False
         ran, _ = self._if_free(lambda conn: _rolled_back(conn, self._order_rows(signal, order)))
@@ -616,15 +618,22 @@ class SqliteStore:
         return ran
 
     def _warm_disk(self) -> None:
-        """The health row (`ping`'s write) on the store's thread, for `rehearse_commit`: only if the
-        connection is free (an order's commit on the loop's thread has it otherwise), never waiting
-        for another connection's lock, and with no checkpoint after it (`_on_thread`'s: its fsync of
-        the database file would keep the connection from the order's commit)."""
-        # Locked or failing: the order's commit will say so, and this was only a warm-up.
-        self._if_free(_health_row(time.time_ns() // 1_000_000))
+        """`fdatasync` of the WAL file through a read-only descriptor of our own, with nothing
+        written, on the store's thread, for `rehearse_commit`: the disk's cache flush is what warms
+        it. Until 2026-12-05 this was the health row's commit, which held the connection and the
+        write lock through its fsync: an order's commit that met it (a close earlier than forecast,
+        or a flush the disk stalled) went through the store's thread and waited for it, 1-15 ms
+        (`bench.tick_to_order`'s `to_thread`; 3 of 196 orders in one run). Any error (no WAL yet, an
+        in-memory database, a filesystem that refuses): nothing done, this was only a warm-up."""
+        try:
+            if self._wal_fd is None:
+                self._wal_fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
+            os.fdatasync(self._wal_fd)
+        except OSError:
+            pass
 
     async def warmed(self) -> None:
-        """Until the last `rehearse_commit`'s health-row write is over (tests, `bench.disk_warm`)."""
+        """Until the last `rehearse_commit`'s flush is over (tests, `bench.disk_warm`)."""
         if self._warming is not None:
             await asyncio.wrap_future(self._warming)
 
