@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from tests.feed.wsserver import wait_until
@@ -23,6 +24,7 @@ from tradefleet_sim.server import SimServer
 
 BookDict = dict[str, dict[Decimal, Decimal]]
 DIFF_TYPES = (DepthDiff, ParsedDiff)
+HISTORY = 256  # update ids of our book kept while comparing: 5 s of the fault matrix's 50 diffs/s
 
 
 class MarketPath:
@@ -40,19 +42,33 @@ class MarketPath:
         self.feed = Feed(adapter, adapter.stream_url(sim.ws_url, "BTCUSDT", "1m"), self._handle, metrics,
                          **feed_kw)  # fmt: skip
         self.statuses: list[StreamStatus] = []
-        self._target: int | None = None
-        self._captured: BookDict | None = None
+        # While `assert_matches_true_book` runs: our book at each update id it reached, newest last.
+        self._history: dict[int, BookDict] | None = None
 
     def _handle(self, event: MarketEvent | object) -> None:
         if isinstance(event, StreamStatus):
             self.statuses.append(event)
         self.keeper.handle(event)
         k = self.keeper
-        if self._target is not None and k.in_sync and k.last_update_id == self._target:
-            self._captured = k.sync.book.as_dict()
-            assert not k.sync.book.crossed()
+        if self._history is not None:
+            self._record()
         if type(event) in DIFF_TYPES and k.in_sync:
             assert k.top() is not None
+
+    def _record(self) -> None:
+        k, history = self.keeper, self._history
+        if history is not None and k.in_sync and k.last_update_id not in history:
+            history[k.last_update_id] = k.sync.book.as_dict()
+            assert not k.sync.book.crossed()
+            while len(history) > HISTORY:
+                del history[next(iter(history))]
+
+    def _reached(self, target: int) -> bool:
+        """Our book has been at `target`, or is past it (then a resync jumped over it)."""
+        history, k = self._history or {}, self.keeper
+        return (
+            target in history or (k.in_sync and k.last_update_id > target) or min(history, default=0) > target
+        )
 
     def counter(self, name: str, labels: dict[str, str] | None = None) -> float:
         return self.metrics.registry.get_sample_value(name, labels or {}) or 0.0
@@ -61,25 +77,32 @@ class MarketPath:
         await wait_until(lambda: self.keeper.in_sync, 30, what)
 
     async def assert_matches_true_book(self) -> int:
-        """Fetch the simulator's true book at id X and wait until our book is exactly at X; the two
-        must be equal level for level. Retries if our book had already moved past X."""
-        for _ in range(50):
-            true = await sim_book(self.sim, "BTCUSDT")
-            target = int(true["lastUpdateId"])
-            self._target, self._captured = target, None
-            if self.keeper.in_sync and self.keeper.last_update_id == target:
-                self._captured = self.keeper.sync.book.as_dict()
-            elif self.keeper.in_sync and self.keeper.last_update_id > target:
-                continue
-            with contextlib.suppress(AssertionError):
-                await wait_until(lambda: self._captured is not None, 10, f"our book at update id {target}")
-            if self._captured is None:
-                continue
-            expected = {side: {Decimal(p): Decimal(q) for p, q in true[side]} for side in ("bids", "asks")}
-            assert self._captured == expected, f"book differs from the simulator's at update id {target}"
-            self._target = None
-            return target
-        raise AssertionError("never caught our book at the simulator's update id")
+        """Fetch the simulator's true book at update id X and require ours, at X, to equal it level
+        for level. Our book is recorded at every id it reaches from before the fetch on, so the diffs
+        that arrive while the answer is on its way (the stream does not wait for the test) cannot
+        make it miss X however slowly the machine runs it; if ours has not reached X yet, wait."""
+        history: dict[int, BookDict] = {}
+        self._history = history
+        self._record()  # where our book is now
+        try:
+            for _ in range(5):
+                true = await sim_book(self.sim, "BTCUSDT")
+                target = int(true["lastUpdateId"])
+                await wait_until(partial(self._reached, target), 30, f"our book at update id {target}")
+                ours = history.get(target)
+                if ours is None:  # a resync jumped over X (or ours was past it before recording began)
+                    continue
+                expected = {
+                    side: {Decimal(p): Decimal(q) for p, q in true[side]} for side in ("bids", "asks")
+                }
+                assert ours == expected, f"book differs from the simulator's at update id {target}"
+                return target
+            ids = f"{min(history)}-{max(history)}" if history else "none, never in sync"
+            raise AssertionError(
+                f"our book never stopped at the simulator's update id in 5 tries (ours: {ids})"
+            )
+        finally:
+            self._history = None
 
 
 @contextlib.asynccontextmanager
