@@ -557,9 +557,6 @@ def _slowest(name: str, samples: list[Sample], n: int = 4) -> None:
         print(f"  {s.total_ns / 1000:7.0f} {s.side:4}  {parts}")
 
 
-_FSYNC = "the disk's stalls taken out"
-
-
 def _without_disk_stalls(samples: list[Sample]) -> tuple[float, float]:
     """p50 and p99 of the span with each sample's COMMIT (the WAL's fsync, the `fsync` segment) cut
     to the run's median where it took longer: what the path gives on a disk that never stalls a
@@ -661,7 +658,10 @@ async def main(args: argparse.Namespace) -> None:
             _report("ours without hot close", cold, span=span)
             _report("baseline (four commits)", base, span=span)
         d50, d99 = _without_disk_stalls(ours)
-        print(f"ours with no commit's fsync above its median ({_FSYNC}): p50 {d50:.0f}, p99 {d99:.0f}")
+        print(
+            "ours with no commit's fsync above its median (the disk's stalls taken out): "
+            f"p50 {d50:.0f}, p99 {d99:.0f}"
+        )
         _slowest("ours", ours)
         mine = _breakdown("ours", ours)
         _breakdown("ours without hot close", cold)

@@ -18,7 +18,6 @@ caller's own cancellation through.
 from __future__ import annotations
 
 import asyncio
-import collections.abc
 import contextvars
 import logging
 from asyncio.tasks import _enter_task, _leave_task
@@ -101,7 +100,7 @@ def start_eagerly(coro: Coroutine[Any, Any, T], *, name: str | None = None) -> a
     return task
 
 
-class _FirstStepDone(collections.abc.Coroutine[Any, Any, Any]):
+class _FirstStepDone(Coroutine[Any, Any, Any]):
     """`coro` with its first step already run (`run`, by `start_eagerly`): the task's first `send`
     gets that step's outcome, every later call goes to `coro` itself."""
 

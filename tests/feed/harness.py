@@ -50,8 +50,7 @@ class MarketPath:
             self.statuses.append(event)
         self.keeper.handle(event)
         k = self.keeper
-        if self._history is not None:
-            self._record()
+        self._record()
         if type(event) in DIFF_TYPES and k.in_sync:
             assert k.top() is not None
 

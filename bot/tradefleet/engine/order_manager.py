@@ -177,8 +177,7 @@ class OrderManager:
 
     def submit_signal(self, signal: Signal) -> None:
         """Queue a signal; the manager's own task handles signals one at a time, in order."""
-        self._unfinished += 1
-        self._quiet.clear()
+        self._taking_one()
         self._signals.put_nowait((signal, time.monotonic()))
 
     def act_now(self, signal: Signal) -> None:
@@ -195,8 +194,7 @@ class OrderManager:
         if not self.ready_to_act():
             self.submit_signal(signal)
             return
-        self._unfinished += 1
-        self._quiet.clear()
+        self._taking_one()
         task = start_eagerly(self._act_alone(signal, time.monotonic()), name=f"act-{signal.signal_id}")
         self._acting_now.add(task)
         task.add_done_callback(self._acted_now)
@@ -341,6 +339,10 @@ class OrderManager:
             return
         self._failed = task.exception()
         self._signals.put_nowait(None)
+
+    def _taking_one(self) -> None:
+        self._unfinished += 1
+        self._quiet.clear()  # a request may be about to leave
 
     def _done_with_one(self) -> None:
         self._unfinished -= 1
